@@ -1,0 +1,38 @@
+"""Start Puyu Studio: `python launch.py --port 6006 --num-gpus 1` (see --help)."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from pathlib import Path
+
+DEFAULT_DATA_DIR = Path(os.environ.get("PUYU_DATA_DIR", Path.home() / ".puyu-studio"))
+
+
+def parse_args(argv=None) -> argparse.Namespace:
+    """The command line."""
+    p = argparse.ArgumentParser(prog="launch.py", description="Puyu Studio (浦语 Studio): a local studio for InternLM models.")
+    p.add_argument("--port", type=int, default=6006, help="port to serve on (default 6006)")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1; 0.0.0.0 exposes it to the network)")
+    p.add_argument("--num-gpus", type=int, default=1, help="GPUs a model may span (transformers: device_map; lmdeploy: tp)")
+    p.add_argument("--config", default=None, help="YAML config (default configs/default.yaml: the embedded SmolLM2)")
+    p.add_argument("--model-path", default=None, help="override the chat model's path (a folder or a .gguf file)")
+    p.add_argument("--share", action="store_true", help="also serve a public gradio.live link (always behind a login)")
+    p.add_argument("--auth", default=None, metavar="USER:PASS", help="require this login")
+    p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help=f"where conversations and caches live (default {DEFAULT_DATA_DIR})")
+    p.add_argument("--lang", choices=["en", "zh"], default=None, help="UI language (default: the browser's)")
+    p.add_argument("--cli", action="store_true", help="chat in the terminal instead of the browser")
+    return p.parse_args(argv)
+
+
+def main(argv=None) -> int:
+    """Parse flags, validate the config, then serve the UI or run the terminal chat."""
+    args = parse_args(argv)
+    from studio.launcher import run
+
+    return run(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,84 @@
+"""Per-user session objects: plain, deep-copyable dataclasses holding names, never engines."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Optional
+
+from studio.core.types import GenParams, Message, TextPart
+
+TITLE_CHARS = 48
+
+
+def new_id() -> str:
+    """A random opaque identifier."""
+    return uuid.uuid4().hex
+
+
+@dataclass
+class ChatSession:
+    """One conversation: system prompt, turns, parameters and the engine it talks to."""
+
+    id: str = field(default_factory=new_id)
+    title: str = ""
+    system_prompt: str = ""
+    messages: list[Message] = field(default_factory=list)
+    params: GenParams = field(default_factory=GenParams)
+    engine: str = "chat"
+    created: float = field(default_factory=time.time)
+    updated: float = field(default_factory=time.time)
+
+    def prompt_messages(self) -> list[Message]:
+        """The messages to send: the system prompt (if any) and the turns."""
+        head = [Message.of("system", self.system_prompt)] if self.system_prompt.strip() else []
+        return head + list(self.messages)
+
+    def display_title(self) -> str:
+        """The title, or one derived from the first user message."""
+        if self.title:
+            return self.title
+        for m in self.messages:
+            if m.role == "user" and m.text.strip():
+                text = " ".join(m.text.split())
+                return text[:TITLE_CHARS] + ("…" if len(text) > TITLE_CHARS else "")
+        return ""
+
+    def last_user_index(self) -> Optional[int]:
+        """Index of the last user message, or None."""
+        for i in range(len(self.messages) - 1, -1, -1):
+            if self.messages[i].role == "user":
+                return i
+        return None
+
+    def touch(self) -> None:
+        """Mark the session as changed now."""
+        self.updated = time.time()
+
+    def to_dict(self) -> dict:
+        """A JSON-ready dict (text parts only; images are not persisted yet)."""
+        return {
+            "id": self.id,
+            "title": self.title,
+            "system_prompt": self.system_prompt,
+            "messages": [{"role": m.role, "content": m.text} for m in self.messages],
+            "params": self.params.model_dump(mode="json"),
+            "engine": self.engine,
+            "created": self.created,
+            "updated": self.updated,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> "ChatSession":
+        """Rebuild a session written by `to_dict`."""
+        return cls(
+            id=data["id"],
+            title=data.get("title", ""),
+            system_prompt=data.get("system_prompt", ""),
+            messages=[Message(m["role"], [TextPart(m["content"])]) for m in data.get("messages", [])],
+            params=GenParams(**data.get("params", {})),
+            engine=data.get("engine", "chat"),
+            created=data.get("created", time.time()),
+            updated=data.get("updated", time.time()),
+        )

@@ -1,0 +1,113 @@
+"""Domain types: messages, generation parameters, requests and streamed events."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass, field
+from typing import Any, Literal, Optional, Union
+
+from pydantic import BaseModel, ConfigDict, Field
+
+Role = Literal["system", "user", "assistant"]
+FinishReason = Literal["stop", "length", "cancelled", "error"]
+
+
+@dataclass(frozen=True)
+class TextPart:
+    """A run of text inside a message."""
+
+    text: str
+    type: Literal["text"] = "text"
+
+
+@dataclass(frozen=True)
+class ImagePart:
+    """A normalised RGB PIL image inside a message (see studio.images)."""
+
+    image: Any
+    type: Literal["image"] = "image"
+
+
+Part = Union[TextPart, ImagePart]
+
+
+@dataclass
+class Message:
+    """One chat message, OpenAI-style: a role and a list of content parts."""
+
+    role: Role
+    content: list[Part] = field(default_factory=list)
+
+    @classmethod
+    def of(cls, role: Role, text: str) -> "Message":
+        """A text-only message."""
+        return cls(role=role, content=[TextPart(text)])
+
+    @property
+    def text(self) -> str:
+        """The concatenated text parts."""
+        return "".join(p.text for p in self.content if isinstance(p, TextPart))
+
+    @property
+    def images(self) -> list[Any]:
+        """The images of the message, in order."""
+        return [p.image for p in self.content if isinstance(p, ImagePart)]
+
+
+class GenParams(BaseModel):
+    """Sampling parameters, validated once at the edge (UI, API, config)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_new_tokens: int = Field(512, ge=1, le=8192)
+    temperature: float = Field(0.7, ge=0.0, le=2.0)
+    top_p: float = Field(0.9, gt=0.0, le=1.0)
+    top_k: int = Field(50, ge=0, le=1000)
+    repetition_penalty: float = Field(1.05, ge=0.5, le=2.0)
+    do_sample: bool = True
+    seed: Optional[int] = Field(None, ge=0, le=2**32 - 1)
+    stop: tuple[str, ...] = ()
+
+
+@dataclass
+class GenerationRequest:
+    """What an engine is asked to do; `cancel` set from any thread stops the compute."""
+
+    messages: list[Message]
+    params: GenParams = field(default_factory=GenParams)
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+@dataclass(frozen=True)
+class TextDelta:
+    """A streamed piece of model output; the last one carries `finish_reason`."""
+
+    text: str = ""
+    finish_reason: Optional[FinishReason] = None
+    error: Optional[str] = None
+    completion_tokens: int = 0
+    prompt_tokens: int = 0
+
+
+@dataclass(frozen=True)
+class Notice:
+    """Something the user should know about a request (history trimmed, model loading …)."""
+
+    text: str
+    level: Literal["info", "warning"] = "info"
+
+
+@dataclass(frozen=True)
+class EngineInfo:
+    """What an engine reports about itself for the header and system panel."""
+
+    engine: str
+    model: str
+    family: str
+    device: str
+    dtype: str
+    context_window: int
+    accepts_images: bool = False
+    batches: bool = False
+    memory_bytes: int = 0
+    extra: dict = field(default_factory=dict)

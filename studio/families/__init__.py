@@ -1,0 +1,21 @@
+"""Model families: prompt formats and loading quirks, one file each."""
+
+from __future__ import annotations
+
+from studio.registry import Registry
+
+FAMILIES: Registry = Registry("family")
+
+
+@FAMILIES.register("hf_chat_template")
+def _hf_chat_template():
+    from studio.families.hf_chat_template import HFChatTemplateFamily
+
+    return HFChatTemplateFamily()
+
+
+@FAMILIES.register("internlm2")
+def _internlm2():
+    from studio.families.internlm2 import InternLM2Family
+
+    return InternLM2Family()

@@ -1,0 +1,156 @@
+"""App-scoped services built once at start: config, the engine pool and the store."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal, Optional
+
+from studio.config import StudioConfig
+from studio.core.types import EngineInfo
+from studio.engines import ENGINES
+from studio.engines.base import Engine, LoadContext, Placement
+from studio.errors import ModelNotReady, StudioError
+from studio.store.conversations import ConversationStore
+
+log = logging.getLogger(__name__)
+
+State = Literal["idle", "loading", "ready", "failed"]
+
+
+@dataclass(frozen=True)
+class LoadState:
+    """A snapshot of one engine's loading progress."""
+
+    state: State = "idle"
+    progress: float = 0.0
+    text: str = ""
+    error: str = ""
+    info: Optional[EngineInfo] = None
+
+
+@dataclass
+class _Slot:
+    state: LoadState = field(default_factory=LoadState)
+    engine: Optional[Engine] = None
+    done: threading.Event = field(default_factory=threading.Event)
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class EnginePool:
+    """Loads each configured engine once, in the background, and hands it out when ready."""
+
+    def __init__(self, config: StudioConfig, num_gpus: int, cache_dir: Path) -> None:
+        self._config = config
+        self._num_gpus = num_gpus
+        self._cache_dir = cache_dir
+        self._slots = {name: _Slot() for name in config.engines}
+
+    def names(self) -> list[str]:
+        """Configured engine names."""
+        return list(self._slots)
+
+    def label(self, name: str) -> str:
+        """The display name of an engine's model."""
+        cfg = self._config.engines[name]
+        return cfg.label or Path(cfg.model_path).name
+
+    def start(self, name: Optional[str] = None) -> None:
+        """Begin loading one engine (or all) in background threads; idempotent."""
+        for n in [name] if name else self.names():
+            slot = self._slots[n]
+            with slot.lock:
+                if slot.state.state != "idle":
+                    continue
+                slot.state = LoadState("loading", 0.0, "starting")
+            threading.Thread(target=self._load, args=(n,), name=f"load-{n}", daemon=True).start()
+
+    def _set(self, name: str, **changes) -> None:
+        slot = self._slots[name]
+        with slot.lock:
+            slot.state = replace(slot.state, **changes)
+
+    def _load(self, name: str) -> None:
+        cfg = self._config.engines[name]
+        ctx = LoadContext(
+            name=name,
+            placement=Placement(device=cfg.device, num_gpus=self._num_gpus),
+            cache_dir=self._cache_dir,
+            progress=lambda frac, text: self._set(name, progress=max(0.0, min(1.0, frac)), text=text),
+        )
+        try:
+            engine = ENGINES.get(cfg.engine)(cfg, ctx)
+        except StudioError as exc:
+            self._set(name, state="failed", error=str(exc))
+        except Exception as exc:  # a loader bug or a broken checkpoint: keep serving, say why
+            log.exception("loading engine %s failed", name)
+            self._set(name, state="failed", error=f"{type(exc).__name__}: {exc}")
+        else:
+            self._slots[name].engine = engine
+            self._set(name, state="ready", progress=1.0, text="ready", info=engine.info())
+        finally:
+            self._slots[name].done.set()
+
+    def state(self, name: str) -> LoadState:
+        """The current loading state of `name`."""
+        return self._slots[name].state
+
+    def wait(self, name: str, timeout: float) -> LoadState:
+        """Block up to `timeout` seconds for `name` to finish loading; returns its state."""
+        self.start(name)
+        self._slots[name].done.wait(timeout)
+        return self.state(name)
+
+    def get(self, name: str) -> Engine:
+        """The loaded engine, or ModelNotReady saying how far loading is."""
+        slot = self._slots[name]
+        st = slot.state
+        if st.state == "ready" and slot.engine is not None:
+            return slot.engine
+        if st.state == "failed":
+            raise ModelNotReady(f"The model failed to load: {st.error}", "Fix the config or model path and restart the studio.")
+        raise ModelNotReady(
+            f"The model is still loading ({st.progress:.0%}, {st.text}).", "Send again in a moment."
+        )
+
+    def close(self) -> None:
+        """Free every loaded engine."""
+        for slot in self._slots.values():
+            if slot.engine is not None:
+                slot.engine.close()
+                slot.engine = None
+                slot.state = LoadState("idle")
+                slot.done.clear()
+
+
+@dataclass
+class Services:
+    """Everything the UI, API and CLI share for the life of the process."""
+
+    config: StudioConfig
+    engines: EnginePool
+    store: ConversationStore
+    data_dir: Path
+
+    def close(self) -> None:
+        """Release models; the store needs no closing."""
+        self.engines.close()
+
+
+def build_services(config: StudioConfig, data_dir: Path, num_gpus: int = 1,
+                   cache_dir: Optional[Path] = None) -> Services:
+    """Create the data directory layout and the services over it (models load later)."""
+    data_dir = Path(data_dir).expanduser().resolve()
+    cache_dir = Path(cache_dir) if cache_dir else data_dir / "cache"
+    try:
+        cache_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise StudioError(f"Cannot create the data directory {data_dir}: {exc}", "Pass a writable --data-dir.") from None
+    return Services(
+        config=config,
+        engines=EnginePool(config, num_gpus, cache_dir),
+        store=ConversationStore(data_dir / "studio.db"),
+        data_dir=data_dir,
+    )

@@ -1,0 +1,1 @@
+"""Use cases: take Services and a session, yield domain events; no gradio here."""

@@ -1,0 +1,155 @@
+"""Chat use case: send, regenerate, undo; history trimmed to the context window; saved as it goes."""
+
+from __future__ import annotations
+
+import threading
+import time
+from typing import Iterator, Optional, Union
+
+from studio.core.session import ChatSession
+from studio.core.types import GenerationRequest, Message, Notice, TextDelta
+from studio.engines.base import Engine
+from studio.errors import InputError, ModelNotReady
+from studio.services import Services
+
+ChatEvent = Union[TextDelta, Notice]
+
+LOAD_WAIT_S = 600.0  # how long a message sent during start-up waits for the model
+LOAD_POLL_S = 1.0
+
+
+def validate_prompt(services: Services, text: str) -> str:
+    """The message to send, or InputError saying what is wrong with it."""
+    if not isinstance(text, str) or not text.strip():
+        raise InputError("The message is empty.", "Type something, then press Enter.")
+    limit = services.config.ui.max_prompt_chars
+    if len(text) > limit:
+        raise InputError(
+            f"The message is {len(text):,} characters; the limit is {limit:,}.",
+            "Shorten it, or split it over several messages.",
+        )
+    return text
+
+
+def _wait_for_engine(services: Services, name: str) -> Iterator[Union[Notice, Engine]]:
+    """Yield loading notices until the engine is ready, then the engine itself."""
+    deadline = time.monotonic() + LOAD_WAIT_S
+    pool = services.engines
+    pool.start(name)
+    while True:
+        st = pool.state(name)
+        if st.state in ("ready", "failed") or time.monotonic() > deadline:
+            yield pool.get(name)  # raises ModelNotReady when failed or still loading
+            return
+        yield Notice(f"Waiting for the model to load ({st.progress:.0%}, {st.text})…")
+        pool.wait(name, LOAD_POLL_S)
+
+
+def trim_history(engine: Engine, messages: list[Message], reply_room: int) -> tuple[list[Message], int]:
+    """Drop the oldest turns until the prompt fits; returns (messages, how many were dropped)."""
+    window = engine.info().context_window
+    budget = window - reply_room
+    system = [m for m in messages[:1] if m.role == "system"]
+    turns = messages[len(system):]
+    dropped = 0
+    while turns and engine.count_tokens(system + turns) > budget:
+        if len(turns) == 1:
+            need = engine.count_tokens(system + turns)
+            raise InputError(
+                f"The message takes {need:,} tokens; this model's context window is {window:,} "
+                f"tokens, {reply_room:,} of them kept for the reply.",
+                "Shorten the message or the system prompt, or lower max new tokens.",
+            )
+        # Drop a whole exchange so the history never starts with an assistant turn.
+        cut = 2 if len(turns) > 2 and turns[1].role == "assistant" else 1
+        turns = turns[cut:]
+        dropped += cut
+    return system + turns, dropped
+
+
+def _generate(services: Services, user_id: str, session: ChatSession, cancel: threading.Event) -> Iterator[ChatEvent]:
+    """Stream the assistant's reply to the session's last user message, saving as it ends."""
+    session.messages.append(Message.of("assistant", ""))
+    try:
+        engine = None
+        for item in _wait_for_engine(services, session.engine):
+            if isinstance(item, Notice):
+                yield item
+            else:
+                engine = item
+        window = engine.info().context_window
+        reply_room = min(session.params.max_new_tokens, window // 2)
+        prompt, dropped = trim_history(engine, session.prompt_messages()[:-1], reply_room)
+        if dropped:
+            yield Notice(
+                f"{dropped} earliest message(s) left out so the conversation fits the model's "
+                f"{window:,}-token context window.",
+                "warning",
+            )
+        params = session.params.model_copy(update={"max_new_tokens": min(session.params.max_new_tokens, reply_room)})
+        text = ""
+        for delta in engine.stream(GenerationRequest(prompt, params, cancel)):
+            text += delta.text
+            session.messages[-1] = Message.of("assistant", text)
+            yield delta
+    finally:
+        cancel.set()  # a closed generator (Stop, disconnect) must end the compute too
+        if not session.messages[-1].text:
+            session.messages.pop()  # never keep an empty assistant turn
+        session.touch()
+        services.store.save(user_id, session)
+
+
+def send(services: Services, user_id: str, session: ChatSession, text: str,
+         cancel: Optional[threading.Event] = None) -> Iterator[ChatEvent]:
+    """Add a user message and stream the reply."""
+    text = validate_prompt(services, text)
+    if session.messages and session.messages[-1].role == "user":
+        session.messages.pop()  # an earlier send that never got a reply: replace it
+    session.messages.append(Message.of("user", text))
+    yield from _generate(services, user_id, session, cancel or threading.Event())
+
+
+def regenerate(services: Services, user_id: str, session: ChatSession,
+               cancel: Optional[threading.Event] = None) -> Iterator[ChatEvent]:
+    """Drop the last reply and generate it again."""
+    if session.messages and session.messages[-1].role == "assistant":
+        session.messages.pop()
+    if not session.messages:
+        raise InputError("There is nothing to regenerate yet.", "Send a message first.")
+    yield from _generate(services, user_id, session, cancel or threading.Event())
+
+
+def undo(services: Services, user_id: str, session: ChatSession) -> str:
+    """Remove the last exchange and return its user text (for editing)."""
+    idx = session.last_user_index()
+    if idx is None:
+        raise InputError("There is nothing to undo.", "")
+    text = session.messages[idx].text
+    del session.messages[idx:]
+    session.touch()
+    services.store.save(user_id, session)
+    return text
+
+
+def new_session(services: Services, engine: str = "chat") -> ChatSession:
+    """A fresh conversation with the engine's default system prompt and parameters."""
+    cfg = services.config.engines[engine]
+    return ChatSession(engine=engine, params=cfg.defaults, system_prompt=default_system_prompt(services, engine))
+
+
+def default_system_prompt(services: Services, engine: str) -> str:
+    """The configured system prompt, else the family's official default, else empty."""
+    cfg = services.config.engines[engine]
+    if cfg.system_prompt is not None:
+        return cfg.system_prompt
+    family = cfg.family
+    if family == "auto":
+        st = services.engines.state(engine)
+        family = st.info.family if st.info else ""
+    if family:
+        from studio.families import FAMILIES
+
+        if family in FAMILIES:
+            return FAMILIES.get(family)().default_system_prompt or ""
+    return ""

@@ -1,0 +1,1 @@
+"""The Gradio Blocks app: the only package that imports gradio."""

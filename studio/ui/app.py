@@ -1,0 +1,93 @@
+"""build_app: the desktop-style Blocks shell (sidebar, header, tabs) over Services."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Optional
+
+import gradio as gr
+
+from studio.core.session import ChatSession
+from studio.services import Services
+from studio.ui import chat_tab, sidebar
+from studio.ui.convert import chatbot_messages, status_markdown
+from studio.ui.i18n import build_i18n
+
+ASSETS = Path(__file__).resolve().parents[2] / "assets"
+
+
+def _head(lang: Optional[str]) -> str:
+    # gr.I18n follows navigator.language; this runs before the app bundle so a saved choice
+    # (or --lang) decides the UI language.
+    default = f"'{lang}'" if lang else "null"
+    return f"""<script>
+(() => {{
+  const lang = localStorage.getItem('puyu-lang') || {default};
+  if (!lang) return;
+  const tag = lang === 'zh' ? 'zh-CN' : 'en';
+  Object.defineProperty(navigator, 'language', {{get: () => tag}});
+  Object.defineProperty(navigator, 'languages', {{get: () => [tag]}});
+}})();
+</script>"""
+
+
+THEME_ON_LOAD_JS = """() => {
+  const t = localStorage.getItem('puyu-theme');
+  if (t) document.body.classList.toggle('dark', t === 'dark');
+}"""
+
+
+@dataclass(frozen=True)
+class App:
+    """The Blocks app and the keyword arguments launch() needs for it."""
+
+    blocks: gr.Blocks
+    launch_kwargs: dict
+
+
+def build_app(services: Services, lang: Optional[str] = None) -> App:
+    """Build the UI over `services`; nothing is loaded or launched here."""
+    i18n = build_i18n()
+    cfg = services.config
+    with gr.Blocks(title=cfg.ui.title, fill_height=True, delete_cache=(3600, 86400)) as demo:
+        user_id = gr.State("")
+        session = gr.State(ChatSession())
+        bar = sidebar.build(i18n, cfg.ui.title, f"/gradio_api/file={ASSETS / 'logo.svg'}")
+        with gr.Row(elem_id="header"):
+            status = gr.Markdown(status_markdown(services.engines.label("chat"), services.engines.state("chat")),
+                                 elem_id="model-status")
+        timer = gr.Timer(1.0)
+        with gr.Tabs():
+            with gr.Tab(i18n("tab_chat"), id="chat"):
+                tab = chat_tab.build(i18n)
+
+        def tick():
+            st = services.engines.state("chat")
+            done = st.state in ("ready", "failed")
+            return status_markdown(services.engines.label("chat"), st), gr.Timer(active=not done)
+
+        timer.tick(tick, None, [status, timer], api_visibility="private", queue=False)
+        demo.load(tick, None, [status, timer], api_name="status", queue=False)
+
+        session_outputs = [tab.chatbot, tab.notice, tab.system_prompt, *tab.settings]
+
+        def session_values(sess):
+            return [chatbot_messages(sess), "", *chat_tab.settings_values(sess)]
+
+        after_save = sidebar.wire(demo, services, bar, session, user_id, session_outputs, session_values)
+        chat_tab.wire(services, tab, session, user_id, after_save)
+    demo.queue(max_size=cfg.ui.queue_max_size, default_concurrency_limit=8)
+    launch_kwargs = dict(
+        i18n=i18n,
+        theme=gr.themes.Soft(primary_hue="blue", secondary_hue="sky"),
+        css_paths=[ASSETS / "theme.css"],
+        head=_head(lang or cfg.ui.lang),
+        js=THEME_ON_LOAD_JS,
+        allowed_paths=[str(ASSETS)],
+        max_file_size=cfg.ui.max_file_size,
+        show_error=False,
+        enable_monitoring=False,
+        footer_links=["api"],
+    )
+    return App(demo, launch_kwargs)

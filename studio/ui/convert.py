@@ -1,0 +1,31 @@
+"""Session objects ⇄ what Gradio components show."""
+
+from __future__ import annotations
+
+from studio.core.session import ChatSession
+from studio.services import LoadState
+from studio.store.conversations import ConversationSummary
+
+
+def chatbot_messages(session: ChatSession) -> list[dict]:
+    """The session's turns as messages-format Chatbot values."""
+    return [{"role": m.role, "content": m.text} for m in session.messages if m.role in ("user", "assistant")]
+
+
+def conversation_choices(summaries: list[ConversationSummary], untitled: str) -> list[tuple[str, str]]:
+    """(label, id) pairs for the sidebar list."""
+    return [(s.title or untitled, s.id) for s in summaries]
+
+
+def status_markdown(label: str, state: LoadState) -> str:
+    """The header line: model, engine, device, dtype and loading progress."""
+    if state.state == "ready" and state.info:
+        i = state.info
+        return f"🟢 **{label}** · {i.engine} · {i.device} · {i.dtype} · {i.context_window:,} ctx"
+    if state.state == "failed":
+        return f"🔴 **{label}** · failed to load: {state.error}"
+    if state.state == "loading":
+        filled = int(state.progress * 10)
+        bar = "▰" * filled + "▱" * (10 - filled)
+        return f"🟡 **{label}** · loading {bar} {state.progress:.0%} · {state.text}"
+    return f"⚪ **{label}** · not loaded"

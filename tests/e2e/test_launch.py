@@ -1,0 +1,106 @@
+"""launch.py as a user runs it: exit codes and messages, share without auth, the terminal chat."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from studio.core.session import ChatSession
+from studio.store.conversations import ConversationStore
+from tests.support.apps import REPO, free_port
+
+
+def run_launch(args, tmp_path, cache_dir=None, stdin=None, timeout=300):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    if cache_dir:
+        env["PUYU_CACHE_DIR"] = str(cache_dir)
+    return subprocess.run([sys.executable, "launch.py", "--data-dir", str(tmp_path / "data"), *args],
+                          cwd=REPO, env=env, input=stdin, capture_output=True, text=True, timeout=timeout)
+
+
+def test_bad_config_exits_2_before_ui(tmp_path):
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text("engines:\n  chat:\n    family: internlm3\n    model_path: /x\n")
+    r = run_launch(["--config", str(cfg)], tmp_path)
+    assert r.returncode == 2
+    assert "engines.chat.family: 'internlm3' unknown; known:" in r.stderr
+    assert "Running" not in r.stdout
+
+
+def test_busy_port_exits_with_clear_message(tmp_path):
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        r = run_launch(["--port", str(port)], tmp_path)
+    assert r.returncode == 1
+    assert f"Port {port} on 127.0.0.1 is already in use" in r.stderr
+    assert f"--port {port + 1}" in r.stderr
+
+
+def test_bad_auth_flag(tmp_path):
+    r = run_launch(["--auth", "nocolon"], tmp_path)
+    assert r.returncode == 1 and "USER:PASS" in r.stderr
+
+
+def _wait_for_line(proc, needle, deadline):
+    lines = []
+    while time.monotonic() < deadline:
+        line = proc.stdout.readline()
+        if not line:
+            break
+        lines.append(line)
+        if needle in line:
+            return lines
+    raise AssertionError(f"{needle!r} not printed; got:\n{''.join(lines)}")
+
+
+def test_share_without_auth_generates_login_and_keeps_serving(tmp_path):
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "launch.py", "--share", "--port", str(port),
+                             "--data-dir", str(tmp_path / "data")], cwd=REPO, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+    try:
+        lines = _wait_for_line(proc, "Press Ctrl+C", time.monotonic() + 180)
+        out = "".join(lines)
+        assert f"http://127.0.0.1:{port}" in out and f"ssh -CNg -L {port}:127.0.0.1:{port}" in out
+        assert "Login: puyu / " in out and "generated for --share" in out
+        # This machine is offline: the share link fails, the local server keeps serving behind the login.
+        assert "could not be created" in out or "Public link (login required)" in out
+        with pytest.raises(urllib.error.HTTPError) as e:
+            urllib.request.urlopen(f"http://127.0.0.1:{port}/gradio_api/info", timeout=10)
+        assert e.value.code in (401, 403)
+        login_page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read().decode()
+        assert "login" in login_page.lower()
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def test_cli_streams_keeps_spaces_and_history(tmp_path, embedded_cache_dir):
+    stdin = "/system You are a concise assistant.\nName three colours.\nNow name three animals.\n/exit\n"
+    r = run_launch(["--cli"], tmp_path, cache_dir=embedded_cache_dir, stdin=stdin)
+    assert r.returncode == 0, r.stderr[-2000:]
+    replies = [part.split("\nUser  >")[0] for part in r.stdout.split("Model > ")[1:]]
+    assert len(replies) == 2 and all(len(x.strip()) > 5 for x in replies), r.stdout
+    assert all(" " in x.strip() for x in replies)  # the lesson's cli_demo stripped every space
+    store = ConversationStore(tmp_path / "data" / "studio.db")
+    user = next(u for u in _users(store) if u.startswith("cli:"))
+    session: ChatSession = store.load(user, store.list(user)[0].id)
+    assert [m.role for m in session.messages] == ["user", "assistant", "user", "assistant"]
+    assert session.system_prompt == "You are a concise assistant."
+    assert session.messages[1].text.strip() == replies[0].strip()
+
+
+def _users(store: ConversationStore):
+    import sqlite3
+
+    with sqlite3.connect(store.db_path) as db:
+        return [row[0] for row in db.execute("SELECT DISTINCT user_id FROM conversations")]

