@@ -7,29 +7,16 @@ from pathlib import Path
 from typing import Optional
 
 import gradio as gr
+from starlette.middleware import Middleware
 
 from studio.core.session import ChatSession
 from studio.services import Services
 from studio.ui import chat_tab, sidebar
+from studio.ui.early_script import EarlyScriptMiddleware, lang_script
 from studio.ui.convert import chatbot_messages, status_markdown
 from studio.ui.i18n import build_i18n
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
-
-
-def _head(lang: Optional[str]) -> str:
-    # gr.I18n follows navigator.language; this runs before the app bundle so a saved choice
-    # (or --lang) decides the UI language.
-    default = f"'{lang}'" if lang else "null"
-    return f"""<script>
-(() => {{
-  const lang = localStorage.getItem('puyu-lang') || {default};
-  if (!lang) return;
-  const tag = lang === 'zh' ? 'zh-CN' : 'en';
-  Object.defineProperty(navigator, 'language', {{get: () => tag}});
-  Object.defineProperty(navigator, 'languages', {{get: () => [tag]}});
-}})();
-</script>"""
 
 
 THEME_ON_LOAD_JS = """() => {
@@ -82,7 +69,7 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
         i18n=i18n,
         theme=gr.themes.Soft(primary_hue="blue", secondary_hue="sky"),
         css_paths=[ASSETS / "theme.css"],
-        head=_head(lang or cfg.ui.lang),
+        app_kwargs={"middleware": [Middleware(EarlyScriptMiddleware, script=lang_script(lang or cfg.ui.lang))]},
         js=THEME_ON_LOAD_JS,
         allowed_paths=[str(ASSETS)],
         max_file_size=cfg.ui.max_file_size,

@@ -35,7 +35,7 @@ def write_config(folder: Path, engine: str = "scripted", model_path: str = "scri
         engines:
           chat:
             engine: {engine}
-            family: hf_chat_template
+            family: auto
             model_path: {model_path}
         """) + extra, encoding="utf-8")
     return path

@@ -1,0 +1,154 @@
+"""Embedded model speed: the engine called directly vs. through the running app (gradio_client).
+
+Run: python bench/app_speed.py  → bench/results/app_speed.json + app_speed.png
+Measures, in one run: cold start (no converted-model cache) and warm start; tok/s and time to first
+token of the engine directly, through the app with 1 user, and with 4 concurrent users.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import platform
+import shutil
+import statistics
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from studio.config import load_config  # noqa: E402
+from studio.core.types import GenerationRequest, GenParams, Message  # noqa: E402
+from studio.services import build_services  # noqa: E402
+
+PROMPT = "Write a long story about a lighthouse keeper and a storm."
+NEW_TOKENS = 128
+RUNS = 3
+OUT = ROOT / "bench" / "results"
+
+
+def load_time(cache: Path) -> tuple[float, object]:
+    """Seconds from build to a ready engine, and the services."""
+    services = build_services(load_config(), Path(tempfile.mkdtemp()), cache_dir=cache)
+    t = time.perf_counter()
+    st = services.engines.wait("chat", 600)
+    assert st.state == "ready", st
+    return time.perf_counter() - t, services
+
+
+def direct(engine) -> dict:
+    """Greedy generation through Engine.stream."""
+    params = GenParams(max_new_tokens=NEW_TOKENS, do_sample=False, temperature=0.0)
+    ttft, rates = [], []
+    for _ in range(RUNS):
+        t0 = time.perf_counter()
+        first = None
+        last = None
+        for d in engine.stream(GenerationRequest([Message.of("user", PROMPT)], params)):
+            if d.text and first is None:
+                first = time.perf_counter()
+            if d.finish_reason:
+                last = d
+        end = time.perf_counter()
+        ttft.append(first - t0)
+        rates.append((last.completion_tokens - 1) / (end - first))
+    return {"ttft_s": statistics.median(ttft), "tok_s": statistics.median(rates), "runs": RUNS}
+
+
+def through_app(url: str, engine, users: int) -> dict:
+    """The same request through gradio_client, `users` sessions at once."""
+    from gradio_client import Client
+
+    results = []
+
+    def one():
+        c = Client(url, verbose=False)
+        c.predict("", api_name="/resume")
+        t0 = time.perf_counter()
+        job = c.submit(PROMPT, max_new_tokens=NEW_TOKENS, do_sample=False, temperature=0.0, api_name="/chat")
+        first = None
+        for out in job:
+            if first is None and out[0] and out[0][-1]["role"] == "assistant":
+                first = time.perf_counter()
+        end = time.perf_counter()
+        text = job.outputs()[-1][0][-1]["content"]
+        text = text if isinstance(text, str) else "".join(p.get("text", "") for p in text)
+        tokens = engine.count_tokens([Message.of("assistant", text)]) - engine.count_tokens([Message.of("assistant", "")])
+        results.append({"ttft_s": first - t0, "tokens": tokens, "start": t0, "first": first, "end": end})
+
+    for _ in range(RUNS if users == 1 else 1):
+        threads = [threading.Thread(target=one) for _ in range(users)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+    if users == 1:
+        return {"ttft_s": statistics.median(r["ttft_s"] for r in results),
+                "tok_s": statistics.median((r["tokens"] - 1) / (r["end"] - r["first"]) for r in results), "runs": RUNS}
+    span = max(r["end"] for r in results) - min(r["start"] for r in results)
+    ttfts = sorted(r["ttft_s"] for r in results)
+    return {"aggregate_tok_s": sum(r["tokens"] for r in results) / span, "ttft_p50_s": statistics.median(ttfts),
+            "ttft_max_s": ttfts[-1], "users": users}
+
+
+def main() -> None:
+    from studio.ui.app import build_app
+    from tests.support.apps import free_port
+
+    cache = Path(tempfile.mkdtemp(prefix="bench-cache-"))
+    cold, services = load_time(cache)
+    services.close()
+    warm, services = load_time(cache)
+    engine = services.engines.get("chat")
+    info = engine.info()
+    res = {"machine": {"cpu": platform.processor() or platform.machine(), "cores": os.cpu_count(),
+                       "python": platform.python_version()},
+           "engine": {"device": info.device, "dtype": info.dtype, **info.extra},
+           "start": {"cold_s": cold, "warm_s": warm}, "direct": direct(engine)}
+    app = build_app(services)
+    port = free_port()
+    app.blocks.launch(server_port=port, prevent_thread_lock=True, quiet=True, **app.launch_kwargs)
+    url = f"http://127.0.0.1:{port}/"
+    res["app_1_user"] = through_app(url, engine, 1)
+    res["app_4_users"] = through_app(url, engine, 4)
+    res["app_vs_direct_tok_s"] = res["app_1_user"]["tok_s"] / res["direct"]["tok_s"]
+    app.blocks.close()
+    services.close()
+    shutil.rmtree(cache, ignore_errors=True)
+    OUT.mkdir(parents=True, exist_ok=True)
+    (OUT / "app_speed.json").write_text(json.dumps(res, indent=2))
+    plot(res)
+    print(json.dumps(res, indent=2))
+
+
+def plot(res: dict) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (a, b, c) = plt.subplots(1, 3, figsize=(12, 3.6))
+    labels = ["direct", "app 1 user", "app 4 users"]
+    a.bar(labels, [res["direct"]["tok_s"], res["app_1_user"]["tok_s"], res["app_4_users"]["aggregate_tok_s"]],
+          color=["#3b82f6", "#06b6d4", "#0ea5e9"])
+    a.axhline(50, color="red", ls="--", lw=1, label="target 50 tok/s")
+    a.set_title("decode tok/s (greedy, 128 new)")
+    a.legend(fontsize=8)
+    b.bar(labels, [res["direct"]["ttft_s"], res["app_1_user"]["ttft_s"], res["app_4_users"]["ttft_p50_s"]],
+          color=["#3b82f6", "#06b6d4", "#0ea5e9"])
+    b.set_title("time to first token, s (4 users: p50)")
+    c.bar(["cold start", "warm start"], [res["start"]["cold_s"], res["start"]["warm_s"]], color=["#f59e0b", "#10b981"])
+    c.set_title("model load, s")
+    fig.suptitle("Embedded SmolLM2-135M on %d CPU cores" % res["machine"]["cores"])
+    fig.tight_layout()
+    fig.savefig(OUT / "app_speed.png", dpi=110)
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,45 @@
+"""gradio_client helpers shared by the e2e tests."""
+
+from __future__ import annotations
+
+import time
+
+from gradio_client import Client
+
+GREEDY = dict(do_sample=False, temperature=0.0, seed=-1)
+
+
+def connect(url: str, token: str = "", auth=None) -> tuple[Client, str]:
+    """A client whose session is bound to the user `token` (a new user when empty)."""
+    client = Client(url, verbose=False, auth=auth)
+    out = client.predict(token, api_name="/resume")
+    return client, out[0]
+
+
+def chat(client: Client, text: str, **params):
+    """Send a message; returns (all streamed outputs, final outputs)."""
+    job = client.submit(text, api_name="/chat", **params)
+    outs = list(job)
+    return outs, job.outputs()[-1] if job.outputs() else None
+
+
+def reply_text(chatbot: list) -> str:
+    """The last assistant message's text from a Chatbot value."""
+    for msg in reversed(chatbot):
+        if msg["role"] == "assistant":
+            content = msg["content"]
+            if isinstance(content, list):
+                return "".join(part.get("text", "") for part in content if isinstance(part, dict))
+            return content
+    return ""
+
+
+def wait_for(predicate, timeout: float = 30.0, step: float = 0.1):
+    """Poll until predicate() is truthy; returns its value or raises."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(step)
+    raise AssertionError("condition not met in time")

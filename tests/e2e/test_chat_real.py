@@ -1,0 +1,110 @@
+"""The launched app on the real embedded SmolLM2, driven over HTTP with gradio_client."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from gradio_client.client import Status
+
+from studio.core.types import Message
+from tests.e2e.helpers import GREEDY, chat, connect, reply_text, wait_for
+from tests.support.apps import EMBEDDED_CONFIG, running_app
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory, embedded_cache_dir):
+    tmp = tmp_path_factory.mktemp("real")
+    with running_app(EMBEDDED_CONFIG, tmp / "data", cache_dir=embedded_cache_dir) as running:
+        yield running
+
+
+def test_streamed_chunks_grow_on_the_real_model(app):
+    client, _ = connect(app.url)
+    outs, final = chat(client, "Write one sentence about the sea.", max_new_tokens=40, **GREEDY)
+    texts = [reply_text(o[0]) for o in outs if o[0]]
+    assert len(set(texts)) >= 5  # many distinct growing chunks, not one final blob
+    assert all(texts[i] == texts[i + 1][: len(texts[i])] for i in range(len(texts) - 1))
+    assert len(texts[-1].split()) >= 3
+
+
+def test_stop_ends_generation_and_counts_tokens_after_cancel(app):
+    client, user = connect(app.url)
+    engine = app.services.engines.get("chat")
+    job = client.submit("Count from 1 to 500, separated by commas.", max_new_tokens=800, **GREEDY)
+    wait_for(lambda: len(job.outputs()) >= 5, timeout=120)
+    seen = reply_text(job.outputs()[-1][0])
+    cancelled_at = time.monotonic()
+    job.cancel()
+    wait_for(lambda: job.status().code in (Status.CANCELLED, Status.FINISHED), timeout=10)
+    # The engine is free again quickly: the next generation can take its lock.
+    wait_for(lambda: not engine_busy(engine), timeout=5)
+    freed_after = time.monotonic() - cancelled_at
+    conv = app.services.store.list(user)[0]
+    saved = app.services.store.load(user, conv.id).messages[-1].text
+    after = engine.count_tokens([Message.of("assistant", saved)]) - engine.count_tokens([Message.of("assistant", seen)])
+    print(f"tokens produced after cancel: {after}; engine free after {freed_after:.2f}s")
+    assert saved.startswith(seen[:20]) and after <= 25 and freed_after < 3.0
+
+
+def engine_busy(engine) -> bool:
+    lock = getattr(engine, "_lock", None)
+    if lock is None or not lock.acquire(blocking=False):
+        return lock is not None
+    lock.release()
+    return False
+
+
+def test_two_concurrent_sessions_get_their_own_answers(app):
+    prompts = ["What is the capital of France? Answer in one sentence.",
+               "Name a fruit that is yellow. Answer in one sentence."]
+    solo = []
+    for p in prompts:
+        client, _ = connect(app.url)
+        solo.append(reply_text(chat(client, p, max_new_tokens=24, **GREEDY)[1][0]))
+    results = [None, None]
+
+    def run(i):
+        client, _ = connect(app.url)
+        results[i] = chat(client, prompts[i], max_new_tokens=24, **GREEDY)[1][0]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(300)
+    for i in range(2):
+        chatbot = results[i]
+        assert prompts[i] in str(chatbot[0]["content"]) and prompts[1 - i] not in str(chatbot)
+        assert reply_text(chatbot) == solo[i]  # greedy: the same answer as when alone
+
+
+def test_history_longer_than_context_window_is_trimmed_with_notice(tmp_path, embedded_cache_dir):
+    from studio.config import load_config
+
+    cfg = load_config(EMBEDDED_CONFIG)
+    chat_cfg = cfg.engines["chat"].model_copy(update={"context_window": 256})
+    small = cfg.model_copy(update={"engines": {"chat": chat_cfg}})
+    with running_app(small, tmp_path / "data", cache_dir=embedded_cache_dir) as running:
+        client, user = connect(running.url)
+        long_text = "Tell me about rivers. " * 20  # ~100 tokens a turn
+        notices = []
+        for _ in range(3):
+            outs, final = chat(client, long_text, max_new_tokens=16, **GREEDY)
+            notices.append(final[2])
+        assert any("left out" in n and "256-token context window" in n for n in notices), notices
+        saved = running.services.store.load(user, running.services.store.list(user)[0].id)
+        assert len(saved.messages) == 6  # nothing saved is dropped, only the prompt is trimmed
+
+
+def test_conversation_survives_restart(tmp_path, embedded_cache_dir):
+    data = tmp_path / "data"
+    with running_app(EMBEDDED_CONFIG, data, cache_dir=embedded_cache_dir) as first:
+        client, user = connect(first.url)
+        _, final = chat(client, "Say hello to Puyu Studio.", max_new_tokens=12, **GREEDY)
+        before = final[0]
+    with running_app(EMBEDDED_CONFIG, data, cache_dir=embedded_cache_dir) as second:
+        client, same = connect(second.url, user)
+        out = client.predict(user, api_name="/resume")
+        assert same == user and out[2] == before

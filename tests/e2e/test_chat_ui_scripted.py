@@ -1,0 +1,141 @@
+"""The chat app's API surface driven with gradio_client over real HTTP, on the scripted engine.
+
+Deterministic UI behaviour only; generation itself is tested on the real model in test_chat_real.py.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+import pytest
+from gradio_client.client import Status
+from gradio_client.exceptions import AppError
+
+from tests.e2e.helpers import chat, connect, reply_text, wait_for
+from tests.support.apps import running_app, write_config
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("scripted")
+    with running_app(write_config(tmp), tmp / "data") as running:
+        yield running
+
+
+@pytest.fixture(scope="module")
+def slow_app(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("slow")
+    with running_app(write_config(tmp, model_path="script:slow"), tmp / "data") as running:
+        yield running
+
+
+def test_endpoints_are_the_intended_ones(app):
+    client, _ = connect(app.url)
+    named = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
+    assert named == {"/status", "/resume", "/select", "/new", "/rename", "/delete", "/chat",
+                     "/regenerate", "/undo", "/clear", "/export_markdown", "/export_json"}
+
+
+def test_stream_grows_and_conversation_is_listed(app):
+    client, user = connect(app.url)
+    outs, final = chat(client, "one two three four five")
+    texts = [reply_text(o[0]) for o in outs]
+    assert len(texts) >= 5 and texts[-1] == "echo: one two three four five"
+    assert all(texts[i] == texts[i + 1][: len(texts[i])] for i in range(len(texts) - 1))  # prefixes
+    assert final[1] == ""  # the input box is cleared
+    convs = app.services.store.list(user)
+    assert len(convs) == 1 and convs[0].title == "one two three four five"
+
+
+def test_bad_input_gets_a_message_and_next_request_works(app):
+    client, _ = connect(app.url)
+    with pytest.raises(AppError, match="empty"):
+        client.predict("   ", api_name="/chat")
+    with pytest.raises(AppError, match="200,000 characters; the limit is 100,000"):
+        client.predict("x" * 200_000, api_name="/chat")
+    with pytest.raises(Exception):
+        client.predict("hi", max_new_tokens=99_999, api_name="/chat")  # slider bounds enforced
+    with pytest.raises(AppError, match="nothing to regenerate"):
+        client.predict(api_name="/regenerate")
+    with pytest.raises(AppError, match="nothing to undo"):
+        client.predict(api_name="/undo")
+    _, final = chat(client, "still alive")
+    assert reply_text(final[0]) == "echo: still alive"
+
+
+def test_undo_regenerate_clear(app):
+    client, user = connect(app.url)
+    chat(client, "first")
+    chat(client, "second message")
+    chatbot, box, _ = client.predict(api_name="/undo")
+    assert box == "second message" and [m["role"] for m in chatbot] == ["user", "assistant"]
+    _, final = chat(client, "edited message")
+    assert reply_text(final[0]) == "echo: edited message"
+    chatbot, _, _ = client.predict(api_name="/regenerate")
+    assert len(chatbot) == 4 and reply_text(chatbot) == "echo: edited message"
+    chatbot, _, _ = client.predict(api_name="/clear")
+    assert chatbot == []
+    conv = app.services.store.list(user)[0]
+    assert conv.message_count == 0
+
+
+def test_conversations_new_select_rename_delete(app):
+    client, user = connect(app.url)
+    chat(client, "alpha conversation")
+    client.predict(api_name="/new")
+    chat(client, "beta conversation")
+    ids = [c.id for c in app.services.store.list(user)]
+    assert len(ids) == 2
+    out = client.predict(ids[1], api_name="/select")  # the older one: alpha
+    assert reply_text(out[1]) == "echo: alpha conversation"
+    client.predict("Renamed α", api_name="/rename")
+    assert app.services.store.load(user, ids[1]).title == "Renamed α"
+    client.predict(False, api_name="/delete")  # not confirmed: nothing happens
+    assert len(app.services.store.list(user)) == 2
+    client.predict(True, api_name="/delete")
+    left = app.services.store.list(user)
+    assert [c.id for c in left] == [ids[0]]
+
+
+def test_users_are_isolated(app):
+    a, user_a = connect(app.url)
+    b, user_b = connect(app.url)
+    assert user_a != user_b
+    chat(a, "secret of A")
+    conv_a = app.services.store.list(user_a)[0].id
+    # B cannot open A's conversation: Gradio refuses an id outside B's own list, and the store
+    # would answer "not found" for the wrong user anyway.
+    with pytest.raises(Exception, match="not found|not in the list of choices"):
+        b.predict(conv_a, api_name="/select")
+    assert app.services.store.list(user_b) == []
+    again, same = connect(app.url, user_a)  # the same browser coming back
+    assert same == user_a and reply_text(again.predict(user_a, api_name="/resume")[2]) == "echo: secret of A"
+
+
+def test_exports_reopen_with_the_content(app, tmp_path):
+    client, _ = connect(app.url)
+    chat(client, "export me ```please``` # now")
+    md = Path(client.predict(api_name="/export_markdown")).read_text(encoding="utf-8")
+    assert "export me ```please``` # now" in md and "echo: export me" in md
+    data = json.loads(Path(client.predict(api_name="/export_json")).read_text(encoding="utf-8"))
+    assert data["format"] == "puyu-studio.conversation"
+    assert [m["content"] for m in data["messages"]] == ["export me ```please``` # now",
+                                                        "echo: export me ```please``` # now"]
+
+
+def test_stop_keeps_partial_reply_and_next_message_works(slow_app):
+    client, user = connect(slow_app.url)
+    job = client.submit("go", api_name="/chat")
+    wait_for(lambda: len(job.outputs()) >= 4, timeout=30)
+    job.cancel()
+    wait_for(lambda: job.status().code in (Status.CANCELLED, Status.FINISHED), timeout=10)
+    time.sleep(0.5)
+    conv = slow_app.services.store.list(user)[0]
+    saved = slow_app.services.store.load(user, conv.id)
+    partial = saved.messages[-1].text
+    assert saved.messages[-1].role == "assistant" and 0 < len(partial.split()) < 200
+    job2 = client.submit("again", api_name="/chat")
+    wait_for(lambda: len(job2.outputs()) >= 2, timeout=30)
+    job2.cancel()
