@@ -150,6 +150,8 @@ def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State,
     tab.textbox.stop(None, None, None, cancels=[send_ev, regen_ev], api_visibility="private")
     after_save(b["undo"].click(on_undo, [session, user_id], outs, api_name="undo"))
     after_save(b["clear"].click(on_clear, [session, user_id], outs, api_name="clear"))
+    # The Chatbot's own trash icon must clear the saved conversation too, not just the view.
+    after_save(tab.chatbot.clear(on_clear, [session, user_id], outs, api_visibility="private"))
 
     @user_errors
     def export(kind, sess, uid):

@@ -66,9 +66,12 @@ def test_real_model_streams_a_reply_in_the_browser(page, tmp_path, embedded_cach
         later = len(bot.inner_text())
         shot(page, "chat-streaming.png")
         assert later > first  # still growing: streamed, not delivered at once
-        expect(page.locator("#conversations")).to_contain_text("Write a short poem", timeout=120_000)
-        page.wait_for_timeout(500)
-        shot(page, "chat-done.png")
+        page.locator("#stop-btn").click()
+        expect(page.locator("#conversations")).to_contain_text("Write a short poem", timeout=30_000)
+        stopped = bot.inner_text()
+        page.wait_for_timeout(1500)
+        assert bot.inner_text() == stopped  # Stop really stopped the stream
+        shot(page, "chat-stopped.png")
         page.reload()  # the per-browser key brings the conversation back
         expect(page.get_by_test_id("user").first).to_contain_text("Write a short poem", timeout=30_000)
 

@@ -32,7 +32,7 @@ def test_streamed_chunks_grow_on_the_real_model(app):
 def test_stop_ends_generation_and_counts_tokens_after_cancel(app):
     client, user = connect(app.url)
     engine = app.services.engines.get("chat")
-    job = client.submit("Count from 1 to 500, separated by commas.", max_new_tokens=800, **GREEDY)
+    job = client.submit("Count from 1 to 500, separated by commas.", max_new_tokens=800, api_name="/chat", **GREEDY)
     wait_for(lambda: len(job.outputs()) >= 5, timeout=120)
     seen = reply_text(job.outputs()[-1][0])
     cancelled_at = time.monotonic()

@@ -77,11 +77,25 @@ def test_share_without_auth_generates_login_and_keeps_serving(tmp_path):
         with pytest.raises(urllib.error.HTTPError) as e:
             urllib.request.urlopen(f"http://127.0.0.1:{port}/gradio_api/info", timeout=10)
         assert e.value.code in (401, 403)
-        login_page = urllib.request.urlopen(f"http://127.0.0.1:{port}/", timeout=10).read().decode()
-        assert "login" in login_page.lower()
+        password = out.split("Login: puyu / ")[1].split()[0]
+        assert _login(port, "puyu", "wrong") is False
+        assert _login(port, "puyu", password) is True  # and then the API answers
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def _login(port: int, user: str, password: str) -> bool:
+    import http.cookiejar
+    import urllib.parse
+
+    opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(http.cookiejar.CookieJar()))
+    form = urllib.parse.urlencode({"username": user, "password": password}).encode()
+    try:
+        opener.open(f"http://127.0.0.1:{port}/login", data=form, timeout=10)
+    except urllib.error.HTTPError:
+        return False
+    return opener.open(f"http://127.0.0.1:{port}/gradio_api/info", timeout=10).status == 200
 
 
 def test_cli_streams_keeps_spaces_and_history(tmp_path, embedded_cache_dir):

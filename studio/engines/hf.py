@@ -1,0 +1,273 @@
+"""The transformers engine: local checkpoints and GGUF files, streamed token by token.
+
+Generation runs inside the caller's generator, one decoder step per token: no background
+thread, so a cancelled request or a closed generator stops the compute at the next token.
+"""
+
+from __future__ import annotations
+
+import gc
+import logging
+import threading
+from typing import Any, Iterator, Optional
+
+from studio.config import EngineConfig
+from studio.core.types import EngineInfo, GenerationRequest, GenParams, Message, TextDelta
+from studio.engines.base import LoadContext
+from studio.errors import InputError, ModelNotReady
+
+log = logging.getLogger(__name__)
+
+
+class _Sampler:
+    """Picks the next token as `generate` would: repetition penalty, then temperature/top-k/top-p."""
+
+    def __init__(self, params: GenParams, prompt: list[int], capacity: int, device: Any) -> None:
+        import torch
+        from transformers import (LogitsProcessorList, RepetitionPenaltyLogitsProcessor,
+                                  TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
+
+        self.greedy = not params.do_sample or params.temperature == 0
+        procs = LogitsProcessorList()
+        if params.repetition_penalty != 1.0:
+            procs.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
+        if not self.greedy:
+            if params.temperature != 1.0:
+                procs.append(TemperatureLogitsWarper(params.temperature))
+            if params.top_k > 0:
+                procs.append(TopKLogitsWarper(params.top_k))
+            if params.top_p < 1.0:
+                procs.append(TopPLogitsWarper(params.top_p))
+        self.procs = procs
+        # The penalty looks at prompt + reply, like generate's input_ids.
+        self.ids = torch.zeros(1, len(prompt) + capacity, dtype=torch.long, device=device)
+        self.ids[0, : len(prompt)] = torch.tensor(prompt, dtype=torch.long)
+        self.n = len(prompt)
+        # A private generator: a seed makes this reply reproducible without touching global RNG.
+        self.gen = torch.Generator(device=device)
+        if params.seed is None:
+            self.gen.seed()
+        else:
+            self.gen.manual_seed(params.seed)
+
+    def pick(self, logits: Any) -> int:
+        """The next token id from fp32 logits [vocab]."""
+        import torch
+
+        scores = self.procs(self.ids[:, : self.n], logits[None]) if self.procs else logits[None]
+        if self.greedy:
+            token = int(scores[0].argmax())
+        else:
+            probs = torch.softmax(scores[0], dim=-1)
+            token = int(torch.multinomial(probs, 1, generator=self.gen))
+        self.ids[0, self.n] = token
+        self.n += 1
+        return token
+
+
+class _TextAssembler:
+    """Token ids → text pieces, never splitting a character or dropping a leading space,
+    holding back text that might be the start of a stop string."""
+
+    def __init__(self, tokenizer: Any, stops: tuple[str, ...]) -> None:
+        self.tok = tokenizer
+        self.stops = [s for s in stops if s]
+        self.hold = max((len(s) for s in self.stops), default=1) - 1
+        self.ids: list[int] = []
+        self.prefix = self.read = 0
+        self.text = ""
+        self.sent = 0
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def push(self, token: int) -> tuple[str, bool]:
+        """Add a token; (text safe to emit now, whether a stop string was reached)."""
+        self.ids.append(token)
+        # Decode a sliding window and diff it against the same window without the new tokens:
+        # SentencePiece drops the leading space of a sequence's first token, and a CJK
+        # character can span tokens (the partial decode ends in U+FFFD until it completes).
+        before = self._decode(self.ids[self.prefix : self.read])
+        after = self._decode(self.ids[self.prefix :])
+        if len(after) > len(before) and not after.endswith("\ufffd"):
+            self.text += after[len(before) :]
+            self.prefix, self.read = self.read, len(self.ids)
+        return self._release()
+
+    def _release(self) -> tuple[str, bool]:
+        found = [i for i in (self.text.find(s, self.sent) for s in self.stops) if i >= 0]
+        if found:
+            end, hit = min(found), True
+        else:
+            end, hit = max(self.sent, len(self.text) - self.hold), False
+        piece, self.sent = self.text[self.sent : end], end
+        return piece, hit
+
+    def flush(self) -> str:
+        """Everything not yet emitted (the held-back tail, complete characters only)."""
+        tail = self._decode(self.ids[self.prefix :])[len(self._decode(self.ids[self.prefix : self.read])) :]
+        self.text += tail.rstrip("\ufffd")
+        piece, hit = self._release()
+        if hit:
+            return piece
+        piece, self.sent = piece + self.text[self.sent :], len(self.text)
+        return piece
+
+
+class HFEngine:
+    """A transformers causal LM behind the Engine protocol; one generation at a time."""
+
+    accepts_images = False
+    batches = False
+
+    def __init__(self, loaded: Any, family: Any, cfg: EngineConfig) -> None:
+        from studio.engines.hf_decode import make_decoder
+
+        self.loaded = loaded
+        self.model, self.tokenizer = loaded.model, loaded.tokenizer
+        self.family, self.cfg = family, cfg
+        self.decoder = make_decoder(self.model)
+        text_cfg = self.model.config.get_text_config() if hasattr(self.model.config, "get_text_config") else self.model.config
+        self.context_window = cfg.context_window or getattr(text_cfg, "max_position_embeddings", None) or 2048
+        self.stop_ids = set(family.stop_token_ids(self.tokenizer, getattr(self.model, "generation_config", None)))
+        self._lock = threading.Lock()  # serialises generations: direct callers (CLI, API) too
+        self._closed = False
+
+    def _messages(self, messages: list[Message]) -> list[Message]:
+        if self.cfg.system_prompt and not any(m.role == "system" for m in messages):
+            return [Message.of("system", self.cfg.system_prompt), *messages]
+        return list(messages)
+
+    def count_tokens(self, messages: list[Message]) -> int:
+        """Tokens the prompt for `messages` (with the generation prompt) takes."""
+        return len(self.family.encode(self.tokenizer, self._messages(messages)))
+
+    def stream(self, request: GenerationRequest) -> Iterator[TextDelta]:
+        """Yield text deltas, the last with a finish reason; InputError at once if the prompt cannot fit."""
+        if self._closed:
+            raise ModelNotReady("This model was unloaded.", "Reload it from the model panel.")
+        ids = self.family.encode(self.tokenizer, self._messages(request.messages))
+        window = self.context_window
+        if len(ids) + 1 >= window:
+            raise InputError(
+                f"The prompt is {len(ids)} tokens; this model's context window is {window} tokens "
+                "and at least one must remain for the reply.",
+                "Shorten the message or the conversation, or start a new chat.",
+            )
+        max_new = min(request.params.max_new_tokens, window - len(ids))
+        return self._generate(ids, max_new, request)
+
+    def _acquire(self, request: GenerationRequest) -> bool:
+        """Wait for the model; False if the request is cancelled first."""
+        while not self._lock.acquire(timeout=0.05):
+            if request.cancel.is_set():
+                return False
+        return True
+
+    def _generate(self, ids: list[int], max_new: int, request: GenerationRequest) -> Iterator[TextDelta]:
+        if not self._acquire(request):
+            yield TextDelta(finish_reason="cancelled", prompt_tokens=len(ids))
+            return
+        try:
+            yield from self._run(ids, max_new, request)
+        finally:
+            if not self._closed:
+                self.decoder.release()
+            self._lock.release()
+
+    def _run(self, ids: list[int], max_new: int, request: GenerationRequest) -> Iterator[TextDelta]:
+        import torch
+
+        text = _TextAssembler(self.tokenizer, request.params.stop)
+        done, finish, error, oom, hit = 0, "length", None, False, False
+        try:
+            sampler = _Sampler(request.params, ids, max_new, self.model.device)
+            with torch.inference_mode():  # entered per call: never held across a yield
+                self.decoder.start(len(ids) + max_new)
+                logits = self.decoder.prefill(ids, request.cancel.is_set)
+            while logits is not None:
+                token = sampler.pick(logits)
+                if token in self.stop_ids:
+                    finish = "stop"
+                    break
+                done += 1
+                piece, hit = text.push(token)
+                if piece:
+                    yield TextDelta(text=piece)
+                if hit:
+                    finish = "stop"
+                    break
+                if done >= max_new:
+                    break
+                if request.cancel.is_set() or self._closed:
+                    logits = None
+                    break
+                with torch.inference_mode():
+                    logits = self.decoder.step(token)
+            if logits is None:
+                finish = "cancelled"
+        except torch.cuda.OutOfMemoryError:
+            oom = True  # handled outside the except block, so the traceback's tensors can be freed
+        except Exception as exc:  # a stream ends with an error delta, never a raise mid-stream
+            log.exception("generation failed")
+            error = f"Generation failed: {type(exc).__name__}: {exc}"
+        if oom:
+            gc.collect()
+            torch.cuda.empty_cache()
+            error = (f"Out of GPU memory while generating (prompt {len(ids)} tokens, {done} generated). "
+                     "Shorten the conversation or lower max_new_tokens.")
+        if error:
+            yield TextDelta(finish_reason="error", error=error, prompt_tokens=len(ids), completion_tokens=done)
+            return
+        tail = "" if hit else text.flush()  # after a stop string nothing more is shown
+        yield TextDelta(text=tail, finish_reason=finish, prompt_tokens=len(ids), completion_tokens=done)
+
+    def info(self) -> EngineInfo:
+        """Name, device, dtype, context window and memory, for the UI."""
+        files = self.loaded.files
+        label = self.cfg.label or (files.gguf.stem if files.gguf else files.model_dir.name)
+        memory = 0 if self._closed else sum(p.numel() * p.element_size() for p in self.model.parameters())
+        return EngineInfo(
+            engine="hf", model=label, family=self.family.name, device=self.loaded.device,
+            dtype=self.loaded.dtype, context_window=self.context_window, memory_bytes=memory,
+            extra={"decoder": getattr(self.decoder, "name", "?"), "load_seconds": round(self.loaded.seconds, 2),
+                   "source": self.loaded.source, "cache_path": str(self.loaded.cache_path or "")},
+        )
+
+    def warm_up(self) -> None:
+        """One tiny generation so the first reply does not pay for lazy kernel set-up."""
+        request = GenerationRequest([Message.of("user", "Hi")], GenParams(max_new_tokens=2, do_sample=False))
+        for _ in self.stream(request):
+            pass
+
+    def close(self) -> None:
+        """Free the model's memory; the engine is unusable afterwards."""
+        locked = self._lock.acquire(timeout=2.0)  # a suspended stream must not block unloading
+        try:
+            self._closed = True
+            on_cuda = self.model is not None and self.model.device.type == "cuda"
+            self.decoder.release()
+            self.model = self.decoder = self.loaded.model = None
+            gc.collect()
+            if on_cuda:
+                import torch
+
+                torch.cuda.empty_cache()
+        finally:
+            if locked:
+                self._lock.release()
+
+
+def load_hf_engine(cfg: EngineConfig, ctx: LoadContext) -> HFEngine:
+    """Resolve the files and family, load the model (GGUF through its cache), warm it up."""
+    from studio.engines.hf_loading import load_model, resolve_model_files
+    from studio.families.detect import resolve_family
+
+    files = resolve_model_files(cfg.model_path, cfg.gguf_file)
+    # The family is settled before the slow load, so an unsupported checkpoint fails at once.
+    family = resolve_family(cfg.family, None if files.gguf else files.model_dir)
+    loaded = load_model(cfg, ctx, files)
+    engine = HFEngine(loaded, family, cfg)
+    engine.count_tokens([Message.of("user", "Hi")])  # a tokenizer without a chat template fails here
+    engine.warm_up()
+    return engine

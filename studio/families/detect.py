@@ -1,0 +1,80 @@
+"""Choose a model family: the configured name, or `auto` from the checkpoint's config.json."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Optional
+
+from studio.errors import StudioError
+from studio.families.base import ModelFamily
+
+# Families whose checkpoints need image support, which arrives with the vision tabs.
+_VISION_MARKERS = {"internvl": "InternVL2", "xcomposer": "InternLM-XComposer2"}
+_INTERNLM2_ARCHS = {"InternLM2ForCausalLM"}
+
+
+def _read_config(model_dir: Path) -> Optional[dict]:
+    """config.json as a dict, None when the folder has none (e.g. a GGUF-only folder)."""
+    path = model_dir / "config.json"
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise StudioError(
+            f"{path}: cannot read config.json: {exc}",
+            "The checkpoint looks damaged; copy it again, or set `family:` explicitly.",
+        ) from None
+    if not isinstance(data, dict):
+        raise StudioError(f"{path}: config.json is not a JSON object.", "The checkpoint looks damaged.")
+    return data
+
+
+def _native_model_types() -> set[str]:
+    """model_type values transformers can build without remote code."""
+    from transformers.models.auto.configuration_auto import CONFIG_MAPPING_NAMES
+
+    return set(CONFIG_MAPPING_NAMES)
+
+
+def _guess(config: dict, where: Path) -> str:
+    """A family name from config.json `architectures` / `model_type`."""
+    archs = [str(a) for a in (config.get("architectures") or [])]
+    model_type = str(config.get("model_type") or "")
+    labels = [a.lower() for a in archs] + [model_type.lower()]
+    for marker, family in _VISION_MARKERS.items():
+        if any(marker in label for label in labels):
+            raise StudioError(
+                f"{where}: this is an {family} checkpoint ({', '.join(archs) or model_type}).",
+                f"The {family} family arrives with image support; it cannot be loaded as a chat model yet.",
+            )
+    if archs and set(archs) <= _INTERNLM2_ARCHS:
+        return "internlm2"
+    if set(archs) & _INTERNLM2_ARCHS:
+        raise StudioError(
+            f"{where}: config.json lists several architectures ({', '.join(archs)}); cannot tell the family.",
+            "Set `family:` explicitly in the config.",
+        )
+    if model_type == "internlm2" and not archs:
+        return "internlm2"
+    if model_type and model_type in _native_model_types():
+        return "hf_chat_template"
+    raise StudioError(
+        f"{where}: cannot tell the model family from config.json "
+        f"(architectures={archs or 'missing'}, model_type={model_type or 'missing'}).",
+        "Set `family:` explicitly in the config (known: hf_chat_template, internlm2).",
+    )
+
+
+def resolve_family(name: str, model_dir: Path | None) -> ModelFamily:
+    """The family `name`, or for "auto" the one config.json in `model_dir` points to."""
+    from studio.families import FAMILIES
+
+    if name != "auto":
+        return FAMILIES.get(name)()
+    config = _read_config(Path(model_dir)) if model_dir is not None else None
+    # No config.json (a GGUF file): transformers builds the model from the GGUF metadata and
+    # the tokenizer carries the chat template, so the generic family applies.
+    family = "hf_chat_template" if config is None else _guess(config, Path(model_dir) / "config.json")
+    return FAMILIES.get(family)()

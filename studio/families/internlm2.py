@@ -1,0 +1,77 @@
+"""InternLM2-Chat: ChatML-style prompt, official meta instruction, stop on <|im_end|>."""
+
+from __future__ import annotations
+
+from typing import Any, Optional
+
+from studio.core.types import Message
+from studio.families.hf_chat_template import text_messages, unique_ids
+
+# The official chat() default (modeling_internlm2.py meta_instruction): three lines, no trailing newline.
+META_INSTRUCTION = "\n".join(
+    [
+        "You are an AI assistant whose name is InternLM (书生·浦语).",
+        "- InternLM (书生·浦语) is a conversational language model that is developed by Shanghai AI "
+        "Laboratory (上海人工智能实验室). It is designed to be helpful, honest, and harmless.",
+        "- InternLM (书生·浦语) can understand and communicate fluently in the language chosen by the "
+        "user such as English and 中文.",
+    ]
+)
+
+BOS, EOS = "<s>", "</s>"
+IM_START, IM_END = "<|im_start|>", "<|im_end|>"
+BOS_ID, EOS_ID = 1, 2
+# In the raw SentencePiece model these ids are the pieces [UNUSED_TOKEN_146] / [UNUSED_TOKEN_145];
+# only the checkpoints' tokenizer_config.json names them, so the ids are fixed here.
+IM_START_ID, IM_END_ID = 92543, 92542
+
+
+def _encode_text(tokenizer: Any, text: str) -> list[int]:
+    """Ids of plain text (no special tokens added), for an HF tokenizer or a raw SentencePiece model."""
+    if not text:
+        return []
+    if hasattr(tokenizer, "EncodeAsIds"):  # sentencepiece.SentencePieceProcessor
+        return list(tokenizer.EncodeAsIds(text))
+    return list(tokenizer.encode(text, add_special_tokens=False))
+
+
+class InternLM2Family:
+    """InternLM2-Chat (1.8B, 7B, 20B): the official chat format, built token-exactly."""
+
+    name = "internlm2"
+    # The official checkpoints' InternLM2ForCausalLM is not in transformers; their own code loads them.
+    needs_remote_code = True
+    default_system_prompt: Optional[str] = META_INSTRUCTION
+
+    def _turns(self, messages: list[Message]) -> list[tuple[str, str]]:
+        """(role, text) turns, with the meta instruction first when no system message is given."""
+        turns = [(m["role"], m["content"]) for m in text_messages(messages)]
+        if not any(role == "system" for role, _ in turns):
+            turns.insert(0, ("system", META_INSTRUCTION))
+        # An explicitly empty system message means "no system block", as in the official chat().
+        return [(r, t) for r, t in turns if not (r == "system" and not t)]
+
+    def build_prompt(self, tokenizer: Any, messages: list[Message]) -> str:
+        """`<s><|im_start|>role\\ntext<|im_end|>\\n…<|im_start|>assistant\\n` as text."""
+        parts = [BOS]
+        for role, text in self._turns(messages):
+            parts.append(f"{IM_START}{role}\n{text}{IM_END}\n")
+        parts.append(f"{IM_START}assistant\n")
+        return "".join(parts)
+
+    def encode(self, tokenizer: Any, messages: list[Message]) -> list[int]:
+        """Ids of `build_prompt`: BOS once, each special token as its single id, text pieces encoded apart."""
+        # Built turn by turn rather than by tokenizing the whole string: the special tokens get
+        # their ids whatever the tokenizer knows, and a user who types "<|im_end|>" gets plain
+        # text, not a forged turn boundary. For ordinary text the ids equal the official ones,
+        # since the official tokenizer also encodes the text between special tokens separately.
+        ids = [BOS_ID]
+        newline = _encode_text(tokenizer, "\n")
+        for role, text in self._turns(messages):
+            ids += [IM_START_ID, *_encode_text(tokenizer, f"{role}\n{text}"), IM_END_ID, *newline]
+        ids += [IM_START_ID, *_encode_text(tokenizer, "assistant\n")]
+        return ids
+
+    def stop_token_ids(self, tokenizer: Any, generation_config: Any = None) -> list[int]:
+        """eos (2) and <|im_end|> (92542), plus any eos ids the generation config adds."""
+        return unique_ids([EOS_ID, IM_END_ID, getattr(generation_config, "eos_token_id", None)])
