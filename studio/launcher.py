@@ -74,6 +74,8 @@ def _fail(exc: StudioError, code: int) -> int:
 def run(args: argparse.Namespace) -> int:
     """Everything launch.py does after parsing flags; returns the exit status."""
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    for noisy in ("httpx", "httpcore", "urllib3"):  # Gradio's own start-up probes
+        logging.getLogger(noisy).setLevel(logging.WARNING)
     from studio.config import load_config
     from studio.errors import ConfigError
 
@@ -84,6 +86,13 @@ def run(args: argparse.Namespace) -> int:
     if args.num_gpus < 1:
         return _fail(StudioError(f"--num-gpus {args.num_gpus} must be at least 1."), EXIT_CONFIG)
     data_dir = Path(args.data_dir).expanduser().resolve()
+    try:
+        from studio.engines import preflight
+
+        for name, eng in config.engines.items():
+            preflight(eng)
+    except StudioError as exc:
+        return _fail(exc, EXIT_CONFIG)
     try:
         auth, generated = parse_auth(args.auth, args.share)
         prepare_environment(data_dir)

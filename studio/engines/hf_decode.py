@@ -189,25 +189,32 @@ class FastLlamaDecoder:
 
     def step(self, token: int) -> Any:
         """One token through the lean path; fp32 logits of the next."""
-        with self._flags():
-            return self._step(token)
+        import torch
 
-    def _step(self, token: int) -> Any:
+        cache = self.cache
+        with self._flags():
+            logits = self.forward_one(torch.tensor([[token]]), cache.n, cache.k, cache.v)
+        cache.n += 1
+        return logits
+
+    def forward_one(self, token: Any, n: int, kbuf: list, vbuf: list) -> Any:
+        """Token [1, 1] at position n → fp32 logits; a pure function of its arguments, so
+        torch.compile(dynamic=True) can trace it once for every n (see bench/engine_speed.py)."""
         import torch
         import torch.nn.functional as F
 
-        inner, cache, n = self.model.model, self.cache, self.cache.n
+        inner = self.model.model
         nh, nkv, hd = self.heads, self.kv_heads, self.head_dim
-        h = inner.embed_tokens(torch.tensor([[token]]))
-        cos, sin = inner.rotary_emb(h, position_ids=torch.tensor([[n]]))
+        h = inner.embed_tokens(token)
+        cos, sin = inner.rotary_emb(h, position_ids=torch.full((1, 1), n, dtype=torch.long))
         cos, sin, half = cos.view(1, 1, hd), sin.view(1, 1, hd), hd // 2
         for i, (norm1, qkv_w, o_w, scale, norm2, gu_w, down_w) in enumerate(self.layers):
             qkv = F.linear(norm1(h), qkv_w).view(nh + 2 * nkv, 1, hd)
             qk = qkv[: nh + nkv]  # rotate q and k heads together: same math, half the ops
             qk = qk * cos + torch.cat((-qk[..., half:], qk[..., :half]), -1) * sin
-            cache.k[i][:, n] = qk[nh:, 0]
-            cache.v[i][:, n] = qkv[nh + nkv :, 0]
-            keys, values = cache.k[i][:, : n + 1], cache.v[i][:, : n + 1]
+            kbuf[i][:, n] = qk[nh:, 0]
+            vbuf[i][:, n] = qkv[nh + nkv :, 0]
+            keys, values = kbuf[i][:, : n + 1], vbuf[i][:, : n + 1]
             # Single-query attention as two small matmuls in fp32: the fused CPU SDPA kernel is
             # ~4x slower for one query row at 2k context. Query heads h*g..h*g+g-1 share kv head h.
             q = qk[:nh].view(nkv, nh // nkv, hd).float()
@@ -216,7 +223,6 @@ class FastLlamaDecoder:
             h = h + F.linear(att, o_w)
             gate_up = F.linear(norm2(h), gu_w)
             h = h + F.linear(F.silu(gate_up[..., : self.inter]) * gate_up[..., self.inter :], down_w)
-        cache.n += 1
         return self.model.lm_head(inner.norm(h))[0, -1].float()
 
     def release(self) -> None:

@@ -118,3 +118,14 @@ def _users(store: ConversationStore):
 
     with sqlite3.connect(store.db_path) as db:
         return [row[0] for row in db.execute("SELECT DISTINCT user_id FROM conversations")]
+
+
+def test_missing_model_path_says_where_it_looked(tmp_path):
+    r = run_launch(["--model-path", str(tmp_path / "no-such-model")], tmp_path)
+    assert r.returncode == 2
+    assert f"Model path not found: {tmp_path / 'no-such-model'}" in r.stderr and "download" in r.stderr
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    (empty / "notes.txt").write_text("not a model")
+    r = run_launch(["--model-path", str(empty)], tmp_path)
+    assert r.returncode == 2 and f"{empty} does not hold a model" in r.stderr

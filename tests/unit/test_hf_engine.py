@@ -243,18 +243,25 @@ def test_count_tokens_includes_system_prompt(engine):
     assert engine.count_tokens(msgs) == len(engine.family.encode(engine.tokenizer, msgs))
 
 
-def test_prompt_too_long_is_input_error(engine):
+def test_prompt_too_long_is_input_error(engine, monkeypatch):
     with pytest.raises(InputError) as err:
         engine.stream(GenerationRequest([Message.of("user", "hello " * 9000)]))
     assert "8192" in err.value.message and "context window" in err.value.message
+    monkeypatch.setattr(engine, "context_window", 256)  # a small window keeps the next prompt cheap
+    n = engine.count_tokens([Message.of("user", "hello " * 250)])
+    assert n >= 255
+    with pytest.raises(InputError, match=f"The prompt is {n} tokens; this model's context window is 256"):
+        engine.stream(GenerationRequest([Message.of("user", "hello " * 250)]))
 
 
-def test_max_new_tokens_capped_by_context_window(engine):
-    n = engine.count_tokens([Message.of("user", "hello " * 8000)])
-    room = engine.context_window - n
-    assert 1 < room < 512
-    deltas = ask(engine, "hello " * 8000, max_new_tokens=512, do_sample=False, repetition_penalty=1.3)
-    assert deltas[-1].finish_reason in ("length", "stop") and deltas[-1].completion_tokens <= room
+def test_max_new_tokens_capped_by_context_window(engine, monkeypatch):
+    monkeypatch.setattr(engine, "context_window", 256)
+    text = "hello " * 220
+    room = 256 - engine.count_tokens([Message.of("user", text)])
+    assert 1 < room < 64
+    deltas = ask(engine, text, max_new_tokens=512, do_sample=False, repetition_penalty=1.3)
+    assert deltas[-1].completion_tokens <= room
+    assert deltas[-1].finish_reason == "stop" or deltas[-1].completion_tokens == room
 
 
 # ---------------------------------------------------------------- cancel, close, errors
@@ -326,7 +333,8 @@ def test_error_inside_generation_ends_with_error_delta(engine, monkeypatch):
 def test_close_frees_and_refuses(cache_dir, first_load):
     from studio.engines.hf import load_hf_engine
 
-    eng = load_hf_engine(embedded(), context(cache_dir))
+    eng = load_hf_engine(embedded(context_window=1024), context(cache_dir))
+    assert eng.info().context_window == 1024  # the config overrides max_position_embeddings
     eng.close()
     assert eng.model is None and eng.info().memory_bytes == 0
     with pytest.raises(ModelNotReady):
