@@ -212,8 +212,9 @@ class FastLlamaDecoder:
             qkv = F.linear(norm1(h), qkv_w).view(nh + 2 * nkv, 1, hd)
             qk = qkv[: nh + nkv]  # rotate q and k heads together: same math, half the ops
             qk = qk * cos + torch.cat((-qk[..., half:], qk[..., :half]), -1) * sin
-            kbuf[i][:, n] = qk[nh:, 0]
-            vbuf[i][:, n] = qkv[nh + nkv :, 0]
+            # Slices, not kbuf[i][:, n]: an int index would make torch.compile specialise on n.
+            kbuf[i][:, n : n + 1] = qk[nh:]
+            vbuf[i][:, n : n + 1] = qkv[nh + nkv :]
             keys, values = kbuf[i][:, : n + 1], vbuf[i][:, : n + 1]
             # Single-query attention as two small matmuls in fp32: the fused CPU SDPA kernel is
             # ~4x slower for one query row at 2k context. Query heads h*g..h*g+g-1 share kv head h.

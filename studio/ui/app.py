@@ -9,7 +9,7 @@ from typing import Optional
 import gradio as gr
 from starlette.middleware import Middleware
 
-from studio.core.session import ChatSession, new_id
+from studio.core.session import ChatSession
 from studio.services import Services
 from studio.ui import chat_tab, sidebar
 from studio.ui.early_script import EarlyScriptMiddleware, lang_script
@@ -38,7 +38,7 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
     i18n = build_i18n()
     cfg = services.config
     with gr.Blocks(title=cfg.ui.title, fill_height=True, delete_cache=(3600, 86400)) as demo:
-        user_id = gr.State(new_id)  # a fresh user per session until /resume names the browser's
+        user_id = gr.State("")  # set by /resume; see chat_tab.user_of for clients that skip it
         session = gr.State(ChatSession())
         bar = sidebar.build(i18n, cfg.ui.title, f"/gradio_api/file={ASSETS / 'logo.svg'}")
         with gr.Row(elem_id="header"):

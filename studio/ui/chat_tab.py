@@ -15,7 +15,7 @@ from studio.errors import InputError
 from studio.exports.conversation import conversation_json, conversation_markdown, export_filename
 from studio.services import Services
 from studio.tasks import chat as chat_task
-from studio.ui.convert import chatbot_messages
+from studio.ui.convert import chatbot_messages, user_of
 from studio.ui.errors import user_errors
 from studio.ui.i18n import EXAMPLES
 
@@ -100,43 +100,45 @@ def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State,
     model_queue = dict(concurrency_id="engine:chat", concurrency_limit=1)
 
     def stream(events, sess: ChatSession, box_value: str):
-        notice = ""
+        notice, level = "", "info"
         yield chatbot_messages(sess), box_value, sess, notice
         for ev in events:
             if isinstance(ev, Notice):
-                notice = ev.text
+                notice, level = ev.text, ev.level
                 if ev.level == "warning":
                     gr.Warning(ev.text)
             elif ev.finish_reason == "error":
                 raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
+            elif level == "info":
+                notice = ""  # "waiting for the model" is over once text flows; warnings stay
             yield chatbot_messages(sess), box_value, sess, notice
 
     # Explicit parameter names: they are the public API's argument names (gradio_client, /call).
     @user_errors
     def on_send(text, sess, uid, system_prompt, max_new_tokens, temperature, top_p, top_k,
-                repetition_penalty, do_sample, seed):
+                repetition_penalty, do_sample, seed, request: gr.Request):
         _apply_settings(sess, system_prompt, max_new_tokens, temperature, top_p, top_k,
                         repetition_penalty, do_sample, seed)
         chat_task.validate_prompt(services, text)
-        yield from stream(chat_task.send(services, uid, sess, text), sess, "")
+        yield from stream(chat_task.send(services, user_of(uid, request), sess, text), sess, "")
 
     @user_errors
     def on_regenerate(sess, uid, system_prompt, max_new_tokens, temperature, top_p, top_k,
-                      repetition_penalty, do_sample, seed):
+                      repetition_penalty, do_sample, seed, request: gr.Request):
         _apply_settings(sess, system_prompt, max_new_tokens, temperature, top_p, top_k,
                         repetition_penalty, do_sample, seed)
-        yield from stream(chat_task.regenerate(services, uid, sess), sess, gr.skip())
+        yield from stream(chat_task.regenerate(services, user_of(uid, request), sess), sess, gr.skip())
 
     @user_errors
-    def on_undo(sess, uid):
-        text = chat_task.undo(services, uid, sess)
+    def on_undo(sess, uid, request: gr.Request):
+        text = chat_task.undo(services, user_of(uid, request), sess)
         return chatbot_messages(sess), text, sess, ""
 
     @user_errors
-    def on_clear(sess, uid):
+    def on_clear(sess, uid, request: gr.Request):
         sess.messages.clear()
         sess.touch()
-        services.store.save(uid, sess)
+        services.store.save(user_of(uid, request), sess)
         return [], "", sess, ""
 
     outs = [tab.chatbot, tab.textbox, session, tab.notice]

@@ -7,6 +7,11 @@ from studio.services import LoadState
 from studio.store.conversations import ConversationSummary
 
 
+def user_of(uid: str, request) -> str:
+    """The user key: the one /resume set, else this client session's own (API clients may skip /resume)."""
+    return uid or f"session:{request.session_hash}"
+
+
 def chatbot_messages(session: ChatSession) -> list[dict]:
     """The session's turns as messages-format Chatbot values."""
     return [{"role": m.role, "content": m.text} for m in session.messages if m.role in ("user", "assistant")]

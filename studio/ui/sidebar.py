@@ -11,7 +11,7 @@ from studio.core.session import new_id
 from studio.errors import InputError
 from studio.services import Services
 from studio.tasks import chat as chat_task
-from studio.ui.convert import conversation_choices
+from studio.ui.convert import conversation_choices, user_of
 from studio.ui.errors import user_errors
 
 TOKEN_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -84,15 +84,18 @@ def wire(demo: gr.Blocks, services: Services, bar: Sidebar, session: gr.State, u
         return [uid, "" if username else uid, *show(uid, sess)]
 
     @user_errors
-    def select(conv_id: str, uid: str):
+    def select(conv_id: str, uid: str, request: gr.Request):
+        uid = user_of(uid, request)
         return show(uid, store.load(uid, conv_id))
 
     @user_errors
-    def new(uid: str):
+    def new(uid: str, request: gr.Request):
+        uid = user_of(uid, request)
         return show(uid, chat_task.new_session(services))
 
     @user_errors
-    def rename(title: str, sess, uid: str):
+    def rename(title: str, sess, uid: str, request: gr.Request):
+        uid = user_of(uid, request)
         if not sess.messages:
             raise InputError("Send a message first; empty conversations are not saved.", "")
         store.rename(uid, sess.id, title)
@@ -100,7 +103,8 @@ def wire(demo: gr.Blocks, services: Services, bar: Sidebar, session: gr.State, u
         return [listing(uid, sess.id), sess, ""]
 
     @user_errors
-    def delete(confirmed: bool, sess, uid: str):
+    def delete(confirmed: bool, sess, uid: str, request: gr.Request):
+        uid = user_of(uid, request)
         if not confirmed:
             return [gr.skip()] * (2 + len(session_outputs))
         store.delete(uid, sess.id)
@@ -117,8 +121,10 @@ def wire(demo: gr.Blocks, services: Services, bar: Sidebar, session: gr.State, u
                           api_name="rename")
     bar.delete.click(delete, [bar.confirm, session, user_id], outs, js=CONFIRM_JS, api_name="delete")
 
+    def refresh(uid, sess, request: gr.Request):
+        return listing(user_of(uid, request), sess.id if sess.messages else "")
+
     def after_save(event):
-        event.then(lambda uid, sess: listing(uid, sess.id if sess.messages else ""), [user_id, session],
-                   bar.conversations, api_visibility="private")
+        event.then(refresh, [user_id, session], bar.conversations, api_visibility="private")
 
     return after_save

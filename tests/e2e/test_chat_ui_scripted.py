@@ -139,3 +139,16 @@ def test_stop_keeps_partial_reply_and_next_message_works(slow_app):
     job2 = client.submit("again", api_name="/chat")
     wait_for(lambda: len(job2.outputs()) >= 2, timeout=30)
     job2.cancel()
+
+
+def test_message_sent_while_loading_waits_and_says_so(tmp_path):
+    with running_app(write_config(tmp_path, model_path="script:slowload"), tmp_path / "data",
+                     wait_ready=False) as app:
+        client, _ = connect(app.url)
+        status = client.predict(api_name="/status")[0]
+        assert "loading" in status
+        outs, final = chat(client, "are you there")
+        notices = [o[2] for o in outs]
+        assert any(n.startswith("Waiting for the model to load") for n in notices)
+        assert reply_text(final[0]) == "echo: are you there" and final[2] == ""  # notice cleared
+        assert client.predict(api_name="/status")[0].startswith("🟢")

@@ -1,7 +1,7 @@
 """A deterministic engine for UI tests (never instead of the real model path).
 
 `model_path: "script:echo"` replies "echo: <last user text>" one word at a time;
-`"script:html"` replies with hostile HTML; `"script:slow"` streams 200 words slowly.
+`"script:html"` replies with hostile HTML; `"script:slow"` streams 200 words slowly; `"script:slowload"` is echo after a 3 s load.
 """
 
 from __future__ import annotations
@@ -56,4 +56,9 @@ if "scripted" not in ENGINES:
     @ENGINES.register("scripted")
     def _scripted(cfg, ctx):
         script = cfg.model_path.removeprefix("script:")
+        if script == "slowload":  # loads in 3 s, reporting progress like a real model
+            for i in range(6):
+                ctx.progress(i / 6, f"step {i + 1}/6")
+                time.sleep(0.5)
+            script = "echo"
         return ScriptedEngine(script, 0.2 if script == "slow" else 0.02)
