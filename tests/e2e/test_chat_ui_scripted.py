@@ -152,3 +152,13 @@ def test_message_sent_while_loading_waits_and_says_so(tmp_path):
         assert any(n.startswith("Waiting for the model to load") for n in notices)
         assert reply_text(final[0]) == "echo: are you there" and final[2] == ""  # notice cleared
         assert client.predict(api_name="/status")[0].startswith("🟢")
+
+
+def test_api_client_without_resume_still_saves(app):
+    from gradio_client import Client
+
+    client = Client(app.url, verbose=False)
+    chatbot = client.predict("no resume here", api_name="/chat")[0]
+    assert reply_text(chatbot) == "echo: no resume here"
+    user = f"session:{client.session_hash}"
+    assert app.services.store.list(user)[0].title == "no resume here"
