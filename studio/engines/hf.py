@@ -9,7 +9,7 @@ from __future__ import annotations
 import gc
 import logging
 import threading
-from typing import Any, Iterator, Optional
+from typing import Any, Iterator
 
 from studio.config import EngineConfig
 from studio.core.types import EngineInfo, GenerationRequest, GenParams, Message, TextDelta
@@ -20,28 +20,20 @@ log = logging.getLogger(__name__)
 
 
 class _Sampler:
-    """Picks the next token as `generate` would: repetition penalty, then temperature/top-k/top-p."""
+    """Picks the next token with generate's semantics: repetition penalty, then temperature,
+    top-k and top-p, but without sorting the whole vocabulary (a 49k-entry sort per token
+    cost 2.4-5 ms on CPU, 13-25% of a decode step)."""
+
+    WINDOW = 1024  # top-p candidates tried before falling back to a full sort
 
     def __init__(self, params: GenParams, prompt: list[int], capacity: int, device: Any) -> None:
         import torch
-        from transformers import (LogitsProcessorList, RepetitionPenaltyLogitsProcessor,
-                                  TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper)
 
+        self.p = params
         self.greedy = not params.do_sample or params.temperature == 0
-        procs = LogitsProcessorList()
-        if params.repetition_penalty != 1.0:
-            procs.append(RepetitionPenaltyLogitsProcessor(params.repetition_penalty))
-        if not self.greedy:
-            if params.temperature != 1.0:
-                procs.append(TemperatureLogitsWarper(params.temperature))
-            if params.top_k > 0:
-                procs.append(TopKLogitsWarper(params.top_k))
-            if params.top_p < 1.0:
-                procs.append(TopPLogitsWarper(params.top_p))
-        self.procs = procs
         # The penalty looks at prompt + reply, like generate's input_ids.
-        self.ids = torch.zeros(1, len(prompt) + capacity, dtype=torch.long, device=device)
-        self.ids[0, : len(prompt)] = torch.tensor(prompt, dtype=torch.long)
+        self.ids = torch.zeros(len(prompt) + capacity, dtype=torch.long, device=device)
+        self.ids[: len(prompt)] = torch.tensor(prompt, dtype=torch.long)
         self.n = len(prompt)
         # A private generator: a seed makes this reply reproducible without touching global RNG.
         self.gen = torch.Generator(device=device)
@@ -50,17 +42,52 @@ class _Sampler:
         else:
             self.gen.manual_seed(params.seed)
 
+    def _penalise(self, scores: Any) -> Any:
+        # As RepetitionPenaltyLogitsProcessor: divide positive scores, multiply negative ones.
+        import torch
+
+        seen = self.ids[: self.n]
+        picked = scores.gather(0, seen)
+        penalty = self.p.repetition_penalty
+        return scores.scatter(0, seen, torch.where(picked < 0, picked * penalty, picked / penalty))
+
+    def _candidates(self, scores: Any) -> tuple[Any, Any]:
+        """(probabilities, token ids) after top-k and top-p, best first; unnormalised is fine."""
+        import torch
+
+        vocab, top_k, top_p = scores.shape[0], self.p.top_k, self.p.top_p
+        if 0 < top_k < vocab:
+            vals, idx = torch.topk(scores, top_k)
+            probs = torch.softmax(vals, dim=0)  # top-p then sees the top-k renormalised, as in HF
+        elif top_p >= 1.0:
+            return torch.softmax(scores, dim=0), None
+        else:
+            vals, idx = torch.topk(scores, min(vocab, self.WINDOW))
+            probs = torch.exp(vals - torch.logsumexp(scores, dim=0))
+            if probs.sum() < top_p:  # the nucleus is wider than the window: sort everything
+                vals, idx = torch.sort(scores, descending=True)
+                probs = torch.softmax(vals, dim=0)
+        if top_p < 1.0:
+            # HF drops a token when the mass of the tokens ranked above it already reaches top_p.
+            probs = probs * ((torch.cumsum(probs, dim=0) - probs) < top_p)
+        return probs, idx
+
     def pick(self, logits: Any) -> int:
         """The next token id from fp32 logits [vocab]."""
         import torch
 
-        scores = self.procs(self.ids[:, : self.n], logits[None]) if self.procs else logits[None]
+        scores = logits.to(self.ids.device)  # a model split over GPUs returns them on the last one
+        if self.p.repetition_penalty != 1.0:
+            scores = self._penalise(scores)
         if self.greedy:
-            token = int(scores[0].argmax())
+            token = int(scores.argmax())
         else:
-            probs = torch.softmax(scores[0], dim=-1)
-            token = int(torch.multinomial(probs, 1, generator=self.gen))
-        self.ids[0, self.n] = token
+            if self.p.temperature != 1.0:
+                scores = scores / self.p.temperature
+            probs, idx = self._candidates(scores)
+            choice = torch.multinomial(probs, 1, generator=self.gen)
+            token = int(choice if idx is None else idx[choice])
+        self.ids[self.n] = token
         self.n += 1
         return token
 
@@ -69,8 +96,8 @@ class _TextAssembler:
     """Token ids → text pieces, never splitting a character or dropping a leading space,
     holding back text that might be the start of a stop string."""
 
-    def __init__(self, tokenizer: Any, stops: tuple[str, ...]) -> None:
-        self.tok = tokenizer
+    def __init__(self, tokenizer: Any, stops: tuple[str, ...], lock: threading.Lock) -> None:
+        self.tok, self.lock = tokenizer, lock
         self.stops = [s for s in stops if s]
         self.hold = max((len(s) for s in self.stops), default=1) - 1
         self.ids: list[int] = []
@@ -79,7 +106,8 @@ class _TextAssembler:
         self.sent = 0
 
     def _decode(self, ids: list[int]) -> str:
-        return self.tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+        with self.lock:
+            return self.tok.decode(ids, skip_special_tokens=True, clean_up_tokenization_spaces=False)
 
     def push(self, token: int) -> tuple[str, bool]:
         """Add a token; (text safe to emit now, whether a stop string was reached)."""
@@ -127,10 +155,13 @@ class HFEngine:
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.family, self.cfg = family, cfg
         self.decoder = make_decoder(self.model)
-        text_cfg = self.model.config.get_text_config() if hasattr(self.model.config, "get_text_config") else self.model.config
+        config = self.model.config
+        text_cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
         self.context_window = cfg.context_window or getattr(text_cfg, "max_position_embeddings", None) or 2048
         self.stop_ids = set(family.stop_token_ids(self.tokenizer, getattr(self.model, "generation_config", None)))
         self._lock = threading.Lock()  # serialises generations: direct callers (CLI, API) too
+        # Fast tokenizers raise "Already borrowed" when one thread encodes while another decodes.
+        self._tok_lock = threading.Lock()
         self._closed = False
 
     def _messages(self, messages: list[Message]) -> list[Message]:
@@ -138,15 +169,19 @@ class HFEngine:
             return [Message.of("system", self.cfg.system_prompt), *messages]
         return list(messages)
 
+    def _encode(self, messages: list[Message]) -> list[int]:
+        with self._tok_lock:
+            return self.family.encode(self.tokenizer, self._messages(messages))
+
     def count_tokens(self, messages: list[Message]) -> int:
         """Tokens the prompt for `messages` (with the generation prompt) takes."""
-        return len(self.family.encode(self.tokenizer, self._messages(messages)))
+        return len(self._encode(messages))
 
     def stream(self, request: GenerationRequest) -> Iterator[TextDelta]:
         """Yield text deltas, the last with a finish reason; InputError at once if the prompt cannot fit."""
         if self._closed:
             raise ModelNotReady("This model was unloaded.", "Reload it from the model panel.")
-        ids = self.family.encode(self.tokenizer, self._messages(request.messages))
+        ids = self._encode(request.messages)
         window = self.context_window
         if len(ids) + 1 >= window:
             raise InputError(
@@ -178,7 +213,7 @@ class HFEngine:
     def _run(self, ids: list[int], max_new: int, request: GenerationRequest) -> Iterator[TextDelta]:
         import torch
 
-        text = _TextAssembler(self.tokenizer, request.params.stop)
+        text = _TextAssembler(self.tokenizer, request.params.stop, self._tok_lock)
         done, finish, error, oom, hit = 0, "length", None, False, False
         try:
             sampler = _Sampler(request.params, ids, max_new, self.model.device)

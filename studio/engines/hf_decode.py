@@ -1,12 +1,13 @@
 """Token-by-token decoders for the HF engine: a generic one (the model's own forward with its
-KV cache) and a lean one for Llama-architecture models on CPU.
+KV cache) and a lean one for Llama-architecture models.
 
 Why our own loop instead of `generate`: it runs inside the caller's generator (no thread),
-checks cancellation between tokens, and on CPU lets us drop per-token overhead. On a 2-core
-CPU SmolLM2-135M decodes at ~15 tok/s with `generate` in float32; bf16 weights with oneDNN off
-for the one-row matmuls (ATen's bf16 GEMV reads half the bytes) and the lean step below give
-~45-55 tok/s (see bench/engine_speed.py).
-"""
+checks cancellation between tokens, and drops per-token overhead. Measured on 2 CPU cores with
+SmolLM2-135M (bench/engine_speed.py): `generate` fp32 16 tok/s; bf16 weights with oneDNN off
+for the one-row matmuls (ATen's bf16 GEMV reads half the bytes) 45-48 tok/s; plus the lean step
+below 56 tok/s. torch.compile of that step reaches 73 tok/s, but a first compile takes ~90 s on
+two cores and, run in a background thread, holds the GIL so much that replies crawl meanwhile
+(2.5 tok/s), so the engine stays eager; the bench measures the compiled lever."""
 
 from __future__ import annotations
 
@@ -21,16 +22,18 @@ PREFILL_CHUNK = 512  # prompt tokens per forward: bounds memory and lets cancel 
 def _onednn_off() -> Iterator[None]:
     import torch
 
-    previous = torch.backends.mkldnn.enabled
     torch.backends.mkldnn.enabled = False
     try:
         yield
     finally:
-        torch.backends.mkldnn.enabled = previous
+        # Back to torch's default rather than "the previous value": with two threads
+        # interleaving steps, restoring "previous" can leave oneDNN off for good (slow prompts);
+        # this way a race only costs one step its fast path.
+        torch.backends.mkldnn.enabled = True
 
 
-def cpu_decode_flags(model: Any) -> Callable[[], contextlib.AbstractContextManager]:
-    """A context factory for one decode step: oneDNN off for bf16/fp16 on CPU, else a no-op."""
+def decode_flags(model: Any) -> Callable[[], contextlib.AbstractContextManager]:
+    """A context factory for one decode step: the kernel choices that are fastest for one row."""
     import torch
 
     if model.device.type == "cpu" and model.dtype in (torch.bfloat16, torch.float16):
@@ -38,6 +41,13 @@ def cpu_decode_flags(model: Any) -> Callable[[], contextlib.AbstractContextManag
         # process-wide, so it is held for one step only (and prompt passes keep oneDNN, which
         # is faster for many rows); other CPU work at that instant just takes the ATen path.
         return _onednn_off
+    if model.device.type == "cuda":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        # cuDNN attention builds an execution plan for every new key length, i.e. every
+        # decode step: ~90 ms of CPU per token on an H200 host. The other kernels need none.
+        backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+        return lambda: sdpa_kernel(backends)
     return contextlib.nullcontext
 
 
@@ -51,7 +61,7 @@ class HFForwardDecoder:
         self.device = model.device
         params = inspect.signature(model.forward).parameters
         self._keep = {"logits_to_keep": 1} if "logits_to_keep" in params else {}
-        self._flags = cpu_decode_flags(model)
+        self._flags = decode_flags(model)
         self.past: Any = None
         self.n = 0
 
@@ -63,8 +73,9 @@ class HFForwardDecoder:
         import torch
 
         x = torch.tensor([ids], device=self.device)
-        mask = torch.ones(1, self.n + len(ids), dtype=torch.long, device=self.device)
-        out = self.model(input_ids=x, attention_mask=mask, past_key_values=self.past, use_cache=True, **self._keep)
+        # No attention_mask: one unpadded sequence needs none, and building the 4-D mask every
+        # step tripled the step time on a GPU host (90 vs 30 ms).
+        out = self.model(input_ids=x, past_key_values=self.past, use_cache=True, **self._keep)
         self.past = out.past_key_values
         self.n += len(ids)
         return out.logits[0, -1].float()
@@ -108,11 +119,12 @@ class _BufferCache:
 
 
 def fast_llama_supported(model: Any) -> bool:
-    """True for a plain LlamaForCausalLM on CPU, the case the lean decoder reproduces exactly."""
+    """True for a plain LlamaForCausalLM on one device, the case the lean decoder reproduces."""
     cfg = model.config
+    devices = set(str(d) for d in (getattr(model, "hf_device_map", None) or {}).values())
     return (
         type(model).__name__ == "LlamaForCausalLM"
-        and model.device.type == "cpu"
+        and len(devices) <= 1
         and getattr(cfg, "hidden_act", "") == "silu"
         and not getattr(cfg, "attention_bias", False)
         and not getattr(cfg, "mlp_bias", False)
@@ -135,7 +147,7 @@ def _fuse(linears: list[Any]) -> Any:
 
 
 class FastLlamaDecoder:
-    """Llama on CPU: the prompt through HF's own layers, then a lean one-token step.
+    """Llama on one device: the prompt through HF's own layers, then a lean one-token step.
 
     The step does what LlamaDecoderLayer does, with q/k/v and gate/up fused into one matmul
     each and single-query attention in fp32, skipping per-call mask and cache machinery that
@@ -151,7 +163,7 @@ class FastLlamaDecoder:
         self.kv_heads = cfg.num_key_value_heads
         self.head_dim = getattr(cfg, "head_dim", None) or cfg.hidden_size // cfg.num_attention_heads
         self.inter = cfg.intermediate_size
-        self._flags = cpu_decode_flags(model)
+        self._flags = decode_flags(model)
         self.layers = []
         for layer in model.model.layers:
             att, mlp = layer.self_attn, layer.mlp
@@ -170,15 +182,16 @@ class FastLlamaDecoder:
         """The prompt through the model's own decoder layers, in chunks; last fp32 logits or None."""
         import torch
 
-        inner, cache, hidden = self.model.model, self.cache, None
+        inner, cache, hidden, dev = self.model.model, self.cache, None, self.model.device
         for i in range(0, len(ids), PREFILL_CHUNK):
             if cancelled():
                 return None
-            chunk = torch.tensor([ids[i : i + PREFILL_CHUNK]])
+            chunk = torch.tensor([ids[i : i + PREFILL_CHUNK]], device=dev)
             q = chunk.shape[1]
-            pos = torch.arange(cache.n, cache.n + q).unsqueeze(0)
+            pos = torch.arange(cache.n, cache.n + q, device=dev).unsqueeze(0)
             # The first chunk is plain causal; later ones also see everything cached before them.
-            mask = None if cache.n == 0 else (torch.arange(cache.n + q)[None, :] <= pos[0][:, None])[None, None]
+            seen = torch.arange(cache.n + q, device=dev)
+            mask = None if cache.n == 0 else (seen[None, :] <= pos[0][:, None])[None, None]
             hidden = inner.embed_tokens(chunk)
             rope = inner.rotary_emb(hidden, position_ids=pos)
             for layer in inner.layers:
@@ -191,9 +204,9 @@ class FastLlamaDecoder:
         """One token through the lean path; fp32 logits of the next."""
         import torch
 
-        cache = self.cache
+        cache, x = self.cache, torch.tensor([[token]], device=self.model.device)
         with self._flags():
-            logits = self.forward_one(torch.tensor([[token]]), cache.n, cache.k, cache.v)
+            logits = self.forward_one(x, cache.n, cache.k, cache.v)
         cache.n += 1
         return logits
 
@@ -206,7 +219,8 @@ class FastLlamaDecoder:
         inner = self.model.model
         nh, nkv, hd = self.heads, self.kv_heads, self.head_dim
         h = inner.embed_tokens(token)
-        cos, sin = inner.rotary_emb(h, position_ids=torch.full((1, 1), n, dtype=torch.long))
+        position = torch.full((1, 1), n, dtype=torch.long, device=h.device)
+        cos, sin = inner.rotary_emb(h, position_ids=position)
         cos, sin, half = cos.view(1, 1, hd), sin.view(1, 1, hd), hd // 2
         for i, (norm1, qkv_w, o_w, scale, norm2, gu_w, down_w) in enumerate(self.layers):
             qkv = F.linear(norm1(h), qkv_w).view(nh + 2 * nkv, 1, hd)
@@ -232,7 +246,7 @@ class FastLlamaDecoder:
 
 
 def make_decoder(model: Any, allow_fast: bool = True) -> Any:
-    """The fastest decoder that reproduces `model` exactly: lean Llama on CPU, else generic."""
+    """The lean Llama decoder (same math as HF; fp32 tokens identical on CPU), else the generic one."""
     if allow_fast and fast_llama_supported(model):
         return FastLlamaDecoder(model)
     return HFForwardDecoder(model)

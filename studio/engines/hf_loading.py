@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
+import logging
 import os
 import shutil
 import time
@@ -24,6 +25,7 @@ _WEIGHT_GLOBS = ("*.safetensors", "pytorch_model*.bin", "model*.safetensors.inde
 _EXPECTED = "config.json plus weights (*.safetensors or pytorch_model*.bin), or a .gguf file"
 _NO_DOWNLOAD = "Nothing is downloaded: copy the model there, or fix model_path / gguf_file."
 GIB = 1024**3
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -86,11 +88,15 @@ def resolve_model_files(model_path: str, gguf_file: Optional[str] = None) -> Mod
     if not path.exists():
         raise ModelNotFound(f"Model path not found: {path}", f"Expected a folder with {_EXPECTED}. {_NO_DOWNLOAD}")
     if not path.is_dir():
-        raise ModelNotFound(f"Model path is not a folder or a .gguf file: {path}", f"Expected {_EXPECTED}. {_NO_DOWNLOAD}")
+        raise ModelNotFound(
+            f"Model path is not a folder or a .gguf file: {path}", f"Expected {_EXPECTED}. {_NO_DOWNLOAD}"
+        )
     if gguf_file:
         gguf = path / gguf_file
         if not gguf.is_file():
-            raise ModelNotFound(f"GGUF file not found: {gguf}", f"Looked in {path} for {gguf_file}. {_NO_DOWNLOAD}")
+            raise ModelNotFound(
+                f"GGUF file not found: {gguf}", f"Looked in {path} for {gguf_file}. {_NO_DOWNLOAD}"
+            )
         return ModelFiles(path, gguf)
     if (path / "config.json").is_file():
         if not any(next(path.glob(g), None) for g in _WEIGHT_GLOBS):
@@ -218,7 +224,8 @@ def _from_pretrained(kind: str, path: Path, **kwargs: Any) -> Any:
             if "trust_remote_code" in text
             else f"Check that {path} holds a complete transformers checkpoint. {_NO_DOWNLOAD}"
         )
-        raise StudioError(f"Cannot load the {kind} from {path}: {text.splitlines()[0] if text else type(exc).__name__}", hint) from None
+        first_line = text.splitlines()[0] if text else type(exc).__name__
+        raise StudioError(f"Cannot load the {kind} from {path}: {first_line}", hint) from None
 
 
 def _placement_kwargs(device: str, num_gpus: int) -> tuple[dict, str]:
@@ -258,8 +265,9 @@ def _load_gguf(files: ModelFiles, ctx: LoadContext, dtype: Any, place: dict) -> 
         ctx.progress(0.75, "Caching the dequantised model for faster loads")
         try:
             cached = _write_cache_atomically(model, tok, cache)
-        except OSError as exc:  # a full or read-only disk costs speed next time, not this load
+        except Exception as exc:  # a full or read-only disk costs speed next time, not this load
             cached = False
+            log.warning("could not write the GGUF cache %s: %s", cache, exc)
             ctx.progress(0.8, f"Could not write the model cache ({exc}); continuing")
         if not cached:
             model = _cast_parameters(model, dtype)

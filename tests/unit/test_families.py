@@ -156,7 +156,8 @@ def smol_tokenizer():
     from transformers import AutoTokenizer
 
     folder = list(spec.submodule_search_locations)[0]
-    return AutoTokenizer.from_pretrained(folder, gguf_file="SmolLM2-135M-Instruct.Q4_1.gguf", local_files_only=True)
+    gguf = "SmolLM2-135M-Instruct.Q4_1.gguf"
+    return AutoTokenizer.from_pretrained(folder, gguf_file=gguf, local_files_only=True)
 
 
 def test_hf_chat_template_golden(smol_tokenizer):

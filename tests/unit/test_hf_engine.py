@@ -16,8 +16,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from studio.config import EngineConfig  # noqa: E402
 from studio.core.types import GenerationRequest, GenParams, Message  # noqa: E402
 from studio.engines.base import LoadContext, Placement  # noqa: E402
-from studio.engines.hf_loading import (  # noqa: E402
-    GIB, pick_device, pick_dtype, plan_max_memory, resolve_model_files)
+from studio.engines.hf_loading import GIB, pick_device, pick_dtype, plan_max_memory, resolve_model_files  # noqa
 from studio.errors import InputError, ModelNotFound, ModelNotReady, StudioError  # noqa: E402
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -32,7 +31,8 @@ def embedded(**overrides) -> EngineConfig:
 
 
 def context(cache_dir: Path, log: list | None = None, device: str = "cpu") -> LoadContext:
-    return LoadContext("chat", Placement(device), cache_dir, lambda f, t: log.append((f, t)) if log is not None else None)
+    sink = log if log is not None else []
+    return LoadContext("chat", Placement(device), cache_dir, lambda fraction, text: sink.append((fraction, text)))
 
 
 def ask(engine, text: str, **params) -> list:
@@ -100,8 +100,7 @@ def test_info(engine):
     assert info.engine == "hf" and info.family == "hf_chat_template" and info.device == "cpu"
     assert info.dtype in ("bfloat16", "float32") and info.context_window == 8192
     assert 100e6 < info.memory_bytes < 700e6
-    assert info.batches is False and info.accepts_images is False
-    assert info.extra["decoder"] == "fast-llama"
+    assert info.batches is False and info.accepts_images is False and info.extra["decoder"] == "fast-llama"
 
 
 def test_missing_path_names_it(tmp_path):
@@ -109,6 +108,10 @@ def test_missing_path_names_it(tmp_path):
     with pytest.raises(ModelNotFound) as err:
         resolve_model_files(str(missing))
     assert str(missing) in err.value.message and "downloaded" in err.value.hint
+    with pytest.raises(ModelNotFound, match="nope.gguf"):
+        resolve_model_files(str(tmp_path), "nope.gguf")
+    with pytest.raises(ModelNotFound, match="no_such_pkg_xyz"):
+        resolve_model_files("pkg:no_such_pkg_xyz")
 
 
 def test_folder_without_model(tmp_path):
@@ -119,13 +122,6 @@ def test_folder_without_model(tmp_path):
     (tmp_path / "config.json").write_text("{}")
     with pytest.raises(ModelNotFound, match="no weights"):
         resolve_model_files(str(tmp_path))
-
-
-def test_missing_gguf_and_package(tmp_path):
-    with pytest.raises(ModelNotFound, match="nope.gguf"):
-        resolve_model_files(str(tmp_path), "nope.gguf")
-    with pytest.raises(ModelNotFound, match="no_such_pkg_xyz"):
-        resolve_model_files("pkg:no_such_pkg_xyz")
 
 
 def test_load_engine_missing_path_raises_model_not_found(tmp_path):
@@ -264,6 +260,36 @@ def test_max_new_tokens_capped_by_context_window(engine, monkeypatch):
     assert deltas[-1].finish_reason == "stop" or deltas[-1].completion_tokens == room
 
 
+@pytest.mark.parametrize("params", [
+    GenParams(), GenParams(top_k=0), GenParams(top_k=5, top_p=0.5), GenParams(top_k=0, top_p=1.0),
+    GenParams(top_k=0, top_p=0.99, temperature=1.5), GenParams(top_k=0, top_p=0.3, temperature=0.3),
+])
+def test_sampler_keeps_generates_distribution(params):
+    """Our top-k-first sampler gives the distribution transformers' processors give."""
+    import torch
+    from transformers import (LogitsProcessorList, RepetitionPenaltyLogitsProcessor, TemperatureLogitsWarper,
+                              TopKLogitsWarper, TopPLogitsWarper)
+
+    from studio.engines.hf import _Sampler
+
+    gen = torch.Generator().manual_seed(0)
+    prompt = list(range(0, 300, 3))
+    procs = LogitsProcessorList([RepetitionPenaltyLogitsProcessor(params.repetition_penalty),
+                                 TemperatureLogitsWarper(params.temperature)])
+    if params.top_k:
+        procs.append(TopKLogitsWarper(params.top_k))
+    if params.top_p < 1:
+        procs.append(TopPLogitsWarper(params.top_p))
+    for _ in range(3):
+        logits = torch.randn(49152, generator=gen) * 3
+        sampler = _Sampler(params, prompt, 4, torch.device("cpu"))
+        probs, idx = sampler._candidates(sampler._penalise(logits) / params.temperature)
+        ours = probs if idx is None else torch.zeros(49152).index_put_((idx,), probs)
+        want = torch.softmax(procs(torch.tensor([prompt]), logits[None].clone())[0], 0)
+        assert (ours / ours.sum() - want).abs().sum() < 1e-3
+        assert sampler.pick(logits) in set(torch.nonzero(want).flatten().tolist())
+
+
 # ---------------------------------------------------------------- cancel, close, errors
 
 
@@ -295,9 +321,26 @@ def test_cancel_from_another_thread(engine):
     assert final.completion_tokens < 400
 
 
+def test_concurrent_callers_are_serialised(engine):
+    prompts = ["Name a fruit.", "Name a river."]
+    alone = [joined(ask(engine, p, max_new_tokens=12, **GREEDY)) for p in prompts]
+    results = {}
+
+    def run(p):
+        results[p] = joined(ask(engine, p, max_new_tokens=12, **GREEDY))
+
+    threads = [threading.Thread(target=run, args=(p,)) for p in prompts]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert [results[p] for p in prompts] == alone  # no cross-talk between the two streams
+
+
 def test_closing_the_generator_stops_compute(engine):
     before = set(threading.enumerate())
-    gen = engine.stream(GenerationRequest([Message.of("user", "Count to one hundred.")], GenParams(max_new_tokens=200)))
+    request = GenerationRequest([Message.of("user", "Count to one hundred.")], GenParams(max_new_tokens=200))
+    gen = engine.stream(request)
     for _ in range(3):
         next(gen)
     gen.close()
@@ -343,16 +386,12 @@ def test_close_frees_and_refuses(cache_dir, first_load):
 
 @pytest.mark.gpu
 def test_cuda_engine_streams(cache_dir, first_load):
-    import torch
-
-    if not torch.cuda.is_available():
-        pytest.skip("needs CUDA")
-    from studio.engines.hf import load_hf_engine
+    from studio.engines.hf import load_hf_engine  # skipped without CUDA by tests/conftest.py
 
     eng = load_hf_engine(embedded(device="cuda"), context(cache_dir, device="cuda"))
     try:
         info = eng.info()
-        assert info.device == "cuda:0" and info.dtype == "bfloat16" and info.extra["decoder"] == "hf-forward"
+        assert info.device == "cuda:0" and info.dtype == "bfloat16" and info.extra["decoder"] == "fast-llama"
         deltas = ask(eng, "Write a haiku about the sea.", max_new_tokens=20, **GREEDY)
         assert joined(deltas) and deltas[-1].finish_reason in ("stop", "length")
     finally:
