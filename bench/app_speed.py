@@ -61,8 +61,8 @@ def direct(engine) -> dict:
     return {"ttft_s": statistics.median(ttft), "tok_s": statistics.median(rates), "runs": RUNS}
 
 
-def through_app(url: str, engine, users: int) -> dict:
-    """The same request through gradio_client, `users` sessions at once."""
+def client_run(url: str, users: int, runs: int) -> list[dict]:
+    """In a separate process (like a browser): `users` sessions at once, `runs` times; raw timings + texts."""
     from gradio_client import Client
 
     results = []
@@ -79,18 +79,32 @@ def through_app(url: str, engine, users: int) -> dict:
         end = time.perf_counter()
         text = job.outputs()[-1][0][-1]["content"]
         text = text if isinstance(text, str) else "".join(p.get("text", "") for p in text)
-        tokens = engine.count_tokens([Message.of("assistant", text)]) - engine.count_tokens([Message.of("assistant", "")])
-        results.append({"ttft_s": first - t0, "tokens": tokens, "start": t0, "first": first, "end": end})
+        results.append({"start": t0, "first": first, "end": end, "text": text})
 
-    for _ in range(RUNS if users == 1 else 1):
+    for _ in range(runs):
         threads = [threading.Thread(target=one) for _ in range(users)]
         for t in threads:
             t.start()
         for t in threads:
             t.join()
+    return results
+
+
+def through_app(url: str, engine, users: int) -> dict:
+    """The same request through the app over HTTP, from a client process."""
+    import subprocess
+
+    runs = RUNS if users == 1 else 1
+    out = subprocess.run([sys.executable, __file__, "--client", url, str(users), str(runs)],
+                         capture_output=True, text=True, check=True)
+    results = json.loads(out.stdout.strip().splitlines()[-1])
+    empty = engine.count_tokens([Message.of("assistant", "")])
+    for r in results:
+        r["tokens"] = engine.count_tokens([Message.of("assistant", r.pop("text"))]) - empty
+        r["ttft_s"] = r["first"] - r["start"]
     if users == 1:
         return {"ttft_s": statistics.median(r["ttft_s"] for r in results),
-                "tok_s": statistics.median((r["tokens"] - 1) / (r["end"] - r["first"]) for r in results), "runs": RUNS}
+                "tok_s": statistics.median((r["tokens"] - 1) / (r["end"] - r["first"]) for r in results), "runs": runs}
     span = max(r["end"] for r in results) - min(r["start"] for r in results)
     ttfts = sorted(r["ttft_s"] for r in results)
     return {"aggregate_tok_s": sum(r["tokens"] for r in results) / span, "ttft_p50_s": statistics.median(ttfts),
@@ -151,4 +165,7 @@ def plot(res: dict) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    if len(sys.argv) > 1 and sys.argv[1] == "--client":
+        print(json.dumps(client_run(sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))))
+    else:
+        main()

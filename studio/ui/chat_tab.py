@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -10,7 +11,7 @@ import gradio as gr
 from pydantic import ValidationError
 
 from studio.core.session import ChatSession
-from studio.core.types import GenParams, Notice
+from studio.core.types import GenParams, Notice, TextDelta
 from studio.errors import InputError
 from studio.exports.conversation import conversation_json, conversation_markdown, export_filename
 from studio.services import Services
@@ -18,6 +19,8 @@ from studio.tasks import chat as chat_task
 from studio.ui.convert import chatbot_messages, user_of
 from studio.ui.errors import user_errors
 from studio.ui.i18n import EXAMPLES
+
+UI_FRAME_S = 0.05  # at most ~20 transcript updates a second while streaming
 
 
 @dataclass
@@ -100,7 +103,7 @@ def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State,
     model_queue = dict(concurrency_id="engine:chat", concurrency_limit=1)
 
     def stream(events, sess: ChatSession, box_value: str):
-        notice, level = "", "info"
+        notice, level, shown = "", "info", 0.0
         yield chatbot_messages(sess), box_value, sess, notice
         for ev in events:
             if isinstance(ev, Notice):
@@ -111,6 +114,11 @@ def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State,
                 raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
             elif level == "info":
                 notice = ""  # "waiting for the model" is over once text flows; warnings stay
+            # Every update re-sends the transcript: batch tokens into frames so the server and the
+            # browser do less work per token. The final update always goes out.
+            if isinstance(ev, TextDelta) and not ev.finish_reason and time.monotonic() - shown < UI_FRAME_S:
+                continue
+            shown = time.monotonic()
             yield chatbot_messages(sess), box_value, sess, notice
 
     # Explicit parameter names: they are the public API's argument names (gradio_client, /call).

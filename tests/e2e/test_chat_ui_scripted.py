@@ -40,13 +40,14 @@ def test_endpoints_are_the_intended_ones(app):
 
 def test_stream_grows_and_conversation_is_listed(app):
     client, user = connect(app.url)
-    outs, final = chat(client, "one two three four five")
+    words = " ".join(f"w{i}" for i in range(30))  # 0.6 s of streaming: several 50 ms frames
+    outs, final = chat(client, words)
     texts = [reply_text(o[0]) for o in outs]
-    assert len(texts) >= 5 and texts[-1] == "echo: one two three four five"
+    assert len(texts) >= 5 and texts[-1] == f"echo: {words}"
     assert all(texts[i] == texts[i + 1][: len(texts[i])] for i in range(len(texts) - 1))  # prefixes
     assert final[1] == ""  # the input box is cleared
     convs = app.services.store.list(user)
-    assert len(convs) == 1 and convs[0].title == "one two three four five"
+    assert len(convs) == 1 and convs[0].title == words[:48] + "…"
 
 
 def test_bad_input_gets_a_message_and_next_request_works(app):

@@ -396,3 +396,25 @@ def test_cuda_engine_streams(cache_dir, first_load):
         assert joined(deltas) and deltas[-1].finish_reason in ("stop", "length")
     finally:
         eng.close()
+
+
+def test_compute_stays_on_one_thread_whoever_iterates(engine, monkeypatch):
+    # Servers resume generators from rotating worker threads; torch's thread pool is per calling
+    # thread, so every decode step must still run on the engine's own thread.
+    from concurrent.futures import ThreadPoolExecutor
+
+    seen = []
+    real_step = engine.decoder.step
+    monkeypatch.setattr(engine.decoder, "step", lambda token: (seen.append(threading.current_thread().name), real_step(token))[1])
+    expected = joined(ask(engine, "Name three rivers.", max_new_tokens=12, **GREEDY))
+    seen.clear()
+    stream = engine.stream(GenerationRequest([Message.of("user", "Name three rivers.")], GenParams(max_new_tokens=12, **GREEDY)))
+    with ThreadPoolExecutor(4) as pool:
+        deltas = []
+        while True:
+            try:
+                deltas.append(pool.submit(next, stream).result())
+            except StopIteration:
+                break
+    assert joined(deltas) == expected
+    assert len(seen) >= 5 and {name.split("_")[0] for name in seen} == {"hf-engine"}
