@@ -9,7 +9,7 @@ from typing import Iterator, Optional, Union
 from studio.core.session import ChatSession
 from studio.core.types import GenerationRequest, Message, Notice, TextDelta
 from studio.engines.base import Engine
-from studio.errors import InputError, ModelNotReady
+from studio.errors import InputError
 from studio.services import Services
 
 ChatEvent = Union[TextDelta, Notice]

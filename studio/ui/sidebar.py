@@ -98,8 +98,7 @@ def wire(demo: gr.Blocks, services: Services, bar: Sidebar, session: gr.State, u
         uid = user_of(uid, request)
         if not sess.messages:
             raise InputError("Send a message first; empty conversations are not saved.", "")
-        store.rename(uid, sess.id, title)
-        sess.title = store.load(uid, sess.id).title
+        sess.title = store.rename(uid, sess.id, title)  # the cleaned, stored title
         return [listing(uid, sess.id), sess, ""]
 
     @user_errors
