@@ -45,6 +45,8 @@ class HFChatTemplateFamily:
 
     name = "hf_chat_template"
     needs_remote_code = False
+    loads_checkpoint = False
+    accepts_images = False
     default_system_prompt: Optional[str] = None
 
     def build_prompt(self, tokenizer: Any, messages: list[Message]) -> str:
