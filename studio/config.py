@@ -32,6 +32,8 @@ class EngineConfig(_Frozen):
     context_window: Optional[int] = Field(None, ge=256, le=1_048_576)
     trust_remote_code: bool = False
     system_prompt: Optional[str] = None
+    # Most 448-px tiles per image for tiling vision models (InternVL2); None: the checkpoint's value.
+    max_tiles: Optional[int] = Field(None, ge=1, le=40)
     defaults: GenParams = GenParams()
 
 
@@ -43,6 +45,7 @@ class UIConfig(_Frozen):
     queue_max_size: int = Field(16, ge=1, le=1024)
     max_file_size: str = "20mb"
     max_prompt_chars: int = Field(100_000, ge=100, le=10_000_000)
+    max_images_per_message: int = Field(8, ge=1, le=64)
 
 
 class StudioConfig(_Frozen):

@@ -76,6 +76,8 @@ class GenerationRequest:
     messages: list[Message]
     params: GenParams = field(default_factory=GenParams)
     cancel: threading.Event = field(default_factory=threading.Event)
+    # Most 448-px tiles per image for tiling vision models (None: the model's default).
+    max_tiles: Optional[int] = None
 
 
 @dataclass(frozen=True)

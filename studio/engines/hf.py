@@ -10,12 +10,13 @@ import gc
 import logging
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator
+from typing import Any, Iterator, Optional
 
 from studio.config import EngineConfig
 from studio.core.types import EngineInfo, GenerationRequest, GenParams, Message, TextDelta
 from studio.engines.base import LoadContext
 from studio.errors import InputError, ModelNotReady
+from studio.families.base import ImageCost, PromptInputs
 
 log = logging.getLogger(__name__)
 
@@ -146,7 +147,6 @@ class _TextAssembler:
 class HFEngine:
     """A transformers causal LM behind the Engine protocol; one generation at a time."""
 
-    accepts_images = False
     batches = False
 
     def __init__(self, loaded: Any, family: Any, cfg: EngineConfig) -> None:
@@ -155,6 +155,8 @@ class HFEngine:
         self.loaded = loaded
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.family, self.cfg = family, cfg
+        self.vision = loaded.vision
+        self.accepts_images = bool(getattr(family, "accepts_images", False)) and self.vision is not None
         self.decoder = make_decoder(self.model)
         config = self.model.config
         text_cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
@@ -173,19 +175,35 @@ class HFEngine:
             return [Message.of("system", self.cfg.system_prompt), *messages]
         return list(messages)
 
-    def _encode(self, messages: list[Message]) -> list[int]:
+    def _prepare(self, messages: list[Message], max_tiles: Optional[int] = None) -> PromptInputs:
+        """Prompt ids (and preprocessed images for a vision model); InputError for images it cannot read."""
+        images = sum(len(m.images) for m in messages)
+        if images and not self.accepts_images:
+            raise InputError(
+                f"This model ({self.info().model}) reads text only; the conversation has {images} image(s).",
+                "Load a vision model (e.g. --config configs/internvl2-2b.yaml), or remove the images.",
+            )
         with self._tok_lock:
-            return self.family.encode(self.tokenizer, self._messages(messages))
+            if self.accepts_images:
+                return self.family.prepare(self.tokenizer, self._messages(messages), max_tiles)
+            return PromptInputs(self.family.encode(self.tokenizer, self._messages(messages)))
 
-    def count_tokens(self, messages: list[Message]) -> int:
-        """Tokens the prompt for `messages` (with the generation prompt) takes."""
-        return len(self._encode(messages))
+    def count_tokens(self, messages: list[Message], max_tiles: Optional[int] = None) -> int:
+        """Tokens the prompt for `messages` (with the generation prompt) takes, images included."""
+        return len(self._prepare(messages, max_tiles).ids)
+
+    def image_cost(self, image: Any, max_tiles: Optional[int] = None) -> ImageCost:
+        """Tiles and prompt tokens one image takes with this model."""
+        if not self.accepts_images:
+            raise InputError(f"This model ({self.info().model}) reads text only.", "Load a vision model.")
+        return self.family.image_cost(image, max_tiles)
 
     def stream(self, request: GenerationRequest) -> Iterator[TextDelta]:
         """Yield text deltas, the last with a finish reason; InputError at once if the prompt cannot fit."""
         if self._closed:
             raise ModelNotReady("This model was unloaded.", "Restart the studio to load it again.")
-        ids = self._encode(request.messages)
+        prompt = self._prepare(request.messages, request.max_tiles)
+        ids = prompt.ids
         window = self.context_window
         if len(ids) + 1 >= window:
             raise InputError(
@@ -194,7 +212,7 @@ class HFEngine:
                 "Shorten the message or the conversation, or start a new chat.",
             )
         max_new = min(request.params.max_new_tokens, window - len(ids))
-        return self._serve(ids, max_new, request)
+        return self._serve(prompt, max_new, request)
 
     def _acquire(self, request: GenerationRequest) -> bool:
         """Wait for the model; False if the request is cancelled first."""
@@ -203,13 +221,13 @@ class HFEngine:
                 return False
         return True
 
-    def _serve(self, ids: list[int], max_new: int, request: GenerationRequest) -> Iterator[TextDelta]:
+    def _serve(self, prompt: PromptInputs, max_new: int, request: GenerationRequest) -> Iterator[TextDelta]:
         # The lock is taken on the caller's thread; only the compute moves to the engine thread,
         # so a waiting caller never occupies that thread.
         if not self._acquire(request):
-            yield TextDelta(finish_reason="cancelled", prompt_tokens=len(ids))
+            yield TextDelta(finish_reason="cancelled", prompt_tokens=len(prompt.ids))
             return
-        gen = self._run(ids, max_new, request)
+        gen = self._run(prompt, max_new, request)
         try:
             while True:
                 try:
@@ -229,16 +247,34 @@ class HFEngine:
         if not self._closed:
             self.decoder.release()
 
-    def _run(self, ids: list[int], max_new: int, request: GenerationRequest) -> Iterator[TextDelta]:
+    def _prefill(self, prompt: PromptInputs, cancelled: Any) -> Any:
+        """The prompt through the model (image features spliced in); fp32 logits or None if cancelled."""
+        if self.vision is None or not prompt.pixel_values:
+            return self.decoder.prefill(prompt.ids, cancelled)
+        embeds, mask = self.vision.embed(self.model, prompt)
+
+        def on_chunk(start: int, end: int) -> None:
+            self.vision.set_adapter_mask(None if mask is None else mask[None, start:end])
+
+        try:
+            return self.decoder.prefill(prompt.ids, cancelled, embeds=embeds, on_chunk=on_chunk)
+        finally:
+            self.vision.set_adapter_mask(None)  # decoding is text only
+
+    def _run(self, prompt: PromptInputs, max_new: int, request: GenerationRequest) -> Iterator[TextDelta]:
         import torch
 
+        ids = prompt.ids
         text = _TextAssembler(self.tokenizer, request.params.stop, self._tok_lock)
         done, finish, error, oom, hit = 0, "length", None, False, False
         try:
-            sampler = _Sampler(request.params, ids, max_new, self.model.device)
+            # Vision models generate from embeddings, as the official chat() does: the repetition
+            # penalty then sees the reply only, not the prompt's placeholder ids.
+            seen = [] if self.accepts_images else ids
+            sampler = _Sampler(request.params, seen, max_new, self.model.device)
             with torch.inference_mode():  # entered per call: never held across a yield
                 self.decoder.start(len(ids) + max_new)
-                logits = self.decoder.prefill(ids, request.cancel.is_set)
+                logits = self._prefill(prompt, request.cancel.is_set)
             while logits is not None:
                 token = sampler.pick(logits)
                 if token in self.stop_ids:
@@ -281,11 +317,16 @@ class HFEngine:
         files = self.loaded.files
         label = self.cfg.label or (files.gguf.stem if files.gguf else files.model_dir.name)
         memory = 0 if self._closed else sum(p.numel() * p.element_size() for p in self.model.parameters())
+        if self.vision is not None and not self._closed:
+            memory += sum(p.numel() * p.element_size() for p in getattr(self.vision, "parameters", list)())
+        plan = self.loaded.plan
         return EngineInfo(
             engine="hf", model=label, family=self.family.name, device=self.loaded.device,
             dtype=self.loaded.dtype, context_window=self.context_window, memory_bytes=memory,
+            accepts_images=self.accepts_images,
             extra={"decoder": getattr(self.decoder, "name", "?"), "load_seconds": round(self.loaded.seconds, 2),
-                   "source": self.loaded.source, "cache_path": str(self.loaded.cache_path or "")},
+                   "source": self.loaded.source, "cache_path": str(self.loaded.cache_path or ""),
+                   "memory_plan": plan.summary() if plan else ""},
         )
 
     def warm_up(self) -> None:
@@ -301,7 +342,7 @@ class HFEngine:
             self._closed = True
             on_cuda = self.model is not None and self.model.device.type == "cuda"
             self.decoder.release()
-            self.model = self.decoder = self.loaded.model = None
+            self.model = self.decoder = self.loaded.model = self.vision = self.loaded.vision = None
             self._worker.shutdown(wait=False)
             gc.collect()
             if on_cuda:
@@ -321,7 +362,7 @@ def load_hf_engine(cfg: EngineConfig, ctx: LoadContext) -> HFEngine:
     files = resolve_model_files(cfg.model_path, cfg.gguf_file)
     # The family is settled before the slow load, so an unsupported checkpoint fails at once.
     family = resolve_family(cfg.family, None if files.gguf else files.model_dir)
-    loaded = load_model(cfg, ctx, files)
+    loaded = load_model(cfg, ctx, files, family)
     engine = HFEngine(loaded, family, cfg)
     engine.count_tokens([Message.of("user", "Hi")])  # a tokenizer without a chat template fails here
     engine.warm_up()

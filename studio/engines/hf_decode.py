@@ -16,6 +16,7 @@ import inspect
 from typing import Any, Callable, Iterator, Optional
 
 PREFILL_CHUNK = 512  # prompt tokens per forward: bounds memory and lets cancel act between chunks
+ChunkHook = Callable[[int, int], None]  # (start, end) of the prompt chunk about to run
 
 
 @contextlib.contextmanager
@@ -69,24 +70,34 @@ class HFForwardDecoder:
         """Forget the previous sequence."""
         self.past, self.n = None, 0
 
-    def _forward(self, ids: list[int]) -> Any:
+    def _forward(self, ids: list[int], embeds: Any = None) -> Any:
         import torch
 
-        x = torch.tensor([ids], device=self.device)
         # No attention_mask: one unpadded sequence needs none, and building the 4-D mask every
         # step tripled the step time on a GPU host (90 vs 30 ms).
-        out = self.model(input_ids=x, past_key_values=self.past, use_cache=True, **self._keep)
+        if embeds is None:
+            inputs = {"input_ids": torch.tensor([ids], device=self.device)}
+        else:
+            inputs = {"inputs_embeds": embeds}
+        out = self.model(**inputs, past_key_values=self.past, use_cache=True, **self._keep)
         self.past = out.past_key_values
         self.n += len(ids)
         return out.logits[0, -1].float()
 
-    def prefill(self, ids: list[int], cancelled: Callable[[], bool]) -> Optional[Any]:
-        """Run the prompt in chunks; the last position's fp32 logits, or None if cancelled."""
+    def prefill(self, ids: list[int], cancelled: Callable[[], bool], embeds: Any = None,
+                on_chunk: Optional[ChunkHook] = None) -> Optional[Any]:
+        """Run the prompt in chunks; the last position's fp32 logits, or None if cancelled.
+
+        `embeds` [1, len(ids), hidden] replaces the token embeddings (images spliced in);
+        `on_chunk(start, end)` runs before each chunk (image-only adapters set their mask)."""
         logits = None
         for i in range(0, len(ids), PREFILL_CHUNK):
             if cancelled():
                 return None
-            logits = self._forward(ids[i : i + PREFILL_CHUNK])
+            end = min(i + PREFILL_CHUNK, len(ids))
+            if on_chunk:
+                on_chunk(i, end)
+            logits = self._forward(ids[i:end], None if embeds is None else embeds[:, i:end])
         return logits
 
     def step(self, token: int) -> Any:
@@ -178,21 +189,29 @@ class FastLlamaDecoder:
         self.cache = _BufferCache(len(self.layers), self.kv_heads, capacity, self.head_dim,
                                   self.model.dtype, self.model.device)
 
-    def prefill(self, ids: list[int], cancelled: Callable[[], bool]) -> Optional[Any]:
-        """The prompt through the model's own decoder layers, in chunks; last fp32 logits or None."""
+    def prefill(self, ids: list[int], cancelled: Callable[[], bool], embeds: Any = None,
+                on_chunk: Optional[ChunkHook] = None) -> Optional[Any]:
+        """The prompt through the model's own decoder layers, in chunks; last fp32 logits or None.
+
+        `embeds` and `on_chunk` as in HFForwardDecoder.prefill."""
         import torch
 
         inner, cache, hidden, dev = self.model.model, self.cache, None, self.model.device
         for i in range(0, len(ids), PREFILL_CHUNK):
             if cancelled():
                 return None
-            chunk = torch.tensor([ids[i : i + PREFILL_CHUNK]], device=dev)
-            q = chunk.shape[1]
+            end = min(i + PREFILL_CHUNK, len(ids))
+            if on_chunk:
+                on_chunk(i, end)
+            q = end - i
             pos = torch.arange(cache.n, cache.n + q, device=dev).unsqueeze(0)
             # The first chunk is plain causal; later ones also see everything cached before them.
             seen = torch.arange(cache.n + q, device=dev)
             mask = None if cache.n == 0 else (seen[None, :] <= pos[0][:, None])[None, None]
-            hidden = inner.embed_tokens(chunk)
+            if embeds is None:
+                hidden = inner.embed_tokens(torch.tensor([ids[i:end]], device=dev))
+            else:
+                hidden = embeds[:, i:end].to(dev)
             rope = inner.rotary_emb(hidden, position_ids=pos)
             for layer in inner.layers:
                 hidden = layer(hidden, attention_mask=mask, position_ids=pos, past_key_values=cache,

@@ -46,8 +46,10 @@ class LoadedModel:
     device: str  # "cpu", "cuda:0", "cuda:0-1"
     dtype: str  # "float32", "bfloat16", "float16"
     seconds: float
-    source: str  # "checkpoint", "gguf", "gguf-cache"
+    source: str  # "checkpoint", "native", "gguf", "gguf-cache"
     cache_path: Optional[Path] = None
+    vision: Any = None  # the image side of a vision-language model (families.base.VisionPart)
+    plan: Any = None  # the memory plan made before loading (engines.memory.MemoryPlan)
 
 
 def _package_dir(name: str) -> Path:
@@ -279,8 +281,47 @@ def _load_gguf(files: ModelFiles, ctx: LoadContext, dtype: Any, place: dict) -> 
     return model, tok, source, cache
 
 
-def load_model(cfg: EngineConfig, ctx: LoadContext, files: Optional[ModelFiles] = None) -> LoadedModel:
-    """Resolve, check and load the model of `cfg` with local files only; progress via ctx."""
+def _place(model: Any, device: str, num_gpus: int) -> Any:
+    """Move a model built on the CPU to one GPU, or spread it over several with accelerate."""
+    if device != "cuda":
+        return model
+    if num_gpus <= 1:
+        return model.to("cuda:0")
+    import torch
+    from accelerate import dispatch_model, infer_auto_device_map
+
+    free = [torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())]
+    budget = plan_max_memory(num_gpus, free, headroom=2 * GIB)
+    layer_cls = type(model.model.layers[0]).__name__
+    device_map = infer_auto_device_map(model, max_memory=budget, no_split_module_classes=[layer_cls])
+    return dispatch_model(model, device_map=device_map)
+
+
+def context_tokens(cfg: EngineConfig, files: ModelFiles) -> int:
+    """The context the memory plan reserves KV cache for: the configured window, else config.json's."""
+    if cfg.context_window:
+        return cfg.context_window
+    path = files.model_dir / "config.json"
+    if files.gguf is None and path.is_file():
+        import json
+
+        try:
+            config = json.loads(path.read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            return 2048
+        text = config.get("llm_config") or config
+        return int(text.get("max_position_embeddings") or 2048)
+    return 2048
+
+
+def load_model(cfg: EngineConfig, ctx: LoadContext, files: Optional[ModelFiles] = None,
+               family: Any = None) -> LoadedModel:
+    """Resolve, check and load the model of `cfg` with local files only; progress via ctx.
+
+    A family that loads its official checkpoints itself (remote code off) builds the model;
+    `trust_remote_code: true` instead hands the folder to transformers' Auto classes."""
+    from studio.engines.memory import make_plan, refuse_if_too_big
+
     started = time.perf_counter()
     ctx.progress(0.0, "Looking for the model files")
     files = files or resolve_model_files(cfg.model_path, cfg.gguf_file)
@@ -292,19 +333,35 @@ def load_model(cfg: EngineConfig, ctx: LoadContext, files: Optional[ModelFiles] 
     num_gpus = ctx.placement.num_gpus if device == "cuda" else 1
     if files.gguf is not None and num_gpus > 1:
         raise StudioError("A GGUF model runs on one GPU here.", "Use --num-gpus 1, or a transformers checkpoint.")
-    place, label = _placement_kwargs(device, num_gpus)
-    cache_path = None
-    if files.gguf is not None:
-        model, tok, source, cache_path = _load_gguf(files, ctx, dtype, place)
+    if device == "cuda" and num_gpus > torch.cuda.device_count():
+        raise StudioError(f"--num-gpus {num_gpus} asked for, but {torch.cuda.device_count()} GPU(s) found.",
+                          f"Use --num-gpus {max(1, torch.cuda.device_count())}.")
+    tokens = context_tokens(cfg, files)
+    plan = make_plan(files.model_dir, files.gguf, dtype_name, device, num_gpus, tokens,
+                     vision=bool(getattr(family, "accepts_images", False)))
+    ctx.progress(0.02, f"Memory plan: {plan.summary()}")
+    refuse_if_too_big(plan, dtype_name, tokens)
+    native = files.gguf is None and getattr(family, "loads_checkpoint", False) and not cfg.trust_remote_code
+    cache_path, vision = None, None
+    if native:
+        parts = family.load(files.model_dir, dtype, ctx.progress)
+        ctx.progress(0.9, f"Placing the model on {device}")
+        model, tok, source = _place(parts.lm, device, num_gpus), parts.tokenizer, "native"
+        label = "cpu" if device != "cuda" else (f"cuda:0-{num_gpus - 1}" if num_gpus > 1 else "cuda:0")
+        if parts.vision is not None:
+            vision = parts.vision.to(model.device)
     else:
-        ctx.progress(0.1, f"Loading the tokenizer from {files.model_dir}")
-        remote = {"trust_remote_code": cfg.trust_remote_code}
-        tok = _from_pretrained("tokenizer", files.model_dir, **remote)
-        ctx.progress(0.2, f"Loading the weights from {files.model_dir}")
-        model = _from_pretrained("model", files.model_dir, dtype=dtype, **place, **remote)
-        source = "checkpoint"
+        place, label = _placement_kwargs(device, num_gpus)
+        if files.gguf is not None:
+            model, tok, source, cache_path = _load_gguf(files, ctx, dtype, place)
+        else:
+            ctx.progress(0.1, f"Loading the tokenizer from {files.model_dir}")
+            remote = {"trust_remote_code": cfg.trust_remote_code}
+            tok = _from_pretrained("tokenizer", files.model_dir, **remote)
+            ctx.progress(0.2, f"Loading the weights from {files.model_dir}")
+            model = _from_pretrained("model", files.model_dir, dtype=dtype, **place, **remote)
+            source = "checkpoint"
     model.eval()
     ctx.progress(1.0, "Model loaded")
-    return LoadedModel(
-        model, tok, files, label, dtype_name, time.perf_counter() - started, source, cache_path
-    )
+    return LoadedModel(model, tok, files, label, dtype_name, time.perf_counter() - started, source,
+                       cache_path, vision, plan)
