@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 import time
-from typing import Iterator, Optional, Union
+from typing import Callable, Iterator, Optional, Union
 
 from studio.core.session import ChatSession
 from studio.core.types import GenerationRequest, Message, Notice, TextDelta
@@ -45,16 +45,20 @@ def _wait_for_engine(services: Services, name: str) -> Iterator[Union[Notice, En
         pool.wait(name, LOAD_POLL_S)
 
 
-def trim_history(engine: Engine, messages: list[Message], reply_room: int) -> tuple[list[Message], int]:
-    """Drop the oldest turns until the prompt fits; returns (messages, how many were dropped)."""
+def trim_history(engine: Engine, messages: list[Message], reply_room: int,
+                 count: Optional[Callable[[list[Message]], int]] = None) -> tuple[list[Message], int]:
+    """Drop the oldest turns until the prompt fits; returns (messages, how many were dropped).
+
+    `count` measures a prompt (default: engine.count_tokens), e.g. with a vision tile budget."""
+    count = count or engine.count_tokens
     window = engine.info().context_window
     budget = window - reply_room
     system = [m for m in messages[:1] if m.role == "system"]
     turns = messages[len(system):]
     dropped = 0
-    while turns and engine.count_tokens(system + turns) > budget:
+    while turns and count(system + turns) > budget:
         if len(turns) == 1:
-            need = engine.count_tokens(system + turns)
+            need = count(system + turns)
             raise InputError(
                 f"The message takes {need:,} tokens; this model's context window is {window:,} "
                 f"tokens, {reply_room:,} of them kept for the reply.",

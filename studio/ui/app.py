@@ -11,7 +11,8 @@ from starlette.middleware import Middleware
 
 from studio.core.session import ChatSession
 from studio.services import Services
-from studio.ui import chat_tab, sidebar
+from studio.tasks import vision as vision_task
+from studio.ui import chat_tab, sidebar, vision_tab
 from studio.ui.early_script import EarlyScriptMiddleware, lang_script
 from studio.ui.convert import chatbot_messages, status_markdown
 from studio.ui.i18n import build_i18n
@@ -33,6 +34,12 @@ class App:
     launch_kwargs: dict
 
 
+def _status(services: Services) -> str:
+    """One header line per configured model."""
+    pool = services.engines
+    return "  \n".join(status_markdown(pool.label(n), pool.state(n)) for n in pool.names())
+
+
 def build_app(services: Services, lang: Optional[str] = None) -> App:
     """Build the UI over `services`; nothing is loaded or launched here."""
     i18n = build_i18n()
@@ -42,17 +49,19 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
         session = gr.State(ChatSession())
         bar = sidebar.build(i18n, cfg.ui.title, f"/gradio_api/file={ASSETS / 'logo.svg'}")
         with gr.Row(elem_id="header"):
-            status = gr.Markdown(status_markdown(services.engines.label("chat"), services.engines.state("chat")),
-                                 elem_id="model-status")
+            status = gr.Markdown(_status(services), elem_id="model-status")
         timer = gr.Timer(1.0)
+        vision_session = gr.State(vision_task.new_session(services))
         with gr.Tabs():
             with gr.Tab(i18n("tab_chat"), id="chat"):
                 tab = chat_tab.build(i18n)
+            with gr.Tab(i18n("tab_vision"), id="vision"):
+                vtab = vision_tab.build(i18n, services)
 
         def tick():
-            st = services.engines.state("chat")
-            done = st.state in ("ready", "failed")
-            return status_markdown(services.engines.label("chat"), st), gr.Timer(active=not done)
+            pool = services.engines
+            done = all(pool.state(n).state in ("ready", "failed") for n in pool.names())
+            return _status(services), gr.Timer(active=not done)
 
         timer.tick(tick, None, [status, timer], api_visibility="private", queue=False)
         demo.load(tick, None, [status, timer], api_name="status", queue=False)
@@ -64,6 +73,7 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
 
         after_save = sidebar.wire(demo, services, bar, session, user_id, session_outputs, session_values)
         chat_tab.wire(services, tab, session, user_id, after_save)
+        vision_tab.wire(services, vtab, vision_session)
     demo.queue(max_size=cfg.ui.queue_max_size, default_concurrency_limit=8)
     launch_kwargs = dict(
         i18n=i18n,

@@ -35,7 +35,9 @@ def test_endpoints_are_the_intended_ones(app):
     client, _ = connect(app.url)
     named = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
     assert named == {"/status", "/resume", "/select", "/new", "/rename", "/delete", "/chat",
-                     "/regenerate", "/undo", "/clear", "/export_markdown", "/export_json"}
+                     "/regenerate", "/undo", "/clear", "/export_markdown", "/export_json",
+                     "/vision_ask", "/vision_describe", "/vision_ocr", "/vision_regenerate", "/vision_extract",
+                     "/vision_clear"}
 
 
 def test_stream_grows_and_conversation_is_listed(app):

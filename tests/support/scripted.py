@@ -1,7 +1,9 @@
 """A deterministic engine for UI tests (never instead of the real model path).
 
 `model_path: "script:echo"` replies "echo: <last user text>" one word at a time;
-`"script:html"` replies with hostile HTML; `"script:slow"` streams 200 words slowly; `"script:slowload"` is echo after a 3 s load.
+`"script:html"` replies with hostile HTML; `"script:slow"` streams 200 words slowly; `"script:slowload"` is echo after a 3 s load;
+`"script:vision"` reads images and says how many it saw and their sizes; `"script:json"` reads images and answers
+an extraction request with schema-invalid JSON first and valid JSON once re-asked.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import time
 
 from studio.core.types import EngineInfo, TextDelta
 from studio.engines import ENGINES
+from studio.families.base import ImageCost
 
 XSS = ("Here: <img src=x onerror=\"window.__xss=1;alert(1)\"> <script>window.__xss=2</script> "
        "<a href=\"javascript:window.__xss=3\">link</a> **bold**")
@@ -22,11 +25,20 @@ class ScriptedEngine:
     def __init__(self, script: str, delay: float) -> None:
         self.script = script
         self.delay = delay
+        self.accepts_images = script in ("vision", "json")
 
     def _words(self, request):
         last = request.messages[-1].text if request.messages else ""
         if self.script == "html":
             return XSS.split(" ")
+        if self.script == "vision":
+            imgs = [im for m in request.messages for im in m.images]
+            sizes = ", ".join(f"{im.size[0]}x{im.size[1]}" for im in imgs)
+            return f"I see {len(imgs)} image(s) ({sizes}) tiles={request.max_tiles}. You asked: {last}".split(" ")
+        if self.script == "json":
+            if last.startswith("That answer cannot be used"):
+                return ['{"title":', '"a', 'cat",', '"objects":', '["cat"]}']
+            return ['```json\n{"title":', "5}\n```"]
         if self.script == "slow":
             return [f"w{i}" for i in range(200)]
         return ["echo:"] + last.split(" ")
@@ -41,11 +53,14 @@ class ScriptedEngine:
             yield TextDelta(("" if i == 0 else " ") + w)
         yield TextDelta(finish_reason="stop", completion_tokens=len(words))
 
-    def count_tokens(self, messages):
-        return sum(len(m.text.split()) + 4 for m in messages)
+    def count_tokens(self, messages, max_tiles=None):
+        return sum(len(m.text.split()) + 4 + 100 * len(m.images) for m in messages)
+
+    def image_cost(self, image, max_tiles=None):
+        return ImageCost(1, 100)
 
     def info(self):
-        return EngineInfo("scripted", self.script, "none", "cpu", "none", 512)
+        return EngineInfo("scripted", self.script, "none", "cpu", "none", 512, accepts_images=self.accepts_images)
 
     def close(self):
         pass

@@ -1,0 +1,187 @@
+"""Image understanding: questions about uploaded images, multi-turn, and schema-checked JSON extraction."""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterator, Optional, Union
+
+from studio import images as image_intake
+from studio.core.session import ChatSession
+from studio.core.types import GenerationRequest, ImagePart, Message, Notice, TextDelta, TextPart
+from studio.engines.base import Engine
+from studio.errors import InputError
+from studio.services import Services
+from studio.tasks import json_extract
+from studio.tasks.chat import _wait_for_engine, trim_history, validate_prompt
+
+PRESETS = {
+    "describe": "Describe this image in detail.",
+    "ocr": "Read all the text in this image and write it out exactly, keeping the line breaks.",
+}
+MAX_RETRIES = 3
+
+
+@dataclass(frozen=True)
+class Extraction:
+    """The outcome of a JSON extraction: schema-valid data, or why there is none."""
+
+    ok: bool
+    data: Any
+    error: str
+    attempts: int
+    raw: str
+
+
+VisionEvent = Union[TextDelta, Notice, Extraction]
+
+
+def engine_name(services: Services) -> str:
+    """The engine behind the image tab: one named `vision` if configured, else the chat engine."""
+    return "vision" if "vision" in services.config.engines else "chat"
+
+
+def new_session(services: Services) -> ChatSession:
+    """A fresh image conversation on the image tab's engine."""
+    name = engine_name(services)
+    cfg = services.config.engines[name]
+    return ChatSession(engine=name, params=cfg.defaults, system_prompt=cfg.system_prompt or "")
+
+
+def load_images(services: Services, files: list[tuple[str, str]]) -> list[image_intake.Intake]:
+    """(display name, path) uploads → normalised images; InputError naming a file that cannot be used."""
+    limit = services.config.ui.max_images_per_message
+    if len(files) > limit:
+        raise InputError(f"{len(files)} images in one message; the limit is {limit}.",
+                         f"Send at most {limit} images at a time (ask about the rest in the next message).")
+    return [image_intake.load_image(Path(path), name=name) for name, path in files]
+
+
+def describe_costs(engine: Engine, intakes: list[image_intake.Intake], max_tiles: Optional[int]) -> str:
+    """One line per image: size, tiles and the prompt tokens it takes."""
+    lines = []
+    for it in intakes:
+        cost = engine.image_cost(it.image, max_tiles)
+        w, h = it.image.size
+        lines.append(f"{it.name}: {w}×{h} → {cost.tiles} tile(s), {cost.tokens:,} tokens")
+    return "; ".join(lines)
+
+
+def _ready_engine(services: Services, name: str) -> Iterator[Union[Notice, Engine]]:
+    """Loading notices, then the engine; InputError when it cannot read images."""
+    for item in _wait_for_engine(services, name):
+        if isinstance(item, Notice):
+            yield item
+            continue
+        if not item.accepts_images:
+            raise InputError(
+                f"The model behind the image tab ({item.info().model}) reads text only, so images cannot be sent to it.",
+                "Start the studio with a vision model, e.g. --config configs/internvl2-2b.yaml --model-path /path/to/InternVL2-2B.",
+            )
+        yield item
+
+
+def _generate(services: Services, session: ChatSession, max_tiles: Optional[int],
+              cancel: threading.Event) -> Iterator[Union[TextDelta, Notice]]:
+    """Stream the reply to the session's last user message; returns the reply text."""
+    session.messages.append(Message.of("assistant", ""))
+    text = ""
+    try:
+        engine = None
+        for item in _ready_engine(services, session.engine):
+            if isinstance(item, Notice):
+                yield item
+            else:
+                engine = item
+        window = engine.info().context_window
+        reply_room = min(session.params.max_new_tokens, window // 2)
+        full = session.prompt_messages()[:-1]
+        prompt, dropped = trim_history(engine, full, reply_room, lambda m: engine.count_tokens(m, max_tiles))
+        if dropped:
+            lost = sum(len(m.images) for m in full) - sum(len(m.images) for m in prompt)
+            yield Notice(f"{dropped} earliest message(s) ({lost} image(s)) left out so the conversation fits "
+                         f"the model's {window:,}-token context window.", "warning")
+        params = session.params.model_copy(update={"max_new_tokens": min(session.params.max_new_tokens, reply_room)})
+        stream = engine.stream(GenerationRequest(prompt, params, cancel, max_tiles=max_tiles))
+        try:
+            for delta in stream:
+                text += delta.text
+                session.messages[-1] = Message.of("assistant", text)
+                yield delta
+        finally:
+            stream.close()  # a closed generator (Stop, disconnect) ends the compute at once
+    finally:
+        if not session.messages[-1].text:
+            session.messages.pop()
+        session.touch()
+    return text
+
+
+def _add_user_turn(services: Services, session: ChatSession, text: str, files: list[tuple[str, str]],
+                   max_tiles: Optional[int]) -> Iterator[Notice]:
+    """Check the uploads and question, append the user message, and say what the images cost."""
+    intakes = load_images(services, files)
+    if not intakes and not any(m.images for m in session.messages):
+        raise InputError("There is no image to ask about yet.", "Drag, paste or upload an image, then ask your question.")
+    text = validate_prompt(services, text)
+    if session.messages and session.messages[-1].role == "user":
+        session.messages.pop()  # an earlier question that never got a reply: replace it
+    parts: list = [ImagePart(it.image) for it in intakes]
+    session.messages.append(Message("user", parts + [TextPart(text)]))
+    for it in intakes:
+        for note in it.notes:
+            yield Notice(note, "warning")
+    if intakes:
+        engine = services.engines.get(session.engine) if services.engines.state(session.engine).state == "ready" else None
+        if engine is not None and engine.accepts_images:
+            yield Notice(describe_costs(engine, intakes, max_tiles))
+
+
+def send(services: Services, session: ChatSession, text: str, files: list[tuple[str, str]],
+         max_tiles: Optional[int] = None, cancel: Optional[threading.Event] = None) -> Iterator[VisionEvent]:
+    """Ask about the attached images (or the conversation's earlier ones) and stream the answer."""
+    if not (text or "").strip() and files:
+        text = PRESETS["describe"]  # an image sent without a question: describe it
+    yield from _add_user_turn(services, session, text, files, max_tiles)
+    yield from _generate(services, session, max_tiles, cancel or threading.Event())
+
+
+def regenerate(services: Services, session: ChatSession, max_tiles: Optional[int] = None,
+               cancel: Optional[threading.Event] = None) -> Iterator[VisionEvent]:
+    """Drop the last answer and generate it again."""
+    if session.messages and session.messages[-1].role == "assistant":
+        session.messages.pop()
+    if not session.messages:
+        raise InputError("There is nothing to regenerate yet.", "Ask a question about an image first.")
+    yield from _generate(services, session, max_tiles, cancel or threading.Event())
+
+
+def extract(services: Services, session: ChatSession, schema_text: str, instructions: str,
+            files: list[tuple[str, str]], max_tiles: Optional[int] = None, retries: int = 2,
+            cancel: Optional[threading.Event] = None) -> Iterator[VisionEvent]:
+    """Ask for JSON matching the schema; re-ask with the validation error up to `retries` times."""
+    schema = json_extract.load_schema(schema_text)
+    retries = max(0, min(int(retries), MAX_RETRIES))
+    cancel = cancel or threading.Event()
+    yield from _add_user_turn(services, session, json_extract.first_prompt(schema, instructions), files, max_tiles)
+    for attempt in range(1, retries + 2):
+        answer = yield from _generate(services, session, max_tiles, cancel)
+        if cancel.is_set():
+            yield Extraction(False, None, "Stopped before a valid answer arrived.", attempt, answer)
+            return
+        try:
+            value = json_extract.parse_answer(answer)
+            problems = json_extract.schema_errors(value, schema)
+        except ValueError as exc:
+            problems = [str(exc)]
+        if not problems:
+            yield Extraction(True, value, "", attempt, answer)
+            return
+        problem = "; ".join(problems)
+        if attempt > retries:
+            yield Extraction(False, None, f"No schema-valid JSON after {attempt} attempt(s). Last problem: {problem}.",
+                             attempt, answer)
+            return
+        yield Notice(f"Attempt {attempt}: {problem}. Asking the model again ({attempt}/{retries}).", "warning")
+        session.messages.append(Message.of("user", json_extract.retry_prompt(problem)))
