@@ -90,7 +90,7 @@ def _check_names(path: Path, cfg: StudioConfig) -> None:
                 f"{path}: engines.{name}.trust_remote_code: the {eng.family} family loads official "
                 "checkpoints through the Python code shipped inside the checkpoint folder for now, "
                 "so it needs trust_remote_code: true.",
-                "Set it to true only for a checkpoint you trust (configs/internlm2-chat-1_8b.yaml shows how).",
+                "Set it to true only for a checkpoint you trust.",
             )
 
 

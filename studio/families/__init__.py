@@ -19,3 +19,17 @@ def _internlm2():
     from studio.families.internlm2 import InternLM2Family
 
     return InternLM2Family()
+
+
+@FAMILIES.register("internvl2")
+def _internvl2():
+    from studio.families.internvl2 import InternVL2Family
+
+    return InternVL2Family()
+
+
+@FAMILIES.register("xcomposer2")
+def _xcomposer2():
+    from studio.families.xcomposer2 import XComposer2Family
+
+    return XComposer2Family()

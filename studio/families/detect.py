@@ -9,9 +9,12 @@ from typing import Optional
 from studio.errors import StudioError
 from studio.families.base import ModelFamily
 
-# Families whose checkpoints need image support, which arrives with the vision tabs.
-_VISION_MARKERS = {"internvl": "InternVL2", "xcomposer": "InternLM-XComposer2"}
-_INTERNLM2_ARCHS = {"InternLM2ForCausalLM"}
+# config.json `architectures` of the official checkpoints each family loads natively.
+_ARCH_FAMILIES = {
+    "InternLM2ForCausalLM": "internlm2",
+    "InternVLChatModel": "internvl2",
+    "InternLMXComposer2ForCausalLM": "xcomposer2",
+}
 
 
 def _read_config(model_dir: Path) -> Optional[dict]:
@@ -42,16 +45,11 @@ def _guess(config: dict, where: Path) -> str:
     """A family name from config.json `architectures` / `model_type`."""
     archs = [str(a) for a in (config.get("architectures") or [])]
     model_type = str(config.get("model_type") or "")
-    labels = [a.lower() for a in archs] + [model_type.lower()]
-    for marker, family in _VISION_MARKERS.items():
-        if any(marker in label for label in labels):
-            raise StudioError(
-                f"{where}: this is an {family} checkpoint ({', '.join(archs) or model_type}).",
-                f"The {family} family arrives with image support; it cannot be loaded as a chat model yet.",
-            )
-    if archs and set(archs) <= _INTERNLM2_ARCHS:
-        return "internlm2"
-    if set(archs) & _INTERNLM2_ARCHS:
+    families = {_ARCH_FAMILIES.get(a) for a in archs}
+    if len(archs) == 1 and None not in families:
+        return families.pop()
+    if families - {None}:
+        # One of ours listed next to something else: guessing could load the wrong weights.
         raise StudioError(
             f"{where}: config.json lists several architectures ({', '.join(archs)}); cannot tell the family.",
             "Set `family:` explicitly in the config.",
@@ -63,7 +61,7 @@ def _guess(config: dict, where: Path) -> str:
     raise StudioError(
         f"{where}: cannot tell the model family from config.json "
         f"(architectures={archs or 'missing'}, model_type={model_type or 'missing'}).",
-        "Set `family:` explicitly in the config (known: hf_chat_template, internlm2).",
+        "Set `family:` explicitly in the config (known: hf_chat_template, internlm2, internvl2, xcomposer2).",
     )
 
 

@@ -1,10 +1,13 @@
-"""InternLM2-Chat: ChatML-style prompt, official meta instruction, stop on <|im_end|>."""
+"""InternLM2-Chat: ChatML-style prompt, official meta instruction, stop on <|im_end|>; official
+checkpoints load as transformers' LlamaForCausalLM with remote code off."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any, Optional
 
 from studio.core.types import Message
+from studio.families.base import LoadedParts, Progress
 from studio.families.hf_chat_template import text_messages, unique_ids
 
 # The official chat() default (modeling_internlm2.py meta_instruction): three lines, no trailing newline.
@@ -24,6 +27,7 @@ BOS_ID, EOS_ID = 1, 2
 # In the raw SentencePiece model these ids are the pieces [UNUSED_TOKEN_146] / [UNUSED_TOKEN_145];
 # only the checkpoints' tokenizer_config.json names them, so the ids are fixed here.
 IM_START_ID, IM_END_ID = 92543, 92542
+ARCHITECTURES = frozenset({"InternLM2ForCausalLM"})
 
 
 def _encode_text(tokenizer: Any, text: str) -> list[int]:
@@ -39,8 +43,11 @@ class InternLM2Family:
     """InternLM2-Chat (1.8B, 7B, 20B): the official chat format, built token-exactly."""
 
     name = "internlm2"
-    # The official checkpoints' InternLM2ForCausalLM is not in transformers; their own code loads them.
-    needs_remote_code = True
+    # InternLM2ForCausalLM is not in transformers, but it is Llama with renamed, fused weights:
+    # `load` maps the official checkpoint onto LlamaForCausalLM, so no code from the folder runs.
+    needs_remote_code = False
+    loads_checkpoint = True
+    accepts_images = False
     default_system_prompt: Optional[str] = META_INSTRUCTION
 
     def _turns(self, messages: list[Message]) -> list[tuple[str, str]]:
@@ -75,3 +82,23 @@ class InternLM2Family:
     def stop_token_ids(self, tokenizer: Any, generation_config: Any = None) -> list[int]:
         """eos (2) and <|im_end|> (92542), plus any eos ids the generation config adds."""
         return unique_ids([EOS_ID, IM_END_ID, getattr(generation_config, "eos_token_id", None)])
+
+    def load(self, model_dir: Path, dtype: Any, progress: Progress) -> LoadedParts:
+        """The official checkpoint as a LlamaForCausalLM plus its SentencePiece tokenizer (remote code off)."""
+        from studio.families.checkpoint_io import apply_generation_config, check_architectures, iter_tensors, read_config
+        from studio.families.internlm2_weights import build_internlm2_lm
+        from studio.families.sp_tokenizer import SPTokenizer
+
+        model_dir = Path(model_dir)
+        config = read_config(model_dir)
+        # A config without `architectures` but with model_type internlm2 is what auto-detection
+        # accepts too; anything else must name the InternLM2 architecture.
+        if config.get("architectures") or config.get("model_type") != "internlm2":
+            check_architectures(config, ARCHITECTURES, model_dir, self.name)
+        progress(0.05, f"Reading the tokenizer from {model_dir}")
+        tokenizer = SPTokenizer.from_dir(model_dir)
+        progress(0.1, f"Reading the InternLM2 weights from {model_dir}")
+        lm = build_internlm2_lm(config, iter_tensors(model_dir), dtype, where=model_dir)
+        apply_generation_config(lm, model_dir)
+        progress(0.85, "InternLM2 weights loaded")
+        return LoadedParts(lm=lm, tokenizer=tokenizer)

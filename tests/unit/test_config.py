@@ -24,12 +24,12 @@ def test_default_config_is_the_embedded_model():
 
 
 @pytest.mark.parametrize("name", ["internlm2-chat-1_8b.yaml", "internlm2-chat-7b.yaml"])
-def test_internlm2_configs_validate_and_say_remote_code(name):
+def test_internlm2_configs_validate_without_remote_code(name):
     path = DEFAULT_CONFIG.parent / name
     cfg = load_config(path)
     assert cfg.engines["chat"].family == "internlm2"
-    assert cfg.engines["chat"].trust_remote_code is True
-    assert "trust_remote_code" in path.read_text() and "runs Python" in path.read_text()
+    assert cfg.engines["chat"].trust_remote_code is False
+    assert "escape hatch" in path.read_text()
 
 
 def test_unknown_family_names_file_key_and_known(tmp_path):
@@ -98,7 +98,15 @@ def test_frozen():
         cfg.ui = None
 
 
-def test_internlm2_without_remote_code_says_why(tmp_path):
+def test_internlm2_loads_without_remote_code(tmp_path):
+    p = write(tmp_path, "engines:\n  chat:\n    family: internlm2\n    model_path: /x\n")
+    assert load_config(p).engines["chat"].trust_remote_code is False
+
+
+def test_family_that_needs_remote_code_says_why(tmp_path, monkeypatch):
+    from studio.families.internlm2 import InternLM2Family
+
+    monkeypatch.setattr(InternLM2Family, "needs_remote_code", True)  # stands in for such a family
     p = write(tmp_path, "engines:\n  chat:\n    family: internlm2\n    model_path: /x\n")
     with pytest.raises(ConfigError) as e:
         load_config(p)

@@ -62,7 +62,7 @@ def test_meta_instruction_is_the_official_text():
     assert META_INSTRUCTION == "\n".join(META_LINES)
     assert not META_INSTRUCTION.endswith("\n")
     assert InternLM2Family().default_system_prompt == META_INSTRUCTION
-    assert InternLM2Family.needs_remote_code is True
+    assert InternLM2Family.needs_remote_code is False and InternLM2Family.loads_checkpoint is True
 
 
 def test_internlm2_default_system_prompt_string():
@@ -251,21 +251,27 @@ def test_resolve_family_explicit_wins(tmp_path):
 
 
 @pytest.mark.parametrize(
-    "config",
+    "config, family",
     [
-        {"architectures": ["InternVLChatModel"], "model_type": "internvl_chat"},
-        {"architectures": ["InternLMXComposer2ForCausalLM"], "model_type": "internlm"},
+        ({"architectures": ["InternVLChatModel"], "model_type": "internvl_chat"}, "internvl2"),
+        ({"architectures": ["InternLMXComposer2ForCausalLM"], "model_type": "internlm"}, "xcomposer2"),
     ],
 )
-def test_resolve_family_vision_checkpoints_wait_for_image_support(tmp_path, config):
-    with pytest.raises(StudioError, match="image support"):
-        resolve_family("auto", folder_with(tmp_path, config))
+def test_resolve_family_vision_checkpoints(tmp_path, config, family):
+    from studio.families import FAMILIES
+
+    assert family in FAMILIES.names()
+    # The families are registered lazily; detection itself only needs the name.
+    from studio.families.detect import _guess
+
+    assert _guess(config, tmp_path / "config.json") == family
 
 
 @pytest.mark.parametrize(
     "config, message",
     [
         ({"architectures": ["InternLM2ForCausalLM", "LlamaForCausalLM"], "model_type": "internlm2"}, "several"),
+        ({"architectures": ["InternVLChatModel", "InternLM2ForCausalLM"], "model_type": "internvl_chat"}, "several"),
         ({"architectures": ["FooForCausalLM"], "model_type": "foo"}, "cannot tell"),
         ({}, "cannot tell"),
         ("{not json", "cannot read config.json"),

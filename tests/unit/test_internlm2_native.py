@@ -269,3 +269,72 @@ def test_real_tokenizer_ids(tmp_path):
     assert tok.encode("[UNUSED_TOKEN_145]", add_special_tokens=False) != [92542]
     assert tok.decode(tok.encode("你好，世界！")) == " <s>你好，世界！"
     assert json.loads((folder / "tokenizer_config.json").read_text())["add_bos_token"] is True
+
+
+# ---------------------------------------------------------------- the family
+
+
+def test_family_loads_the_official_layout(ckpt):
+    from studio.core.types import Message
+    from studio.engines.hf_decode import fast_llama_supported
+    from studio.families.internlm2 import InternLM2Family
+
+    fam = InternLM2Family()
+    assert (fam.needs_remote_code, fam.loads_checkpoint, fam.accepts_images) == (False, True, False)
+    steps = []
+    parts = fam.load(ckpt, torch.float32, lambda f, msg: steps.append((f, msg)))
+    assert parts.vision is None and isinstance(parts.tokenizer, SPTokenizer)
+    assert steps and all(0 <= f <= 1 for f, _ in steps) and [f for f, _ in steps] == sorted(f for f, _ in steps)
+    assert parts.lm.generation_config.eos_token_id == [2, 92542]
+    assert fam.stop_token_ids(parts.tokenizer, parts.lm.generation_config) == [2, 92542]
+    assert fast_llama_supported(parts.lm)
+    msgs = [Message.of("user", "你好 Hello world")]
+    ids = fam.encode(parts.tokenizer, msgs)
+    tail = [92543, *parts.tokenizer.encode("assistant\n", add_special_tokens=False)]
+    assert ids[:2] == [1, 92543] and ids[-len(tail):] == tail
+    assert ids.count(92543) == 3 and ids.count(92542) == 2  # system, user, generation prompt
+    assert parts.tokenizer.decode(ids, skip_special_tokens=True).endswith("你好 Hello world\nassistant\n")
+    with torch.no_grad():
+        assert parts.lm(torch.tensor([ids])).logits.shape == (1, len(ids), 92544)
+
+
+def test_family_refuses_other_architectures(tmp_path):
+    from studio.families.internlm2 import InternLM2Family
+
+    folder = write_tiny_internlm2(tmp_path)
+    cfg = json.loads((folder / "config.json").read_text())
+    (folder / "config.json").write_text(json.dumps({**cfg, "architectures": ["InternVLChatModel"]}))
+    with pytest.raises(StudioError, match="config.json: architectures is") as err:
+        InternLM2Family().load(folder, torch.float32, lambda *a: None)
+    assert "internlm2 family expects InternLM2ForCausalLM" in err.value.message
+    (folder / "config.json").write_text(json.dumps({**cfg, "architectures": None}))  # model_type suffices
+    assert InternLM2Family().load(folder, torch.float32, lambda *a: None).lm is not None
+
+
+@pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
+def test_engine_streams_from_the_official_layout(ckpt, tmp_path, dtype):
+    from studio.config import EngineConfig
+    from studio.core.types import GenerationRequest, GenParams, Message
+    from studio.engines.base import LoadContext, Placement
+    from studio.engines.hf import load_hf_engine
+
+    cfg = EngineConfig(model_path=str(ckpt), family="internlm2", device="cpu", dtype=dtype)
+    engine = load_hf_engine(cfg, LoadContext("chat", Placement("cpu"), tmp_path, lambda f, t: None))
+    try:
+        assert engine.loaded.source == "native"
+        params = GenParams(max_new_tokens=12, do_sample=False, repetition_penalty=1.0)
+        msgs = [Message.of("user", "你好")]
+        deltas = list(engine.stream(GenerationRequest(msgs, params)))
+        assert deltas[-1].finish_reason in ("stop", "length")
+        if dtype != "float32":
+            return
+        # Greedy decoding through the engine equals argmax over the model's own full forward.
+        ids = engine.family.encode(engine.tokenizer, msgs)
+        new: list[int] = []
+        with torch.no_grad():
+            while len(new) < 12 and (not new or new[-1] not in (2, 92542)):
+                new.append(int(engine.model(torch.tensor([ids + new])).logits[0, -1].argmax()))
+        expected = engine.tokenizer.decode([t for t in new if t not in (2, 92542)], skip_special_tokens=True)
+        assert "".join(d.text for d in deltas) == expected
+    finally:
+        engine.close()
