@@ -90,7 +90,9 @@ def run(args: argparse.Namespace) -> int:
         from studio.engines import preflight
 
         for name, eng in config.engines.items():
-            preflight(eng)
+            estimate = preflight(eng, args.num_gpus)
+            if estimate:
+                print(f"Model {name}: {estimate}", flush=True)
     except StudioError as exc:
         return _fail(exc, EXIT_CONFIG)
     try:

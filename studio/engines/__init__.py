@@ -19,15 +19,27 @@ CHECKS: Registry = Registry("engine check")
 
 
 @CHECKS.register("hf")
-def _hf_check(cfg):
-    from studio.engines.hf_loading import resolve_model_files
+def _hf_check(cfg, num_gpus: int = 1) -> str:
+    import torch
+
+    from studio.engines.base import Placement
+    from studio.engines.hf_loading import context_tokens, pick_device, pick_dtype, resolve_model_files
+    from studio.engines.memory import make_plan, refuse_if_too_big
     from studio.families.detect import resolve_family
 
     files = resolve_model_files(cfg.model_path, cfg.gguf_file)
-    resolve_family(cfg.family, None if files.gguf else files.model_dir)
+    family = resolve_family(cfg.family, None if files.gguf else files.model_dir)
+    device = pick_device(cfg.device, Placement(cfg.device, num_gpus), torch.cuda.is_available())
+    dtype, tokens = pick_dtype(cfg.dtype, device), context_tokens(cfg, files)
+    plan = make_plan(files.model_dir, files.gguf, dtype, device, num_gpus if device == "cuda" else 1, tokens,
+                     vision=bool(getattr(family, "accepts_images", False)))
+    refuse_if_too_big(plan, dtype, tokens)
+    return f"{family.name}, {dtype}: {plan.summary()}"
 
 
-def preflight(cfg) -> None:
-    """Raise StudioError now if the engine's model files are missing or unsupported."""
+def preflight(cfg, num_gpus: int = 1) -> str:
+    """Raise StudioError now if the engine's model files are missing, unsupported or too big;
+    otherwise a one-line memory estimate (empty for engines without a check)."""
     if cfg.engine in CHECKS:
-        CHECKS.get(cfg.engine)(cfg)
+        return CHECKS.get(cfg.engine)(cfg, num_gpus) or ""
+    return ""
