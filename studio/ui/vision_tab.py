@@ -52,7 +52,9 @@ def build(t, services: Services) -> VisionTab:
                                  sanitize_html=True, allow_tags=False, placeholder=t("vision_placeholder"))
             notice = gr.Markdown("", elem_id="vision-notice")
             box = gr.MultimodalTextbox(elem_id="vision-input", show_label=False, placeholder=t("vision_input"),
-                                       file_types=["image"], file_count="multiple", sources=["upload"],
+                                       # No file_types filter: Gradio would refuse other files with a
+                                       # bare "Invalid file type: None"; studio.images says what is wrong.
+                                       file_types=None, file_count="multiple", sources=["upload"],
                                        lines=1, max_lines=8, submit_btn=True)
             cost = gr.Markdown("", elem_id="vision-cost")
             with gr.Row(elem_classes=["chat-actions"]):
