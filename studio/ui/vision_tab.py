@@ -67,7 +67,8 @@ def build(t, services: Services) -> VisionTab:
             tiles = gr.Slider(1, 12, value=cfg.max_tiles or DEFAULT_TILES, step=1, label=t("max_tiles"),
                               elem_id="vision-tiles")
             with gr.Row():
-                max_new = gr.Slider(1, 4096, value=cfg.defaults.max_new_tokens, step=1, label=t("max_new_tokens"))
+                max_new = gr.Slider(1, 4096, value=cfg.defaults.max_new_tokens, step=1, label=t("max_new_tokens"),
+                                    elem_id="vision-max-new")
                 sample = gr.Checkbox(cfg.defaults.do_sample, label=t("do_sample"))
             with gr.Accordion(t("extract_json"), open=True):
                 schema = gr.Code(json.dumps(json_extract.DEFAULT_SCHEMA, indent=2), language="json",

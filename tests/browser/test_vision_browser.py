@@ -31,6 +31,7 @@ def test_upload_an_image_ask_and_see_the_answer(page, tmp_path):  # noqa: F811
         box.locator("input[type=file]").set_input_files(str(photo))
         expect(page.locator("#vision-cost")).to_contain_text("sunset.png: 640×360", timeout=30_000)
         page.locator("#vision-tiles input[type=number]").fill("2")
+        page.locator("#vision-max-new input[type=number]").fill("12")
         box.locator("textarea").fill("What is in this picture?")
         box.locator("textarea").press("Enter")
         chat = page.locator("#vision-chatbot")

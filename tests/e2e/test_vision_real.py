@@ -119,7 +119,8 @@ def test_stop_ends_generation_promptly(internvl, tmp_path):
     assert reply_text(final[0])
 
 
-@pytest.mark.parametrize("case", sorted(HOSTILE))
+# Over max_file_size, the upload itself is refused by the server (see the size-limit test below).
+@pytest.mark.parametrize("case", sorted(set(HOSTILE) - {"huge_bytes"}))
 def test_hostile_upload_gets_a_clear_message_then_a_good_request_works(case, internvl, tmp_path):
     filename, make, expected = HOSTILE[case]
     path = tmp_path / filename
@@ -143,14 +144,12 @@ def test_unusual_but_valid_images_are_answered(case, internvl, tmp_path):
 
 
 def test_upload_over_the_size_limit_is_refused(internvl, tmp_path):
-    big = tmp_path / "huge.png"
-    with open(big, "wb") as fh:
-        fh.write(b"\x89PNG\r\n\x1a\n")
-        fh.truncate(100 * 1024 * 1024)
+    import httpx
+
+    big = b"\x89PNG\r\n\x1a\n" + bytes(100 * 1024 * 1024)
+    r = httpx.post(internvl.url + "gradio_api/upload", files={"files": ("huge.png", big, "image/png")}, timeout=120)
+    assert r.status_code == 413 and "exceeded maximum allowed size of 20971520 bytes" in r.text
     client, _ = connect(internvl.url)
-    with pytest.raises(Exception) as err:
-        ask(client, "What is this?", [big])
-    assert "20" in str(err.value) or "large" in str(err.value).lower() or "413" in str(err.value)
     _, final = ask(client, "What is this?", [picture(tmp_path)], tiles=1, max_new=3)
     assert reply_text(final[0])
 
