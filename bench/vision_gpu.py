@@ -6,7 +6,8 @@ code off, exactly as a user's checkpoint would be. Random weights cost the same 
 trained ones; stop tokens are ignored so every run decodes the same number of tokens.
 
 Run (GPU machine):  python bench/vision_gpu.py --out $OUT [--new-tokens 128] [--work /tmp/ckpt]
-Out:  vision_gpu.json (+ vision_gpu.png with --plot) in --out.
+Out:  vision_gpu.json in --out; then `python bench/vision_gpu.py --plot bench/results/vision_gpu.json`
+      draws vision_gpu.png beside it (matplotlib, CPU machine).
 """
 
 from __future__ import annotations
@@ -100,14 +101,44 @@ def run_one(kind: str, folder: Path, new_tokens: int, max_tiles: int) -> dict:
     return row
 
 
+def plot(json_path: Path) -> Path:
+    """vision_gpu.png beside the JSON: tok/s and peak memory per family (run where matplotlib is)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    data = json.loads(Path(json_path).read_text(encoding="utf-8"))
+    rows = data["rows"]
+    names = [r["family"] for r in rows]
+    fig, (a, b) = plt.subplots(1, 2, figsize=(10, 4))
+    x = range(len(rows))
+    a.bar([i - 0.2 for i in x], [r["text_tok_s"] for r in rows], 0.4, label="text prompt")
+    a.bar([i + 0.2 for i in x], [r.get("image_tok_s", 0) for r in rows], 0.4, label="image prompt")
+    a.set_xticks(list(x), names)
+    a.set_ylabel("decode tok/s (1 stream, bf16)")
+    a.legend()
+    b.bar(names, [r["peak_gib"] for r in rows], color="tab:gray")
+    b.set_ylabel("peak GPU memory (GiB)")
+    fig.suptitle(f"Real-size random weights on {data['device']} (HF engine, remote code off)")
+    fig.tight_layout()
+    out = Path(json_path).with_suffix(".png")
+    fig.savefig(out, dpi=110)
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
+    ap.add_argument("--plot", help="only draw the PNG for an existing vision_gpu.json")
     ap.add_argument("--out", default=str(ROOT / "bench" / "results"))
     ap.add_argument("--work", default="/tmp/puyu-real-size")
     ap.add_argument("--new-tokens", type=int, default=128)
     ap.add_argument("--max-tiles", type=int, default=6)
     ap.add_argument("--only", nargs="*", default=["internlm2", "internvl2", "xcomposer2"])
     args = ap.parse_args()
+    if args.plot:
+        print(plot(Path(args.plot)))
+        return
     import torch
 
     rows = []
