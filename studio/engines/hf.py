@@ -175,8 +175,9 @@ class HFEngine:
             return [Message.of("system", self.cfg.system_prompt), *messages]
         return list(messages)
 
-    def _prepare(self, messages: list[Message], max_tiles: Optional[int] = None) -> PromptInputs:
-        """Prompt ids (and preprocessed images for a vision model); InputError for images it cannot read."""
+    def _prepare(self, messages: list[Message], max_tiles: Optional[int] = None,
+                 pixels: bool = True) -> PromptInputs:
+        """Prompt ids (and, with `pixels`, preprocessed images); InputError for images it cannot read."""
         images = sum(len(m.images) for m in messages)
         if images and not self.accepts_images:
             raise InputError(
@@ -184,13 +185,15 @@ class HFEngine:
                 "Load a vision model (e.g. --config configs/internvl2-2b.yaml), or remove the images.",
             )
         with self._tok_lock:
-            if self.accepts_images:
+            if self.accepts_images and pixels:
                 return self.family.prepare(self.tokenizer, self._messages(messages), max_tiles)
+            if self.accepts_images:  # counting only: tile counts without resizing any image
+                return PromptInputs(self.family.encode(self.tokenizer, self._messages(messages), max_tiles))
             return PromptInputs(self.family.encode(self.tokenizer, self._messages(messages)))
 
     def count_tokens(self, messages: list[Message], max_tiles: Optional[int] = None) -> int:
         """Tokens the prompt for `messages` (with the generation prompt) takes, images included."""
-        return len(self._prepare(messages, max_tiles).ids)
+        return len(self._prepare(messages, max_tiles, pixels=False).ids)
 
     def image_cost(self, image: Any, max_tiles: Optional[int] = None) -> ImageCost:
         """Tiles and prompt tokens one image takes with this model."""

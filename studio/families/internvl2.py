@@ -158,9 +158,9 @@ class InternVL2Family:
             for p in prompt_pieces(messages)
         )
 
-    def encode(self, tokenizer: Any, messages: list[Message]) -> list[int]:
+    def encode(self, tokenizer: Any, messages: list[Message], max_tiles: Optional[int] = None) -> list[int]:
         """Ids of the prompt with image slots expanded (tile counts computed, no pixels decoded)."""
-        tiles = [self.image_cost(img).tiles for img in conversation_images(messages)]
+        tiles = [self.image_cost(img, max_tiles).tiles for img in conversation_images(messages)]
         return pieces_to_ids(tokenizer, prompt_pieces(messages), tiles, self.tiling.tokens_per_tile)
 
     def prepare(self, tokenizer: Any, messages: list[Message], max_tiles: Optional[int] = None) -> PromptInputs:

@@ -169,8 +169,8 @@ class XComposer2Family:
                        for p in pieces)
         return text if any(isinstance(p, ImagePart) for p in pieces) else SPECIAL_TEXT[BOS_ID] + text
 
-    def encode(self, tokenizer: Any, messages: list[Message]) -> list[int]:
-        """Ids of the prompt, images as runs of IMAGE_PLACEHOLDER_ID (no pixels decoded)."""
+    def encode(self, tokenizer: Any, messages: list[Message], max_tiles: Optional[int] = None) -> list[int]:
+        """Ids of the prompt, images as runs of IMAGE_PLACEHOLDER_ID (no pixels decoded; no tiling)."""
         return pieces_to_ids(tokenizer, prompt_pieces(messages), self.tokens_per_image)
 
     def prepare(self, tokenizer: Any, messages: list[Message], max_tiles: Optional[int] = None) -> PromptInputs:
