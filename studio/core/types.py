@@ -67,6 +67,8 @@ class GenParams(BaseModel):
     do_sample: bool = True
     seed: Optional[int] = Field(None, ge=0, le=2**32 - 1)
     stop: tuple[str, ...] = ()
+    # Beam search (the article demo's "beams"): the reply arrives whole, not streamed.
+    num_beams: int = Field(1, ge=1, le=8)
 
 
 @dataclass

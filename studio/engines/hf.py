@@ -230,7 +230,12 @@ class HFEngine:
         if not self._acquire(request):
             yield TextDelta(finish_reason="cancelled", prompt_tokens=len(prompt.ids))
             return
-        gen = self._run(prompt, max_new, request)
+        if request.params.num_beams > 1 and not prompt.pixel_values:
+            from studio.engines.hf_beams import beam_generate
+
+            gen = beam_generate(self.model, self.tokenizer, prompt.ids, max_new, self.stop_ids, request)
+        else:
+            gen = self._run(prompt, max_new, request)
         try:
             while True:
                 try:

@@ -70,3 +70,18 @@ def test_vision_model_answers_text_only_and_image_questions(engines, name):
     for messages in ([Message.of("user", "Hello")], conversation()):
         deltas = list(engine.stream(GenerationRequest(messages, params, max_tiles=2)))
         assert deltas[-1].finish_reason in ("length", "stop") and deltas[-1].prompt_tokens == engine.count_tokens(messages, 2)
+
+
+def test_beam_search_returns_one_whole_reply_and_honours_cancel(engines):
+    import threading
+
+    engine = engines["internlm2"]
+    params = GenParams(max_new_tokens=6, do_sample=False, num_beams=3, repetition_penalty=1.0)
+    deltas = list(engine.stream(GenerationRequest([Message.of("user", "Hello")], params)))
+    assert len(deltas) == 1 and deltas[0].finish_reason in ("length", "stop") and deltas[0].completion_tokens >= 1
+    again = list(engine.stream(GenerationRequest([Message.of("user", "Hello")], params)))
+    assert again[0].text == deltas[0].text  # deterministic
+    cancel = threading.Event()
+    cancel.set()
+    stopped = list(engine.stream(GenerationRequest([Message.of("user", "Hello")], params, cancel)))
+    assert stopped[-1].finish_reason == "cancelled"
