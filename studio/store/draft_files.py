@@ -1,0 +1,193 @@
+"""Each article draft's own image folder, so a draft keeps its pictures whatever happens elsewhere."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import stat
+import tempfile
+from collections.abc import Iterable
+from pathlib import Path
+
+from studio.core.article import ArticleDraft
+from studio.errors import InputError, StudioError
+
+MAX_IMAGE_BYTES = 50 * 1024 * 1024
+IMAGE_SUFFIXES = frozenset({".png", ".jpg", ".jpeg", ".webp", ".gif", ".bmp"})
+STEM_MAX_CHARS = 40
+_CHUNK = 1024 * 1024
+_DRAFT_ID = re.compile(r"[0-9a-f]{1,64}")
+# \w is Unicode-aware, so CJK captions survive; everything else (/, .., NUL, spaces) becomes "_".
+_STEM_JUNK = re.compile(r"[^\w-]+")
+_TMP_PREFIX = ".adopt-"
+
+
+def check_draft_id(draft_id: str) -> str:
+    """The id unchanged if it is lowercase hex (what new_id makes); InputError otherwise."""
+    if not isinstance(draft_id, str) or not _DRAFT_ID.fullmatch(draft_id):
+        raise InputError(
+            f"Invalid article draft id {draft_id!r}.",
+            "Draft ids are lowercase hexadecimal; reload the page to start a new draft.",
+        )
+    return draft_id
+
+
+def safe_stem(hint: str) -> str:
+    """A file-name stem made from a caption or upload name: letters, digits, _ and - only."""
+    stem = _STEM_JUNK.sub("_", hint or "").strip("_-")[:STEM_MAX_CHARS].strip("_-")
+    return stem or "image"
+
+
+def referenced_paths(draft: ArticleDraft) -> set[Path]:
+    """Every file a draft points at: placed images, their candidates and the user's uploads."""
+    paths = {Path(p) for p in draft.uploads}
+    for image in draft.images():
+        paths.add(Path(image.path))
+        paths.update(Path(c.path) for c in image.candidates)
+    return paths
+
+
+def _user_key(user_id: str) -> str:
+    """A fixed-length folder name for a user id; the raw id never reaches the file system."""
+    if not isinstance(user_id, str) or not user_id:
+        raise InputError("Missing user id for the article images.", "Reload the page and try again.")
+    return hashlib.sha256(user_id.encode("utf-8", "surrogatepass")).hexdigest()[:32]
+
+
+class DraftFiles:
+    """Image folders per (user, draft) under one root, created private (0700)."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = Path(root)
+
+    def folder(self, user_id: str, draft_id: str) -> Path:
+        """The draft's image folder, created if needed."""
+        path = self._path(user_id, draft_id)
+        try:
+            self.root.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            for level in (path.parent, path):
+                level.chmod(0o700)  # mkdir's mode is filtered by the umask (and skipped for parents)
+        except OSError as exc:
+            raise self._error("create the image folder for", exc) from exc
+        return self._confined(path)
+
+    def adopt(self, user_id: str, draft_id: str, src: Path, stem_hint: str) -> Path:
+        """Copy an image into the draft's folder (same content → same file); its absolute path."""
+        folder = self.folder(user_id, draft_id)
+        suffix = Path(src).suffix.lower()
+        suffix = suffix if suffix in IMAGE_SUFFIXES else ".img"
+        try:
+            tmp, digest = self._copy_in(Path(src), folder)
+        except OSError as exc:
+            raise self._error("copy an image into", exc) from exc
+        try:
+            existing = sorted(folder.glob(f"*-{digest}{suffix}"))
+            if existing:
+                return self._confined(existing[0])
+            dest = self._confined(folder / f"{safe_stem(stem_hint)}-{digest}{suffix}")
+            os.replace(tmp, dest)
+            return dest
+        except OSError as exc:
+            raise self._error("copy an image into", exc) from exc
+        finally:
+            if tmp.exists():
+                tmp.unlink()
+
+    def remove(self, user_id: str, draft_id: str) -> None:
+        """Delete the draft's folder and everything in it (when the draft itself is deleted)."""
+        path = self._path(user_id, draft_id)
+        try:
+            if path.exists():
+                shutil.rmtree(path)
+            if path.parent.is_dir() and not any(path.parent.iterdir()):
+                path.parent.rmdir()
+        except OSError as exc:
+            raise self._error("delete the image folder of", exc) from exc
+
+    def prune(self, user_id: str, draft_id: str, keep: Iterable[Path]) -> int:
+        """Delete the files in the draft's folder that `keep` no longer names; how many went."""
+        path = self._path(user_id, draft_id)
+        if not path.is_dir():
+            return 0
+        kept = {Path(p).resolve() for p in keep}
+        removed = 0
+        try:
+            for entry in path.iterdir():
+                if entry.is_dir() and not entry.is_symlink():
+                    continue  # adopt never makes folders; leave anything else alone
+                if entry.resolve() not in kept or entry.is_symlink():
+                    entry.unlink()
+                    removed += 1
+        except OSError as exc:
+            raise self._error("tidy the image folder of", exc) from exc
+        return removed
+
+    # -- internals ----------------------------------------------------------------------------
+
+    def _path(self, user_id: str, draft_id: str) -> Path:
+        """The draft folder's path (not created); refused when a link anywhere below the root redirects it."""
+        path = self.root.resolve() / _user_key(user_id) / check_draft_id(draft_id)
+        if path.resolve() != path:
+            raise _outside(self.root, path)
+        return path
+
+    def _confined(self, path: Path) -> Path:
+        """`path` made absolute, or StudioError when it (or a link on the way) leaves the root."""
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self.root.resolve()):
+            raise _outside(self.root, path)
+        return resolved
+
+    def _copy_in(self, src: Path, folder: Path) -> tuple[Path, str]:
+        """Stream `src` into a temporary file in `folder`, hashing it; refuses non-files and big ones."""
+        try:
+            fd = os.open(src, os.O_RDONLY | getattr(os, "O_NONBLOCK", 0))  # a FIFO must not hang us
+        except (OSError, ValueError) as exc:  # ValueError: NUL in the path
+            raise InputError(f"Cannot read the image {src}.", "Choose another file.") from exc
+        info = os.fstat(fd)  # checked on the open file, so a swap after the check cannot slip past
+        if not stat.S_ISREG(info.st_mode) or info.st_size > MAX_IMAGE_BYTES:
+            os.close(fd)
+            if not stat.S_ISREG(info.st_mode):
+                raise InputError(f"{src} is not a regular file.", "Choose an image file.")
+            raise InputError(_too_big(src), "Choose a smaller image.")
+        with open(fd, "rb") as reader:
+            digest = hashlib.sha256()
+            handle, name = tempfile.mkstemp(dir=folder, prefix=_TMP_PREFIX)
+            tmp = Path(name)
+            try:
+                with open(handle, "wb") as writer:
+                    size = 0
+                    while chunk := reader.read(_CHUNK):
+                        size += len(chunk)
+                        if size > MAX_IMAGE_BYTES:  # the file grew after fstat
+                            raise InputError(_too_big(src), "Choose a smaller image.")
+                        digest.update(chunk)
+                        writer.write(chunk)
+                os.chmod(tmp, 0o600)
+            except BaseException:
+                tmp.unlink(missing_ok=True)
+                raise
+        return tmp, digest.hexdigest()[:20]
+
+    def _error(self, action: str, exc: OSError) -> StudioError:
+        """An OSError as a StudioError naming the root and the way out."""
+        return StudioError(
+            f"Could not {action} the article draft ({exc}).",
+            f"Check that {self.root} is writable and the disk is not full.",
+        )
+
+
+def _too_big(src: Path) -> str:
+    """The message for an image over the size limit."""
+    return f"The image {src.name} is larger than {MAX_IMAGE_BYTES // (1024 * 1024)} MB."
+
+
+def _outside(root: Path, path: Path) -> StudioError:
+    """The error for a path that a link (or a hostile name) would take out of its folder."""
+    return StudioError(
+        f"Refused a path outside the article image folder {root}: {path}.",
+        "Something replaced part of the folder with a link; check the data directory.",
+    )
