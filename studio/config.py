@@ -4,15 +4,18 @@ from __future__ import annotations
 
 from pathlib import Path
 from typing import Literal, Optional
+from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
 
 from studio.core.types import GenParams
 from studio.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
+DEFAULT_GALLERY = Path(__file__).resolve().parent.parent / "assets" / "gallery"
 
 
 class _Frozen(BaseModel):
@@ -48,11 +51,90 @@ class UIConfig(_Frozen):
     max_images_per_message: int = Field(8, ge=1, le=64)
 
 
+def url_template_problem(template: str) -> Optional[str]:
+    """What is wrong with an image-search URL template, or None when it is usable."""
+    if "{query}" not in template:
+        return "must contain {query}, where the caption goes"
+    filled = template.replace("{query}", "q").replace("{k}", "4")
+    if "{" in filled or "}" in filled:
+        return "only the placeholders {query} and {k} are known"
+    parts = urlsplit(filled)
+    if parts.scheme.lower() not in ("http", "https"):
+        return "must start with http:// or https://"
+    if not parts.hostname:
+        return "has no host name"
+    return None
+
+
+class ArticleSourceConfig(_Frozen):
+    """One place article images come from: a local gallery folder, or an HTTP image-search service."""
+
+    kind: Literal["gallery", "http"] = "gallery"
+    name: str = Field("", max_length=40, pattern=r"^[A-Za-z0-9_-]*$")  # "" → the kind
+    folder: Optional[str] = None  # gallery; None → the shipped assets/gallery
+    url_template: Optional[str] = Field(None, validate_default=True)  # http: GET, {query} and optional {k}
+    timeout_s: float = Field(5.0, gt=0, le=120)  # http
+    max_bytes: int = Field(10 * 1024 * 1024, ge=1024, le=100 * 1024 * 1024)  # http: per image
+    max_results: int = Field(4, ge=1, le=16)  # http: most pictures downloaded per search
+    headers: dict[str, str] = Field(default_factory=dict)  # http: e.g. an API key header
+
+    @property
+    def source_name(self) -> str:
+        """The name the source goes by: `name`, or its kind when none is given."""
+        return self.name or self.kind
+
+    @field_validator("folder")
+    @classmethod
+    def _gallery_only(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
+        if value is not None and info.data.get("kind") == "http":
+            raise PydanticCustomError("kind_mismatch", "only for kind: gallery")
+        return value
+
+    @field_validator("url_template")
+    @classmethod
+    def _template(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
+        kind = info.data.get("kind")
+        if kind == "gallery" and value is not None:
+            raise PydanticCustomError("kind_mismatch", "only for kind: http")
+        if kind == "http":
+            if not value:
+                raise PydanticCustomError("missing", "required for kind: http")
+            problem = url_template_problem(value)
+            if problem:
+                raise PydanticCustomError("url_template", problem)
+        return value
+
+    @field_validator("timeout_s", "max_bytes", "max_results", "headers")
+    @classmethod
+    def _http_only(cls, value, info: ValidationInfo):
+        if info.data.get("kind") == "gallery":
+            raise PydanticCustomError("kind_mismatch", "only for kind: http")
+        return value
+
+
+class ArticleConfig(_Frozen):
+    """Where article images come from, and how many candidates each position offers."""
+
+    sources: list[ArticleSourceConfig] = Field(default_factory=lambda: [ArticleSourceConfig()])
+    candidates: int = Field(4, ge=1, le=8)
+
+    @field_validator("sources")
+    @classmethod
+    def _distinct_names(cls, value: list[ArticleSourceConfig]) -> list[ArticleSourceConfig]:
+        names = [s.source_name for s in value]
+        for name in names:
+            if names.count(name) > 1:
+                # Names are [A-Za-z0-9_-] only, so no braces reach pydantic's message template.
+                raise PydanticCustomError("duplicate_name", f"two sources are named {name!r}; give each its own name")
+        return value
+
+
 class StudioConfig(_Frozen):
     """The whole config file."""
 
     ui: UIConfig = UIConfig()
     engines: dict[str, EngineConfig]
+    article: ArticleConfig = ArticleConfig()
 
 
 def _format_validation(path: Path, err: ValidationError) -> str:

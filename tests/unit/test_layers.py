@@ -15,8 +15,9 @@ FORBIDDEN = {
     "store": {"tasks", "ui", "services", "engines", "families", "cli", "launcher"},
     "exports": {"tasks", "ui", "services", "engines", "families", "store", "cli", "launcher"},
     "tasks": {"ui", "cli", "launcher"},
+    "sources": {"tasks", "ui", "services", "store", "exports", "cli", "launcher", "engines"},
 }
-HEAVY = {"torch", "transformers", "gguf", "accelerate", "lmdeploy", "openai"}
+HEAVY = {"torch", "transformers", "gguf", "accelerate", "lmdeploy", "openai", "sentence_transformers"}
 
 
 def imports(path: Path, top_level_only: bool = False):
