@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import re
 import time
-import unicodedata
 from datetime import datetime, timezone
 from typing import Any, Optional
 
@@ -14,20 +13,14 @@ from pydantic import ValidationError
 from studio.core.session import ChatSession, new_id
 from studio.core.types import GenParams, Message, TextPart
 from studio.errors import InputError
+from studio.exports.filenames import export_filename  # noqa: F401  (re-exported)
 
 FORMAT = "puyu-studio.conversation"
 VERSION = 1
-FILENAME_MAX_CHARS = 80
-# Most file systems cap a name at 255 bytes: 240 leaves room for "." + a 10-character extension
-# (80 CJK characters are exactly 240 bytes; rarer four-byte characters get cut at 60).
-FILENAME_MAX_BYTES = 240
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
 ROLES = ("system", "user", "assistant")
 ROLE_HEADINGS = {"system": "System", "user": "User", "assistant": "Assistant"}
-# Windows refuses these stems whatever the extension; a downloaded "nul.md" could not be saved.
-_WINDOWS_RESERVED = {"CON", "PRN", "AUX", "NUL"} | {f"{p}{i}" for p in ("COM", "LPT") for i in range(1, 10)}
 _ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
-_EXT_PATTERN = re.compile(r"[A-Za-z0-9]{1,10}")
 _SURROGATES = re.compile("[\ud800-\udfff]")
 # The characters that can start inline markup (emphasis, code, links, HTML, entities, strikethrough)
 # or a heading's closing sequence; anything else is shown as typed.
@@ -219,38 +212,3 @@ def parse_conversation_json(data: bytes) -> ChatSession:
         updated=float(_field(doc, "updated", (int, float), now)),
     )
 
-
-# -- file names -----------------------------------------------------------------------------
-
-
-def _stem(title: str) -> str:
-    """Letters (any script), digits and `_` from `title`; every other run becomes one `-`."""
-    out: list[str] = []
-    for ch in unicodedata.normalize("NFC", title or ""):
-        cat = unicodedata.category(ch)
-        # L* letters (CJK included), N* digits, M* combining marks (Thai, Devanagari vowel signs …).
-        keep = ch == "_" or (cat[0] in "LNM" and ch.isprintable())
-        if keep:
-            out.append(ch)
-        elif out and out[-1] != "-":
-            out.append("-")
-    stem = "".join(out).strip("-")
-    stem = stem[:FILENAME_MAX_CHARS].rstrip("-")
-    while len(stem.encode("utf-8")) > FILENAME_MAX_BYTES:
-        stem = stem[:-1].rstrip("-")
-    return stem
-
-
-def export_filename(title: str, ext: str) -> str:
-    """A safe download name `<slug>.<ext>` for `title`: no path parts, never empty or hidden."""
-    ext = (ext or "").lstrip(".")
-    if not _EXT_PATTERN.fullmatch(ext):
-        raise ValueError(f"bad file extension {ext!r}")
-    stem = _stem(title)
-    # `.` is never kept, so the stem cannot be `..` or start with a dot; a leading combining mark
-    # would attach to nothing, so start over from the fallback in that odd case too.
-    if not stem or unicodedata.category(stem[0])[0] == "M":
-        stem = "conversation"
-    if stem.upper() in _WINDOWS_RESERVED:
-        stem = f"conversation-{stem}"
-    return f"{stem}.{ext}"
