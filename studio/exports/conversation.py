@@ -211,4 +211,3 @@ def parse_conversation_json(data: bytes) -> ChatSession:
         created=float(_field(doc, "created", (int, float), now)),
         updated=float(_field(doc, "updated", (int, float), now)),
     )
-
