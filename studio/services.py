@@ -14,6 +14,8 @@ from studio.engines import ENGINES
 from studio.engines.base import Engine, LoadContext, Placement
 from studio.errors import ModelNotReady, StudioError
 from studio.store.conversations import ConversationStore
+from studio.store.draft_files import DraftFiles
+from studio.store.drafts import DraftStore
 
 log = logging.getLogger(__name__)
 
@@ -125,6 +127,26 @@ class EnginePool:
                 slot.done.clear()
 
 
+class SourcePool:
+    """The configured article image sources, built on first use (the embedding model takes seconds to load)."""
+
+    def __init__(self, config: StudioConfig, cache_dir: Path) -> None:
+        self._config = config
+        self._cache_dir = cache_dir
+        self._lock = threading.Lock()
+        self._sources: Optional[list] = None
+
+    def get(self) -> list:
+        """The sources, in config order."""
+        with self._lock:
+            if self._sources is None:
+                from studio.sources import build_sources
+                from studio.sources.embedder import Embedder
+
+                self._sources = build_sources(self._config.article, self._cache_dir, Embedder())
+            return self._sources
+
+
 @dataclass
 class Services:
     """Everything the UI, API and CLI share for the life of the process."""
@@ -133,9 +155,16 @@ class Services:
     engines: EnginePool
     store: ConversationStore
     data_dir: Path
+    drafts: Optional[DraftStore] = None
+    draft_files: Optional[DraftFiles] = None
+    sources: Optional[SourcePool] = None
+
+    def image_sources(self) -> list:
+        """The article image sources (gallery, HTTP search) from the config."""
+        return self.sources.get() if self.sources else []
 
     def close(self) -> None:
-        """Release models; the store needs no closing."""
+        """Release models; the stores need no closing."""
         self.engines.close()
 
 
@@ -153,4 +182,7 @@ def build_services(config: StudioConfig, data_dir: Path, num_gpus: int = 1,
         engines=EnginePool(config, num_gpus, cache_dir),
         store=ConversationStore(data_dir / "studio.db"),
         data_dir=data_dir,
+        drafts=DraftStore(data_dir / "drafts.db"),
+        draft_files=DraftFiles(data_dir / "drafts"),
+        sources=SourcePool(config, cache_dir / "sources"),
     )

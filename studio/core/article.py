@@ -109,3 +109,26 @@ class ArticleDraft:
             model=data.get("model", ""), uploads=list(data.get("uploads", [])),
             created=data.get("created", time.time()), updated=data.get("updated", time.time()),
         )
+
+
+UNDO_DEPTH = 20
+
+
+@dataclass
+class ArticleSession:
+    """A user's open draft in the article tab, with snapshots for undo."""
+
+    draft: ArticleDraft = field(default_factory=ArticleDraft)
+    undo: list[dict] = field(default_factory=list)
+
+    def snapshot(self) -> None:
+        """Remember the draft as it is now, before an edit."""
+        self.undo.append(self.draft.to_dict())
+        del self.undo[:-UNDO_DEPTH]
+
+    def restore(self) -> bool:
+        """Go back to the last snapshot; False when there is none."""
+        if not self.undo:
+            return False
+        self.draft = ArticleDraft.from_dict(self.undo.pop())
+        return True

@@ -9,13 +9,14 @@ from typing import Optional
 import gradio as gr
 from starlette.middleware import Middleware
 
+from studio.core.article import ArticleSession
 from studio.core.session import ChatSession
 from studio.services import Services
 from studio.tasks import vision as vision_task
-from studio.ui import chat_tab, sidebar, vision_tab
+from studio.ui import article_events, article_tab, chat_tab, sidebar, vision_tab
 from studio.ui.early_script import EarlyScriptMiddleware, lang_script
 from studio.ui.convert import chatbot_messages, status_markdown
-from studio.ui.i18n import build_i18n
+from studio.ui.i18n import EN, build_i18n
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
@@ -57,6 +58,8 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
                 tab = chat_tab.build(i18n)
             with gr.Tab(i18n("tab_vision"), id="vision"):
                 vtab = vision_tab.build(i18n, services)
+            with gr.Tab(i18n("tab_article"), id="article") as article_tab_item:
+                atab = article_tab.build(i18n)
 
         def tick():
             pool = services.engines
@@ -74,6 +77,10 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
         after_save = sidebar.wire(demo, services, bar, session, user_id, session_outputs, session_values)
         chat_tab.wire(services, tab, session, user_id, after_save)
         vision_tab.wire(services, vtab, vision_session)
+        article_session = gr.State(ArticleSession())
+        refresh_drafts = article_events.wire(services, atab, article_session, user_id,
+                                             EN["article_placeholder"])
+        article_tab_item.select(*refresh_drafts, api_name="article_drafts")
     demo.queue(max_size=cfg.ui.queue_max_size, default_concurrency_limit=8)
     launch_kwargs = dict(
         i18n=i18n,

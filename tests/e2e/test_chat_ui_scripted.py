@@ -37,7 +37,11 @@ def test_endpoints_are_the_intended_ones(app):
     assert named == {"/status", "/resume", "/select", "/new", "/rename", "/delete", "/chat",
                      "/regenerate", "/undo", "/clear", "/export_markdown", "/export_json",
                      "/vision_ask", "/vision_describe", "/vision_ocr", "/vision_regenerate", "/vision_extract",
-                     "/vision_clear"}
+                     "/vision_clear", "/article_write", "/article_rewrite", "/article_expand", "/article_shorten",
+                     "/article_insert_before", "/article_insert_after", "/article_set_text", "/article_delete_block",
+                     "/article_search", "/article_delete_image", "/article_pick", "/article_undo",
+                     "/article_export_markdown", "/article_export_html", "/article_export_xlsx", "/article_open",
+                     "/article_new", "/article_rename", "/article_delete", "/article_drafts"}
 
 
 def test_stream_grows_and_conversation_is_listed(app):

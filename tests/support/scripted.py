@@ -3,7 +3,8 @@
 `model_path: "script:echo"` replies "echo: <last user text>" one word at a time;
 `"script:html"` replies with hostile HTML; `"script:slow"` streams 200 words slowly; `"script:slowload"` is echo after a 3 s load;
 `"script:vision"` reads images and says how many it saw and their sizes; `"script:json"` reads images and answers
-an extraction request with schema-invalid JSON first and valid JSON once re-asked.
+an extraction request with schema-invalid JSON first and valid JSON once re-asked; `"script:article"` answers the
+article pipeline's prompts (text, positions with one out of range, captions, edits) predictably.
 """
 
 from __future__ import annotations
@@ -35,6 +36,8 @@ class ScriptedEngine:
             imgs = [im for m in request.messages for im in m.images]
             sizes = ", ".join(f"{im.size[0]}x{im.size[1]}" for im in imgs)
             return f"I see {len(imgs)} image(s) ({sizes}) tiles={request.max_tiles}. You asked: {last}".split(" ")
+        if self.script == "article":
+            return self._article(last).split(" ")
         if self.script == "json":
             if last.startswith("That answer cannot be used"):
                 return ['{"title":', '"a', 'cat",', '"objects":', '["cat"]}']
@@ -42,6 +45,19 @@ class ScriptedEngine:
         if self.script == "slow":
             return [f"w{i}" for i in range(200)]
         return ["echo:"] + last.split(" ")
+
+    @staticmethod
+    def _article(prompt: str) -> str:
+        if "should be followed by an image" in prompt:
+            return "<Seg1>, <Seg99>"
+        if "Write a short caption" in prompt:
+            return '"a cat sitting on a sofa"' if "<Seg1>" in prompt.split("place after")[-1] else '"a cup of coffee"'
+        for op in ("Rewrite", "Expand", "Shorten"):
+            if prompt.startswith(op):
+                return f"{op}d paragraph."
+        if prompt.startswith("Write one paragraph that fits between"):
+            return "Inserted paragraph."
+        return "Cats sleep a lot.\n\nA cat on the sofa is happy.\n\nCoffee in the morning.\n\nThe end of the story."
 
     def stream(self, request):
         words = self._words(request)

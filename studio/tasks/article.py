@@ -1,0 +1,134 @@
+"""The illustrated-article pipeline (图文创作), UI-free: write → paragraphs → image positions →
+captions → candidates → choice → interleaved article. Yields progress events; cancellable between
+and inside steps; the draft is saved whatever happens."""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator, Literal, Optional, Union
+
+from studio.core.article import ArticleBlock, ArticleImage, ArticleParams, ArticleSession, Candidate
+from studio.core.types import GenerationRequest, GenParams, ImagePart, Message, Notice, TextDelta, TextPart
+from studio.engines.base import Engine
+from studio.errors import InputError
+from studio.services import Services
+from studio.tasks import article_prompts as P
+from studio.tasks.chat import _wait_for_engine
+
+MAX_INSTRUCTION = 2000
+MAX_MATERIAL = 20_000
+STEPS = ("write", "split", "positions", "captions", "images", "select")
+
+
+@dataclass(frozen=True)
+class Step:
+    """Progress of one pipeline step."""
+
+    key: str
+    state: Literal["running", "done", "skipped", "failed", "cancelled"]
+    seconds: float = 0.0
+    detail: str = ""
+
+
+ArticleEvent = Union[Step, TextDelta, Notice]
+
+
+class Cancelled(Exception):
+    """The user stopped the pipeline."""
+
+
+def check_instruction(instruction: str, material: str) -> tuple[str, str]:
+    """The cleaned title/instruction and material, or InputError saying what is wrong."""
+    text = (instruction or "").replace("\x00", "").strip()
+    if not text:
+        raise InputError("The title is empty.", "Type a title or an instruction for the article, then Write.")
+    if len(text) > MAX_INSTRUCTION:
+        raise InputError(f"The title/instruction is {len(text):,} characters; the limit is {MAX_INSTRUCTION:,}.",
+                         "Put long source text into 'Material' instead.")
+    material = (material or "").replace("\x00", "").strip()
+    if len(material) > MAX_MATERIAL:
+        raise InputError(f"The material is {len(material):,} characters; the limit is {MAX_MATERIAL:,}.",
+                         "Shorten it to the parts the article needs.")
+    return text, material
+
+
+def ask(engine: Engine, prompt: str, params: GenParams, cancel: threading.Event,
+        images: Optional[list] = None) -> Iterator[TextDelta]:
+    """Stream one reply to a single user message; returns its text. Raises Cancelled when stopped."""
+    parts = [ImagePart(im) for im in images or []] + [TextPart(prompt)]
+    text = ""
+    stream = engine.stream(GenerationRequest([Message("user", parts)], params, cancel))
+    try:
+        for delta in stream:
+            if delta.finish_reason == "error":
+                raise InputError(f"The model failed: {delta.error}", "Try again; if it repeats, check the model.")
+            text += delta.text
+            yield delta
+    finally:
+        stream.close()
+    if cancel.is_set():
+        raise Cancelled()
+    return text
+
+
+def writing_params(p: ArticleParams, max_new: Optional[int] = None) -> GenParams:
+    """Sampling settings for article text, from the demo's controls."""
+    return GenParams(max_new_tokens=max_new or p.max_new_tokens, do_sample=p.do_sample, temperature=0.8, top_p=0.8,
+                     top_k=40, repetition_penalty=p.repetition_penalty, seed=p.seed, num_beams=p.beams)
+
+
+GREEDY_SHORT = dict(do_sample=False, repetition_penalty=1.1, num_beams=1)
+
+
+def _timed(key: str):
+    """A small helper to time a step."""
+    return key, time.monotonic()
+
+
+def run(services: Services, user_id: str, session: ArticleSession, instruction: str, material: str,
+        params: ArticleParams, uploads: list[str], cancel: Optional[threading.Event] = None) -> Iterator[ArticleEvent]:
+    """Write a new illustrated article into `session.draft` (a fresh draft), streaming progress."""
+    from studio.tasks import article_images
+
+    instruction, material = check_instruction(instruction, material)
+    cancel = cancel or threading.Event()
+    draft = session.draft
+    draft.instruction, draft.material, draft.params = instruction, material, params
+    draft.title = draft.title or instruction[:80]
+    draft.blocks, draft.uploads = [], list(uploads)
+    key = None
+    try:
+        engine = None
+        for item in _wait_for_engine(services, draft.engine):
+            if isinstance(item, Notice):
+                yield item
+            else:
+                engine = item
+        info = engine.info()
+        draft.model, prompts = info.model, P.prompts_for(info.family)
+        key, t0 = _timed("write")
+        yield Step(key, "running")
+        text = ""
+        for delta in ask(engine, prompts.write(instruction, material), writing_params(params), cancel):
+            text += delta.text
+            draft.blocks = [ArticleBlock(text)]
+            yield delta
+        paragraphs = P.split_paragraphs(text)
+        if not paragraphs:
+            raise InputError("The model wrote nothing.", "Try again, or change the title or the settings.")
+        yield Step(key, "done", time.monotonic() - t0, f"{len(text):,} characters")
+        key, t0 = _timed("split")
+        draft.blocks = [ArticleBlock(p) for p in paragraphs]
+        yield Step(key, "done", time.monotonic() - t0, f"{len(paragraphs)} paragraph(s)")
+        yield from article_images.illustrate(services, user_id, session, engine, prompts, cancel)
+    except Cancelled:
+        yield Step(key or "write", "cancelled", detail="stopped")
+        yield Notice("Stopped. What was written so far is kept in the draft.", "warning")
+    finally:
+        cancel.set()
+        draft.touch()
+        if draft.blocks:
+            services.drafts.save(user_id, draft)

@@ -1,0 +1,166 @@
+"""Pictures for an article: where they go, what they show, which file, and the image edits."""
+
+from __future__ import annotations
+
+import re
+import threading
+import time
+from pathlib import Path
+from typing import Iterator, Optional
+
+from studio.core.article import ArticleImage, ArticleSession, Candidate
+from studio.core.types import GenParams, Notice
+from studio.engines.base import Engine
+from studio.errors import InputError, StudioError
+from studio.services import Services
+from studio.tasks import article_prompts as P
+from studio.tasks.article import GREEDY_SHORT, Step, ask
+
+AUTO_SHARE = 3  # without a fixed count, fall back to about one image per three paragraphs
+MAX_AUTO = 6
+
+
+def even_positions(paragraphs: int, count: int) -> list[int]:
+    """`count` positions spread evenly over the paragraphs (the fallback when the model's are unusable)."""
+    if count >= paragraphs:
+        return list(range(paragraphs))
+    return sorted({min(paragraphs - 1, (i + 1) * paragraphs // (count + 1)) for i in range(max(0, count))})
+
+
+def choose_positions(engine: Engine, prompts: P.Prompts, paragraphs: list[str], fixed: Optional[int],
+                     cancel: threading.Event) -> Iterator:
+    """Ask the model which paragraphs get an image; returns (positions, notice text or "")."""
+    count = "" if fixed is None else str(fixed)
+    answer = yield from ask(engine, prompts.positions(P.tag(paragraphs), count),
+                            GenParams(max_new_tokens=64, **GREEDY_SHORT), cancel)
+    valid, rejected = P.parse_positions(answer, len(paragraphs))
+    want = fixed if fixed is not None else min(MAX_AUTO, max(1, len(paragraphs) // AUTO_SHARE))
+    note = ""
+    if rejected:
+        note = f"Ignored position(s) {', '.join(map(str, rejected))} that the model named: no such paragraph. "
+    if fixed is not None:
+        valid = valid[:fixed]
+    if not valid or (fixed is not None and len(valid) < fixed):
+        spread = even_positions(len(paragraphs), want)
+        extra = [p for p in spread if p not in valid][: max(0, want - len(valid))]
+        valid = sorted(valid + extra)
+        shown = (answer or "").strip().replace("\n", " ")[:60] or "nothing"
+        note += f"The model's answer ({shown!r}) gave too few usable positions; spread the images evenly instead."
+    return sorted(valid), note.strip()
+
+
+def write_caption(engine: Engine, prompts: P.Prompts, paragraphs: list[str], position: int,
+                  past: list[tuple[int, str]], cancel: threading.Event) -> Iterator:
+    """The caption for the image after `position`, never repeating an earlier one; returns the text."""
+    context = P.tag(paragraphs[: position + 2])
+    answer = yield from ask(engine, prompts.caption(context, past, position),
+                            GenParams(max_new_tokens=40, **GREEDY_SHORT), cancel)
+    caption = P.clean_caption(answer)
+    if not caption or caption.lower() in {c.lower() for _, c in past}:
+        # The demo's own fallback for an inserted image: the end of the paragraph it follows.
+        caption = re.sub(r"\s+", " ", paragraphs[position]).strip()[-50:].strip() or f"picture {position + 1}"
+    return caption
+
+
+def find_candidates(services: Services, session: ArticleSession, caption: str, used: set[str]) -> tuple[list[Candidate], list[str]]:
+    """Candidates for a caption: this article's uploads first (never reused), then the configured sources."""
+    from studio.sources.uploads import UploadSource
+
+    k = services.config.article.candidates
+    warnings: list[str] = []
+    found: list[Candidate] = []
+    if session.draft.uploads:
+        found = UploadSource(session.draft.uploads).search(caption, k, used)
+        if found:
+            return found[:1], warnings  # an upload is placed as it is, as XComposer2 does with user images
+    for source in services.image_sources():
+        try:
+            found += source.search(caption, k, used)
+        except StudioError as exc:  # e.g. the embedding model is not installed: say so, try the next source
+            warnings.append(str(exc))
+        warnings += list(getattr(source, "last_warnings", lambda: [])())
+    found.sort(key=lambda c: c.score, reverse=True)
+    return found[:k], warnings
+
+
+def pick(engine: Engine, prompts: P.Prompts, paragraph: str, candidates: list[Candidate], use_model: bool,
+         cancel: threading.Event) -> Iterator:
+    """Index of the best candidate: the vision model's choice when it can see, else the retrieval score."""
+    if not (use_model and engine.accepts_images and len(candidates) > 1):
+        return 0
+    from studio.images import load_image
+
+    letters = "ABCDEFGH"[: len(candidates)]
+    images = [load_image(Path(c.path)).image for c in candidates]
+    question = (f"Paragraph: {paragraph}\nWhich candidate image ({', '.join(letters)}, in the order shown) fits "
+                "this paragraph best? Answer with one letter.")
+    if prompts.lang == "zh":
+        question = f"根据给定上下文和候选图像，选择合适的配图：{paragraph}\n候选图像依次为 {'、'.join(letters)}。最合适的图是"
+    answer = yield from ask(engine, question, GenParams(max_new_tokens=4, **GREEDY_SHORT), cancel, images)
+    match = re.search(f"[{letters}]", answer.upper())
+    return letters.index(match.group(0)) if match else 0
+
+
+def place(services: Services, user_id: str, session: ArticleSession, index: int, caption: str,
+          candidates: list[Candidate], chosen: int) -> ArticleImage:
+    """Copy the chosen file into the draft's own folder and attach it after paragraph `index`."""
+    c = candidates[chosen]
+    path = services.draft_files.adopt(user_id, session.draft.id, Path(c.path), caption)
+    image = ArticleImage(str(path), caption, c.source, candidates)
+    session.draft.blocks[index].image = image
+    return image
+
+
+def illustrate(services: Services, user_id: str, session: ArticleSession, engine: Engine, prompts: P.Prompts,
+               cancel: threading.Event) -> Iterator:
+    """Positions, captions, candidates and choices for the draft's paragraphs."""
+    draft, params = session.draft, session.draft.params
+    paragraphs = [b.text for b in draft.blocks]
+    if params.image_count == 0:
+        for key in ("positions", "captions", "images", "select"):
+            yield Step(key, "skipped", detail="no images asked for")
+        return
+    t0 = time.monotonic()
+    yield Step("positions", "running")
+    positions, note = yield from choose_positions(engine, prompts, paragraphs, params.image_count, cancel)
+    if note:
+        yield Notice(note, "warning")
+    yield Step("positions", "done", time.monotonic() - t0, ", ".join(f"¶{p + 1}" for p in positions))
+    t0, captions = time.monotonic(), []
+    yield Step("captions", "running")
+    for pos in positions:
+        cap = yield from write_caption(engine, prompts, paragraphs, pos, captions, cancel)
+        captions.append((pos, cap))
+    yield Step("captions", "done", time.monotonic() - t0, "; ".join(c for _, c in captions))
+    yield from _fill(services, user_id, session, engine, prompts, captions, cancel)
+
+
+def _fill(services, user_id, session, engine, prompts, captions, cancel) -> Iterator:
+    t0, used, placed, missing = time.monotonic(), set(), 0, []
+    yield Step("images", "running")
+    chosen_all = []
+    for pos, cap in captions:
+        found, warnings = find_candidates(services, session, cap, used)
+        for w in dict.fromkeys(warnings):
+            yield Notice(w, "warning")
+        if not found:
+            missing.append(cap)
+            continue
+        chosen_all.append((pos, cap, found))
+        used.update(c.path for c in found[:1])
+    yield Step("images", "done", time.monotonic() - t0, f"{sum(len(f) for _, _, f in chosen_all)} candidate(s)")
+    t0 = time.monotonic()
+    yield Step("select", "running")
+    taken: set[str] = set()
+    for pos, cap, found in chosen_all:
+        fresh = [c for c in found if c.path not in taken] or found  # one picture is not placed twice
+        k = yield from pick(engine, prompts, session.draft.blocks[pos].text, fresh, session.draft.params.model_selects,
+                            cancel)
+        taken.add(fresh[k].path)
+        place(services, user_id, session, pos, cap, fresh, k)
+        placed += 1
+    if missing:
+        yield Notice(f"No picture found for {len(missing)} caption(s) ({'; '.join(missing)[:200]}): "
+                     "those positions have no image. Check the gallery folder, or search again with another caption.",
+                     "warning")
+    yield Step("select", "done", time.monotonic() - t0, f"{placed} image(s) placed")

@@ -1,0 +1,101 @@
+"""The article pipeline's prompts: the official XComposer demo's Chinese prompts for InternLM-family
+models, and English equivalents for the rest (the embedded SmolLM2 only speaks English)."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+# Families trained on the official Chinese prompts.
+CHINESE_FAMILIES = {"internlm2", "internvl2", "xcomposer2"}
+SEG = re.compile(r"<\s*Seg\s*(\d+)\s*>", re.IGNORECASE)
+
+
+@dataclass(frozen=True)
+class Prompts:
+    """One language's prompt set."""
+
+    lang: str
+
+    def write(self, instruction: str, material: str) -> str:
+        """Ask for the article text."""
+        if self.lang == "zh":
+            text = f"根据给定标题写一个图文并茂，不重复的文章：{instruction}"
+            return text + (f"\n基于以下素材：{material}" if material else "")
+        text = (f"Write an illustrated article titled \"{instruction}\". Write 4 to 8 paragraphs separated by "
+                "blank lines, without repeating yourself. Do not repeat the title.")
+        return text + (f"\nUse this material:\n{material}" if material else "")
+
+    def positions(self, tagged: str, count: str) -> str:
+        """Ask which paragraphs should be followed by an image."""
+        if self.lang == "zh":
+            return f'给定文章"{tagged}" 根据上述文章，选择适合插入图像的{count}行'
+        many = f"{count} paragraphs" if count else "paragraphs (choose how many)"
+        return (f'Article: "{tagged}"\nWhich {many} of the article above should be followed by an image? '
+                "Answer with their tags only, for example: <Seg0>, <Seg2>")
+
+    def caption(self, context: str, past: list[tuple[int, str]], position: int) -> str:
+        """Ask for the caption of the image after paragraph `position`, earlier captions as context."""
+        if self.lang == "zh":
+            done = "".join(f'现在<Seg{p}>后插入图像对应的标题是"{c}"，' for p, c in past)
+            done = done[:-1] + "。" if done else ""
+            return f'给定文章"{context}" {done}给出适合在<Seg{position}>后插入的图像对应的标题。'
+        done = "".join(f'The image after <Seg{p}> shows "{c}". ' for p, c in past)
+        return (f'Article: "{context}"\n{done}Write a short caption (under 12 words) for a new, different image '
+                f"to place after <Seg{position}>. Reply with the caption only.")
+
+    def edit(self, op: str, text: str, instruction: str, prev: str = "") -> str:
+        """The official editing prompts: rewrite / expand / shorten / insert."""
+        zh = {
+            "rewrite": f"改写以下段落：{text}\n基于以下素材：{instruction}",
+            "expand": f"扩写以下段落：{text}\n基于以下素材：{instruction}",
+            "shorten": f"缩写以下段落：{text}",
+            "insert": f"在以下两段中插入一段。\n第一段：{prev}\n第二段：{text}\n插入段的大纲：{instruction}",
+        }
+        en = {
+            "rewrite": f"Rewrite the following paragraph. Reply with the new paragraph only.\n{text}\n"
+                       f"Based on this material: {instruction}",
+            "expand": f"Expand the following paragraph with more detail. Reply with the new paragraph only.\n{text}\n"
+                      f"Based on this material: {instruction}",
+            "shorten": f"Shorten the following paragraph. Reply with the new paragraph only.\n{text}",
+            "insert": "Write one paragraph that fits between these two. Reply with the new paragraph only.\n"
+                      f"First: {prev}\nSecond: {text}\nOutline of the new paragraph: {instruction}",
+        }
+        return (zh if self.lang == "zh" else en)[op]
+
+
+def prompts_for(family: str) -> Prompts:
+    """The prompt set a model family understands."""
+    return Prompts("zh" if family in CHINESE_FAMILIES else "en")
+
+
+def split_paragraphs(text: str, limit: int = 60) -> list[str]:
+    """Non-empty lines/paragraphs of the article (the demo's max_section cap), markdown headings kept."""
+    parts = [p.strip() for p in re.split(r"\n\s*\n|\n", text or "")]
+    return [p for p in parts if p][:limit]
+
+
+def tag(paragraphs: list[str]) -> str:
+    """The article with `<Seg{i}>` tags, as the position prompt expects."""
+    return "\n".join(f"<Seg{i}> {p}" for i, p in enumerate(paragraphs))
+
+
+def parse_positions(answer: str, paragraphs: int) -> tuple[list[int], list[int]]:
+    """(valid positions in order, rejected numbers) from the model's answer."""
+    found = [int(m) for m in SEG.findall(answer or "")]
+    if not found:
+        found = [int(m) for m in re.findall(r"\d+", answer or "")]
+    valid, rejected = [], []
+    for n in found:
+        (valid if 0 <= n < paragraphs and n not in valid else rejected).append(n)
+    return valid, rejected
+
+
+def clean_caption(answer: str) -> str:
+    """The caption itself: the first line, without a leading "标题是"/"Caption:" and quotes."""
+    text = (answer or "").strip().splitlines()[0] if (answer or "").strip() else ""
+    text = re.sub(r'^(标题是|标题：|标题:|caption\s*:)\s*', "", text, flags=re.IGNORECASE)
+    text = text.strip().strip('"“”\'「」*').strip()
+    if '"' in text:
+        text = text.split('"')[0].strip()
+    return text[:120]
