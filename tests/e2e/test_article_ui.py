@@ -164,3 +164,53 @@ def test_drafts_survive_a_restart_and_reopen(app, tmp_path):
         assert other.predict(api_name="/article_drafts")["choices"] == []
         with pytest.raises(AppError, match="not found|not in the list of choices"):
             other.predict(draft_id, api_name="/article_open")
+
+
+def sources_app(tmp, sources_yaml: str):
+    tmp.mkdir(parents=True, exist_ok=True)
+    cfg = write_config(tmp, model_path="script:article", extra="article:\n  sources:\n" + sources_yaml)
+    return running_app(cfg, tmp / "data")
+
+
+def test_broken_gallery_and_html_provider_leave_positions_empty_and_say_why(tmp_path):
+    from tests.support.hostile_images import HOSTILE
+    from tests.support.image_server import ImageServer
+
+    broken = tmp_path / "broken-gallery"
+    broken.mkdir()
+    for case in ("truncated_jpeg_half", "text_as_png", "zero_byte"):
+        if case in HOSTILE:
+            name, make, _ = HOSTILE[case]
+            (broken / name).write_bytes(make())
+    with ImageServer() as server:
+        yaml = (f"    - kind: gallery\n      name: mine\n      folder: {broken}\n"
+                f"    - kind: http\n      name: web\n      url_template: {server.url('/html')}?q={{query}}\n"
+                "      timeout_s: 2\n")
+        with sources_app(tmp_path, yaml) as app:
+            client, user = connect(app.url)
+            _, final = write(client, "Nothing to show")
+            notice = final[1]
+            assert "No picture found for" in notice and "HTML" in notice, notice
+            assert not any(b.image for b in blocks_of(app, user).blocks)
+            status = [s.status() for s in app.services.image_sources()]
+            assert "broken" in status[0] and "skipped" in status[0], status
+
+
+def test_http_provider_images_are_used_and_a_slow_one_falls_back_to_the_gallery(tmp_path):
+    from tests.support.image_server import ImageServer
+
+    with ImageServer(slow_s=3) as server:
+        yaml = f"    - kind: http\n      name: web\n      url_template: {server.url('/search')}?q={{query}}\n"
+        with sources_app(tmp_path / "a", yaml) as app:
+            client, user = connect(app.url)
+            write(client, "From the web")
+            placed = [b.image for b in blocks_of(app, user).blocks if b.image]
+            assert placed and placed[0].source == "http" and Path(placed[0].path).is_file()
+        yaml = (f"    - kind: http\n      name: slow\n      url_template: {server.url('/slow')}?q={{query}}\n"
+                "      timeout_s: 0.5\n    - kind: gallery\n")
+        with sources_app(tmp_path / "b", yaml) as app:
+            client, user = connect(app.url)
+            _, final = write(client, "Slow web")
+            assert "timed out" in final[1]
+            placed = [b.image for b in blocks_of(app, user).blocks if b.image]
+            assert placed and placed[0].source == "gallery"
