@@ -7,10 +7,9 @@ from __future__ import annotations
 import threading
 import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Iterator, Literal, Optional, Union
 
-from studio.core.article import ArticleBlock, ArticleImage, ArticleParams, ArticleSession, Candidate
+from studio.core.article import ArticleBlock, ArticleParams, ArticleSession
 from studio.core.types import GenerationRequest, GenParams, ImagePart, Message, Notice, TextDelta, TextPart
 from studio.engines.base import Engine
 from studio.errors import InputError

@@ -11,7 +11,7 @@ from typing import Iterator, Optional
 from studio.core.article import ArticleImage, ArticleSession, Candidate
 from studio.core.types import GenParams, Notice
 from studio.engines.base import Engine
-from studio.errors import InputError, StudioError
+from studio.errors import StudioError
 from studio.services import Services
 from studio.tasks import article_prompts as P
 from studio.tasks.article import GREEDY_SHORT, Step, ask
@@ -58,7 +58,7 @@ def write_caption(engine: Engine, prompts: P.Prompts, paragraphs: list[str], pos
     caption = P.clean_caption(answer)
     if not caption or caption.lower() in {c.lower() for _, c in past}:
         # The demo's own fallback for an inserted image: the end of the paragraph it follows.
-        caption = re.sub(r"\s+", " ", paragraphs[position]).strip()[-50:].strip() or f"picture {position + 1}"
+        caption = P.short(paragraphs[position], 60) or f"picture {position + 1}"
     return caption
 
 

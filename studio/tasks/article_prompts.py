@@ -98,4 +98,17 @@ def clean_caption(answer: str) -> str:
     text = text.strip().strip('"“”\'「」*').strip()
     if '"' in text:
         text = text.split('"')[0].strip()
-    return text[:120]
+    return short(text)
+
+
+def short(text: str, limit: int = 80) -> str:
+    """`text` cut to `limit` characters at a word or sentence boundary (a caption, not a paragraph)."""
+    text = " ".join(text.split())
+    if len(text) <= limit:
+        return text
+    cut = text[:limit]
+    for mark in ("。", ". ", "，", ", ", " "):
+        at = cut.rfind(mark)
+        if at > limit // 3:
+            return cut[:at].rstrip(" ,.，。") + "…"
+    return cut + "…"

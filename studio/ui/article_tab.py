@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-import tempfile
-import time
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any
 
 import gradio as gr
 from pydantic import ValidationError
 
-from studio.core.article import ArticleDraft, ArticleParams, ArticleSession
-from studio.core.types import Notice, TextDelta
+from studio.core.article import ArticleDraft, ArticleParams
 from studio.errors import InputError
-from studio.services import Services
-from studio.tasks import article as article_task
-from studio.tasks import article_edit as edit
-from studio.ui.article_view import block_choices, preview_html, steps_markdown
-from studio.ui.convert import user_of
-from studio.ui.errors import user_errors
+from studio.ui.article_view import preview_html
 
 UI_FRAME_S = 0.1
 IMAGE_COUNTS = ["auto"] + [str(n) for n in range(0, 16)]

@@ -4,8 +4,6 @@ predictable; retrieval from the shipped gallery and the exports are real."""
 
 from __future__ import annotations
 
-import io
-import json
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from html.parser import HTMLParser

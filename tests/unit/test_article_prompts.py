@@ -69,3 +69,11 @@ def test_undo_snapshots():
     s.draft.blocks[0].text = "two"
     assert s.restore() and s.draft.blocks[0].text == "one"
     assert not s.restore()
+
+
+def test_long_captions_are_cut_at_a_boundary():
+    from studio.tasks.article_prompts import short
+
+    long = "The day began with a cup of freshly brewed coffee in the cozy café. The aroma of pastries filled the air."
+    assert short(long) == "The day began with a cup of freshly brewed coffee in the cozy café…"
+    assert short("短句。" * 40, 20).endswith("…") and len(short("短句。" * 40, 20)) <= 21
