@@ -48,7 +48,9 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
     with gr.Blocks(title=cfg.ui.title, fill_height=True, delete_cache=(3600, 86400)) as demo:
         user_id = gr.State("")  # set by /resume; see chat_tab.user_of for clients that skip it
         session = gr.State(ChatSession())
-        bar = sidebar.build(i18n, cfg.ui.title, f"/gradio_api/file={ASSETS / 'logo.svg'}")
+        drafts_ui: dict = {}
+        bar = sidebar.build(i18n, cfg.ui.title, f"/gradio_api/file={ASSETS / 'logo.svg'}",
+                            extra=lambda: drafts_ui.update(article_tab.build_drafts(i18n)))
         with gr.Row(elem_id="header"):
             status = gr.Markdown(_status(services), elem_id="model-status")
         timer = gr.Timer(1.0)
@@ -59,7 +61,7 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
             with gr.Tab(i18n("tab_vision"), id="vision"):
                 vtab = vision_tab.build(i18n, services)
             with gr.Tab(i18n("tab_article"), id="article") as article_tab_item:
-                atab = article_tab.build(i18n)
+                atab = article_tab.build(i18n, drafts_ui)
 
         def tick():
             pool = services.engines
@@ -81,6 +83,8 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
         refresh_drafts = article_events.wire(services, atab, article_session, user_id,
                                              EN["article_placeholder"])
         article_tab_item.select(*refresh_drafts, api_name="article_drafts")
+        # The drafts list sits in the sidebar: fill it once /resume has told us who the user is.
+        user_id.change(*refresh_drafts, api_visibility="private")
     demo.queue(max_size=cfg.ui.queue_max_size, default_concurrency_limit=8)
     launch_kwargs = dict(
         i18n=i18n,

@@ -36,8 +36,8 @@ class ArticleTab:
     buttons: dict
 
 
-def build(t) -> ArticleTab:
-    """Lay out the tab inside the current Blocks context."""
+def build(t, drafts: dict) -> ArticleTab:
+    """Lay out the tab inside the current Blocks context (`drafts` from build_drafts, in the sidebar)."""
     b = {}
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
@@ -61,13 +61,6 @@ def build(t) -> ArticleTab:
                 b["write"] = gr.Button(t("write"), variant="primary", elem_id="article-write")
                 b["stop"] = gr.Button(t("stop"), variant="stop", elem_id="article-stop")
             steps = gr.Markdown("", elem_id="article-steps")
-            with gr.Accordion(t("drafts"), open=True):
-                drafts = gr.Radio([], show_label=False, elem_id="article-drafts", elem_classes=["conv-list"])
-                with gr.Row():
-                    b["new"] = gr.Button(t("new_article"), size="sm", elem_id="article-new")
-                    b["delete_draft"] = gr.Button(t("delete"), size="sm", elem_id="article-delete-draft")
-                rename_box = gr.Textbox(placeholder=t("rename_placeholder"), show_label=False, max_length=200,
-                                        submit_btn=t("rename"), elem_id="article-rename")
         with gr.Column(scale=3):
             notice = gr.Markdown("", elem_id="article-notice")
             preview = gr.HTML(preview_html(ArticleDraft(), ""), elem_id="article-preview", padding=True)
@@ -94,9 +87,22 @@ def build(t) -> ArticleTab:
                 for kind in ("markdown", "html", "xlsx"):
                     b[f"export_{kind}"] = gr.Button(t(f"export_{kind}"), size="sm", elem_id=f"article-export-{kind}")
             export_file = gr.File(show_label=False, interactive=False, elem_id="article-export-file")
+    b.update(drafts["buttons"])
     return ArticleTab([instruction, material, uploads, beams, rep, max_new, sample, seed, images, selects], steps,
-                      notice, preview, block, guide, para_text, caption, candidates, candidate, export_file, drafts,
-                      rename_box, b)
+                      notice, preview, block, guide, para_text, caption, candidates, candidate, export_file,
+                      drafts["list"], drafts["rename"], b)
+
+
+def build_drafts(t) -> dict:
+    """The article drafts section (placed in the sidebar): list, new, delete, rename."""
+    with gr.Accordion(t("drafts"), open=True, elem_id="article-drafts-section"):
+        drafts = gr.Radio([], show_label=False, elem_id="article-drafts", elem_classes=["conv-list"])
+        with gr.Row():
+            new = gr.Button(t("new_article"), size="sm", elem_id="article-new")
+            delete = gr.Button(t("delete"), size="sm", elem_id="article-delete-draft")
+        rename = gr.Textbox(placeholder=t("rename_placeholder"), show_label=False, max_length=200,
+                            submit_btn=t("rename"), elem_id="article-rename")
+    return {"list": drafts, "rename": rename, "buttons": {"new": new, "delete_draft": delete}}
 
 
 def parse_params(beams, rep, max_new, sample, seed, images, selects) -> ArticleParams:

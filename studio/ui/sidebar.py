@@ -45,8 +45,8 @@ class Sidebar:
     delete: gr.Button
 
 
-def build(t, title: str, logo_url: str) -> Sidebar:
-    """Lay out the sidebar inside the current Blocks context."""
+def build(t, title: str, logo_url: str, extra=None) -> Sidebar:
+    """Lay out the sidebar inside the current Blocks context; `extra()` adds sections (article drafts)."""
     with gr.Sidebar(open=True, width=280, elem_id="sidebar"):
         gr.Markdown(f"<div class='brand'><img src='{logo_url}' alt=''/> {title}</div>")
         new = gr.Button(t("new_chat"), variant="primary", elem_id="new-chat")
@@ -54,6 +54,8 @@ def build(t, title: str, logo_url: str) -> Sidebar:
         rename_box = gr.Textbox(placeholder=t("rename_placeholder"), show_label=False, elem_id="rename-box",
                                 max_length=200, submit_btn=t("rename"))
         delete = gr.Button(t("delete"), size="sm", variant="secondary", elem_id="delete-chat")
+        if extra is not None:
+            extra()
         with gr.Row():
             theme = gr.Button(t("theme"), size="sm", elem_id="theme-toggle")
             lang = gr.Button(t("language"), size="sm", elem_id="lang-toggle")
