@@ -135,7 +135,29 @@ def illustrate(services: Services, user_id: str, session: ArticleSession, engine
     yield from _fill(services, user_id, session, engine, prompts, captions, cancel)
 
 
+def vision_captioner(engine: Engine):
+    """A gallery captioner backed by the vision model: one short sentence per picture (cached by the gallery)."""
+    from studio.core.types import GenerationRequest, ImagePart, Message, TextPart
+
+    def caption(image) -> str:
+        ask_ = Message("user", [ImagePart(image), TextPart("Describe this picture in one short sentence.")])
+        request = GenerationRequest([ask_], GenParams(max_new_tokens=40, do_sample=False), max_tiles=1)
+        return P.short("".join(d.text for d in engine.stream(request)), 120)
+
+    return caption
+
+
+def attach_captioner(services: Services, engine: Engine) -> None:
+    """Let galleries without caption files ask the vision model (when the engine can see images)."""
+    if not engine.accepts_images:
+        return
+    for source in services.image_sources():
+        if hasattr(source, "captioner") and source.captioner is None:
+            source.captioner = vision_captioner(engine)
+
+
 def _fill(services, user_id, session, engine, prompts, captions, cancel) -> Iterator:
+    attach_captioner(services, engine)
     t0, used, placed, missing = time.monotonic(), set(), 0, []
     yield Step("images", "running")
     chosen_all = []
