@@ -57,7 +57,7 @@ class EnginePool:
     def label(self, name: str) -> str:
         """The display name of an engine's model."""
         cfg = self._config.engines[name]
-        return cfg.label or Path(cfg.model_path).name
+        return cfg.label or Path(cfg.model_path or "").name or name
 
     def start(self, name: Optional[str] = None) -> None:
         """Begin loading one engine (or all) in background threads; idempotent."""
@@ -116,6 +116,35 @@ class EnginePool:
         raise ModelNotReady(
             f"The model is still loading ({st.progress:.0%}, {st.text}).", "Send again in a moment."
         )
+
+    def config_of(self, name: str):
+        """The engine config `name` runs with now (after any switch)."""
+        return self._config.engines[name]
+
+    def unload(self, name: str) -> None:
+        """Free one engine's model; it loads again on the next request or `start`."""
+        slot = self._slots[name]
+        with slot.lock:
+            if slot.state.state == "loading":
+                raise ModelNotReady(f"{name} is still loading.", "Unload it once loading has finished.")
+            engine, slot.engine = slot.engine, None
+            slot.state = LoadState("idle")
+            slot.done.clear()
+        if engine is not None:
+            engine.close()
+
+    def switch(self, name: str, model_path: str) -> None:
+        """Point engine `name` at another model folder (checked first), unload the old one, load the new."""
+        from studio.engines import preflight
+
+        cfg = self._config.engines[name].model_copy(
+            update={"model_path": model_path.strip(), "gguf_file": None, "label": None})
+        preflight(cfg, self._num_gpus)  # a wrong path or a model that cannot fit is refused before unloading
+        self.unload(name)
+        engines = dict(self._config.engines)
+        engines[name] = cfg
+        self._config = self._config.model_copy(update={"engines": engines})
+        self.start(name)
 
     def close(self) -> None:
         """Free every loaded engine."""

@@ -13,7 +13,7 @@ from studio.core.article import ArticleSession
 from studio.core.session import ChatSession
 from studio.services import Services
 from studio.tasks import vision as vision_task
-from studio.ui import article_events, article_tab, chat_tab, sidebar, vision_tab
+from studio.ui import article_events, article_tab, chat_tab, sidebar, system_tab, vision_tab
 from studio.ui.early_script import EarlyScriptMiddleware, lang_script
 from studio.ui.convert import chatbot_messages, status_markdown
 from studio.ui.i18n import EN, build_i18n
@@ -62,6 +62,8 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
                 vtab = vision_tab.build(i18n, services)
             with gr.Tab(i18n("tab_article"), id="article") as article_tab_item:
                 atab = article_tab.build(i18n, drafts_ui)
+            with gr.Tab(i18n("tab_system"), id="system") as system_tab_item:
+                sys_ui = system_tab.build(i18n, services)
 
         def tick():
             pool = services.engines
@@ -83,6 +85,7 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
         refresh_drafts = article_events.wire(services, atab, article_session, user_id,
                                              EN["article_placeholder"])
         article_tab_item.select(*refresh_drafts, api_name="article_drafts")
+        system_tab.wire(services, sys_ui, system_tab_item)
         # The drafts list sits in the sidebar: fill it once /resume has told us who the user is.
         user_id.change(*refresh_drafts, api_visibility="private")
     demo.queue(max_size=cfg.ui.queue_max_size, default_concurrency_limit=8)

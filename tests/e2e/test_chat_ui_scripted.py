@@ -41,7 +41,8 @@ def test_endpoints_are_the_intended_ones(app):
                      "/article_insert_before", "/article_insert_after", "/article_set_text", "/article_delete_block",
                      "/article_search", "/article_delete_image", "/article_pick", "/article_undo",
                      "/article_export_markdown", "/article_export_html", "/article_export_xlsx", "/article_open",
-                     "/article_new", "/article_rename", "/article_delete", "/article_drafts"}
+                     "/article_new", "/article_rename", "/article_delete", "/article_drafts",
+                     "/system_status", "/system_unload", "/system_load", "/system_switch"}
 
 
 def test_stream_grows_and_conversation_is_listed(app):

@@ -1,0 +1,45 @@
+"""Live memory of the machine's devices for the system panel: each GPU (this process vs. others) and RAM."""
+
+from __future__ import annotations
+
+import os
+import sys
+from dataclasses import dataclass
+
+GIB = 1024**3
+
+
+@dataclass(frozen=True)
+class DeviceStat:
+    """One device's memory, in bytes."""
+
+    name: str  # "cuda:0 · NVIDIA H200" or "cpu"
+    total: int
+    used: int  # by everything
+    ours: int  # by this process
+
+
+def device_stats() -> list[DeviceStat]:
+    """Every visible GPU (only if torch is already loaded: the panel never pulls CUDA in), then RAM."""
+    import psutil
+
+    out = []
+    torch = sys.modules.get("torch")
+    if torch is not None and torch.cuda.is_available():
+        for i in range(torch.cuda.device_count()):
+            free, total = torch.cuda.mem_get_info(i)
+            out.append(DeviceStat(f"cuda:{i} · {torch.cuda.get_device_name(i)}", total, total - free,
+                                  torch.cuda.memory_reserved(i)))
+    vm = psutil.virtual_memory()
+    out.append(DeviceStat("cpu (RAM)", vm.total, vm.total - vm.available, psutil.Process(os.getpid()).memory_info().rss))
+    return out
+
+
+def stats_markdown(stats: list[DeviceStat]) -> str:
+    """A table: device, total, used by this process, used by others, free."""
+    rows = ["| device | total | this studio | other processes | free |", "|---|---|---|---|---|"]
+    for s in stats:
+        others = max(0, s.used - s.ours)
+        rows.append(f"| {s.name} | {s.total / GIB:.1f} GiB | {s.ours / GIB:.2f} GiB | {others / GIB:.2f} GiB | "
+                    f"{(s.total - s.used) / GIB:.1f} GiB |")
+    return "\n".join(rows)
