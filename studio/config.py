@@ -7,7 +7,7 @@ from typing import Literal, Optional
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 from pydantic_core import PydanticCustomError
 
 from studio.core.types import GenParams
@@ -16,6 +16,25 @@ from studio.errors import ConfigError
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
 DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 DEFAULT_GALLERY = Path(__file__).resolve().parent.parent / "assets" / "gallery"
+
+
+REMOTE_ENGINE = "openai_compat"
+
+
+def base_url_problem(url: str) -> Optional[str]:
+    """What is wrong with a remote engine's base URL, or None when it looks usable."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError as exc:
+        return f"is not a URL ({exc})"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "must start with http:// or https://"
+    if not parts.hostname:
+        return "has no host name"
+    if parts.query or parts.fragment:
+        return "must not have a query or fragment; give the API root, e.g. http://host:23333/v1"
+    return None
 
 
 class _Frozen(BaseModel):
@@ -27,7 +46,8 @@ class EngineConfig(_Frozen):
 
     engine: str = "hf"
     family: str = "auto"
-    model_path: str
+    # Required, except for the remote engine (which names its model with remote_model).
+    model_path: Optional[str] = Field(None, validate_default=True)
     gguf_file: Optional[str] = None
     label: Optional[str] = None
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -38,6 +58,64 @@ class EngineConfig(_Frozen):
     # Most 448-px tiles per image for tiling vision models (InternVL2); None: the checkpoint's value.
     max_tiles: Optional[int] = Field(None, ge=1, le=40)
     defaults: GenParams = GenParams()
+    # engine: openai_compat — an OpenAI-compatible server (lmdeploy api_server / proxy, vLLM, another studio).
+    base_url: Optional[str] = Field(None, validate_default=True)  # e.g. http://gpu-node:23333/v1
+    api_key: Optional[str] = Field(None, repr=False)
+    api_key_env: Optional[str] = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # read the key from this variable
+    remote_model: Optional[str] = None  # None: the server's only model
+    timeout_s: float = Field(60.0, gt=0, le=3600)  # most seconds between two chunks of a reply
+    connect_timeout_s: float = Field(5.0, gt=0, le=120)
+    accepts_images: Optional[bool] = None  # None: False (the server's model is not inspected)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _remote_label(cls, data):
+        # The pool labels an engine by its model_path's name; a remote engine has none, so it goes
+        # by the remote model's name (or the server's address) unless a label is given.
+        if isinstance(data, dict) and data.get("engine") == REMOTE_ENGINE and not data.get("label"):
+            name = data.get("remote_model") or urlsplit(str(data.get("base_url") or "")).netloc or REMOTE_ENGINE
+            data = {**data, "label": str(name)}
+        return data
+
+    @field_validator("model_path")
+    @classmethod
+    def _model_path(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
+        remote = info.data.get("engine") == REMOTE_ENGINE
+        if value is None and not remote:
+            raise PydanticCustomError("missing", "Field required")
+        if value is not None and remote:
+            raise PydanticCustomError(
+                "remote", "not used by engine openai_compat; name the server's model with remote_model")
+        return value
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
+        remote = info.data.get("engine") == REMOTE_ENGINE
+        if value is None:
+            if remote:
+                raise PydanticCustomError("missing", "required for engine: openai_compat (e.g. http://host:23333/v1)")
+            return value
+        if not remote:
+            raise PydanticCustomError("engine_mismatch", "only for engine: openai_compat")
+        problem = base_url_problem(value)
+        if problem:
+            raise PydanticCustomError("base_url", problem)
+        return value.rstrip("/")
+
+    @field_validator("api_key")
+    @classmethod
+    def _key_remote_only(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
+        if value is not None and info.data.get("engine") != REMOTE_ENGINE:
+            raise PydanticCustomError("secret", "only for engine: openai_compat")  # "secret": never echoed
+        return value
+
+    @field_validator("api_key_env", "remote_model", "timeout_s", "connect_timeout_s", "accepts_images")
+    @classmethod
+    def _remote_only(cls, value, info: ValidationInfo):
+        if value is not None and info.data.get("engine") != REMOTE_ENGINE:
+            raise PydanticCustomError("engine_mismatch", "only for engine: openai_compat")
+        return value
 
 
 class UIConfig(_Frozen):
@@ -129,12 +207,31 @@ class ArticleConfig(_Frozen):
         return value
 
 
+class ApiConfig(_Frozen):
+    """The OpenAI-compatible API served beside the UI under /v1 (see README)."""
+
+    enabled: bool = True
+    # Bearer keys; empty: the launch credentials (--auth) are the key, or, with neither, only a
+    # studio listening on localhost answers (the API must never be open on a public address).
+    keys: list[str] = Field(default_factory=list, repr=False)
+    # Extra model ids a client may ask for, each naming a configured engine (e.g. "internlm2": chat).
+    model_names: dict[str, str] = Field(default_factory=dict)
+
+    @field_validator("keys")
+    @classmethod
+    def _strong_keys(cls, value: list[str]) -> list[str]:
+        if any(len(k) < 8 or k != k.strip() for k in value):
+            raise PydanticCustomError("weak_key", "each key needs at least 8 characters and no surrounding spaces")
+        return value
+
+
 class StudioConfig(_Frozen):
     """The whole config file."""
 
     ui: UIConfig = UIConfig()
     engines: dict[str, EngineConfig]
     article: ArticleConfig = ArticleConfig()
+    api: ApiConfig = ApiConfig()
 
 
 def _format_validation(path: Path, err: ValidationError) -> str:
@@ -144,7 +241,7 @@ def _format_validation(path: Path, err: ValidationError) -> str:
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
-        elif "input" in e and e["type"] not in ("missing",):
+        elif "input" in e and e["type"] not in ("missing", "secret"):
             msg = f"{msg} (got {e['input']!r})"
         lines.append(f"{path}: {loc}: {msg}")
     return "\n".join(lines)
@@ -157,6 +254,10 @@ def _check_names(path: Path, cfg: StudioConfig) -> None:
 
     if "chat" not in cfg.engines:
         raise ConfigError(f"{path}: engines.chat: missing", "Every config needs an engine named 'chat'.")
+    for alias, target in cfg.api.model_names.items():
+        if target not in cfg.engines or alias in cfg.engines:
+            raise ConfigError(f"{path}: api.model_names.{alias}: must name a configured engine and not be one; "
+                              f"engines: {', '.join(cfg.engines)}")
     for name, eng in cfg.engines.items():
         if eng.engine not in ENGINES:
             raise ConfigError(

@@ -14,6 +14,13 @@ def _hf(cfg, ctx):
     return load_hf_engine(cfg, ctx)
 
 
+@ENGINES.register("openai_compat")
+def _openai_compat(cfg, ctx):
+    from studio.engines.openai_compat import load_openai_compat
+
+    return load_openai_compat(cfg, ctx)
+
+
 # Cheap checks run before the UI is built, so a wrong model path fails in the terminal at once.
 CHECKS: Registry = Registry("engine check")
 
@@ -35,6 +42,22 @@ def _hf_check(cfg, num_gpus: int = 1) -> str:
                      vision=bool(getattr(family, "accepts_images", False)))
     refuse_if_too_big(plan, dtype, tokens)
     return f"{family.name}, {dtype}: {plan.summary()}"
+
+
+@CHECKS.register("openai_compat")
+def _openai_compat_check(cfg, num_gpus: int = 1) -> str:
+    # No network here: the server may start after the studio. Only the URL's shape and the key's source.
+    from studio.config import base_url_problem
+    from studio.engines.openai_compat import api_key_of
+    from studio.errors import ConfigError
+
+    problem = base_url_problem(cfg.base_url or "")
+    if problem:
+        raise ConfigError(f"engine openai_compat: base_url {cfg.base_url!r} {problem}.",
+                          "Give the server's API root, e.g. http://host:23333/v1.")
+    api_key_of(cfg)
+    model = cfg.remote_model or "the server's only model"
+    return f"remote: {model} at {cfg.base_url}"
 
 
 def preflight(cfg, num_gpus: int = 1) -> str:

@@ -1,0 +1,165 @@
+"""What travels between the remote engine and an OpenAI-compatible server: SSE chunks, error bodies,
+failures described for people, and the prompt-size estimate used without a local tokenizer."""
+
+from __future__ import annotations
+
+import base64
+import json
+from typing import Any, Optional
+
+from studio.core.types import Message
+from studio.errors import StudioError
+
+# A guess at what one image costs on the server (InternVL2: 256 per tile, often 3-7 tiles); we cannot ask.
+IMAGE_TOKENS = 768
+BODY_LIMIT = 4096  # bytes of an error body read: enough for the server's message, never an endless page
+FINISH = {"stop": "stop", "length": "length", "abort": "cancelled", "cancelled": "cancelled", "error": "error"}
+
+
+class Unreachable(StudioError):
+    """The model server cannot be reached at all."""
+
+
+def estimate_tokens(messages: list[Message]) -> int:
+    """Characters / 3 (English runs ~4, Chinese ~1-1.5 per token: /3 errs towards trimming) + 4 per message
+    for the role markers, + IMAGE_TOKENS per image, + 3 for the generation prompt."""
+    return sum(len(m.text) // 3 + 4 + IMAGE_TOKENS * len(m.images) for m in messages) + 3
+
+
+def model_window(entry: dict) -> Optional[int]:
+    """The context window a /models entry advertises (vLLM: max_model_len), if any."""
+    for key in ("max_model_len", "context_window", "context_length", "max_context_length"):
+        value = entry.get(key)
+        if isinstance(value, int) and not isinstance(value, bool) and value > 0:
+            return value
+    return None
+
+
+def _snippet(text: str, limit: int = 200) -> str:
+    text = " ".join(text.split())
+    return repr(text[:limit] + ("…" if len(text) > limit else "")) if text else "(empty body)"
+
+
+def _message_of(obj: Any) -> Optional[str]:
+    """The human message inside an OpenAI / FastAPI / lmdeploy error body."""
+    if isinstance(obj, dict):
+        for key in ("error", "message", "detail"):
+            inner = obj.get(key)
+            found = inner if isinstance(inner, str) else _message_of(inner)
+            if found:
+                return found
+    if isinstance(obj, list) and obj:
+        return _message_of(obj[0]) or (obj[0] if isinstance(obj[0], str) else None)
+    return None
+
+
+def error_text(resp: Any, json_message: bool = True) -> str:
+    """The server's own message from a response body (read at most BODY_LIMIT bytes), or a snippet of it."""
+    raw = b""
+    try:
+        raw = resp.content[:BODY_LIMIT]
+    except Exception:  # a streamed response: read only its beginning
+        try:
+            for chunk in resp.iter_bytes():
+                raw += chunk
+                if len(raw) >= BODY_LIMIT:
+                    break
+        except Exception:
+            pass
+    text = raw[:BODY_LIMIT].decode("utf-8", "replace")
+    if json_message:
+        try:
+            found = _message_of(json.loads(text))
+        except ValueError:
+            found = None
+        if found:
+            return found
+    return _snippet(text)
+
+
+def describe_failure(exc: BaseException, cfg: Any) -> str:
+    """A transport failure in words: what happened and which setting governs it."""
+    import httpx
+
+    if isinstance(exc, httpx.ConnectTimeout):
+        return f"could not connect within {cfg.connect_timeout_s:g} s (connect_timeout_s)"
+    if isinstance(exc, httpx.ConnectError):
+        return f"cannot connect ({exc}); is the server running?"
+    if isinstance(exc, httpx.ReadTimeout):
+        return f"no data for {cfg.timeout_s:g} s (timeout_s); the server may be overloaded or stuck"
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out ({type(exc).__name__})"
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return f"the connection dropped mid-reply ({exc or type(exc).__name__})"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _png_url(image: Any) -> str:
+    from studio.images import to_png_bytes
+
+    return "data:image/png;base64," + base64.b64encode(to_png_bytes(image)).decode("ascii")
+
+
+def wire_messages(messages: list[Message]) -> list[dict]:
+    """Messages as OpenAI chat messages: plain strings, or parts with PNG data URLs for images."""
+    out = []
+    for m in messages:
+        if not m.images:
+            out.append({"role": m.role, "content": m.text})
+            continue
+        parts = [{"type": "text", "text": p.text} if p.type == "text" else
+                 {"type": "image_url", "image_url": {"url": _png_url(p.image)}} for p in m.content]
+        out.append({"role": m.role, "content": parts})
+    return out
+
+
+class SseDecoder:
+    """Turns the lines of a chat-completion event stream into (text, finish reason, error) triples."""
+
+    def __init__(self) -> None:
+        self.finish: Optional[str] = None
+        self.prompt_tokens = self.completion_tokens = self.chunks = 0
+        self._event = ""
+
+    def feed(self, line: str) -> list[tuple[str, Optional[str], Optional[str]]]:
+        """Handle one line; a non-None finish reason means the reply is over."""
+        if not line or line.startswith(":"):  # event separators and keep-alive comments
+            return []
+        field, _, value = line.partition(":")
+        value = value[1:] if value.startswith(" ") else value
+        if field == "event":
+            self._event = value
+            return []
+        if field in ("id", "retry"):
+            return []
+        if field != "data":
+            return [("", "error", f"the reply is not a stream of server-sent events: {_snippet(line)}")]
+        return [self._data(value)]
+
+    def _data(self, data: str) -> tuple[str, Optional[str], Optional[str]]:
+        if data.strip() == "[DONE]":
+            return "", FINISH.get(self.finish or "stop", "stop"), None
+        try:
+            obj = json.loads(data)
+        except ValueError:
+            return "", "error", f"the stream held something that is not JSON: {_snippet(data)}"
+        if self._event == "error" or (isinstance(obj, dict) and "error" in obj):
+            return "", "error", f"the server reported an error: {_message_of(obj) or _snippet(data)}"
+        if not isinstance(obj, dict):
+            return "", "error", f"unexpected event in the stream: {_snippet(data)}"
+        usage = obj.get("usage") or {}
+        self.prompt_tokens = usage.get("prompt_tokens") or self.prompt_tokens
+        self.completion_tokens = usage.get("completion_tokens") or self.completion_tokens
+        choice = (obj.get("choices") or [{}])[0] or {}
+        piece = (choice.get("delta") or {}).get("content") or ""
+        self.chunks += bool(piece)
+        self.finish = choice.get("finish_reason") or self.finish
+        if self.finish == "error":
+            return piece, "error", "the server ended the reply with an error"
+        return piece, None, None
+
+    def end(self) -> tuple[str, Optional[str]]:
+        """The stream closed: (finish reason, error); a reply without a finish reason was cut off."""
+        if self.finish:
+            return FINISH.get(self.finish, "stop"), None
+        return "error", "the connection closed before the reply was complete"
