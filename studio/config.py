@@ -65,7 +65,7 @@ class EngineConfig(_Frozen):
     remote_model: Optional[str] = None  # None: the server's only model
     timeout_s: float = Field(60.0, gt=0, le=3600)  # most seconds between two chunks of a reply
     connect_timeout_s: float = Field(5.0, gt=0, le=120)
-    accepts_images: Optional[bool] = None  # None: False (the server's model is not inspected)
+    accepts_images: Optional[bool] = None  # None: what the /models entry says (a studio tells), else False
 
     @model_validator(mode="before")
     @classmethod

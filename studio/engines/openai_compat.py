@@ -46,9 +46,9 @@ class OpenAICompatEngine:
 
     batches = True
 
-    def __init__(self, cfg: EngineConfig, client: Any, model: str, window: int) -> None:
+    def __init__(self, cfg: EngineConfig, client: Any, model: str, window: int, images: bool = False) -> None:
         self.cfg, self.client, self.model = cfg, client, model
-        self.accepts_images = bool(cfg.accepts_images)
+        self.accepts_images = images
         self.context_window = window
         self.host = urlsplit(cfg.base_url).netloc
         self._closed = False
@@ -232,4 +232,6 @@ def load_openai_compat(cfg: EngineConfig, ctx: LoadContext) -> OpenAICompatEngin
     except BaseException:
         client.close()
         raise
-    return OpenAICompatEngine(cfg, client, model, cfg.context_window or model_window(entry) or DEFAULT_WINDOW)
+    # The config decides; otherwise a studio serving the API says whether its model reads images.
+    images = cfg.accepts_images if cfg.accepts_images is not None else entry.get("accepts_images") is True
+    return OpenAICompatEngine(cfg, client, model, cfg.context_window or model_window(entry) or DEFAULT_WINDOW, images)

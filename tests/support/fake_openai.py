@@ -14,6 +14,7 @@ Every route lives under an optional mode prefix, so one server can misbehave per
     notjson     an SSE data line that is not JSON
     drop        three words, then the connection is cut (no final chunk)
     errorevent  two words, then `data: {"error": …}`, then the stream ends
+`next_mode`, when set, makes the next chat completion misbehave in that mode whatever its URL (once).
 With `api_key` set, requests without `Authorization: Bearer <key>` get HTTP 401.
 `words_sent` counts words actually written; `streams_open` how many replies are still being written.
 """
@@ -74,6 +75,8 @@ class _Handler(BaseHTTPRequestHandler):
         if path != "/v1/chat/completions":
             return self.send_json(404, {"detail": "Not Found"})
         self.server.bodies.append(body)
+        with self.server.lock:
+            mode, self.server.next_mode = self.server.next_mode or mode, None
         try:
             self._complete(mode, body)
         except (BrokenPipeError, ConnectionResetError):  # the client went away: stop producing, as servers do
@@ -163,6 +166,7 @@ class FakeOpenAI(ThreadingHTTPServer):
         super().__init__(("127.0.0.1", 0), _Handler)
         self.models, self.api_key, self.slow_s, self.word_delay = list(models), api_key, slow_s, word_delay
         self.bodies: list[dict] = []
+        self.next_mode: Optional[str] = None
         self.words_sent = 0
         self.streams_open = 0
         self.lock = threading.Lock()
