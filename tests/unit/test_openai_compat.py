@@ -224,3 +224,12 @@ def test_check_needs_no_network(monkeypatch):
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
     with pytest.raises(StudioError, match="NO_SUCH_KEY_VAR"):
         preflight(EngineConfig(engine="openai_compat", base_url="http://h/v1", api_key_env="NO_SUCH_KEY_VAR"))
+
+
+def test_shipped_remote_config_validates():
+    from studio.config import CONFIG_DIR
+
+    cfg = load_config(CONFIG_DIR / "remote-openai.yaml").engines["chat"]
+    assert (cfg.engine, cfg.base_url, cfg.remote_model, cfg.context_window) == (
+        "openai_compat", "http://127.0.0.1:23333/v1", "internlm2-chat-1_8b", 8192)
+    assert preflight(cfg).startswith("remote: internlm2-chat-1_8b")
