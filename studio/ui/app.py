@@ -9,6 +9,8 @@ from typing import Optional
 import gradio as gr
 from starlette.middleware import Middleware
 
+from studio.api import api_routes
+from studio.api.auth import LaunchInfo
 from studio.core.article import ArticleSession
 from studio.core.session import ChatSession
 from studio.services import Services
@@ -93,7 +95,10 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
         i18n=i18n,
         theme=gr.themes.Soft(primary_hue="blue", secondary_hue="sky"),
         css_paths=[ASSETS / "theme.css"],
-        app_kwargs={"middleware": [Middleware(EarlyScriptMiddleware, script=lang_script(lang or cfg.ui.lang))]},
+        app_kwargs={"middleware": [Middleware(EarlyScriptMiddleware, script=lang_script(lang or cfg.ui.lang))],
+                    # /v1: the OpenAI-compatible API; auth and host are read from launch() per request.
+                    "routes": api_routes(services, lambda: LaunchInfo(demo.auth, getattr(demo, "server_name", None),
+                                                                      bool(getattr(demo, "share", False))))},
         js=THEME_ON_LOAD_JS,
         allowed_paths=[str(ASSETS)],
         max_file_size=cfg.ui.max_file_size,

@@ -15,6 +15,7 @@ FORBIDDEN = {
     "store": {"tasks", "ui", "services", "engines", "families", "cli", "launcher"},
     "exports": {"tasks", "ui", "services", "engines", "families", "store", "cli", "launcher"},
     "tasks": {"ui", "cli", "launcher"},
+    "api": {"ui", "cli", "launcher"},
     "sources": {"tasks", "ui", "services", "store", "exports", "cli", "launcher", "engines"},
 }
 HEAVY = {"torch", "transformers", "gguf", "accelerate", "lmdeploy", "openai", "sentence_transformers"}

@@ -1,0 +1,86 @@
+"""Blocking engine iterators driven off the event loop, and responses that stop them when the client leaves."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import threading
+from typing import AsyncIterator, Callable, Iterator, TypeVar
+
+from starlette.requests import Request
+from starlette.responses import StreamingResponse
+
+T = TypeVar("T")
+_END = object()
+
+
+class _Raised:
+    def __init__(self, exc: BaseException) -> None:
+        self.exc = exc
+
+
+async def in_thread(make: Callable[[], Iterator[T]]) -> AsyncIterator[T]:
+    """Items of `make()`, produced on a thread of their own so the event loop (and the UI) never waits."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue = asyncio.Queue()
+
+    def put(item) -> None:
+        try:
+            loop.call_soon_threadsafe(queue.put_nowait, item)
+        except RuntimeError:  # the loop is gone (server shutting down): nobody is listening
+            pass
+
+    def pump() -> None:
+        it = None
+        try:
+            it = make()
+            for item in it:
+                put(item)
+        except BaseException as exc:  # handed to the awaiting side, which raises it there
+            put(_Raised(exc))
+        finally:
+            close = getattr(it, "close", None)
+            if close:
+                close()  # on this thread: a generator is closed where it runs
+            put(_END)
+
+    threading.Thread(target=pump, name="api-generation", daemon=True).start()
+    while True:
+        item = await queue.get()
+        if item is _END:
+            return
+        if isinstance(item, _Raised):
+            raise item.exc
+        yield item
+
+
+@contextlib.asynccontextmanager
+async def cancel_on_disconnect(request: Request, cancel: threading.Event):
+    """Set `cancel` if the client disconnects while the block runs (the body has been read already)."""
+
+    async def watch() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+        cancel.set()
+
+    task = asyncio.create_task(watch())
+    try:
+        yield
+    finally:
+        task.cancel()
+
+
+class EngineStream(StreamingResponse):
+    """Server-sent events whose end, however it comes (done, client gone, error), stops the compute."""
+
+    def __init__(self, content: AsyncIterator[str], cancel: threading.Event) -> None:
+        super().__init__(content, media_type="text/event-stream",
+                         headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+        self._cancel = cancel
+
+    async def __call__(self, scope, receive, send) -> None:
+        try:
+            await super().__call__(scope, receive, send)
+        finally:
+            # Starlette stops sending when the client disconnects; the engine thread learns it here.
+            self._cancel.set()
