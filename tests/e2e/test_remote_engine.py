@@ -9,7 +9,7 @@ import pytest
 from gradio_client.client import Status
 from gradio_client.exceptions import AppError
 
-from tests.e2e.helpers import chat, connect, reply_text, wait_for
+from tests.e2e.helpers import GREEDY, chat, connect, reply_text, wait_for
 from tests.support.apps import running_app, write_config
 from tests.support.fake_openai import FakeOpenAI
 
@@ -94,3 +94,37 @@ def test_unreachable_server_fails_the_load_with_the_url_and_how_to_start_one(tmp
         client, _ = connect(running.url)
         with pytest.raises(AppError, match="The model failed to load: Cannot reach the model server"):
             client.predict("hello", api_name="/chat")
+
+
+KEY = "remote-test-key"
+
+
+@pytest.fixture(scope="module")
+def studio_remote(tmp_path_factory):
+    """A second studio (scripted echo engine) whose own /v1 API serves as the remote, behind a key."""
+    tmp = tmp_path_factory.mktemp("second")
+    with running_app(write_config(tmp, extra=f"api:\n  keys: [{KEY}]\n"), tmp / "data") as running:
+        yield running
+
+
+def test_a_second_studio_serves_as_the_remote(studio_remote, tmp_path):
+    base = studio_remote.url + "v1"
+    with running_app(remote_config(tmp_path, base, f"    remote_model: chat\n    api_key: {KEY}\n"),
+                     tmp_path / "data") as first:
+        info = first.services.engines.state("chat").info
+        assert (info.engine, info.model, info.accepts_images) == ("openai_compat", "chat", False)
+        client, _ = connect(first.url)
+        words = " ".join(f"w{i}" for i in range(30))
+        outs, final = chat(client, words, **GREEDY)
+        texts = [reply_text(o[0]) for o in outs]
+        second, _ = connect(studio_remote.url)
+        expected = reply_text(chat(second, words, **GREEDY)[1][0])
+        assert texts[-1] == expected == f"echo: {words}"
+        assert len(texts) >= 3 and all(texts[i] == texts[i + 1][: len(texts[i])] for i in range(len(texts) - 1))
+
+
+def test_a_second_studio_with_a_wrong_key_is_refused_at_load(studio_remote, tmp_path):
+    config = remote_config(tmp_path, studio_remote.url + "v1", "    remote_model: chat\n    api_key: wrong-key-123\n")
+    with running_app(config, tmp_path / "data", wait_ready=False) as first:
+        state = first.services.engines.wait("chat", 30)
+        assert state.state == "failed" and "refused the API key (HTTP 401: Incorrect API key provided.)" in state.error
