@@ -57,7 +57,7 @@ class EnginePool:
     def label(self, name: str) -> str:
         """The display name of an engine's model."""
         cfg = self._config.engines[name]
-        return cfg.label or Path(cfg.model_path or "").name or name
+        return cfg.label or getattr(cfg, "remote_model", None) or Path(cfg.model_path or "").name or name
 
     def start(self, name: Optional[str] = None) -> None:
         """Begin loading one engine (or all) in background threads; idempotent."""
