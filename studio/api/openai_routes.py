@@ -17,13 +17,14 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from studio.api import schemas
 from studio.api.auth import LaunchInfo, refusal
-from studio.api.streaming import EngineStream, cancel_on_disconnect, in_thread
+from studio.api.streaming import BodyLimit, EngineStream, cancel_on_disconnect, in_thread
 from studio.errors import InputError, ModelNotReady, StudioError
 from studio.services import Services
 from studio.tasks import completions
 from studio.tasks.completions import Job, ParamError, Started, UnknownModel
 
 log = logging.getLogger(__name__)
+MAX_BODY = 64 * 2**20  # a few base64 images fit; more is refused before it fills memory
 FINISH = {"stop": "stop", "length": "length", "cancelled": "stop"}  # "cancelled": the client is gone anyway
 
 
@@ -50,9 +51,13 @@ def _from_studio(exc: StudioError) -> ApiError:
 
 
 def _param(loc: tuple) -> Optional[str]:
-    """A pydantic location as OpenAI names params: messages[0].role."""
-    out = ""
+    """A pydantic location as OpenAI names params: messages[0].content[1].image_url."""
+    out, previous = "", None
     for part in loc[1:] if loc and loc[0] == "body" else loc:
+        # Union members ("str", "list[…]") and a discriminator tag repeated by its field are pydantic's.
+        if part == "str" or "[" in str(part) or part == previous:
+            continue
+        previous = part
         out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
     return out or None
 
@@ -66,7 +71,7 @@ def _install_errors(api: FastAPI) -> None:
         return await api_error(request, _from_studio(exc))
 
     async def invalid(request, exc: RequestValidationError):
-        err = exc.errors()[0]
+        err = max(exc.errors(), key=lambda e: len(e.get("loc", ())))  # the most specific of a union's errors
         param = _param(tuple(err.get("loc", ())))
         return await api_error(request, ApiError(400, f"{param or 'body'}: {err['msg']}", param=param))
 
@@ -126,6 +131,8 @@ def build_api(services: Services, launch: Callable[[], LaunchInfo]) -> FastAPI:
     """The /v1 app: mount it on the studio's server (see studio.api.mount)."""
     api = FastAPI(docs_url=None, redoc_url=None, openapi_url=None)
     _install_errors(api)
+    api.add_middleware(BodyLimit, limit=MAX_BODY,
+                       refuse=lambda message: JSONResponse(schemas.error_body(message), status_code=413))
     keys = list(services.config.api.keys)
 
     def authorised(request: Request) -> None:
@@ -148,10 +155,17 @@ def build_api(services: Services, launch: Callable[[], LaunchInfo]) -> FastAPI:
         job = await run_in_threadpool(completions.prepare, services, body.model_dump(exclude_none=True))
         cancel = threading.Event()
         events = in_thread(lambda: completions.run(services, job, cancel))
-        async with cancel_on_disconnect(request, cancel):
-            started = await anext(events)  # waits for the model; prompt errors are raised here, as 4xx
-            if not body.stream:
-                return JSONResponse(await _collect(job, started, events))
+        try:
+            async with cancel_on_disconnect(request, cancel):
+                started = await anext(events)  # waits for the model; prompt errors are raised here, as 4xx
+                if not body.stream:
+                    return JSONResponse(await _collect(job, started, events))
+        except (ApiError, StudioError):
+            raise
+        except Exception as exc:  # a bug: logged with an id the user can quote, answered OpenAI-style
+            ref = secrets.token_hex(4)
+            log.exception("API request failed (id %s)", ref)
+            raise ApiError(500, f"Internal error (id {ref}).", "server_error") from exc
         include_usage = bool(body.stream_options and body.stream_options.include_usage)
         return EngineStream(_events(job, started, events, include_usage), cancel)
 

@@ -84,3 +84,29 @@ class EngineStream(StreamingResponse):
         finally:
             # Starlette stops sending when the client disconnects; the engine thread learns it here.
             self._cancel.set()
+
+
+class BodyLimit:
+    """Refuses request bodies over `limit` bytes before they are read whole (a JSON body is kept in memory)."""
+
+    def __init__(self, app, limit: int, refuse: Callable[[str], object]) -> None:
+        self.app, self.limit, self.refuse = app, limit, refuse
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        message = f"The request body is over {self.limit // 2**20} MiB."
+        declared = dict(scope.get("headers", ())).get(b"content-length", b"0")
+        if declared.isdigit() and int(declared) > self.limit:
+            return await self.refuse(message)(scope, receive, send)
+        seen = 0
+
+        async def counted():
+            nonlocal seen
+            msg = await receive()
+            seen += len(msg.get("body", b""))
+            if seen > self.limit:  # a chunked body that declared nothing
+                raise OverflowError(message)
+            return msg
+
+        await self.app(scope, counted, send)

@@ -135,7 +135,8 @@ def to_messages(services: Services, raw: list[dict]) -> list[Message]:
                              f"messages[{i}].content")
         if role == "system":
             if out and out[-1].role != "system":
-                raise ParamError(f"messages[{i}]: system messages are only accepted at the start.", f"messages[{i}].role")
+                raise ParamError(f"messages[{i}]: system messages are only accepted at the start.",
+                                 f"messages[{i}].role")
             if message.images:
                 raise ParamError(f"messages[{i}]: a system message cannot hold images.", f"messages[{i}].content")
             if out:  # several leading system messages: one system prompt

@@ -21,17 +21,11 @@ from tests.support.apps import EMBEDDED_CONFIG, running_app, write_config
 
 KEY = "test-key-0123456789"
 LOGIN = ("alice", "s3cret-pass")
-ENGINES = """\
-  vision:
-    engine: scripted
-    model_path: script:vision
-  slow:
-    engine: scripted
-    model_path: script:slow
-api:
-  keys: [%s]
-  model_names: {echo-alias: chat}
-""" % KEY
+ENGINES = f"""\
+  vision: {{engine: scripted, model_path: "script:vision"}}
+  slow: {{engine: scripted, model_path: "script:slow"}}
+api: {{keys: [{KEY}], model_names: {{echo-alias: chat}}}}
+"""
 
 
 @pytest.fixture(scope="module")
@@ -44,7 +38,7 @@ def app(tmp_path_factory):
 
 
 def client(app, key: str = KEY) -> openai.OpenAI:
-    return openai.OpenAI(base_url=app.url + "v1", api_key=key, max_retries=0, timeout=30)
+    return openai.OpenAI(base_url=app.url + "v1", api_key=key, max_retries=0, timeout=120)
 
 
 def ask(app, text: str = "hello there", model: str = "chat", **kw):
@@ -70,18 +64,18 @@ def test_models_list_engines_and_aliases(app):
 def test_non_stream_reply_with_usage(app):
     reply = ask(app, "hello there", model="echo-alias")
     assert reply.object == "chat.completion" and reply.model == "echo-alias"
-    assert reply.choices[0].message.content == "echo: hello there"
-    assert reply.choices[0].finish_reason == "stop"
+    assert reply.choices[0].message.content == "echo: hello there" and reply.choices[0].finish_reason == "stop"
     assert reply.usage.completion_tokens == 3 and reply.usage.prompt_tokens > 0
+    reply = ask(app, "a b", stop="zzz", seed=3, temperature=0, extra_body={"top_k": 5, "repetition_penalty": 1.2})
+    assert reply.choices[0].message.content == "echo: a b"  # extras accepted
 
 
 def test_stream_grows_ends_with_finish_usage_and_done(app):
     chunks = list(ask(app, "one two three four", stream=True, stream_options={"include_usage": True}))
-    assert chunks[0].choices[0].delta.role == "assistant"
     pieces = [c.choices[0].delta.content for c in chunks if c.choices and c.choices[0].delta.content]
-    assert len(pieces) == 5 and "".join(pieces) == "echo: one two three four"
-    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
-    assert chunks[-1].choices == [] and chunks[-1].usage.completion_tokens == 5
+    assert chunks[0].choices[0].delta.role == "assistant" and pieces == ["echo:", " one", " two", " three", " four"]
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop" and chunks[-1].choices == []
+    assert chunks[-1].usage.completion_tokens == 5
     with httpx.stream("POST", app.url + "v1/chat/completions", headers={"Authorization": f"Bearer {KEY}"},
                       json={"model": "chat", "stream": True, "messages": [{"role": "user", "content": "x"}]}) as r:
         lines = [line for line in r.iter_lines() if line]
@@ -89,17 +83,13 @@ def test_stream_grows_ends_with_finish_usage_and_done(app):
 
 
 @pytest.mark.parametrize("kwargs, param", [
-    (dict(temperature=5), "temperature"),
-    (dict(max_tokens=0), "max_tokens"),
-    (dict(max_completion_tokens=99_999), "max_completion_tokens"),
-    (dict(top_p=0), "top_p"),
-    (dict(n=2), "n"),
-    (dict(presence_penalty=0.5), "presence_penalty"),
-    (dict(extra_body={"top_k": -1}), "top_k"),
-    (dict(stop=["a", "b", "c", "d", "e"]), "stop"),
-    (dict(model="gpt-4o"), "model"),
+    (dict(temperature=5), "temperature"), (dict(max_tokens=0), "max_tokens"),
+    (dict(max_completion_tokens=99_999), "max_completion_tokens"), (dict(top_p=0), "top_p"),
+    (dict(n=2), "n"), (dict(presence_penalty=0.5), "presence_penalty"), (dict(model="gpt-4o"), "model"),
+    (dict(extra_body={"top_k": -1}), "top_k"), (dict(stop=["a", "b", "c", "d", "e"]), "stop"),
     (dict(messages=[]), "messages"),
-    (dict(messages=[{"role": "bot", "content": "hi"}]), "messages[0].role"),
+    (dict(messages=[{"role": "bot", "content": "hi"}]), "messages[0].role"), (dict(seed=-1), "seed"),
+    (dict(messages=[{"role": "user", "content": [{"type": "image_url"}]}]), "messages[0].content[0].image_url"),
     (dict(messages=[{"role": "user", "content": "hi"}, {"role": "assistant", "content": "yo"}]), "messages[1].role"),
 ])
 def test_invalid_params_are_400_naming_the_param(app, kwargs, param):
@@ -110,11 +100,6 @@ def test_invalid_params_are_400_naming_the_param(app, kwargs, param):
     assert err.value.body["param"] == param and err.value.body["type"] == "invalid_request_error"
     if param == "model":
         assert err.value.body["code"] == "model_not_found" and "known: chat, vision, slow" in err.value.body["message"]
-
-
-def test_extra_sampling_params_and_stop_are_accepted(app):
-    reply = ask(app, "a b", stop="zzz", seed=3, temperature=0, extra_body={"top_k": 5, "repetition_penalty": 1.2})
-    assert reply.choices[0].message.content == "echo: a b"
 
 
 def test_images_as_data_urls_reach_the_vision_model(app):
@@ -170,8 +155,7 @@ def test_keys_and_launch_credentials(app):
 
 
 def test_without_keys_or_login_only_a_localhost_server_is_open():
-    assert refusal([], LaunchInfo(None, "127.0.0.1"), None) is None
-    assert refusal([], LaunchInfo(None, "::1"), None) is None
+    assert refusal([], LaunchInfo(None, "127.0.0.1"), None) is None is refusal([], LaunchInfo(None, "::1"), None)
     assert "public address" in refusal([], LaunchInfo(None, "0.0.0.0"), None)
     assert "public address" in refusal([], LaunchInfo(None, "127.0.0.1", share=True), None)
     assert "Missing API key" in refusal(["k" * 8], LaunchInfo(None, "127.0.0.1"), None)
@@ -182,15 +166,17 @@ def test_engine_error_mid_stream_is_an_error_event(app, monkeypatch):
 
     def failing(request):
         yield TextDelta("partial")
+        if request.params.seed == 1:
+            raise RuntimeError("a bug")
         yield TextDelta(finish_reason="error", error="Generation failed: boom")
 
     monkeypatch.setattr(engine, "stream", failing)
-    stream = ask(app, stream=True)
-    with pytest.raises(openai.APIError) as err:
-        list(stream)
-    assert "boom" in err.value.message
+    for seed, words in [(2, "Generation failed: boom"), (1, "Internal error (id ")]:
+        with pytest.raises(openai.APIError) as err:
+            list(ask(app, stream=True, seed=seed))
+        assert words in err.value.message
     with pytest.raises(openai.InternalServerError):
-        ask(app)
+        ask(app, seed=2)
 
 
 def test_client_disconnect_mid_stream_stops_the_engine(app, monkeypatch):
@@ -208,9 +194,7 @@ def test_client_disconnect_mid_stream_stops_the_engine(app, monkeypatch):
 
     monkeypatch.setattr(engine, "stream", counting)
     stream = ask(app, "go", model="slow", stream=True)
-    for i, _ in enumerate(stream):
-        if i == 3:
-            break
+    list(zip(range(4), stream))  # read a few chunks, then hang up
     stream.close()
     closed = time.monotonic()
     wait_for(lambda: not running.is_set(), timeout=1.5, step=0.02)
@@ -219,12 +203,13 @@ def test_client_disconnect_mid_stream_stops_the_engine(app, monkeypatch):
     count = len(produced)
     time.sleep(0.5)
     assert len(produced) == count  # nothing more is produced for the gone client
+    assert ask(app, "again").choices[0].message.content == "echo: again"
 
 
 def test_model_still_loading_waits_then_503_with_progress(tmp_path, monkeypatch):
     monkeypatch.setattr(completions, "LOAD_WAIT_S", 0.3)
     with running_app(write_config(tmp_path, model_path="script:slowload"), tmp_path / "data", wait_ready=False) as run:
-        c = openai.OpenAI(base_url=run.url + "v1", api_key="unused", max_retries=0)
+        c = client(run, "unused")
         with pytest.raises(openai.APIStatusError) as err:
             c.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
         assert err.value.status_code == 503 and "still loading (" in err.value.body["message"]
@@ -235,8 +220,7 @@ def test_model_still_loading_waits_then_503_with_progress(tmp_path, monkeypatch)
 
 def test_api_disabled_has_no_routes(tmp_path):
     with running_app(write_config(tmp_path, extra="api:\n  enabled: false\n"), tmp_path / "data") as run:
-        assert httpx.get(run.url + "v1/models").status_code == 404
-        assert httpx.get(run.url).status_code == 200
+        assert httpx.get(run.url + "v1/models").status_code == 404 and httpx.get(run.url).status_code == 200
 
 
 @pytest.fixture(scope="module")
@@ -248,11 +232,11 @@ def real(tmp_path_factory, embedded_cache_dir):
 
 def test_real_model_greedy_matches_the_engine_stream_and_stop(real):
     engine = real.services.engines.get("chat")
-    messages = [{"role": "user", "content": "Write one sentence about the sea."}]
+    text, c = "Write one sentence about the sea.", client(real, "unused-on-localhost")
+    messages = [{"role": "user", "content": text}]
     params = real.services.config.engines["chat"].defaults.model_copy(
         update={"max_new_tokens": 24, "temperature": 0.0, "do_sample": False})
-    direct = "".join(d.text for d in engine.stream(GenerationRequest([Message.of("user", messages[0]["content"])], params)))
-    c = openai.OpenAI(base_url=real.url + "v1", api_key="unused-on-localhost", max_retries=0, timeout=120)
+    direct = "".join(d.text for d in engine.stream(GenerationRequest([Message.of("user", text)], params)))
     reply = c.chat.completions.create(model="chat", messages=messages, max_tokens=24, temperature=0)
     assert reply.choices[0].message.content == direct and reply.choices[0].finish_reason == "length"
     assert reply.usage.completion_tokens == 24
