@@ -141,12 +141,18 @@ class OpenAICompatEngine:
                     sock.append(stream.get_extra_info("socket"))
                 if stop.is_set():
                     return
+                # Once a response has been read to its end, its connection goes back to the pool for the
+                # next request: forget the socket before saying so, or the consumer's clean-up would shut
+                # down a connection another request may already be using.
                 if resp.status_code != 200:
-                    lines.put(("fail", f"HTTP {resp.status_code}: {error_text(resp)}"))
+                    message = f"HTTP {resp.status_code}: {error_text(resp)}"
+                    sock.clear()
+                    lines.put(("fail", message))
                     return
                 ctype = resp.headers.get("content-type", "")
                 if "text/event-stream" not in ctype:
                     snippet = error_text(resp, json_message=False)
+                    sock.clear()
                     lines.put(("fail", f"expected a stream of server-sent events, got {ctype or 'no content type'}: "
                                        f"{snippet}"))
                     return
@@ -154,6 +160,7 @@ class OpenAICompatEngine:
                     if stop.is_set():
                         return
                     lines.put(("line", line))
+                sock.clear()
                 lines.put(("end", None))
         except Exception as exc:  # every failure becomes the stream's error delta, never a raise
             if not stop.is_set():

@@ -64,7 +64,7 @@ def test_remote_failure_is_a_clear_message_and_the_next_message_works(app, fake,
         client.predict("hello there world", api_name="/chat")  # predict raises what a submitted job swallows
     assert time.monotonic() - start < 10
     assert f"127.0.0.1:{fake.server_address[1]}: " in str(e.value) and message in str(e.value)
-    assert reply_text(chat(client, "still there?")[1][0]) == "echo: still there?"
+    assert reply_text(client.predict("still there?", api_name="/chat")[0]) == "echo: still there?"
 
 
 def test_stop_in_the_ui_closes_the_remote_stream(app, fake):
