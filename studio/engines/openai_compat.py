@@ -7,7 +7,6 @@ socket down: that is how the server learns to stop generating.
 
 from __future__ import annotations
 
-import json
 import os
 import queue
 import socket

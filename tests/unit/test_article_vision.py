@@ -5,7 +5,6 @@ for the deterministic choice)."""
 from __future__ import annotations
 
 import threading
-from pathlib import Path
 
 import pytest
 from PIL import Image
