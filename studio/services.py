@@ -188,6 +188,12 @@ class Services:
     draft_files: Optional[DraftFiles] = None
     sources: Optional[SourcePool] = None
 
+    def device_stats(self) -> list:
+        """Live memory of each GPU and of RAM (studio.engines.devices.DeviceStat)."""
+        from studio.engines.devices import device_stats
+
+        return device_stats()
+
     def image_sources(self) -> list:
         """The article image sources (gallery, HTTP search) from the config."""
         return self.sources.get() if self.sources else []

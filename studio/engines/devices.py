@@ -6,7 +6,6 @@ import os
 import sys
 from dataclasses import dataclass
 
-GIB = 1024**3
 
 
 @dataclass(frozen=True)
@@ -33,13 +32,3 @@ def device_stats() -> list[DeviceStat]:
     vm = psutil.virtual_memory()
     out.append(DeviceStat("cpu (RAM)", vm.total, vm.total - vm.available, psutil.Process(os.getpid()).memory_info().rss))
     return out
-
-
-def stats_markdown(stats: list[DeviceStat]) -> str:
-    """A table: device, total, used by this process, used by others, free."""
-    rows = ["| device | total | this studio | other processes | free |", "|---|---|---|---|---|"]
-    for s in stats:
-        others = max(0, s.used - s.ours)
-        rows.append(f"| {s.name} | {s.total / GIB:.1f} GiB | {s.ours / GIB:.2f} GiB | {others / GIB:.2f} GiB | "
-                    f"{(s.total - s.used) / GIB:.1f} GiB |")
-    return "\n".join(rows)

@@ -5,12 +5,21 @@ from __future__ import annotations
 
 import gradio as gr
 
-from studio.engines.devices import device_stats, stats_markdown
 from studio.errors import InputError
 from studio.services import Services
 from studio.ui.errors import user_errors
 
 GIB = 1024**3
+
+
+def stats_markdown(stats: list) -> str:
+    """A table: device, total, used by this process, used by others, free."""
+    rows = ["| device | total | this studio | other processes | free |", "|---|---|---|---|---|"]
+    for s in stats:
+        others = max(0, s.used - s.ours)
+        rows.append(f"| {s.name} | {s.total / GIB:.1f} GiB | {s.ours / GIB:.2f} GiB | {others / GIB:.2f} GiB | "
+                    f"{(s.total - s.used) / GIB:.1f} GiB |")
+    return "\n".join(rows)
 
 
 def models_markdown(services: Services) -> str:
@@ -35,7 +44,7 @@ def models_markdown(services: Services) -> str:
 
 def build(t, services: Services) -> dict:
     """Lay out the panel inside the current Blocks context."""
-    devices = gr.Markdown(stats_markdown(device_stats()), elem_id="system-devices")
+    devices = gr.Markdown(stats_markdown(services.device_stats()), elem_id="system-devices")
     models = gr.Markdown(models_markdown(services), elem_id="system-models")
     with gr.Row():
         name = gr.Dropdown(services.engines.names(), value=services.engines.names()[0], label=t("model"),
@@ -55,7 +64,7 @@ def wire(services: Services, ui: dict, tab_item) -> None:
     pool = services.engines
 
     def status():
-        return stats_markdown(device_stats()), models_markdown(services)
+        return stats_markdown(services.device_stats()), models_markdown(services)
 
     @user_errors
     def on_unload(name):
