@@ -19,6 +19,7 @@ DEFAULT_GALLERY = Path(__file__).resolve().parent.parent / "assets" / "gallery"
 
 
 REMOTE_ENGINE = "openai_compat"
+LMDEPLOY_ENGINE = "lmdeploy"
 
 
 def base_url_problem(url: str) -> Optional[str]:
@@ -66,6 +67,12 @@ class EngineConfig(_Frozen):
     timeout_s: float = Field(60.0, gt=0, le=3600)  # most seconds between two chunks of a reply
     connect_timeout_s: float = Field(5.0, gt=0, le=120)
     accepts_images: Optional[bool] = None  # None: what the /models entry says (a studio tells), else False
+    # engine: lmdeploy — continuous batching on NVIDIA GPUs (pip install -r requirements-lmdeploy.txt).
+    backend: Literal["auto", "turbomind", "pytorch"] = "auto"  # auto: TurboMind when importable
+    session_len: Optional[int] = Field(None, ge=256, le=1_048_576)  # None: context_window, else 8192
+    max_batch_size: int = Field(32, ge=1, le=1024)  # also how many browser users stream at once
+    cache_max_entry_count: Optional[float] = Field(None, gt=0, lt=1)  # None: from the memory plan
+    enable_prefix_caching: bool = True
 
     @model_validator(mode="before")
     @classmethod
@@ -115,6 +122,31 @@ class EngineConfig(_Frozen):
     def _remote_only(cls, value, info: ValidationInfo):
         if value is not None and info.data.get("engine") != REMOTE_ENGINE:
             raise PydanticCustomError("engine_mismatch", "only for engine: openai_compat")
+        return value
+
+    @field_validator("backend", "session_len", "max_batch_size", "cache_max_entry_count", "enable_prefix_caching")
+    @classmethod
+    def _lmdeploy_only(cls, value, info: ValidationInfo):
+        if value is not None and info.data.get("engine") != LMDEPLOY_ENGINE:
+            raise PydanticCustomError("engine_mismatch", "only for engine: lmdeploy")
+        return value
+
+    @field_validator("family", "device", "dtype", "gguf_file")
+    @classmethod
+    def _lmdeploy_can_run(cls, value, info: ValidationInfo):
+        # What lmdeploy cannot do is refused here, before anything loads; the hint names the way out.
+        if info.data.get("engine") != LMDEPLOY_ENGINE:
+            return value
+        if info.field_name == "family" and value == "xcomposer2":
+            raise PydanticCustomError(
+                "lmdeploy", "XComposer2 is not supported by lmdeploy (lmdeploy 0.15 and later removed it); "
+                "use engine: hf for this model")
+        if info.field_name == "device" and value == "cpu":
+            raise PydanticCustomError("lmdeploy", "the lmdeploy engine needs an NVIDIA GPU; use engine: hf on CPU")
+        if info.field_name == "dtype" and value == "float32":
+            raise PydanticCustomError("lmdeploy", "lmdeploy runs float16 or bfloat16; use auto, bfloat16 or float16")
+        if info.field_name == "gguf_file" and value is not None:
+            raise PydanticCustomError("lmdeploy", "GGUF files load with engine: hf only")
         return value
 
 

@@ -117,6 +117,13 @@ class EnginePool:
             f"The model is still loading ({st.progress:.0%}, {st.text}).", "Send again in a moment."
         )
 
+    def concurrency(self, name: str) -> int:
+        """How many requests the UI may run on engine `name` at once: max_batch_size for lmdeploy, else 1.
+
+        Read from the config, not the loaded engine: listeners are wired before anything loads."""
+        cfg = self._config.engines[name]
+        return cfg.max_batch_size if cfg.engine == "lmdeploy" else 1
+
     def config_of(self, name: str):
         """The engine config `name` runs with now (after any switch)."""
         return self._config.engines[name]

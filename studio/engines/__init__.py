@@ -21,6 +21,13 @@ def _openai_compat(cfg, ctx):
     return load_openai_compat(cfg, ctx)
 
 
+@ENGINES.register("lmdeploy")
+def _lmdeploy(cfg, ctx):
+    from studio.engines.lmdeploy_engine import load_lmdeploy_engine
+
+    return load_lmdeploy_engine(cfg, ctx)
+
+
 # Cheap checks run before the UI is built, so a wrong model path fails in the terminal at once.
 CHECKS: Registry = Registry("engine check")
 
@@ -58,6 +65,14 @@ def _openai_compat_check(cfg, num_gpus: int = 1) -> str:
     api_key_of(cfg)
     model = cfg.remote_model or "the server's only model"
     return f"remote: {model} at {cfg.base_url}"
+
+
+@CHECKS.register("lmdeploy")
+def _lmdeploy_check(cfg, num_gpus: int = 1) -> str:
+    # CUDA, the lmdeploy package, tp vs. visible GPUs, TurboMind, model files and memory; lmdeploy not imported.
+    from studio.engines.lmdeploy_engine import preflight as lmdeploy_preflight
+
+    return lmdeploy_preflight(cfg, num_gpus)
 
 
 def preflight(cfg, num_gpus: int = 1) -> str:

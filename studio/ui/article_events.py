@@ -40,7 +40,7 @@ def wire(services: Services, tab: ArticleTab, session: gr.State, user_id: gr.Sta
     """Attach the tab's events (API names start with article_); returns (fn, inputs, output) that
     refreshes the drafts list, for the shell to run when the user is known."""
     b = tab.buttons
-    model_queue = dict(concurrency_id="engine:chat", concurrency_limit=1)
+    model_queue = dict(concurrency_id="engine:chat", concurrency_limit=services.engines.concurrency("chat"))
     views = [tab.preview, tab.block, tab.para_text, tab.caption, tab.candidates, tab.drafts, session]
 
     def view(sess: ArticleSession, user: str, index: Optional[int] = None) -> list:

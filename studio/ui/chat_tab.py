@@ -99,8 +99,9 @@ def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State,
     """Attach the tab's events; `after_save(event)` chains the sidebar refresh."""
     b = tab.buttons
     settings = [tab.system_prompt, *tab.settings]
-    # Listeners that run the model share one queue per engine, so tabs never fight over it.
-    model_queue = dict(concurrency_id="engine:chat", concurrency_limit=1)
+    # Listeners that run the model share one queue per engine, so tabs never fight over it;
+    # an lmdeploy engine batches, so its queue lets max_batch_size requests run at once.
+    model_queue = dict(concurrency_id="engine:chat", concurrency_limit=services.engines.concurrency("chat"))
 
     def stream(events, sess: ChatSession, box_value: str):
         notice, level, shown = "", "info", 0.0

@@ -176,7 +176,7 @@ def _extraction_outputs(ev: vision_task.Extraction, sess: ChatSession) -> list:
 def wire(services: Services, tab: VisionTab, session: gr.State) -> None:
     """Attach the tab's events (public API names: vision_ask, vision_describe, vision_ocr, …)."""
     name = vision_task.engine_name(services)
-    model_queue = dict(concurrency_id=f"engine:{name}", concurrency_limit=1)
+    model_queue = dict(concurrency_id=f"engine:{name}", concurrency_limit=services.engines.concurrency(name))
     outs = [tab.chatbot, tab.box, session, tab.notice]
 
     def ask(value, sess, tiles, max_new, sample, preset=None):

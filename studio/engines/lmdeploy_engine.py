@@ -1,0 +1,316 @@
+"""The lmdeploy engine: continuous batching on NVIDIA GPUs (TurboMind or lmdeploy's PyTorch engine).
+
+lmdeploy is optional (requirements-lmdeploy.txt) and imported only inside functions. Its pipeline
+owns an event loop thread and is safe to call from many threads at once: each request gets its
+own session, and concurrent requests are batched by the engine. Both backends are stateless, so
+the whole history is resent every turn (prefix caching avoids prefilling it again).
+
+With tp > 1 lmdeploy starts worker processes, which re-import the launching script: that script
+must start the studio only under `if __name__ == "__main__":` (launch.py does).
+"""
+
+from __future__ import annotations
+
+import gc
+import importlib.util
+import sys
+import threading
+from typing import Any, Iterator, Optional
+
+from studio.config import EngineConfig
+from studio.core.types import EngineInfo, GenerationRequest, GenParams, Message, TextDelta
+from studio.engines.base import LoadContext
+from studio.engines.memory import MemoryPlan
+from studio.errors import ConfigError, InputError, ModelNotReady, StudioError
+
+DEFAULT_SESSION = 8192
+INSTALL_HINT = "Install it with `pip install -r requirements-lmdeploy.txt` (a CUDA machine), or use engine: hf."
+_FINISH = {"stop": "stop", "length": "length", "abort": "cancelled", "cancel": "cancelled", "error": "error"}
+_WATCH_S = 0.05  # how often the cancel watcher looks at the request's flag
+
+
+def installed() -> bool:
+    """True when the lmdeploy package can be imported."""
+    try:
+        return importlib.util.find_spec("lmdeploy") is not None
+    except ValueError:  # already imported without a spec
+        return "lmdeploy" in sys.modules
+
+
+def cuda_devices() -> int:
+    """How many CUDA devices torch sees (0 without CUDA)."""
+    import torch
+
+    return torch.cuda.device_count() if torch.cuda.is_available() else 0
+
+
+def turbomind_available() -> bool:
+    """True when lmdeploy's TurboMind extension imports (0.18 says so through is_available())."""
+    try:
+        from lmdeploy import turbomind
+    except Exception:  # a missing _turbomind extension raises ImportError or RuntimeError
+        return False
+    check = getattr(turbomind, "is_available", None)
+    return bool(check()) if callable(check) else True
+
+
+def check_environment(cfg: EngineConfig, num_gpus: int) -> None:
+    """ConfigError with the fix when this machine cannot run lmdeploy as configured."""
+    gpus = cuda_devices()
+    if gpus == 0:
+        raise ConfigError("The lmdeploy engine needs an NVIDIA GPU, and no CUDA device is visible.",
+                          "Use engine: hf on CPU (e.g. --config configs/internlm2-chat-1_8b.yaml).")
+    if not installed():
+        raise ConfigError("engine: lmdeploy is selected but the lmdeploy package is not installed.", INSTALL_HINT)
+    if num_gpus > gpus:
+        raise ConfigError(f"--num-gpus {num_gpus} asks lmdeploy for tensor parallelism over {num_gpus} GPUs, "
+                          f"but only {gpus} {'is' if gpus == 1 else 'are'} visible.",
+                          f"Pass --num-gpus {gpus} or fewer (or check CUDA_VISIBLE_DEVICES).")
+    if cfg.backend == "turbomind" and not turbomind_available():
+        raise ConfigError("backend: turbomind was asked for, but lmdeploy's TurboMind extension does not import.",
+                          "Use backend: pytorch (or auto), or install an lmdeploy wheel built with TurboMind.")
+
+
+def session_len_of(cfg: EngineConfig) -> int:
+    """Tokens one conversation may hold: session_len, else context_window, else 8192."""
+    return cfg.session_len or cfg.context_window or DEFAULT_SESSION
+
+
+def cache_fraction(plan: MemoryPlan, max_batch_size: int) -> float:
+    """lmdeploy's cache_max_entry_count: the share of memory free after the weights that the KV cache
+    may take — enough for max_batch_size full sessions, never the activation headroom."""
+    after_weights = plan.free - plan.weights
+    if after_weights <= 0:
+        return 0.05
+    wanted = plan.kv_cache * max_batch_size
+    allowed = max(after_weights - plan.headroom, 0)
+    return round(min(0.9, max(0.05, min(wanted, allowed) / after_weights)), 3)
+
+
+def plan_load(cfg: EngineConfig, num_gpus: int) -> tuple[Any, Any, MemoryPlan]:
+    """(model files, family, memory plan); StudioError for a missing model, an unsupported family, or no room."""
+    from studio.engines.hf_loading import resolve_model_files
+    from studio.engines.memory import make_plan, refuse_if_too_big
+    from studio.families.detect import resolve_family
+
+    files = resolve_model_files(cfg.model_path, None)
+    family = resolve_family(cfg.family, files.model_dir)
+    if family.name == "xcomposer2":
+        raise ConfigError(f"{files.model_dir} is an XComposer2 checkpoint, which lmdeploy 0.15 and later "
+                          "do not support.", "Use engine: hf for this model.")
+    dtype = "bfloat16" if cfg.dtype == "auto" else cfg.dtype
+    tokens = session_len_of(cfg)
+    plan = make_plan(files.model_dir, None, dtype, "cuda", num_gpus, tokens,
+                     vision=bool(getattr(family, "accepts_images", False)))
+    refuse_if_too_big(plan, dtype, tokens)
+    return files, family, plan
+
+
+def preflight(cfg: EngineConfig, num_gpus: int = 1) -> str:
+    """Check the machine, the model files and the memory plan without loading; a one-line summary."""
+    check_environment(cfg, num_gpus)
+    _, family, plan = plan_load(cfg, num_gpus)
+    share = cfg.cache_max_entry_count or cache_fraction(plan, cfg.max_batch_size)
+    return f"{family.name}, lmdeploy tp={num_gpus}, KV cache {share:.0%} of free memory: {plan.summary()}"
+
+
+def wire_messages(messages: list[Message], max_tiles: Optional[int]) -> list[dict]:
+    """Our messages as lmdeploy's OpenAI-style dicts; images as PIL `image_data` parts."""
+    out = []
+    for m in messages:
+        if not m.images:
+            out.append({"role": m.role, "content": m.text})
+            continue
+        parts: list[dict] = []
+        for p in m.content:
+            if p.type == "text":
+                parts.append({"type": "text", "text": p.text})
+            else:
+                data: dict = {"data": p.image}
+                if max_tiles:
+                    data["max_dynamic_patch"] = max_tiles
+                parts.append({"type": "image_data", "image_data": data})
+        out.append({"role": m.role, "content": parts})
+    return out
+
+
+def gen_config(params: GenParams, max_new: int) -> Any:
+    """lmdeploy's GenerationConfig for our sampling parameters (greedy when temperature is 0)."""
+    from lmdeploy import GenerationConfig
+
+    sample = params.do_sample and params.temperature > 0
+    return GenerationConfig(max_new_tokens=max_new, do_sample=sample, temperature=params.temperature,
+                            top_p=params.top_p, top_k=params.top_k, repetition_penalty=params.repetition_penalty,
+                            random_seed=params.seed, stop_words=list(params.stop) or None)
+
+
+class LmdeployEngine:
+    """An lmdeploy pipeline behind the Engine protocol; concurrent requests are batched."""
+
+    batches = True
+
+    def __init__(self, pipe: Any, cfg: EngineConfig, family: Any, backend: str, tp: int, plan: MemoryPlan,
+                 label: str) -> None:
+        self.pipe, self.cfg, self.family, self.backend, self.tp, self.plan = pipe, cfg, family, backend, tp, plan
+        self.label = label
+        self.session_len = session_len_of(cfg)
+        self.context_window = self.session_len
+        self.accepts_images = bool(getattr(family, "accepts_images", False)) or \
+            type(getattr(pipe, "async_engine", None)).__name__ == "VLAsyncEngine"
+        self._tok_lock = threading.Lock()  # fast tokenizers refuse concurrent use ("Already borrowed")
+        self._closed = False
+
+    def _messages(self, messages: list[Message]) -> list[Message]:
+        if self.cfg.system_prompt and not any(m.role == "system" for m in messages):
+            return [Message.of("system", self.cfg.system_prompt), *messages]
+        return list(messages)
+
+    def _hf_tokenizer(self) -> Any:
+        # lmdeploy wraps the transformers tokenizer: pipe.tokenizer.model.model (or one level less).
+        tok = getattr(self.pipe, "tokenizer", None) or getattr(getattr(self.pipe, "async_engine", None), "tokenizer", None)
+        for _ in range(3):
+            if tok is None or hasattr(tok, "apply_chat_template"):
+                return tok
+            tok = getattr(tok, "model", None)
+        return None
+
+    def count_tokens(self, messages: list[Message], max_tiles: Optional[int] = None) -> int:
+        """Prompt tokens through the tokenizer's chat template; an estimate for images or without one."""
+        from studio.engines.openai_wire import estimate_tokens
+
+        messages = self._messages(messages)
+        tok = self._hf_tokenizer()
+        if tok is None or any(m.images for m in messages):
+            return estimate_tokens(messages)
+        try:
+            with self._tok_lock:
+                ids = tok.apply_chat_template([{"role": m.role, "content": m.text} for m in messages],
+                                              add_generation_prompt=True, tokenize=True)
+            return len(ids)
+        except Exception:  # no chat template: the estimate still guards the session length
+            return estimate_tokens(messages)
+
+    def stream(self, request: GenerationRequest) -> Iterator[TextDelta]:
+        """Yield text deltas, the last with a finish reason; InputError at once if the prompt cannot be served."""
+        if self._closed:
+            raise ModelNotReady("This model was unloaded.", "Load it again from the system panel.")
+        images = sum(len(m.images) for m in request.messages)
+        if images and not self.accepts_images:
+            raise InputError(f"This model ({self.label}) reads text only; the conversation has {images} image(s).",
+                             "Load a vision model (e.g. --config configs/lmdeploy-internvl2-2b.yaml), or remove them.")
+        prompt = self.count_tokens(request.messages, request.max_tiles)
+        if prompt + 1 >= self.session_len:
+            raise InputError(f"The prompt is about {prompt} tokens; this model's session length is "
+                             f"{self.session_len} tokens and at least one must remain for the reply.",
+                             "Shorten the message or the conversation, or start a new chat.")
+        messages = wire_messages(self._messages(request.messages), request.max_tiles)
+        gen = gen_config(request.params, min(request.params.max_new_tokens, self.session_len - prompt))
+        return self._serve(messages, gen, request)
+
+    def _serve(self, messages: list[dict], gen: Any, request: GenerationRequest) -> Iterator[TextDelta]:
+        sess = self.pipe.session()  # one per request: a session carries one request at a time
+        done = threading.Event()
+        threading.Thread(target=_watch, args=(request.cancel, done, sess), daemon=True, name="lmdeploy-cancel").start()
+        finish, error, prompt_tokens, tokens = None, None, 0, 0
+        results = self.pipe.stream_infer(messages, sessions=sess, gen_config=gen)
+        try:
+            for r in results:
+                if r.text:
+                    yield TextDelta(text=r.text)
+                tokens = getattr(r, "generate_token_len", tokens) or tokens
+                prompt_tokens = getattr(r, "input_token_len", prompt_tokens) or prompt_tokens
+                if r.finish_reason:
+                    finish = _FINISH.get(r.finish_reason, "stop")
+                    if finish == "error":
+                        error = _error_text(r)
+        except Exception as exc:  # a stream ends with an error delta, never a raise mid-stream
+            finish, error = "error", f"lmdeploy failed: {type(exc).__name__}: {exc}"
+        finally:
+            done.set()
+            if finish is None:  # closed early (the user left) or broke off: stop the compute too
+                _abort(sess)
+                getattr(results, "close", lambda: None)()
+        if request.cancel.is_set() and finish != "error":
+            finish = "cancelled"
+        yield TextDelta(finish_reason=finish or "stop", error=error, prompt_tokens=prompt_tokens,
+                        completion_tokens=tokens)
+
+    def info(self) -> EngineInfo:
+        """Engine, backend, tensor parallelism, dtype and session length, for the UI."""
+        device = "cuda:0" if self.tp == 1 else f"cuda:0-{self.tp - 1}"
+        dtype = "bfloat16" if self.cfg.dtype == "auto" else self.cfg.dtype
+        return EngineInfo(
+            engine="lmdeploy", model=self.label, family=self.family.name, device=device, dtype=dtype,
+            context_window=self.session_len, accepts_images=self.accepts_images, batches=True,
+            memory_bytes=0 if self._closed else self.plan.weights,
+            extra={"backend": self.backend, "tp": self.tp, "dtype": dtype, "session_len": self.session_len,
+                   "max_batch_size": self.cfg.max_batch_size, "memory_plan": self.plan.summary()},
+        )
+
+    def close(self) -> None:
+        """Stop the pipeline and free its GPU memory; the engine is unusable afterwards."""
+        if self._closed:
+            return
+        self._closed = True
+        pipe, self.pipe = self.pipe, None
+        try:
+            pipe.close()
+        finally:
+            del pipe
+            gc.collect()
+            try:
+                import torch
+
+                torch.cuda.empty_cache()
+            except Exception:  # nothing to free without CUDA
+                pass
+
+
+def _watch(cancel: threading.Event, done: threading.Event, sess: Any) -> None:
+    """Abort the session once the request is cancelled; return when the request ends."""
+    while not done.wait(_WATCH_S):
+        if cancel.is_set():
+            _abort(sess)
+            return
+
+
+def _abort(sess: Any) -> None:
+    try:
+        sess.abort()
+    except Exception:  # the request may have ended meanwhile
+        pass
+
+
+def _error_text(r: Any) -> str:
+    message = getattr(r, "error_message", None) or getattr(r, "text", "") or "no details given"
+    code = getattr(r, "error_code", None)
+    return f"lmdeploy reported an error{f' ({code})' if code not in (None, '') else ''}: {message}"
+
+
+def backend_config(cfg: EngineConfig, tp: int, share: float) -> tuple[str, Any]:
+    """(backend name, lmdeploy engine config) for the configured backend."""
+    import lmdeploy
+
+    backend = cfg.backend if cfg.backend != "auto" else ("turbomind" if turbomind_available() else "pytorch")
+    kind = lmdeploy.TurbomindEngineConfig if backend == "turbomind" else lmdeploy.PytorchEngineConfig
+    dtype = "auto" if cfg.dtype == "auto" else cfg.dtype
+    return backend, kind(tp=tp, session_len=session_len_of(cfg), max_batch_size=cfg.max_batch_size,
+                         cache_max_entry_count=share, enable_prefix_caching=cfg.enable_prefix_caching, dtype=dtype)
+
+
+def load_lmdeploy_engine(cfg: EngineConfig, ctx: LoadContext) -> LmdeployEngine:
+    """Check the machine and the memory plan, then build the pipeline."""
+    tp = max(1, ctx.placement.num_gpus)
+    check_environment(cfg, tp)
+    files, family, plan = plan_load(cfg, tp)
+    share = cfg.cache_max_entry_count or cache_fraction(plan, cfg.max_batch_size)
+    backend, engine_cfg = backend_config(cfg, tp, share)
+    ctx.progress(0.1, f"lmdeploy {backend}, tp={tp}, KV cache {share:.0%} of free memory")
+    from lmdeploy import pipeline
+
+    try:
+        pipe = pipeline(str(files.model_dir), backend_config=engine_cfg, trust_remote_code=cfg.trust_remote_code)
+    except (RuntimeError, ValueError) as exc:
+        raise StudioError(f"lmdeploy could not load {files.model_dir}: {exc}",
+                          "Check the model folder and the log above; try backend: pytorch or engine: hf.") from None
+    return LmdeployEngine(pipe, cfg, family, backend, tp, plan, cfg.label or files.model_dir.name)
