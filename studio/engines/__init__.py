@@ -70,7 +70,7 @@ def _openai_compat_check(cfg, num_gpus: int = 1) -> str:
 @CHECKS.register("lmdeploy")
 def _lmdeploy_check(cfg, num_gpus: int = 1) -> str:
     # CUDA, the lmdeploy package, tp vs. visible GPUs, TurboMind, model files and memory; lmdeploy not imported.
-    from studio.engines.lmdeploy_engine import preflight as lmdeploy_preflight
+    from studio.engines.lmdeploy_setup import preflight as lmdeploy_preflight
 
     return lmdeploy_preflight(cfg, num_gpus)
 

@@ -12,106 +12,19 @@ must start the studio only under `if __name__ == "__main__":` (launch.py does).
 from __future__ import annotations
 
 import gc
-import importlib.util
-import sys
 import threading
 from typing import Any, Iterator, Optional
 
 from studio.config import EngineConfig
 from studio.core.types import EngineInfo, GenerationRequest, GenParams, Message, TextDelta
 from studio.engines.base import LoadContext
+from studio.engines.lmdeploy_setup import (
+    backend_config, cache_fraction, check_environment, plan_load, session_len_of,
+)
 from studio.engines.memory import MemoryPlan
-from studio.errors import ConfigError, InputError, ModelNotReady, StudioError
-
-DEFAULT_SESSION = 8192
-INSTALL_HINT = "Install it with `pip install -r requirements-lmdeploy.txt` (a CUDA machine), or use engine: hf."
+from studio.errors import InputError, ModelNotReady, StudioError
 _FINISH = {"stop": "stop", "length": "length", "abort": "cancelled", "cancel": "cancelled", "error": "error"}
 _WATCH_S = 0.05  # how often the cancel watcher looks at the request's flag
-
-
-def installed() -> bool:
-    """True when the lmdeploy package can be imported."""
-    try:
-        return importlib.util.find_spec("lmdeploy") is not None
-    except ValueError:  # already imported without a spec
-        return "lmdeploy" in sys.modules
-
-
-def cuda_devices() -> int:
-    """How many CUDA devices torch sees (0 without CUDA)."""
-    import torch
-
-    return torch.cuda.device_count() if torch.cuda.is_available() else 0
-
-
-def turbomind_available() -> bool:
-    """True when lmdeploy's TurboMind extension imports (0.18 says so through is_available())."""
-    try:
-        from lmdeploy import turbomind
-    except Exception:  # a missing _turbomind extension raises ImportError or RuntimeError
-        return False
-    check = getattr(turbomind, "is_available", None)
-    return bool(check()) if callable(check) else True
-
-
-def check_environment(cfg: EngineConfig, num_gpus: int) -> None:
-    """ConfigError with the fix when this machine cannot run lmdeploy as configured."""
-    gpus = cuda_devices()
-    if gpus == 0:
-        raise ConfigError("The lmdeploy engine needs an NVIDIA GPU, and no CUDA device is visible.",
-                          "Use engine: hf on CPU (e.g. --config configs/internlm2-chat-1_8b.yaml).")
-    if not installed():
-        raise ConfigError("engine: lmdeploy is selected but the lmdeploy package is not installed.", INSTALL_HINT)
-    if num_gpus > gpus:
-        raise ConfigError(f"--num-gpus {num_gpus} asks lmdeploy for tensor parallelism over {num_gpus} GPUs, "
-                          f"but only {gpus} {'is' if gpus == 1 else 'are'} visible.",
-                          f"Pass --num-gpus {gpus} or fewer (or check CUDA_VISIBLE_DEVICES).")
-    if cfg.backend == "turbomind" and not turbomind_available():
-        raise ConfigError("backend: turbomind was asked for, but lmdeploy's TurboMind extension does not import.",
-                          "Use backend: pytorch (or auto), or install an lmdeploy wheel built with TurboMind.")
-
-
-def session_len_of(cfg: EngineConfig) -> int:
-    """Tokens one conversation may hold: session_len, else context_window, else 8192."""
-    return cfg.session_len or cfg.context_window or DEFAULT_SESSION
-
-
-def cache_fraction(plan: MemoryPlan, max_batch_size: int) -> float:
-    """lmdeploy's cache_max_entry_count: the share of memory free after the weights that the KV cache
-    may take — enough for max_batch_size full sessions, never the activation headroom."""
-    after_weights = plan.free - plan.weights
-    if after_weights <= 0:
-        return 0.05
-    wanted = plan.kv_cache * max_batch_size
-    allowed = max(after_weights - plan.headroom, 0)
-    return round(min(0.9, max(0.05, min(wanted, allowed) / after_weights)), 3)
-
-
-def plan_load(cfg: EngineConfig, num_gpus: int) -> tuple[Any, Any, MemoryPlan]:
-    """(model files, family, memory plan); StudioError for a missing model, an unsupported family, or no room."""
-    from studio.engines.hf_loading import resolve_model_files
-    from studio.engines.memory import make_plan, refuse_if_too_big
-    from studio.families.detect import resolve_family
-
-    files = resolve_model_files(cfg.model_path, None)
-    family = resolve_family(cfg.family, files.model_dir)
-    if family.name == "xcomposer2":
-        raise ConfigError(f"{files.model_dir} is an XComposer2 checkpoint, which lmdeploy 0.15 and later "
-                          "do not support.", "Use engine: hf for this model.")
-    dtype = "bfloat16" if cfg.dtype == "auto" else cfg.dtype
-    tokens = session_len_of(cfg)
-    plan = make_plan(files.model_dir, None, dtype, "cuda", num_gpus, tokens,
-                     vision=bool(getattr(family, "accepts_images", False)))
-    refuse_if_too_big(plan, dtype, tokens)
-    return files, family, plan
-
-
-def preflight(cfg: EngineConfig, num_gpus: int = 1) -> str:
-    """Check the machine, the model files and the memory plan without loading; a one-line summary."""
-    check_environment(cfg, num_gpus)
-    _, family, plan = plan_load(cfg, num_gpus)
-    share = cfg.cache_max_entry_count or cache_fraction(plan, cfg.max_batch_size)
-    return f"{family.name}, lmdeploy tp={num_gpus}, KV cache {share:.0%} of free memory: {plan.summary()}"
 
 
 def wire_messages(messages: list[Message], max_tiles: Optional[int]) -> list[dict]:
@@ -175,20 +88,28 @@ class LmdeployEngine:
         return None
 
     def count_tokens(self, messages: list[Message], max_tiles: Optional[int] = None) -> int:
-        """Prompt tokens through the tokenizer's chat template; an estimate for images or without one."""
+        """Prompt tokens through the tokenizer's chat template, plus each image's cost; an estimate without one."""
         from studio.engines.openai_wire import estimate_tokens
 
         messages = self._messages(messages)
+        images = [img for m in messages for img in m.images]
         tok = self._hf_tokenizer()
-        if tok is None or any(m.images for m in messages):
+        if tok is None or (images and not hasattr(self.family, "image_cost")):
             return estimate_tokens(messages)
+        tiles = max_tiles or self.cfg.max_tiles
         try:
             with self._tok_lock:
                 ids = tok.apply_chat_template([{"role": m.role, "content": m.text} for m in messages],
                                               add_generation_prompt=True, tokenize=True)
-            return len(ids)
+            return len(ids) + sum(self.family.image_cost(img, tiles).tokens for img in images)
         except Exception:  # no chat template: the estimate still guards the session length
             return estimate_tokens(messages)
+
+    def image_cost(self, image: Any, max_tiles: Optional[int] = None) -> Any:
+        """Tiles and prompt tokens one image takes with this model."""
+        if not self.accepts_images or not hasattr(self.family, "image_cost"):
+            raise InputError(f"This model ({self.label}) reads text only.", "Load a vision model.")
+        return self.family.image_cost(image, max_tiles or self.cfg.max_tiles)
 
     def stream(self, request: GenerationRequest) -> Iterator[TextDelta]:
         """Yield text deltas, the last with a finish reason; InputError at once if the prompt cannot be served."""
@@ -203,7 +124,7 @@ class LmdeployEngine:
             raise InputError(f"The prompt is about {prompt} tokens; this model's session length is "
                              f"{self.session_len} tokens and at least one must remain for the reply.",
                              "Shorten the message or the conversation, or start a new chat.")
-        messages = wire_messages(self._messages(request.messages), request.max_tiles)
+        messages = wire_messages(self._messages(request.messages), request.max_tiles or self.cfg.max_tiles)
         gen = gen_config(request.params, min(request.params.max_new_tokens, self.session_len - prompt))
         return self._serve(messages, gen, request)
 
@@ -285,17 +206,6 @@ def _error_text(r: Any) -> str:
     message = getattr(r, "error_message", None) or getattr(r, "text", "") or "no details given"
     code = getattr(r, "error_code", None)
     return f"lmdeploy reported an error{f' ({code})' if code not in (None, '') else ''}: {message}"
-
-
-def backend_config(cfg: EngineConfig, tp: int, share: float) -> tuple[str, Any]:
-    """(backend name, lmdeploy engine config) for the configured backend."""
-    import lmdeploy
-
-    backend = cfg.backend if cfg.backend != "auto" else ("turbomind" if turbomind_available() else "pytorch")
-    kind = lmdeploy.TurbomindEngineConfig if backend == "turbomind" else lmdeploy.PytorchEngineConfig
-    dtype = "auto" if cfg.dtype == "auto" else cfg.dtype
-    return backend, kind(tp=tp, session_len=session_len_of(cfg), max_batch_size=cfg.max_batch_size,
-                         cache_max_entry_count=share, enable_prefix_caching=cfg.enable_prefix_caching, dtype=dtype)
 
 
 def load_lmdeploy_engine(cfg: EngineConfig, ctx: LoadContext) -> LmdeployEngine:

@@ -19,6 +19,7 @@ from studio.config import EngineConfig, StudioConfig, load_config
 from studio.core.types import GenerationRequest, GenParams, ImagePart, Message, TextPart
 from studio.engines import ENGINES, preflight
 from studio.engines import lmdeploy_engine as lm
+from studio.engines import lmdeploy_setup as lms
 from studio.engines.base import LoadContext, Placement
 from studio.engines.memory import GIB, MemoryPlan
 from studio.errors import ConfigError, InputError
@@ -81,9 +82,9 @@ def _model_dir(tmp_path: Path) -> Path:
 @pytest.fixture
 def machine(monkeypatch):
     """A machine with one CUDA device, lmdeploy installed, no TurboMind and 40 GiB free."""
-    monkeypatch.setattr(lm, "cuda_devices", lambda: 1)
-    monkeypatch.setattr(lm, "installed", lambda: True)
-    monkeypatch.setattr(lm, "turbomind_available", lambda: False)
+    monkeypatch.setattr(lms, "cuda_devices", lambda: 1)
+    monkeypatch.setattr(lms, "installed", lambda: True)
+    monkeypatch.setattr(lms, "turbomind_available", lambda: False)
     monkeypatch.setattr("studio.engines.memory.free_bytes", lambda device, n=1: 40 * GIB)
 
 
@@ -98,11 +99,11 @@ def test_preflight_refusals(tmp_path, monkeypatch, machine):
     assert "backend: pytorch" in err.value.hint
     with pytest.raises(ConfigError, match="XComposer2"):
         preflight(cfg.model_copy(update={"family": "xcomposer2"}), 1)
-    monkeypatch.setattr(lm, "installed", lambda: False)
+    monkeypatch.setattr(lms, "installed", lambda: False)
     with pytest.raises(ConfigError, match="not installed") as err:
         preflight(cfg, 1)
     assert "pip install -r requirements-lmdeploy.txt" in err.value.hint
-    monkeypatch.setattr(lm, "cuda_devices", lambda: 0)
+    monkeypatch.setattr(lms, "cuda_devices", lambda: 0)
     with pytest.raises(ConfigError, match="needs an NVIDIA GPU") as err:
         preflight(cfg, 1)
     assert "engine: hf" in err.value.hint
@@ -116,9 +117,9 @@ def test_real_machine_without_cuda_or_lmdeploy_is_refused(tmp_path):
 
 def test_cache_fraction_comes_from_the_plan():
     plan = MemoryPlan("cuda:0", weights=4 * GIB, kv_cache=GIB // 4, headroom=GIB, free=100 * GIB)
-    assert lm.cache_fraction(plan, 32) == round(8 / 96, 3)  # 32 sessions of 0.25 GiB out of 96 free
-    assert lm.cache_fraction(plan, 1024) == 0.9  # never all of it
-    assert lm.cache_fraction(plan.__class__("cuda:0", 4 * GIB, GIB, GIB, 5 * GIB), 32) == 0.05
+    assert lms.cache_fraction(plan, 32) == round(8 / 96, 3)  # 32 sessions of 0.25 GiB out of 96 free
+    assert lms.cache_fraction(plan, 1024) == 0.9  # never all of it
+    assert lms.cache_fraction(plan.__class__("cuda:0", 4 * GIB, GIB, GIB, 5 * GIB), 32) == 0.05
 
 
 class _Session:
@@ -268,3 +269,15 @@ def test_requests_it_cannot_serve_are_refused_up_front(fake_lmdeploy):
     engine.close()
     with pytest.raises(Exception, match="unloaded"):
         engine.stream(GenerationRequest([Message.of("user", "hi")]))
+
+
+def test_vision_prompts_count_image_tokens(fake_lmdeploy):
+    from studio.families import FAMILIES
+
+    engine = _engine(_Pipe(), max_tiles=1)
+    engine.family, engine.accepts_images = FAMILIES.get("internvl2")(), True
+    image = Image.new("RGB", (448, 448))
+    cost = engine.image_cost(image)
+    assert cost.tiles == 1 and cost.tokens == 258
+    msg = Message("user", [TextPart("see"), ImagePart(image)])
+    assert engine.count_tokens([msg]) == 5 + 258
