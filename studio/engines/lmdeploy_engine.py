@@ -57,6 +57,9 @@ def gen_config(params: GenParams, max_new: int) -> Any:
                             random_seed=params.seed, stop_words=list(params.stop) or None)
 
 
+SESSION_MARGIN = 32  # tokens kept free in the session beyond our prompt estimate
+
+
 class LmdeployEngine:
     """An lmdeploy pipeline behind the Engine protocol; concurrent requests are batched."""
 
@@ -125,7 +128,10 @@ class LmdeployEngine:
                              f"{self.session_len} tokens and at least one must remain for the reply.",
                              "Shorten the message or the conversation, or start a new chat.")
         messages = wire_messages(self._messages(request.messages), request.max_tiles or self.cfg.max_tiles)
-        gen = gen_config(request.params, min(request.params.max_new_tokens, self.session_len - prompt))
+        # The count may be a little short of lmdeploy's own (template/BOS handling): keep a margin so
+        # prompt + reply never exceeds session_len, which lmdeploy answers with an error, not a shorter reply.
+        room = max(1, self.session_len - prompt - SESSION_MARGIN)
+        gen = gen_config(request.params, min(request.params.max_new_tokens, room))
         return self._serve(messages, gen, request)
 
     def _serve(self, messages: list[dict], gen: Any, request: GenerationRequest) -> Iterator[TextDelta]:

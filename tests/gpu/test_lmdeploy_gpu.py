@@ -68,14 +68,16 @@ def test_streams_deltas_to_a_final_reason(engine):
 
 
 def test_cancel_stops_within_a_second(engine):
+    # Random weights mostly emit tokens that decode to nothing, so cancel on a timer, not on text.
     request = _request(2000, stop=())
-    stream = engine.stream(request)
-    next(stream)
-    threading.Timer(0.2, request.cancel.set).start()
+    threading.Timer(0.1, request.cancel.set).start()
     start = time.monotonic()
-    last = list(stream)[-1]
-    # Random weights may hit the end token first; otherwise the cancel must end the reply early.
-    assert last.finish_reason in ("cancelled", "stop") and time.monotonic() - start < 1.5
+    last = list(engine.stream(request))[-1]
+    took = time.monotonic() - start
+    assert last.finish_reason == "cancelled" and last.completion_tokens < 2000, last
+    assert took < 1.5, took
+    again = list(engine.stream(_request(8)))[-1]  # the engine serves the next request
+    assert again.finish_reason in ("stop", "length")
 
 
 def test_eight_concurrent_streams(engine):
