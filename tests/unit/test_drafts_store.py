@@ -20,7 +20,7 @@ from studio.core.article import (
 )
 from studio.errors import InputError, StudioError
 from studio.store import DraftFiles, DraftStore, DraftSummary, referenced_paths
-from studio.store.conversations import TITLE_MAX_CHARS
+from studio.store.sqlite_base import TITLE_MAX_CHARS
 from studio.store.draft_files import MAX_IMAGE_BYTES
 from studio.store.drafts import SCHEMA_VERSION
 

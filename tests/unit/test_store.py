@@ -12,7 +12,8 @@ from studio.core.session import ChatSession
 from studio.core.types import GenParams, Message
 from studio.errors import InputError, StudioError
 from studio.store import ConversationStore, ConversationSummary
-from studio.store.conversations import SCHEMA_VERSION, TITLE_MAX_CHARS
+from studio.store.conversations import SCHEMA_VERSION
+from studio.store.sqlite_base import TITLE_MAX_CHARS
 
 A, B = "user-a", "user-b"
 
