@@ -15,7 +15,7 @@ from studio.engines.base import Engine
 from studio.errors import InputError
 from studio.services import Services
 from studio.tasks import article_prompts as P
-from studio.tasks.chat import _wait_for_engine
+from studio.tasks.chat import ready_engine
 
 MAX_INSTRUCTION = 2000
 MAX_MATERIAL = 20_000
@@ -100,12 +100,7 @@ def run(services: Services, user_id: str, session: ArticleSession, instruction: 
     draft.blocks, draft.uploads = [], list(uploads)
     key = None
     try:
-        engine = None
-        for item in _wait_for_engine(services, draft.engine):
-            if isinstance(item, Notice):
-                yield item
-            else:
-                engine = item
+        engine = yield from ready_engine(services, draft.engine)
         info = engine.info()
         draft.model, prompts = info.model, P.prompts_for(info.family)
         key, t0 = _timed("write")

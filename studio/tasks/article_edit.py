@@ -13,7 +13,7 @@ from studio.errors import InputError
 from studio.services import Services
 from studio.tasks import article_prompts as P
 from studio.tasks.article import Cancelled, ask, writing_params
-from studio.tasks.chat import _wait_for_engine
+from studio.tasks.chat import ready_engine
 
 MODEL_OPS = ("rewrite", "expand", "shorten", "insert_before", "insert_after")
 EDIT_TOKENS = 400
@@ -41,12 +41,7 @@ def model_edit(services: Services, user_id: str, session: ArticleSession, op: st
         raise InputError(f"Unknown edit {op!r}.", f"Use one of: {', '.join(MODEL_OPS)}.")
     block = _block(session, index)
     cancel = cancel or threading.Event()
-    engine = None
-    for item in _wait_for_engine(services, session.draft.engine):
-        if isinstance(item, Notice):
-            yield item
-        else:
-            engine = item
+    engine = yield from ready_engine(services, session.draft.engine)
     prompts = P.prompts_for(engine.info().family)
     blocks = session.draft.blocks
     guide = (instruction or "").strip() or session.draft.instruction

@@ -31,16 +31,15 @@ def validate_prompt(services: Services, text: str) -> str:
     return text
 
 
-def _wait_for_engine(services: Services, name: str) -> Iterator[Union[Notice, Engine]]:
-    """Yield loading notices until the engine is ready, then the engine itself."""
+def ready_engine(services: Services, name: str) -> Iterator[Notice]:
+    """Yield loading notices until the engine is ready; returns it (`engine = yield from ready_engine(…)`)."""
     deadline = time.monotonic() + LOAD_WAIT_S
     pool = services.engines
     pool.start(name)
     while True:
         st = pool.state(name)
         if st.state in ("ready", "failed") or time.monotonic() > deadline:
-            yield pool.get(name)  # raises ModelNotReady when failed or still loading
-            return
+            return pool.get(name)  # raises ModelNotReady when failed or still loading
         yield Notice(f"Waiting for the model to load ({st.progress:.0%}, {st.text})…")
         pool.wait(name, LOAD_POLL_S)
 
@@ -75,12 +74,7 @@ def _generate(services: Services, user_id: str, session: ChatSession, cancel: th
     """Stream the assistant's reply to the session's last user message, saving as it ends."""
     session.messages.append(Message.of("assistant", ""))
     try:
-        engine = None
-        for item in _wait_for_engine(services, session.engine):
-            if isinstance(item, Notice):
-                yield item
-            else:
-                engine = item
+        engine = yield from ready_engine(services, session.engine)
         window = engine.info().context_window
         reply_room = min(session.params.max_new_tokens, window // 2)
         prompt, dropped = trim_history(engine, session.prompt_messages()[:-1], reply_room)

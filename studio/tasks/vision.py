@@ -14,7 +14,7 @@ from studio.engines.base import Engine
 from studio.errors import InputError
 from studio.services import Services
 from studio.tasks import json_extract
-from studio.tasks.chat import _wait_for_engine, trim_history, validate_prompt
+from studio.tasks.chat import ready_engine, trim_history, validate_prompt
 
 PRESETS = {
     "describe": "Describe this image in detail.",
@@ -68,18 +68,15 @@ def describe_costs(engine: Engine, intakes: list[image_intake.Intake], max_tiles
     return "; ".join(lines)
 
 
-def _ready_engine(services: Services, name: str) -> Iterator[Union[Notice, Engine]]:
-    """Loading notices, then the engine; InputError when it cannot read images."""
-    for item in _wait_for_engine(services, name):
-        if isinstance(item, Notice):
-            yield item
-            continue
-        if not item.accepts_images:
-            raise InputError(
-                f"The model behind the image tab ({item.info().model}) reads text only, so images cannot be sent to it.",
-                "Start the studio with a vision model, e.g. --config configs/internvl2-2b.yaml --model-path /path/to/InternVL2-2B.",
-            )
-        yield item
+def _vision_engine(services: Services, name: str) -> Iterator[Notice]:
+    """Loading notices; returns the engine, or InputError when it cannot read images."""
+    engine = yield from ready_engine(services, name)
+    if not engine.accepts_images:
+        raise InputError(
+            f"The model behind the image tab ({engine.info().model}) reads text only, so images cannot be sent to it.",
+            "Start the studio with a vision model, e.g. --config configs/internvl2-2b.yaml --model-path /path/to/InternVL2-2B.",
+        )
+    return engine
 
 
 def _generate(services: Services, session: ChatSession, max_tiles: Optional[int],
@@ -88,12 +85,7 @@ def _generate(services: Services, session: ChatSession, max_tiles: Optional[int]
     session.messages.append(Message.of("assistant", ""))
     text = ""
     try:
-        engine = None
-        for item in _ready_engine(services, session.engine):
-            if isinstance(item, Notice):
-                yield item
-            else:
-                engine = item
+        engine = yield from _vision_engine(services, session.engine)
         window = engine.info().context_window
         reply_room = min(session.params.max_new_tokens, window // 2)
         full = session.prompt_messages()[:-1]
