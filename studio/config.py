@@ -70,9 +70,12 @@ class EngineConfig(_Frozen):
     # engine: lmdeploy — continuous batching on NVIDIA GPUs (pip install -r requirements-lmdeploy.txt).
     backend: Literal["auto", "turbomind", "pytorch"] = "auto"  # auto: TurboMind when importable
     session_len: Optional[int] = Field(None, ge=256, le=1_048_576)  # None: context_window, else 8192
-    max_batch_size: int = Field(32, ge=1, le=1024)  # also how many browser users stream at once
+    max_batch_size: int = Field(32, ge=1, le=1024)  # also how many browser users stream at once (remote too)
     cache_max_entry_count: Optional[float] = Field(None, gt=0, lt=1)  # None: from the memory plan
     enable_prefix_caching: bool = True
+    # PyTorch backend: run the engine in its own process (as lmdeploy's api_server does), so that the web
+    # server's Python work and the engine's scheduling don't share one interpreter lock.
+    engine_process: bool = True
 
     @model_validator(mode="before")
     @classmethod
@@ -124,11 +127,19 @@ class EngineConfig(_Frozen):
             raise PydanticCustomError("engine_mismatch", "only for engine: openai_compat")
         return value
 
-    @field_validator("backend", "session_len", "max_batch_size", "cache_max_entry_count", "enable_prefix_caching")
+    @field_validator("backend", "session_len", "cache_max_entry_count", "enable_prefix_caching", "engine_process")
     @classmethod
     def _lmdeploy_only(cls, value, info: ValidationInfo):
         if value is not None and info.data.get("engine") != LMDEPLOY_ENGINE:
             raise PydanticCustomError("engine_mismatch", "only for engine: lmdeploy")
+        return value
+
+    @field_validator("max_batch_size")
+    @classmethod
+    def _batching_only(cls, value, info: ValidationInfo):
+        if value is not None and info.data.get("engine") not in (LMDEPLOY_ENGINE, REMOTE_ENGINE):
+            raise PydanticCustomError("engine_mismatch", "only for engine: lmdeploy or openai_compat "
+                                                         "(a transformers model answers one request at a time)")
         return value
 
     @field_validator("family", "device", "dtype", "gguf_file")

@@ -118,11 +118,12 @@ class EnginePool:
         )
 
     def concurrency(self, name: str) -> int:
-        """How many requests the UI may run on engine `name` at once: max_batch_size for lmdeploy, else 1.
+        """How many requests the UI may run on engine `name` at once: max_batch_size for engines that batch
+        (lmdeploy, a remote server), else 1 (a local transformers model generates one reply at a time).
 
         Read from the config, not the loaded engine: listeners are wired before anything loads."""
         cfg = self._config.engines[name]
-        return cfg.max_batch_size if cfg.engine == "lmdeploy" else 1
+        return cfg.max_batch_size if cfg.engine in ("lmdeploy", "openai_compat") else 1
 
     def config_of(self, name: str):
         """The engine config `name` runs with now (after any switch)."""

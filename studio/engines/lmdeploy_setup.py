@@ -109,5 +109,7 @@ def backend_config(cfg: EngineConfig, tp: int, share: float) -> tuple[str, Any]:
     backend = cfg.backend if cfg.backend != "auto" else ("turbomind" if turbomind_available() else "pytorch")
     kind = lmdeploy.TurbomindEngineConfig if backend == "turbomind" else lmdeploy.PytorchEngineConfig
     dtype = "auto" if cfg.dtype == "auto" else cfg.dtype
+    extra = {"enable_mp_engine": cfg.engine_process} if backend == "pytorch" else {}
     return backend, kind(tp=tp, session_len=session_len_of(cfg), max_batch_size=cfg.max_batch_size,
-                         cache_max_entry_count=share, enable_prefix_caching=cfg.enable_prefix_caching, dtype=dtype)
+                         cache_max_entry_count=share, enable_prefix_caching=cfg.enable_prefix_caching, dtype=dtype,
+                         **extra)

@@ -15,6 +15,7 @@ from studio.core.article import ArticleSession
 from studio.core.session import ChatSession
 from studio.services import Services
 from studio.tasks import vision as vision_task
+from studio.ui.pacing import FramePacer
 from studio.ui import article_events, article_tab, chat_tab, sidebar, system_tab, vision_tab
 from studio.ui.early_script import EarlyScriptMiddleware, lang_script
 from studio.ui.convert import chatbot_messages, status_markdown
@@ -81,11 +82,12 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
             return [chatbot_messages(sess), "", *chat_tab.settings_values(sess)]
 
         after_save = sidebar.wire(demo, services, bar, session, user_id, session_outputs, session_values)
-        chat_tab.wire(services, tab, session, user_id, after_save)
-        vision_tab.wire(services, vtab, vision_session)
+        pacer = FramePacer()  # one per app: all streams together stay within its update budget
+        chat_tab.wire(services, tab, session, user_id, after_save, pacer)
+        vision_tab.wire(services, vtab, vision_session, pacer)
         article_session = gr.State(ArticleSession())
         refresh_drafts = article_events.wire(services, atab, article_session, user_id,
-                                             EN["article_placeholder"])
+                                             EN["article_placeholder"], pacer)
         article_tab_item.select(*refresh_drafts, api_name="article_drafts")
         system_tab.wire(services, sys_ui, system_tab_item)
         # The drafts list sits in the sidebar: fill it once /resume has told us who the user is.

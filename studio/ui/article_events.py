@@ -19,6 +19,7 @@ from studio.ui.article_tab import UI_FRAME_S, ArticleTab, _paths, parse_params
 from studio.ui.article_view import block_choices, preview_html, steps_markdown
 from studio.ui.convert import user_of
 from studio.ui.errors import user_errors
+from studio.ui.pacing import FramePacer
 
 EXPORTS = {"markdown": "article_markdown_zip", "html": "article_html", "xlsx": "article_xlsx"}
 CONFIRM_DELETE_JS = """(c, s, u) => [confirm((navigator.language || '').toLowerCase().startsWith('zh')
@@ -36,7 +37,8 @@ def _index(value) -> Optional[int]:
         raise InputError(f"Unknown paragraph {value!r}.", "Pick a paragraph from the list.") from None
 
 
-def wire(services: Services, tab: ArticleTab, session: gr.State, user_id: gr.State, placeholder: str):
+def wire(services: Services, tab: ArticleTab, session: gr.State, user_id: gr.State, placeholder: str,
+         pacer: FramePacer):
     """Attach the tab's events (API names start with article_); returns (fn, inputs, output) that
     refreshes the drafts list, for the shell to run when the user is known."""
     b = tab.buttons
@@ -59,17 +61,18 @@ def wire(services: Services, tab: ArticleTab, session: gr.State, user_id: gr.Sta
     def stream(events, sess, user, index=None):
         steps, notice, shown = {}, "", 0.0
         yield [steps_markdown(steps), notice, *view(sess, user, index)]
-        for ev in events:
-            if isinstance(ev, article_task.Step):
-                steps[ev.key] = ev
-            elif isinstance(ev, Notice):
-                notice = f"{notice}  \n{ev.text}" if notice else ev.text
-                if ev.level == "warning":
-                    gr.Warning(ev.text)
-            elif isinstance(ev, TextDelta) and time.monotonic() - shown < UI_FRAME_S:
-                continue
-            shown = time.monotonic()
-            yield [steps_markdown(steps), notice, *view(sess, user, index)]
+        with pacer.streaming():
+            for ev in events:
+                if isinstance(ev, article_task.Step):
+                    steps[ev.key] = ev
+                elif isinstance(ev, Notice):
+                    notice = f"{notice}  \n{ev.text}" if notice else ev.text
+                    if ev.level == "warning":
+                        gr.Warning(ev.text)
+                elif isinstance(ev, TextDelta) and not pacer.due(shown, UI_FRAME_S):
+                    continue
+                shown = time.monotonic()
+                yield [steps_markdown(steps), notice, *view(sess, user, index)]
         yield [steps_markdown(steps), notice, *view(sess, user, index)]
 
     @user_errors

@@ -18,6 +18,7 @@ from studio.services import Services
 from studio.tasks import chat as chat_task
 from studio.ui.convert import chatbot_messages, user_of
 from studio.ui.errors import user_errors
+from studio.ui.pacing import FramePacer
 from studio.ui.i18n import EXAMPLES
 
 UI_FRAME_S = 0.05  # at most ~20 transcript updates a second while streaming
@@ -95,8 +96,9 @@ def build(t) -> ChatTab:
                    export_file, dict(stop=stop, regen=regen, undo=undo, clear=clear, exp_md=exp_md, exp_json=exp_json))
 
 
-def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State, after_save) -> None:
-    """Attach the tab's events; `after_save(event)` chains the sidebar refresh."""
+def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State, after_save,
+         pacer: FramePacer) -> None:
+    """Attach the tab's events; `after_save(event)` chains the sidebar refresh; `pacer` spaces updates."""
     b = tab.buttons
     settings = [tab.system_prompt, *tab.settings]
     # Listeners that run the model share one queue per engine, so tabs never fight over it;
@@ -106,21 +108,22 @@ def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State,
     def stream(events, sess: ChatSession, box_value: str):
         notice, level, shown = "", "info", 0.0
         yield chatbot_messages(sess), box_value, sess, notice
-        for ev in events:
-            if isinstance(ev, Notice):
-                notice, level = ev.text, ev.level
-                if ev.level == "warning":
-                    gr.Warning(ev.text)
-            elif ev.finish_reason == "error":
-                raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
-            elif level == "info":
-                notice = ""  # "waiting for the model" is over once text flows; warnings stay
-            # Every update re-sends the transcript: batch tokens into frames so the server and the
-            # browser do less work per token. The final update always goes out.
-            if isinstance(ev, TextDelta) and not ev.finish_reason and time.monotonic() - shown < UI_FRAME_S:
-                continue
-            shown = time.monotonic()
-            yield chatbot_messages(sess), box_value, sess, notice
+        with pacer.streaming():
+            for ev in events:
+                if isinstance(ev, Notice):
+                    notice, level = ev.text, ev.level
+                    if ev.level == "warning":
+                        gr.Warning(ev.text)
+                elif ev.finish_reason == "error":
+                    raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
+                elif level == "info":
+                    notice = ""  # "waiting for the model" is over once text flows; warnings stay
+                # Every update re-sends the transcript: batch tokens into frames (fewer per stream when
+                # many users stream at once) so the server keeps up. The final update always goes out.
+                if isinstance(ev, TextDelta) and not ev.finish_reason and not pacer.due(shown, UI_FRAME_S):
+                    continue
+                shown = time.monotonic()
+                yield chatbot_messages(sess), box_value, sess, notice
 
     # Explicit parameter names: they are the public API's argument names (gradio_client, /call).
     @user_errors

@@ -19,6 +19,7 @@ from studio.services import Services
 from studio.tasks import json_extract
 from studio.tasks import vision as vision_task
 from studio.ui.errors import user_errors
+from studio.ui.pacing import FramePacer
 
 UI_FRAME_S = 0.05
 DEFAULT_TILES = 6  # InternVL2 allows 12; 6 keeps a CPU answer to seconds, and the slider raises it
@@ -142,25 +143,26 @@ def _tiles(value: Any) -> int:
     return tiles
 
 
-def _stream(events, sess: ChatSession, extra: int = 0):
+def _stream(events, sess: ChatSession, pacer: FramePacer, extra: int = 0):
     """Render task events: transcript, cleared input, session, notice (+ `extra` untouched outputs)."""
     notice, shown = "", 0.0
     tail = [gr.skip()] * extra
     yield transcript(sess), gr.skip(), sess, notice, *tail
-    for ev in events:
-        if isinstance(ev, Notice):
-            notice = ev.text if not notice else f"{notice}  \n{ev.text}"
-            if ev.level == "warning":
-                gr.Warning(ev.text)
-        elif isinstance(ev, TextDelta) and ev.finish_reason == "error":
-            raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
-        elif isinstance(ev, vision_task.Extraction):
-            yield transcript(sess), gr.skip(), sess, notice, *_extraction_outputs(ev, sess)
-            continue
-        if isinstance(ev, TextDelta) and not ev.finish_reason and time.monotonic() - shown < UI_FRAME_S:
-            continue
-        shown = time.monotonic()
-        yield transcript(sess), gr.skip(), sess, notice, *tail
+    with pacer.streaming():
+        for ev in events:
+            if isinstance(ev, Notice):
+                notice = ev.text if not notice else f"{notice}  \n{ev.text}"
+                if ev.level == "warning":
+                    gr.Warning(ev.text)
+            elif isinstance(ev, TextDelta) and ev.finish_reason == "error":
+                raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
+            elif isinstance(ev, vision_task.Extraction):
+                yield transcript(sess), gr.skip(), sess, notice, *_extraction_outputs(ev, sess)
+                continue
+            if isinstance(ev, TextDelta) and not ev.finish_reason and not pacer.due(shown, UI_FRAME_S):
+                continue
+            shown = time.monotonic()
+            yield transcript(sess), gr.skip(), sess, notice, *tail
 
 
 def _extraction_outputs(ev: vision_task.Extraction, sess: ChatSession) -> list:
@@ -173,7 +175,7 @@ def _extraction_outputs(ev: vision_task.Extraction, sess: ChatSession) -> list:
     return [ev.data, str(path)]
 
 
-def wire(services: Services, tab: VisionTab, session: gr.State) -> None:
+def wire(services: Services, tab: VisionTab, session: gr.State, pacer: FramePacer) -> None:
     """Attach the tab's events (public API names: vision_ask, vision_describe, vision_ocr, …)."""
     name = vision_task.engine_name(services)
     model_queue = dict(concurrency_id=f"engine:{name}", concurrency_limit=services.engines.concurrency(name))
@@ -184,7 +186,7 @@ def wire(services: Services, tab: VisionTab, session: gr.State) -> None:
         text = vision_task.PRESETS[preset] if preset else _text(value)
         events = vision_task.send(services, sess, text, _files(value), _tiles(tiles))
         first = True
-        for update in _stream(events, sess):
+        for update in _stream(events, sess, pacer):
             if first:  # the images are in the transcript now: empty the input box
                 update = (update[0], {"text": "", "files": []}, *update[2:])
                 first = False
@@ -205,7 +207,7 @@ def wire(services: Services, tab: VisionTab, session: gr.State) -> None:
     @user_errors
     def on_regenerate(sess, max_tiles, max_new_tokens, do_sample):
         _params(sess, max_new_tokens, do_sample)
-        yield from _stream(vision_task.regenerate(services, sess, _tiles(max_tiles)), sess)
+        yield from _stream(vision_task.regenerate(services, sess, _tiles(max_tiles)), sess, pacer)
 
     @user_errors
     def on_extract(message, sess, schema, instructions, retries, max_tiles, max_new_tokens, do_sample):
@@ -214,7 +216,7 @@ def wire(services: Services, tab: VisionTab, session: gr.State) -> None:
         events = vision_task.extract(services, sess, schema, instructions or "", _files(message), _tiles(max_tiles),
                                      int(retries))
         first = True
-        for update in _stream(events, sess, extra=2):
+        for update in _stream(events, sess, pacer, extra=2):
             if first:
                 update = (update[0], {"text": "", "files": []}, *update[2:])
                 first = False

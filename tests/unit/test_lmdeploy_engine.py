@@ -13,6 +13,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
+from pydantic import ValidationError
 from PIL import Image
 
 from studio.config import EngineConfig, StudioConfig, load_config
@@ -46,7 +47,8 @@ def test_config_refuses_what_lmdeploy_cannot_run(tmp_path, extra, expected):
 
 
 @pytest.mark.parametrize("field, value", [("backend", "pytorch"), ("session_len", 4096), ("max_batch_size", 8),
-                                          ("cache_max_entry_count", 0.3), ("enable_prefix_caching", False)])
+                                          ("cache_max_entry_count", 0.3), ("enable_prefix_caching", False),
+                                          ("engine_process", False)])
 def test_lmdeploy_fields_only_for_lmdeploy(tmp_path, field, value):
     with pytest.raises(ConfigError, match=rf"engines\.chat\.{field}: only for engine: lmdeploy"):
         load_config(_write(tmp_path, {"engine": "hf", "model_path": "/m", field: value}))
@@ -58,12 +60,15 @@ def test_shipped_lmdeploy_configs_validate():
         assert chat.engine == "lmdeploy" and chat.backend == "auto" and chat.enable_prefix_caching
 
 
-def test_concurrency_follows_max_batch_size_for_lmdeploy_only(tmp_path):
+def test_concurrency_follows_max_batch_size_for_engines_that_batch(tmp_path):
     cfg = StudioConfig(engines={"chat": EngineConfig(engine="lmdeploy", model_path="/m", max_batch_size=24),
                                 "vision": EngineConfig(model_path="/v"),
-                                "remote": EngineConfig(engine="openai_compat", base_url="http://h:1/v1")})
+                                "remote": EngineConfig(engine="openai_compat", base_url="http://h:1/v1",
+                                                       max_batch_size=16)})
     pool = EnginePool(cfg, 1, tmp_path)
-    assert [pool.concurrency(n) for n in ("chat", "vision", "remote")] == [24, 1, 1]
+    assert [pool.concurrency(n) for n in ("chat", "vision", "remote")] == [24, 1, 16]
+    with pytest.raises(ValidationError, match="only for engine: lmdeploy or openai_compat"):
+        EngineConfig(model_path="/v", max_batch_size=4)
     assert EnginePool(StudioConfig(engines={"chat": EngineConfig(engine="lmdeploy", model_path="/m")}), 1,
                       tmp_path).concurrency("chat") == 32
 
@@ -188,6 +193,7 @@ def test_load_builds_the_pipeline_from_the_config(tmp_path, machine, fake_lmdepl
     assert path.endswith("model") and trust is True
     assert type(backend).__name__ == "PytorchEngineConfig"
     assert (backend.tp, backend.session_len, backend.max_batch_size, backend.enable_prefix_caching) == (1, 2048, 8, False)
+    assert backend.enable_mp_engine is True  # the engine runs beside the web server, not under its GIL
     assert 0.05 <= backend.cache_max_entry_count <= 0.9
     info = engine.info()
     assert (info.engine, info.batches, info.context_window) == ("lmdeploy", True, 2048)
