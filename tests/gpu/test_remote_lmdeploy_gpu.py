@@ -61,7 +61,9 @@ def remote(api_server, tmp_path_factory):
 
 
 def _request(max_new: int, text: str = "Hello world.") -> GenerationRequest:
-    return GenerationRequest([Message.of("user", text)], GenParams(max_new_tokens=max_new, do_sample=False))
+    # No repetition penalty: the direct request below sends none, and lmdeploy applies it even when greedy.
+    return GenerationRequest([Message.of("user", text)],
+                             GenParams(max_new_tokens=max_new, do_sample=False, repetition_penalty=1.0))
 
 
 def test_streams_from_lmdeploy_api_server(remote, llama_checkpoint):
