@@ -10,7 +10,7 @@ import sys
 from typing import Any
 
 from studio.config import EngineConfig
-from studio.engines.memory import MemoryPlan
+from studio.engines.memory import GIB, MemoryPlan
 from studio.errors import ConfigError
 
 DEFAULT_SESSION = 8192
@@ -99,7 +99,9 @@ def preflight(cfg: EngineConfig, num_gpus: int = 1) -> str:
     check_environment(cfg, num_gpus)
     _, family, plan = plan_load(cfg, num_gpus)
     share = cfg.cache_max_entry_count or cache_fraction(plan, cfg.max_batch_size)
-    return f"{family.name}, lmdeploy tp={num_gpus}, KV cache {share:.0%} of free memory: {plan.summary()}"
+    pool = share * max(plan.free - plan.weights, 0) / GIB
+    return (f"{family.name}, lmdeploy tp={num_gpus}, KV cache {share:.0%} of free memory (≈{pool:.1f} GiB, "
+            f"{cfg.max_batch_size} sessions of {session_len_of(cfg)} tokens): {plan.summary()}")
 
 
 def backend_config(cfg: EngineConfig, tp: int, share: float) -> tuple[str, Any]:
