@@ -151,7 +151,7 @@ def lmdeploy_library(pipe, users_list: list[int], max_new: int) -> tuple[list[di
     return rows, greedy
 
 
-def load(kind: str, model_dir: str, max_batch: int):
+def load(kind: str, model_dir: str, max_batch: int, num_gpus: int = 1):
     from studio.config import EngineConfig
     from studio.engines import ENGINES, preflight
     from studio.engines.base import LoadContext, Placement
@@ -164,8 +164,8 @@ def load(kind: str, model_dir: str, max_batch: int):
     else:
         cfg = EngineConfig(engine="lmdeploy", model_path=model_dir, backend="pytorch", session_len=4096,
                            max_batch_size=max_batch)
-    plan = preflight(cfg, 1)
-    ctx = LoadContext("chat", Placement(cfg.device, 1), Path(tempfile.mkdtemp()), lambda f, t: None)
+    plan = preflight(cfg, num_gpus)
+    ctx = LoadContext("chat", Placement(cfg.device, num_gpus), Path(tempfile.mkdtemp()), lambda f, t: None)
     t0 = time.monotonic()
     engine = ENGINES.get(kind)(cfg, ctx)
     return engine, {"plan": plan, "load_s": round(time.monotonic() - t0, 2)}
@@ -178,8 +178,12 @@ def main() -> None:
     ap.add_argument("--out", required=True)
     ap.add_argument("--users", type=int, nargs="+", default=[1, 8, 32])
     ap.add_argument("--max-new", type=int, default=128)
+    ap.add_argument("--num-gpus", type=int, default=1, help="lmdeploy tp / transformers device_map span")
     args = ap.parse_args()
-    engine, meta = load(args.engine, args.model, max(args.users))
+    engine, meta = load(args.engine, args.model, max(args.users), args.num_gpus)
+    meta["num_gpus"] = args.num_gpus
+    if args.engine == "hf":
+        meta["devices"] = engine.info().device
     from studio.core.types import GenerationRequest, GenParams, Message
 
     list(engine.stream(GenerationRequest([Message.of("user", "warm up")], GenParams(max_new_tokens=8, do_sample=False))))

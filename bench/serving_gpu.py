@@ -12,6 +12,7 @@ first-token latency, peak GPU memory of the phase (nvidia-smi, device total minu
 Run (GPU machine, lmdeploy + gradio bundle on PYTHONPATH):
     python bench/serving_gpu.py --tokenizer PATH/tokenizer.model --engines hf --out $OUT
     python bench/serving_gpu.py --tokenizer PATH/tokenizer.model --engines lmdeploy --out $OUT
+Two GPUs (InternLM2-7B shape, lmdeploy tp=2 / transformers device_map over both): add --shape 7b --num-gpus 2.
 Then on the CPU machine:  python bench/serving_gpu.py --merge A.json B.json   (→ bench/results/serving_gpu.*)
 """
 
@@ -39,23 +40,32 @@ class GpuMemory:
     """Samples the device's used memory (nvidia-smi) in the background; peak over the idle level."""
 
     def __init__(self, period: float = 0.2) -> None:
-        self.period, self.idle, self.peak = period, self.read(), 0.0
+        self.idle_each = self.read_each()
+        self.period, self.idle, self.peak = period, sum(self.idle_each), 0.0
+        self.peak_each = list(self.idle_each)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, daemon=True)
         self._thread.start()
 
     @staticmethod
-    def read() -> float:
+    def read_each() -> list[float]:
+        """GiB used on each GPU (nvidia-smi); [nan] without it."""
         try:
-            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits", "-i", "0"],
+            out = subprocess.run(["nvidia-smi", "--query-gpu=memory.used", "--format=csv,noheader,nounits"],
                                  capture_output=True, text=True, timeout=10).stdout
-            return float(out.split()[0]) / 1024
+            return [float(v) / 1024 for v in out.split()] or [float("nan")]
         except Exception:  # no nvidia-smi: no memory figure
-            return float("nan")
+            return [float("nan")]
 
     def _loop(self) -> None:
         while not self._stop.wait(self.period):
-            self.peak = max(self.peak, self.read())
+            each = self.read_each()
+            self.peak = max(self.peak, sum(each))
+            self.peak_each = [max(a, b) for a, b in zip(self.peak_each, each)]
+
+    def per_device(self) -> list[float]:
+        """Peak over idle on each GPU (after stop)."""
+        return [round(p - i, 2) for p, i in zip(self.peak_each, self.idle_each)]
 
     def stop(self) -> float:
         self._stop.set()
@@ -63,14 +73,15 @@ class GpuMemory:
         return round(self.peak - self.idle, 2)
 
 
-def direct_phase(engine: str, model: Path, users: list[int], max_new: int, work: Path) -> dict:
+def direct_phase(engine: str, model: Path, users: list[int], max_new: int, work: Path, gpus: int) -> dict:
     out = work / f"direct-{engine}.json"
     mem = GpuMemory()
     subprocess.run([sys.executable, str(BENCH / "serving_direct.py"), "--engine", engine, "--model", str(model),
-                    "--out", str(out), "--max-new", str(max_new), "--users", *map(str, users)], check=True)
+                    "--out", str(out), "--max-new", str(max_new), "--num-gpus", str(gpus),
+                    "--users", *map(str, users)], check=True)
     peak = mem.stop()
     data = json.loads(out.read_text(encoding="utf-8"))
-    data["peak_gib"] = peak
+    data["peak_gib"], data["peak_gib_per_gpu"] = peak, mem.per_device()
     return data
 
 
@@ -99,7 +110,8 @@ def wait_http(url: str, proc: subprocess.Popen, timeout: float = 600) -> None:
     raise TimeoutError(url)
 
 
-def studio_phase(engine: str, model: Path, users: list[int], max_new: int, work: Path, api: bool) -> dict:
+def studio_phase(engine: str, model: Path, users: list[int], max_new: int, work: Path, api: bool,
+                 gpus: int = 1) -> dict:
     """The real launcher in its own process; users over HTTP from this one."""
     from serving_clients import api_users, ui_users
     from serving_direct import summary
@@ -115,7 +127,8 @@ def studio_phase(engine: str, model: Path, users: list[int], max_new: int, work:
     t0 = time.monotonic()
     proc = subprocess.Popen([sys.executable, str(ROOT / "launch.py"), "--config",
                              str(studio_config(engine, model, max(users), work)), "--port", str(port),
-                             "--data-dir", str(work / f"data-{engine}")], stdout=log, stderr=subprocess.STDOUT)
+                             "--data-dir", str(work / f"data-{engine}"), "--num-gpus", str(gpus)],
+                            stdout=log, stderr=subprocess.STDOUT)
     rows = []
     try:
         wait_http(url, proc)
@@ -144,7 +157,7 @@ def studio_phase(engine: str, model: Path, users: list[int], max_new: int, work:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-    return {"rows": rows, "peak_gib": mem.stop(), "ready_s": ready_s}
+    return {"rows": rows, "peak_gib": mem.stop(), "peak_gib_per_gpu": mem.per_device(), "ready_s": ready_s}
 
 
 def run(args) -> Path:
@@ -153,22 +166,26 @@ def run(args) -> Path:
     work = Path(args.work)
     work.mkdir(parents=True, exist_ok=True)
     t0 = time.monotonic()
-    from serving_model import LM_1_8B, TINY
+    from serving_model import LM_1_8B, LM_7B, TINY
 
-    model = write_checkpoint(work / ("tiny" if args.tiny else "internlm2-1_8b-shaped"), Path(args.tokenizer),
-                             TINY if args.tiny else LM_1_8B)
+    shape = "tiny" if args.tiny else args.shape
+    model = write_checkpoint(work / f"internlm2-{shape}-shaped", Path(args.tokenizer),
+                             {"tiny": TINY, "1.8b": LM_1_8B, "7b": LM_7B}[shape])
     print(f"checkpoint ready in {time.monotonic() - t0:.0f} s", flush=True)
     import torch
 
-    result = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu", "torch": torch.__version__, "max_new": args.max_new,
+    result = {"device": torch.cuda.get_device_name(0) if torch.cuda.is_available() else "cpu",
+              "shape": shape, "num_gpus": args.num_gpus, "torch": torch.__version__, "max_new": args.max_new,
               "engines": {}}
-    out = Path(args.out) / f"serving_gpu-{'-'.join(args.engines)}.json"
+    suffix = "" if (shape, args.num_gpus) == ("1.8b", 1) else f"-{shape}-tp{args.num_gpus}"
+    out = Path(args.out) / f"serving_gpu-{'-'.join(args.engines)}{suffix}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     for engine in args.engines:
-        result["engines"][engine] = {"direct": direct_phase(engine, model, args.users, args.max_new, work)}
+        result["engines"][engine] = {"direct": direct_phase(engine, model, args.users, args.max_new, work,
+                                                            args.num_gpus)}
         out.write_text(json.dumps(result, indent=1), encoding="utf-8")  # kept if the next phase fails
         result["engines"][engine]["studio"] = studio_phase(engine, model, args.users, args.max_new, work,
-                                                           api=engine == "lmdeploy")
+                                                           api=engine == "lmdeploy", gpus=args.num_gpus)
         out.write_text(json.dumps(result, indent=1), encoding="utf-8")
     return out
 
@@ -181,6 +198,8 @@ def main() -> None:
     ap.add_argument("--max-new", type=int, default=128)
     ap.add_argument("--out", default=str(BENCH / "results"))
     ap.add_argument("--work", default=str(Path(tempfile.gettempdir()) / "puyu-serving"))
+    ap.add_argument("--shape", choices=["1.8b", "7b"], default="1.8b", help="InternLM2-Chat-1.8B or -7B's shape")
+    ap.add_argument("--num-gpus", type=int, default=1, help="passed to the engines and to launch.py --num-gpus")
     ap.add_argument("--tiny", action="store_true", help="a 2-layer model: a dry run of the scripts (CPU is fine)")
     ap.add_argument("--merge", nargs="+", help="merge per-engine JSON files into bench/results/serving_gpu.json + png")
     args = ap.parse_args()

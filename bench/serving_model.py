@@ -19,6 +19,8 @@ LM_1_8B = dict(vocab_size=92544, hidden_size=2048, intermediate_size=8192, num_h
                num_attention_heads=16, num_key_value_heads=8, max_position_embeddings=32768,
                rope_theta=1_000_000.0, rms_norm_eps=1e-5, bos_token_id=1, eos_token_id=2,
                tie_word_embeddings=False)
+LM_7B = {**LM_1_8B, "hidden_size": 4096, "intermediate_size": 14336, "num_hidden_layers": 32,
+         "num_attention_heads": 32, "num_key_value_heads": 8}  # InternLM2-Chat-7B's shape (--shape 7b)
 TINY = {**LM_1_8B, "hidden_size": 64, "intermediate_size": 128, "num_hidden_layers": 2,
         "num_attention_heads": 4, "num_key_value_heads": 2}  # a CPU dry run of the scripts (--tiny)
 TOPICS = ["a lighthouse keeper", "the first train to Lhasa", "a cat who learns the piano", "tea in Hangzhou",

@@ -114,6 +114,23 @@ def test_preflight_refusals(tmp_path, monkeypatch, machine):
     assert "engine: hf" in err.value.hint
 
 
+def test_two_gpus_plan_tensor_parallelism_over_both(tmp_path, monkeypatch, machine, fake_lmdeploy):
+    """--num-gpus 2 on a two-GPU machine: tp=2, the plan counts both devices' free memory."""
+    monkeypatch.setattr(lms, "cuda_devices", lambda: 2)
+    seen = []
+    monkeypatch.setattr("studio.engines.memory.free_bytes", lambda device, n=1: seen.append(n) or n * 40 * GIB)
+    cfg = EngineConfig(engine="lmdeploy", family="internlm2", model_path=str(_model_dir(tmp_path)),
+                       max_batch_size=8, session_len=2048)
+    line = preflight(cfg, 2)
+    assert "lmdeploy tp=2" in line and "80.0 GiB free on cuda:0-1" in line and seen[-1] == 2
+    with pytest.raises(ConfigError, match=r"--num-gpus 3 .* only 2 are visible"):
+        preflight(cfg, 3)
+    engine = ENGINES.get("lmdeploy")(cfg, LoadContext("chat", Placement("auto", 2), tmp_path, lambda f, t: None))
+    backend = fake_lmdeploy.loaded[0][1]
+    assert backend.tp == 2 and engine.info().device == "cuda:0-1" and engine.info().extra["tp"] == 2
+    engine.close()
+
+
 def test_real_machine_without_cuda_or_lmdeploy_is_refused(tmp_path):
     cfg = EngineConfig(engine="lmdeploy", model_path=str(tmp_path))
     with pytest.raises(ConfigError, match="NVIDIA GPU|not installed"):
