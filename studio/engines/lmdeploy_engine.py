@@ -214,6 +214,22 @@ def _error_text(r: Any) -> str:
     return f"lmdeploy reported an error{f' ({code})' if code not in (None, '') else ''}: {message}"
 
 
+def _tokenizer_overlay(model_dir, ctx: LoadContext):
+    """The folder lmdeploy should load: an overlay with a correct tokenizer for official InternLM2-family
+    checkpoints (see lmdeploy_tokenizer), else the checkpoint itself."""
+    from studio.engines.lmdeploy_tokenizer import needs_overlay, overlay_for
+
+    if not needs_overlay(model_dir):
+        return model_dir
+    ctx.progress(0.15, "Converting the checkpoint's tokenizer for lmdeploy (once per checkpoint)")
+    try:
+        return overlay_for(model_dir, ctx.cache_dir)
+    except (ImportError, OSError, ValueError, KeyError) as exc:
+        raise StudioError(f"Could not prepare {model_dir}'s tokenizer for lmdeploy: {type(exc).__name__}: {exc}",
+                          "Check tokenizer.model and tokenizer_config.json in the folder; lmdeploy's own install "
+                          "brings the sentencepiece and protobuf packages this needs.") from None
+
+
 def load_lmdeploy_engine(cfg: EngineConfig, ctx: LoadContext) -> LmdeployEngine:
     """Check the machine and the memory plan, then build the pipeline."""
     tp = max(1, ctx.placement.num_gpus)
@@ -222,10 +238,11 @@ def load_lmdeploy_engine(cfg: EngineConfig, ctx: LoadContext) -> LmdeployEngine:
     share = cfg.cache_max_entry_count or cache_fraction(plan, cfg.max_batch_size)
     backend, engine_cfg = backend_config(cfg, tp, share)
     ctx.progress(0.1, f"lmdeploy {backend}, tp={tp}, KV cache {share:.0%} of free memory")
+    folder = _tokenizer_overlay(files.model_dir, ctx)
     from lmdeploy import pipeline
 
     try:
-        pipe = pipeline(str(files.model_dir), backend_config=engine_cfg, trust_remote_code=cfg.trust_remote_code)
+        pipe = pipeline(str(folder), backend_config=engine_cfg, trust_remote_code=cfg.trust_remote_code)
     except (RuntimeError, ValueError) as exc:
         raise StudioError(f"lmdeploy could not load {files.model_dir}: {exc}",
                           "Check the model folder and the log above; try backend: pytorch or engine: hf.") from None

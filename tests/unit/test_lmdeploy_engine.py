@@ -219,6 +219,19 @@ def test_load_builds_the_pipeline_from_the_config(tmp_path, machine, fake_lmdepl
     assert engine._closed
 
 
+def test_official_checkpoints_load_through_the_tokenizer_overlay(tmp_path, machine, fake_lmdeploy):
+    pytest.importorskip("google.protobuf")
+    from tests.support.tiny_checkpoints import write_tiny_internlm2
+
+    model = write_tiny_internlm2(tmp_path / "internlm2")
+    cfg = EngineConfig(engine="lmdeploy", model_path=str(model), trust_remote_code=True)
+    cache = tmp_path / "cache"
+    engine = ENGINES.get("lmdeploy")(cfg, LoadContext("chat", Placement("auto", 1), cache, lambda f, t: None))
+    path = fake_lmdeploy.loaded[0][0]
+    assert path.startswith(str(cache / "lmdeploy-tokenizer")) and (Path(path) / "tokenizer.json").is_file()
+    engine.close()
+
+
 def test_stream_maps_messages_and_generation_config(fake_lmdeploy):
     pipe = _Pipe()
     engine = _engine(pipe, vision=True, system_prompt="Be brief.")
