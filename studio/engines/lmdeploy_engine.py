@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import threading
+from collections.abc import Mapping
 from typing import Any, Iterator, Optional
 
 from studio.config import EngineConfig
@@ -104,6 +105,8 @@ class LmdeployEngine:
             with self._tok_lock:
                 ids = tok.apply_chat_template([{"role": m.role, "content": m.text} for m in messages],
                                               add_generation_prompt=True, tokenize=True)
+            if isinstance(ids, Mapping):  # transformers 5 returns a BatchEncoding (a dict), not a list
+                ids = ids["input_ids"]
             return len(ids) + sum(self.family.image_cost(img, tiles).tokens for img in images)
         except Exception:  # no chat template: the estimate still guards the session length
             return estimate_tokens(messages)

@@ -302,6 +302,10 @@ def test_requests_it_cannot_serve_are_refused_up_front(fake_lmdeploy):
     with pytest.raises(InputError, match="session length is 256"):
         engine.stream(GenerationRequest([Message.of("user", "x")] * 60))
     assert engine.count_tokens([Message.of("user", "hi")]) == 5  # the tokenizer's chat template
+    # transformers 5 returns a BatchEncoding (a dict) from apply_chat_template(tokenize=True)
+    engine.pipe.tokenizer.model.model.apply_chat_template = lambda msgs, add_generation_prompt, tokenize: {
+        "input_ids": list(range(7 * len(msgs))), "attention_mask": [1] * 7 * len(msgs)}
+    assert engine.count_tokens([Message.of("user", "hi")]) == 7
     engine.close()
     with pytest.raises(Exception, match="unloaded"):
         engine.stream(GenerationRequest([Message.of("user", "hi")]))
