@@ -118,9 +118,6 @@ def hf_library(model_dir: str, users_list: list[int], max_new: int) -> tuple[lis
         greedy["prompt_ids"].append(ids["input_ids"][0].tolist())
         greedy["ids"].append(out.sequences[0, ids["input_ids"].shape[1]:].tolist())
         greedy["margins"].append([round(float(v[0] - v[1]), 4) for v in top2])
-    del model
-    if device == "cuda":
-        torch.cuda.empty_cache()
     return rows, greedy
 
 

@@ -1,48 +1,30 @@
 """The real InternLM2 `tokenizer.model` as a transformers fast tokenizer (tokenizer.json), no remote code.
 
 Used where a library needs an HF tokenizer folder (lmdeploy, benchmarks on the GPU machine): the
-SentencePiece model is converted by transformers (needs `sentencepiece` + `protobuf`), and the six
-chat/agent special tokens are put at their official ids (92538–92543), where the SentencePiece
-model holds `[UNUSED_TOKEN_141..146]`, exactly as the official tokenizer_config.json maps them.
+studio's own converter (studio/engines/lmdeploy_tokenizer.py) with the official tokenizer_config.json,
+so the chat/agent special tokens sit at their official ids (92538–92543).
 """
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
-from tests.support.tiny_checkpoints import CHAT_TEMPLATE, SPECIALS
+from tests.support.tiny_checkpoints import write_tiny_tokenizer
 
 
 def write_internlm2_hf_tokenizer(spm: Path, folder: Path) -> Path:
-    """tokenizer.json + tokenizer_config.json for `spm` in `folder`; returns the folder."""
+    """tokenizer.json + tokenizer_config.json for `spm` in `folder` (as the studio writes them for lmdeploy)."""
     import shutil
     import tempfile
 
-    from transformers import LlamaTokenizer, PreTrainedTokenizerFast
+    from studio.engines.lmdeploy_tokenizer import write_fast_tokenizer
 
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as tmp:
+        write_tiny_tokenizer(Path(tmp))  # the official tokenizer_config.json (special tokens, chat template)
         shutil.copy(spm, Path(tmp) / "tokenizer.model")
-        slow = LlamaTokenizer.from_pretrained(tmp, legacy=False, add_bos_token=True)
-        data = json.loads(slow.backend_tokenizer.to_str())
-    # InternLM2's SentencePiece model has add_dummy_prefix off: no "▁" before the text, none stripped.
-    data["pre_tokenizer"]["prepend_scheme"] = "never"
-    data["decoder"]["decoders"] = [d for d in data["decoder"]["decoders"] if d["type"] != "Strip"]
-    vocab = data["model"]["vocab"]
-    by_id = {i: piece for piece, i in vocab.items()}
-    for i, name in SPECIALS.items():
-        vocab[name] = vocab.pop(by_id[i])
-    data["added_tokens"] = [t for t in data["added_tokens"] if t["id"] not in SPECIALS] + [
-        {"id": i, "content": name, "single_word": False, "lstrip": False, "rstrip": False, "normalized": False,
-         "special": True} for i, name in sorted(SPECIALS.items())]
-    (folder / "tokenizer.json").write_text(json.dumps(data, ensure_ascii=False), encoding="utf-8")
-    tok = PreTrainedTokenizerFast(tokenizer_file=str(folder / "tokenizer.json"), bos_token="<s>", eos_token="</s>",
-                                  unk_token="<unk>", pad_token="</s>",
-                                  additional_special_tokens=list(SPECIALS.values()))
-    tok.chat_template = CHAT_TEMPLATE
-    tok.save_pretrained(folder)
+        write_fast_tokenizer(Path(tmp), folder)
     return folder
 
 
