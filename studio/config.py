@@ -20,6 +20,14 @@ DEFAULT_GALLERY = Path(__file__).resolve().parent.parent / "assets" / "gallery"
 
 REMOTE_ENGINE = "openai_compat"
 LMDEPLOY_ENGINE = "lmdeploy"
+# Settings that only some engines read: which engines may set each one.
+ENGINE_SPECIFIC = {
+    **dict.fromkeys(("api_key_env", "remote_model", "timeout_s", "connect_timeout_s", "accepts_images"),
+                    (REMOTE_ENGINE,)),
+    **dict.fromkeys(("backend", "session_len", "cache_max_entry_count", "enable_prefix_caching", "engine_process"),
+                    (LMDEPLOY_ENGINE,)),
+    "max_batch_size": (LMDEPLOY_ENGINE, REMOTE_ENGINE),  # engines that batch concurrent requests
+}
 
 
 def base_url_problem(url: str) -> Optional[str]:
@@ -120,26 +128,13 @@ class EngineConfig(_Frozen):
             raise PydanticCustomError("secret", "only for engine: openai_compat")  # "secret": never echoed
         return value
 
-    @field_validator("api_key_env", "remote_model", "timeout_s", "connect_timeout_s", "accepts_images")
+    @field_validator(*ENGINE_SPECIFIC)
     @classmethod
-    def _remote_only(cls, value, info: ValidationInfo):
-        if value is not None and info.data.get("engine") != REMOTE_ENGINE:
-            raise PydanticCustomError("engine_mismatch", "only for engine: openai_compat")
-        return value
-
-    @field_validator("backend", "session_len", "cache_max_entry_count", "enable_prefix_caching", "engine_process")
-    @classmethod
-    def _lmdeploy_only(cls, value, info: ValidationInfo):
-        if value is not None and info.data.get("engine") != LMDEPLOY_ENGINE:
-            raise PydanticCustomError("engine_mismatch", "only for engine: lmdeploy")
-        return value
-
-    @field_validator("max_batch_size")
-    @classmethod
-    def _batching_only(cls, value, info: ValidationInfo):
-        if value is not None and info.data.get("engine") not in (LMDEPLOY_ENGINE, REMOTE_ENGINE):
-            raise PydanticCustomError("engine_mismatch", "only for engine: lmdeploy or openai_compat "
-                                                         "(a transformers model answers one request at a time)")
+    def _engine_specific(cls, value, info: ValidationInfo):
+        allowed = ENGINE_SPECIFIC[info.field_name]
+        if value is not None and info.data.get("engine") not in allowed:
+            why = " (a transformers model answers one request at a time)" if len(allowed) > 1 else ""
+            raise PydanticCustomError("engine_mismatch", f"only for engine: {' or '.join(allowed)}{why}")
         return value
 
     @field_validator("family", "device", "dtype", "gguf_file")
