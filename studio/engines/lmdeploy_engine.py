@@ -227,7 +227,7 @@ def _tokenizer_overlay(model_dir, ctx: LoadContext):
     ctx.progress(0.15, "Converting the checkpoint's tokenizer for lmdeploy (once per checkpoint)")
     try:
         return overlay_for(model_dir, ctx.cache_dir)
-    except (ImportError, OSError, ValueError, KeyError) as exc:
+    except Exception as exc:  # any file in the folder may be corrupt (e.g. a protobuf DecodeError): say which step
         raise StudioError(f"Could not prepare {model_dir}'s tokenizer for lmdeploy: {type(exc).__name__}: {exc}",
                           "Check tokenizer.model and tokenizer_config.json in the folder; lmdeploy's own install "
                           "brings the sentencepiece and protobuf packages this needs.") from None

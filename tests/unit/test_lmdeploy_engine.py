@@ -23,7 +23,7 @@ from studio.engines import lmdeploy_engine as lm
 from studio.engines import lmdeploy_setup as lms
 from studio.engines.base import LoadContext, Placement
 from studio.engines.memory import GIB, MemoryPlan
-from studio.errors import ConfigError, InputError
+from studio.errors import ConfigError, InputError, StudioError
 from studio.services import EnginePool
 
 
@@ -230,6 +230,18 @@ def test_official_checkpoints_load_through_the_tokenizer_overlay(tmp_path, machi
     path = fake_lmdeploy.loaded[0][0]
     assert path.startswith(str(cache / "lmdeploy-tokenizer")) and (Path(path) / "tokenizer.json").is_file()
     engine.close()
+
+
+def test_an_unreadable_tokenizer_is_refused_with_the_folder_named(tmp_path, machine, fake_lmdeploy):
+    pytest.importorskip("google.protobuf")
+    from tests.support.tiny_checkpoints import write_tiny_internlm2
+
+    model = write_tiny_internlm2(tmp_path / "internlm2")
+    (model / "tokenizer.model").write_bytes(b"not a sentencepiece model")
+    cfg = EngineConfig(engine="lmdeploy", model_path=str(model), trust_remote_code=True)
+    with pytest.raises(StudioError, match="Could not prepare .*internlm2's tokenizer for lmdeploy") as err:
+        ENGINES.get("lmdeploy")(cfg, LoadContext("chat", Placement("auto", 1), tmp_path / "cache", lambda f, t: None))
+    assert "tokenizer.model" in err.value.hint and not fake_lmdeploy.loaded  # nothing was handed to lmdeploy
 
 
 def test_stream_maps_messages_and_generation_config(fake_lmdeploy):
