@@ -217,20 +217,20 @@ def _error_text(r: Any) -> str:
     return f"lmdeploy reported an error{f' ({code})' if code not in (None, '') else ''}: {message}"
 
 
-def _tokenizer_overlay(model_dir, ctx: LoadContext):
-    """The folder lmdeploy should load: an overlay with a correct tokenizer for official InternLM2-family
-    checkpoints (see lmdeploy_tokenizer), else the checkpoint itself."""
-    from studio.engines.lmdeploy_tokenizer import needs_overlay, overlay_for
+def _overlay(model_dir, ctx: LoadContext):
+    """The folder lmdeploy should load: for official InternLM2-family checkpoints an overlay with a
+    correct tokenizer and configuration class (see lmdeploy_overlay), else the checkpoint itself."""
+    from studio.engines.lmdeploy_overlay import needs_overlay, overlay_for
 
     if not needs_overlay(model_dir):
         return model_dir
-    ctx.progress(0.15, "Converting the checkpoint's tokenizer for lmdeploy (once per checkpoint)")
+    ctx.progress(0.15, "Preparing the checkpoint's tokenizer and configuration for lmdeploy (once per checkpoint)")
     try:
         return overlay_for(model_dir, ctx.cache_dir)
     except Exception as exc:  # any file in the folder may be corrupt (e.g. a protobuf DecodeError): say which step
         raise StudioError(f"Could not prepare {model_dir}'s tokenizer for lmdeploy: {type(exc).__name__}: {exc}",
-                          "Check tokenizer.model and tokenizer_config.json in the folder; lmdeploy's own install "
-                          "brings the sentencepiece and protobuf packages this needs.") from None
+                          "Check tokenizer.model, tokenizer_config.json and config.json in the folder; "
+                          "lmdeploy's own install brings the sentencepiece and protobuf packages this needs.") from None
 
 
 def load_lmdeploy_engine(cfg: EngineConfig, ctx: LoadContext) -> LmdeployEngine:
@@ -241,7 +241,7 @@ def load_lmdeploy_engine(cfg: EngineConfig, ctx: LoadContext) -> LmdeployEngine:
     share = cfg.cache_max_entry_count or cache_fraction(plan, cfg.max_batch_size)
     backend, engine_cfg = backend_config(cfg, tp, share)
     ctx.progress(0.1, f"lmdeploy {backend}, tp={tp}, KV cache {share:.0%} of free memory")
-    folder = _tokenizer_overlay(files.model_dir, ctx)
+    folder = _overlay(files.model_dir, ctx)
     from lmdeploy import pipeline
 
     try:

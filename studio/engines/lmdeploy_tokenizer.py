@@ -7,31 +7,25 @@ ids instead (<|im_start|> becomes 92549, past InternLM2's 92 544 embedding rows)
 its tokenizer through transformers: every chat prompt would carry ids the model does not have.
 
 So the studio writes a fast tokenizer with the ids the checkpoint means (converted by transformers
-from tokenizer.model, then the special tokens put at their ids) into an overlay folder in its cache
-that links every other file of the checkpoint, and lmdeploy loads the overlay. The checkpoint
-folder is never written to. Needs `sentencepiece` and `protobuf` (both come with lmdeploy).
+from tokenizer.model, then the special tokens put at their ids) into the overlay folder that lmdeploy
+loads (lmdeploy_overlay). Needs `sentencepiece` and `protobuf` (both come with lmdeploy).
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import shutil
 from pathlib import Path
 
-TOKENIZER_FILES = {"tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "added_tokens.json",
-                   "chat_template.jinja"}
-MARKER = ".puyu-overlay.json"
 
-
-def needs_overlay(model_dir: Path) -> bool:
+def needs_tokenizer(model_dir: Path) -> bool:
     """True for a checkpoint whose tokenizer is tokenizer.model + remote code with renamed special tokens."""
-    cfg = _read_json(model_dir / "tokenizer_config.json")
+    cfg = read_json(model_dir / "tokenizer_config.json")
     remote = "AutoTokenizer" in (cfg.get("auto_map") or {})
     return (model_dir / "tokenizer.model").is_file() and remote and bool(cfg.get("added_tokens_decoder"))
 
 
-def _read_json(path: Path) -> dict:
+def read_json(path: Path) -> dict:
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -51,7 +45,7 @@ def fast_tokenizer_json(model_dir: Path) -> dict:
     spm = extractor.extract(BPE)
     vocab, merges = dict(spm["vocab"]), spm["merges"]
     by_id = {i: piece for piece, i in vocab.items()}
-    config = _read_json(model_dir / "tokenizer_config.json")
+    config = read_json(model_dir / "tokenizer_config.json")
     specials = {int(i): t for i, t in config["added_tokens_decoder"].items()}
     for i, tok in specials.items():  # the checkpoint's meaning of an id wins over the piece stored there
         if by_id.get(i) != tok["content"]:
@@ -77,7 +71,7 @@ def fast_tokenizer_json(model_dir: Path) -> dict:
 
 def write_fast_tokenizer(model_dir: Path, out: Path) -> None:
     """tokenizer.json + a tokenizer_config.json without remote code, keeping the checkpoint's chat template."""
-    original = _read_json(model_dir / "tokenizer_config.json")
+    original = read_json(model_dir / "tokenizer_config.json")
     (out / "tokenizer.json").write_text(json.dumps(fast_tokenizer_json(model_dir), ensure_ascii=False),
                                         encoding="utf-8")
     keep = ("bos_token", "eos_token", "unk_token", "pad_token", "add_bos_token", "add_eos_token", "chat_template",
@@ -88,25 +82,3 @@ def write_fast_tokenizer(model_dir: Path, out: Path) -> None:
     for name in ("special_tokens_map.json", "chat_template.jinja"):
         if (model_dir / name).is_file():
             shutil.copy(model_dir / name, out / name)
-
-
-def overlay_for(model_dir: Path, cache_dir: Path) -> Path:
-    """The overlay folder for `model_dir` (made once per checkpoint and tokenizer version)."""
-    model_dir = model_dir.resolve()
-    stamp = [str(model_dir)] + [f"{p.name}:{p.stat().st_size}:{p.stat().st_mtime_ns}"
-                                for p in sorted(model_dir.iterdir()) if p.name in TOKENIZER_FILES | {"tokenizer.model"}]
-    key = hashlib.sha256("\n".join(stamp).encode()).hexdigest()[:16]
-    out = cache_dir / "lmdeploy-tokenizer" / f"{model_dir.name}-{key}"
-    if (out / MARKER).is_file():
-        return out
-    tmp = out.with_name(out.name + ".part")
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    for entry in model_dir.iterdir():
-        if entry.name not in TOKENIZER_FILES:
-            (tmp / entry.name).symlink_to(entry)
-    write_fast_tokenizer(model_dir, tmp)
-    (tmp / MARKER).write_text(json.dumps({"source": str(model_dir)}), encoding="utf-8")
-    shutil.rmtree(out, ignore_errors=True)
-    tmp.rename(out)
-    return out

@@ -16,7 +16,7 @@ pytest.importorskip("sentencepiece")
 pytest.importorskip("google.protobuf", reason="the SentencePiece converter reads the model with protobuf")
 
 from studio.core.types import Message  # noqa: E402
-from studio.engines.lmdeploy_tokenizer import needs_overlay, overlay_for  # noqa: E402
+from studio.engines.lmdeploy_overlay import needs_overlay, overlay_for  # noqa: E402
 from studio.families.internlm2 import InternLM2Family  # noqa: E402
 from studio.families.sp_tokenizer import SPTokenizer  # noqa: E402
 from tests.support.tiny_checkpoints import write_tiny_internlm2  # noqa: E402
