@@ -1,6 +1,7 @@
 """Concurrent users of a running studio for bench/serving_gpu.py: the chat UI's API and the OpenAI API.
 
-Each user gets its own client, made before the clock starts; all send at the same moment (a barrier).
+Each user gets its own client and session, made before the clock starts, as a browser user has the page
+open before sending; all send at the same moment (a barrier).
 First token = the first update whose reply shows text; the reply must end with no error.
 """
 
@@ -67,7 +68,14 @@ def ui_users(url: str, n: int, max_new: int) -> tuple[float, list[tuple[float, s
             raise RuntimeError(f"user {i}: no reply ({notice!r})")
         return first if first is not None else time.monotonic() - start, text
 
-    return _run(n, lambda i: Client(url, verbose=False), ask)
+    def open_page(i: int):
+        # A browser user's session exists before they type (the page load makes it); gradio builds a
+        # session's state (a config for every block) on its first event, so open it before the clock.
+        client = Client(url, verbose=False)
+        client.predict(api_name="/clear")
+        return client
+
+    return _run(n, open_page, ask)
 
 
 def api_users(url: str, n: int, max_new: int) -> tuple[float, list[tuple[float, int]]]:

@@ -134,6 +134,9 @@ def studio_phase(engine: str, model: Path, users: list[int], max_new: int, work:
         wait_http(url, proc)
         ui_users(url, 1, 8)  # waits for the model to be ready
         ready_s = round(time.monotonic() - t0, 1)
+        log.flush()
+        plan = [line.strip() for line in (work / f"studio-{engine}.log").read_text(encoding="utf-8").splitlines()
+                if line.startswith("Model ")]  # the launcher's memory plan, to compare with the measured peak
         for n in users:
             ui_users(url, n, max_new if engine == "lmdeploy" else 8)  # untimed round at this user count
             wall, results = ui_users(url, n, max_new)
@@ -157,7 +160,8 @@ def studio_phase(engine: str, model: Path, users: list[int], max_new: int, work:
         except subprocess.TimeoutExpired:
             proc.kill()
         log.close()
-    return {"rows": rows, "peak_gib": mem.stop(), "peak_gib_per_gpu": mem.per_device(), "ready_s": ready_s}
+    return {"rows": rows, "peak_gib": mem.stop(), "peak_gib_per_gpu": mem.per_device(), "ready_s": ready_s,
+            "plan": plan}
 
 
 def run(args) -> Path:

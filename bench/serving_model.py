@@ -55,4 +55,6 @@ def write_checkpoint(folder: Path, spm: Path, shape: dict = LM_1_8B) -> Path:
     model.save_pretrained(folder)
     (folder / "bench_quiet_ids.json").write_text(json.dumps({"count": len(quiet)}), encoding="utf-8")
     del model
+    if torch.cuda.is_available():
+        torch.cuda.empty_cache()  # the orchestrator keeps no GPU memory: the engines' plans see all of it
     return folder
