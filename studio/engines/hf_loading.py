@@ -288,13 +288,23 @@ def _place(model: Any, device: str, num_gpus: int) -> Any:
     if num_gpus <= 1:
         return model.to("cuda:0")
     import torch
-    from accelerate import dispatch_model, infer_auto_device_map
+    from accelerate import dispatch_model
 
     free = [torch.cuda.mem_get_info(i)[0] for i in range(torch.cuda.device_count())]
-    budget = plan_max_memory(num_gpus, free, headroom=2 * GIB)
-    layer_cls = type(model.model.layers[0]).__name__
-    device_map = infer_auto_device_map(model, max_memory=budget, no_split_module_classes=[layer_cls])
-    return dispatch_model(model, device_map=device_map)
+    return dispatch_model(model, device_map=split_device_map(model, plan_max_memory(num_gpus, free, 2 * GIB)))
+
+
+def split_device_map(model: Any, budget: dict[int, int]) -> dict:
+    """Whole layers spread evenly over the GPUs of `budget` (what transformers' device_map="auto" does).
+
+    accelerate's own infer_auto_device_map fills GPU 0 first: a model that fits there would leave the
+    other GPUs idle, and --num-gpus 2 asks for both."""
+    from accelerate import infer_auto_device_map
+    from accelerate.utils import get_balanced_memory
+
+    keep_whole = list(getattr(model, "_no_split_modules", None) or [type(model.model.layers[0]).__name__])
+    balanced = get_balanced_memory(model, max_memory=budget, no_split_module_classes=keep_whole)
+    return infer_auto_device_map(model, max_memory=balanced, no_split_module_classes=keep_whole)
 
 
 def context_tokens(cfg: EngineConfig, files: ModelFiles) -> int:

@@ -29,6 +29,7 @@ class MemoryPlan:
     kv_cache: int
     headroom: int
     free: int
+    gpus: int = 1  # a split over several GPUs (layers spread evenly; free is their sum)
 
     @property
     def need(self) -> int:
@@ -42,8 +43,9 @@ class MemoryPlan:
 
     def summary(self) -> str:
         """One line for the loading status."""
+        split = f", ≈{self.need / self.gpus / GIB:.1f} GiB on each of {self.gpus} GPUs" if self.gpus > 1 else ""
         return (f"needs ≈{self.need / GIB:.1f} GiB (weights {self.weights / GIB:.1f} + KV cache "
-                f"{self.kv_cache / GIB:.1f} + headroom {self.headroom / GIB:.1f}); "
+                f"{self.kv_cache / GIB:.1f} + headroom {self.headroom / GIB:.1f}{split}); "
                 f"{self.free / GIB:.1f} GiB free on {self.device}")
 
 
@@ -117,7 +119,7 @@ def make_plan(model_dir: Path, gguf: Optional[Path], dtype: str, device: str, nu
     headroom = weights // 10 + 256 * 1024**2 + (_VISION_HEADROOM if vision else 0)
     label = "cpu" if device != "cuda" else (f"cuda:0-{num_gpus - 1}" if num_gpus > 1 else "cuda:0")
     return MemoryPlan(label, weights, kv_bytes(config, context_tokens, dtype), headroom,
-                      free_bytes(device, num_gpus) if free is None else free)
+                      free_bytes(device, num_gpus) if free is None else free, num_gpus if device == "cuda" else 1)
 
 
 def refuse_if_too_big(plan: MemoryPlan, dtype: str, context_tokens: int) -> None:

@@ -16,7 +16,8 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 from studio.config import EngineConfig  # noqa: E402
 from studio.core.types import GenerationRequest, GenParams, Message  # noqa: E402
 from studio.engines.base import LoadContext, Placement  # noqa: E402
-from studio.engines.hf_loading import GIB, pick_device, pick_dtype, plan_max_memory, resolve_model_files  # noqa
+from studio.engines.hf_loading import (GIB, pick_device, pick_dtype, plan_max_memory,  # noqa: E402
+                                       resolve_model_files, split_device_map)
 from studio.errors import InputError, ModelNotFound, ModelNotReady, StudioError  # noqa: E402
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
@@ -159,6 +160,25 @@ def test_plan_max_memory():
         plan_max_memory(2, [8 * GIB, GIB], 2 * GIB)
     with pytest.raises(StudioError):
         plan_max_memory(0, [GIB], 0)
+
+
+def test_native_models_are_split_evenly_over_the_gpus():
+    """--num-gpus 2 with a natively built InternLM2 (a LlamaForCausalLM, then dispatched): both GPUs get
+    whole layers even though the model would fit on the first (accelerate's plain map fills GPU 0)."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    # InternLM2-Chat-1.8B's shape, built on the meta device (no memory is used)
+    config = LlamaConfig(vocab_size=92544, hidden_size=2048, intermediate_size=8192, num_hidden_layers=24,
+                         num_attention_heads=16, num_key_value_heads=8, tie_word_embeddings=False)
+    with torch.device("meta"):
+        lm = LlamaForCausalLM(config)
+    device_map = split_device_map(lm, {0: 70 * GIB, 1: 70 * GIB})
+    layers = {int(k.split(".")[2]): d for k, d in device_map.items() if k.startswith("model.layers.")}
+    assert sorted(layers) == list(range(24)), device_map  # every layer placed whole, none split into parts
+    on_first = list(layers.values()).count(0)
+    assert 8 <= on_first <= 16 and set(layers.values()) == {0, 1}, device_map
+    assert device_map["model.embed_tokens"] == 0 and device_map["lm_head"] == 1
 
 
 # ---------------------------------------------------------------- streaming

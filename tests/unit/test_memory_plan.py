@@ -53,3 +53,13 @@ def test_gpu_plan_suggests_more_gpus():
     plan = MemoryPlan("cuda:0", weights=20 * GIB, kv_cache=GIB, headroom=GIB, free=10 * GIB)
     with pytest.raises(StudioError, match="--num-gpus"):
         refuse_if_too_big(plan, "bfloat16", 4096)
+
+
+def test_a_split_plan_states_each_gpus_share(tmp_path):
+    folder = write_checkpoint(tmp_path / "m", {"a": (4096, 4096)}, INTERNLM2_1_8B)
+    split = make_plan(folder, None, "bfloat16", "cuda", 2, 4096, vision=False, free=40 * GIB)
+    one = make_plan(folder, None, "bfloat16", "cuda", 1, 4096, vision=False, free=20 * GIB)
+    assert split.gpus == 2 and split.device == "cuda:0-1" and one.gpus == 1
+    assert f"≈{split.need / 2 / GIB:.1f} GiB on each of 2 GPUs" in split.summary()
+    assert "each of" not in one.summary() and "each of" not in make_plan(
+        folder, None, "bfloat16", "cpu", 2, 4096, vision=False, free=GIB).summary()
