@@ -82,3 +82,30 @@ def test_internvl2_official_layout_answers_an_image_on_lmdeploy(tmp_path):
         assert again.finish_reason in ("length", "stop") and again.error is None
     finally:
         engine.close()
+
+
+def test_launched_studio_answers_image_questions_through_lmdeploy(tmp_path):
+    """The shipped lmdeploy InternVL2 config, the image tab over HTTP: the lesson's `lmdeploy serve gradio`
+    crashed on the first image question; here the first, a second image and a follow-up all answer."""
+    from tests.e2e.helpers import connect, reply_text
+    from tests.e2e.test_vision_real import ask, direct_answer, picture
+    from tests.support.apps import REPO, running_app
+
+    model = _with_code(write_tiny_internvl2(tmp_path / "InternVL2-tiny", vision_hidden=128, vision_heads=2,
+                                            vision_layers=2, vision_intermediate=256, **LLM))
+    config = tmp_path / "lmdeploy-internvl2.yaml"
+    config.write_text((REPO / "configs" / "lmdeploy-internvl2-2b.yaml").read_text(encoding="utf-8")
+                      .replace("/root/models/InternVL2-2B", str(model)), encoding="utf-8")
+    with running_app(config, tmp_path / "data", cache_dir=tmp_path / "cache") as app:
+        assert app.services.engines.get("chat").info().engine == "lmdeploy"
+        client, _ = connect(app.url)
+        photo = picture(tmp_path)
+        _, final = ask(client, "What is in this picture?", [photo], tiles=2, max_new=12)
+        assert "photo.png: 800×400 → 3 tile(s)" in final[2] and "failed" not in final[2].lower(), final[2]
+        assert reply_text(final[0]) == direct_answer(app, photo, "What is in this picture?", 2)
+        _, final = ask(client, "And this one?", [picture(tmp_path, "two.png", (448, 448))], tiles=2, max_new=12)
+        assert "failed" not in final[2].lower(), final[2]
+        _, final = ask(client, "Which was brighter?", tiles=2, max_new=12)
+        assert "failed" not in final[2].lower(), final[2]
+        users = [m for m in final[0] if m["role"] == "user"]
+        assert len(users) >= 3, final[0]
