@@ -228,7 +228,7 @@ def _overlay(model_dir, ctx: LoadContext):
     try:
         return overlay_for(model_dir, ctx.cache_dir)
     except Exception as exc:  # any file in the folder may be corrupt (e.g. a protobuf DecodeError): say which step
-        raise StudioError(f"Could not prepare {model_dir}'s tokenizer for lmdeploy: {type(exc).__name__}: {exc}",
+        raise StudioError(f"Could not prepare {model_dir} for lmdeploy: {type(exc).__name__}: {exc}",
                           "Check tokenizer.model, tokenizer_config.json and config.json in the folder; "
                           "lmdeploy's own install brings the sentencepiece and protobuf packages this needs.") from None
 
