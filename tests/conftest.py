@@ -16,8 +16,20 @@ import pytest  # noqa: E402
 from tests.support.apps import embedded_cache_dir  # noqa: E402,F401  (session fixture)
 
 
+# What makes a test slow: a fixture that loads the embedded SmolLM2, or a module whose tests all run
+# a real model (the embedded one or tiny official-layout checkpoints) end to end.
+REAL_MODEL_FIXTURES = {"embedded_cache_dir"}
+REAL_MODEL_MODULES = {"test_hf_engine", "test_chat_real", "test_article_real", "test_vision_real",
+                      "test_internlm2_real", "test_system_panel"}
+
+
 def pytest_collection_modifyitems(config, items):
-    """Skip GPU tests without CUDA, with the reason shown."""
+    """Mark real-model and browser tests slow; skip GPU tests without CUDA, with the reason shown."""
+    for item in items:
+        module = getattr(item, "module", None)
+        if ("browser" in item.keywords or REAL_MODEL_FIXTURES & set(getattr(item, "fixturenames", ()))
+                or (module is not None and module.__name__.rsplit(".", 1)[-1] in REAL_MODEL_MODULES)):
+            item.add_marker(pytest.mark.slow)
     try:
         import torch
 

@@ -7,6 +7,7 @@ import pytest
 
 from tests.browser.test_browser import ARTIFACTS, browser, page, shot, sync_api  # noqa: F401  (fixtures)
 from tests.support.apps import EMBEDDED_CONFIG, running_app
+from tests.support.waits import wait_in_page
 
 pytestmark = pytest.mark.browser
 expect = sync_api.expect
@@ -24,14 +25,14 @@ def test_write_an_article_and_download_the_xlsx(page, tmp_path, embedded_cache_d
         page.locator("#article-images input").press("Enter")
         page.locator("#article-write").click()
         steps = page.locator("#article-steps")
-        expect(steps).to_contain_text("✅ Choose one image each", timeout=120_000)
+        wait_in_page(page, steps, "the last article step", text="✅ Choose one image each")
         preview = page.locator("#article-preview")
         expect(preview.locator("figure img").first).to_be_visible()
         page.wait_for_timeout(500)
         shot(page, "article-written.png")
         page.locator("#article-export-xlsx").click()
         link = page.locator("#article-export-file a").first
-        expect(link).to_be_visible(timeout=30_000)
+        wait_in_page(page, link, "the export link", visible=True)
         with page.expect_download() as info:
             link.click()
         path = tmp_path / info.value.suggested_filename

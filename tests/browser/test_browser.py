@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from tests.support.apps import EMBEDDED_CONFIG, REPO, running_app, write_config
+from tests.support.waits import wait_in_page
 
 pytestmark = pytest.mark.browser
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
@@ -57,23 +58,23 @@ def send(pg, text: str) -> None:
 def test_real_model_streams_a_reply_in_the_browser(page, tmp_path, embedded_cache_dir):
     with running_app(EMBEDDED_CONFIG, tmp_path / "data", cache_dir=embedded_cache_dir) as app:
         page.goto(app.url)
-        expect(page.locator("#model-status")).to_contain_text("🟢", timeout=60_000)
+        wait_in_page(page, page.locator("#model-status"), "the model to be ready", text="🟢")
         send(page, "Write a short poem about the moon.")
         bot = page.get_by_test_id("bot").last
-        expect(bot).not_to_be_empty(timeout=60_000)
+        wait_in_page(page, bot, "the reply to start", empty=False)
         first = len(bot.inner_text())
         page.wait_for_timeout(1500)
         later = len(bot.inner_text())
         shot(page, "chat-streaming.png")
         assert later > first  # still growing: streamed, not delivered at once
         page.locator("#stop-btn").click()
-        expect(page.locator("#conversations")).to_contain_text("Write a short poem", timeout=30_000)
+        wait_in_page(page, page.locator("#conversations"), "the conversation in the sidebar", text="Write a short poem")
         stopped = bot.inner_text()
         page.wait_for_timeout(1500)
         assert bot.inner_text() == stopped  # Stop really stopped the stream
         shot(page, "chat-stopped.png")
         page.reload()  # the per-browser key brings the conversation back
-        expect(page.get_by_test_id("user").first).to_contain_text("Write a short poem", timeout=30_000)
+        wait_in_page(page, page.get_by_test_id("user"), "the message after a reload", text="Write a short poem")
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +88,7 @@ def test_model_html_never_runs(page, html_app):
     page.goto(html_app.url)
     send(page, "show me html")
     bot = page.get_by_test_id("bot").last
-    expect(bot).to_contain_text("bold", timeout=30_000)
+    wait_in_page(page, bot, "the scripted reply", text="bold")
     page.wait_for_timeout(500)
     assert page.dialogs == []
     assert page.evaluate("window.__xss") is None
@@ -98,7 +99,7 @@ def test_model_html_never_runs(page, html_app):
 
 def test_enter_sends_shift_enter_newline_and_stop_is_harmless(page, html_app):
     page.goto(html_app.url)
-    expect(page.locator("#model-status")).to_contain_text("🟢", timeout=30_000)
+    wait_in_page(page, page.locator("#model-status"), "the model to be ready", text="🟢")
     box = page.locator("#chat-input textarea")
     box.fill("line one")
     box.press("Shift+Enter")
@@ -108,17 +109,17 @@ def test_enter_sends_shift_enter_newline_and_stop_is_harmless(page, html_app):
     page.locator("#stop-btn").click()  # nothing running: no error
     page.locator("#stop-btn").click()
     box.press("Enter")
-    expect(page.get_by_test_id("user").last).to_contain_text("line two", timeout=30_000)
-    expect(page.get_by_test_id("bot").last).to_contain_text("bold", timeout=30_000)
+    wait_in_page(page, page.get_by_test_id("user").last, "the two-line message", text="line two")
+    wait_in_page(page, page.get_by_test_id("bot").last, "the scripted reply", text="bold")
 
 
 def test_dark_mode_and_chinese_ui_persist(page, html_app):
     page.goto(html_app.url)
-    expect(page.locator("#new-chat")).to_contain_text("New conversation", timeout=30_000)
+    wait_in_page(page, page.locator("#new-chat"), "the English UI", text="New conversation")
     page.locator("#theme-toggle").click()
     assert page.evaluate("document.body.classList.contains('dark')")
     page.locator("#lang-toggle").click()
     page.wait_for_load_state()
-    expect(page.locator("#new-chat")).to_contain_text("新对话", timeout=30_000)
+    wait_in_page(page, page.locator("#new-chat"), "the Chinese UI", text="新对话")
     assert page.evaluate("document.body.classList.contains('dark')")
     shot(page, "dark-zh.png")

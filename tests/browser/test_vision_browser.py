@@ -11,6 +11,7 @@ from PIL import Image
 from tests.browser.test_browser import ARTIFACTS, browser, page, shot, sync_api  # noqa: F401  (fixtures)
 from tests.support.apps import running_app, write_config
 from tests.support.tiny_internvl2 import write_tiny_internvl2
+from tests.support.waits import wait_in_page
 
 pytestmark = pytest.mark.browser
 expect = sync_api.expect
@@ -29,14 +30,14 @@ def test_upload_an_image_ask_and_see_the_answer(page, tmp_path):  # noqa: F811
         page.get_by_role("tab", name="Image understanding").click()
         box = page.locator("#vision-input")
         box.locator("input[type=file]").set_input_files(str(photo))
-        expect(page.locator("#vision-cost")).to_contain_text("sunset.png: 640×360", timeout=30_000)
+        wait_in_page(page, page.locator("#vision-cost"), "the image cost line", text="sunset.png: 640×360")
         page.locator("#vision-tiles input[type=number]").fill("2")
         page.locator("#vision-max-new input[type=number]").fill("12")
         box.locator("textarea").fill("What is in this picture?")
         box.locator("textarea").press("Enter")
         chat = page.locator("#vision-chatbot")
-        expect(chat.get_by_test_id("bot").last).not_to_be_empty(timeout=60_000)
-        expect(chat.locator("img").first).to_be_visible(timeout=10_000)  # the thumbnail in the transcript
+        wait_in_page(page, chat.get_by_test_id("bot").last, "the answer", empty=False)
+        wait_in_page(page, chat.locator("img"), "the thumbnail", visible=True)  # the thumbnail in the transcript
         expect(chat.get_by_test_id("user").last).to_contain_text("What is in this picture?")
         page.wait_for_timeout(500)
         shot(page, "vision-answer.png")

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import time
-
 from gradio_client import Client
+
+from tests.support.waits import wait_until
 
 GREEDY = dict(do_sample=False, temperature=0.0, seed=-1)
 
@@ -34,12 +34,7 @@ def reply_text(chatbot: list) -> str:
     return ""
 
 
-def wait_for(predicate, timeout: float = 30.0, step: float = 0.1):
-    """Poll until predicate() is truthy; returns its value or raises."""
-    end = time.monotonic() + timeout
-    while time.monotonic() < end:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(step)
-    raise AssertionError("condition not met in time")
+def wait_for(predicate, what: str, progress=None, step: float = 0.1):
+    """Poll until predicate() is truthy; returns its value. Fails, naming `what`, only when nothing
+    has changed for a long time (tests/support/waits.py), never on a fixed deadline."""
+    return wait_until(predicate, what, progress=progress, step=step)

@@ -136,16 +136,16 @@ def test_exports_reopen_with_the_content(app, tmp_path):
 def test_stop_keeps_partial_reply_and_next_message_works(slow_app):
     client, user = connect(slow_app.url)
     job = client.submit("go", api_name="/chat")
-    wait_for(lambda: len(job.outputs()) >= 4, timeout=30)
+    wait_for(lambda: len(job.outputs()) >= 4, "4 streamed updates")
     job.cancel()
-    wait_for(lambda: job.status().code in (Status.CANCELLED, Status.FINISHED), timeout=10)
+    wait_for(lambda: job.status().code in (Status.CANCELLED, Status.FINISHED), "the job to end after Stop")
     time.sleep(0.5)
     conv = slow_app.services.store.list(user)[0]
     saved = slow_app.services.store.load(user, conv.id)
     partial = saved.messages[-1].text
     assert saved.messages[-1].role == "assistant" and 0 < len(partial.split()) < 200
     job2 = client.submit("again", api_name="/chat")
-    wait_for(lambda: len(job2.outputs()) >= 2, timeout=30)
+    wait_for(lambda: len(job2.outputs()) >= 2, "the next message to stream")
     job2.cancel()
 
 

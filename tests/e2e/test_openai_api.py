@@ -196,9 +196,7 @@ def test_client_disconnect_mid_stream_stops_the_engine(app, monkeypatch):
     stream = ask(app, "go", model="slow", stream=True)
     list(zip(range(4), stream))  # read a few chunks, then hang up
     stream.close()
-    closed = time.monotonic()
-    wait_for(lambda: not running.is_set(), timeout=1.5, step=0.02)
-    assert time.monotonic() - closed < 1.0
+    wait_for(lambda: not running.is_set(), "the engine to stop for the gone client", step=0.02)
     assert produced[-1].finish_reason == "cancelled" and len(produced) < 10
     count = len(produced)
     time.sleep(0.5)

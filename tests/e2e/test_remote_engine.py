@@ -62,7 +62,7 @@ def test_remote_failure_is_a_clear_message_and_the_next_message_works(app, fake,
     start = time.monotonic()
     with pytest.raises(AppError) as e:
         client.predict("hello there world", api_name="/chat")  # predict raises what a submitted job swallows
-    assert time.monotonic() - start < 10
+    assert time.monotonic() - start < fake.slow_s * 3  # gave up on its own timeout, not the fake's silence
     assert f"127.0.0.1:{fake.server_address[1]}: " in str(e.value) and message in str(e.value)
     assert reply_text(client.predict("still there?", api_name="/chat")[0]) == "echo: still there?"
 
@@ -71,11 +71,11 @@ def test_stop_in_the_ui_closes_the_remote_stream(app, fake):
     client, _ = connect(app.url)
     fake.next_mode = "long"
     job = client.submit("go", api_name="/chat")
-    wait_for(lambda: fake.streams_open == 1 and fake.words_sent > 0, timeout=30)
-    wait_for(lambda: len(job.outputs()) >= 3, timeout=30)
+    wait_for(lambda: fake.streams_open == 1 and fake.words_sent > 0, "the remote stream to start")
+    wait_for(lambda: len(job.outputs()) >= 3, "3 streamed updates")
     job.cancel()
-    wait_for(lambda: job.status().code in (Status.CANCELLED, Status.FINISHED), timeout=10)
-    wait_for(lambda: fake.streams_open == 0, timeout=2.0)  # the server saw the client go
+    wait_for(lambda: job.status().code in (Status.CANCELLED, Status.FINISHED), "the job to end after Stop")
+    wait_for(lambda: fake.streams_open == 0, "the remote server to see the client go")
     sent = fake.words_sent
     time.sleep(0.5)
     assert fake.words_sent == sent

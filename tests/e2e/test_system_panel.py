@@ -45,7 +45,8 @@ def test_switch_to_a_vision_model_and_refuse_a_bad_path(app, tmp_path):
         client.predict("chat", str(tmp_path / "nowhere"), api_name="/system_switch")
     assert app.services.engines.state("chat").state == "ready"  # the old model was not unloaded
     client.predict("chat", str(app.vision_model), api_name="/system_switch")
-    wait_for(lambda: app.services.engines.state("chat").state == "ready", timeout=60)
+    wait_for(lambda: app.services.engines.state("chat").state == "ready", "the switched model to load",
+             progress=lambda: app.services.engines.state("chat"))
     assert app.services.engines.get("chat").info().family == "internvl2"
     _, models = client.predict(api_name="/system_status")[:2]
     assert "internvl2" in models
