@@ -1,0 +1,156 @@
+"""`kill -9` at random moments while chat replies stream, articles are written and articles are
+edited; each time the studio is restarted at once on the same data dir and port, and everything
+that was sent is still there: every chat message, every draft (reopenable), a sound database, no
+image folder without its draft."""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+from gradio_client import Client
+
+from studio.store.conversations import ConversationStore
+from studio.store.drafts import DraftStore
+from tests.support.apps import REPO, free_port, write_config
+from tests.support.waits import wait_until
+
+pytestmark = pytest.mark.slow
+
+TOKEN = "c0ffee" + "0" * 26  # one browser's key across every restart
+KILLS = 12
+SEED = 20261201
+
+
+class Studio:
+    """launch.py (with the scripted engine registered) as a child process that can be killed."""
+
+    def __init__(self, config: Path, data_dir: Path, port: int, log: Path) -> None:
+        self.config, self.data_dir, self.port, self.log = config, data_dir, port, log
+        self.proc: subprocess.Popen | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/"
+
+    def start(self) -> float:
+        """Start and wait until it serves; returns seconds from start to serving."""
+        started = time.monotonic()
+        out = self.log.open("a", encoding="utf-8")
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "tests.support.launch_scripted", "--config", str(self.config),
+             "--data-dir", str(self.data_dir), "--port", str(self.port)],
+            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        out.close()
+        wait_until(self._serving, "the restarted studio to serve", progress=self._progress)
+        return time.monotonic() - started
+
+    def _serving(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the studio exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(f"{self.url}gradio_api/info", timeout=30) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    def _progress(self):
+        return self.log.stat().st_size
+
+    def kill(self) -> None:
+        self.proc.send_signal(signal.SIGKILL)
+        self.proc.wait()
+
+
+def connect(url: str) -> tuple[Client, str]:
+    client = Client(url, verbose=False)
+    return client, client.predict(TOKEN, api_name="/resume")[0]
+
+
+def started(job, what: str) -> None:
+    """Wait until the server has taken the request (its first update arrived)."""
+    wait_until(lambda: job.outputs() or job.done(), what)
+    if job.done() and not job.outputs():
+        job.result()  # raises the server's error, if that is why it ended
+
+
+def article_args(title: str) -> tuple:
+    # instruction, material, uploads, beams, repetition penalty, max new tokens, sample, seed, images, vision picks
+    return (title, "", [], 1, 1.1, 400, False, -1, "auto", False)
+
+
+def drafts_with_text(drafts: DraftStore, user: str) -> list[str]:
+    return [s.id for s in drafts.list(user) if s.blocks]
+
+
+def check_everything_is_there(studio: Studio, user: str, sent: list[str], titles: list[str]) -> None:
+    data = studio.data_dir
+    for db in ("studio.db", "drafts.db"):
+        if (data / db).exists():
+            with sqlite3.connect(data / db) as conn:
+                assert conn.execute("PRAGMA integrity_check").fetchone()[0] == "ok", db
+    store = ConversationStore(data / "studio.db")
+    stored = [m.text for s in store.list(user) for m in store.load(user, s.id).messages if m.role == "user"]
+    missing = [text for text in sent if text not in stored]
+    assert not missing, f"messages lost after kill -9: {missing}"
+    for s in store.list(user):
+        assert all(m.text for m in store.load(user, s.id).messages if m.role == "assistant"), "empty reply saved"
+    drafts = DraftStore(data / "drafts.db")
+    listed = drafts.list(user)
+    rows = {s.id for s in listed}
+    stored_titles = [drafts.load(user, d).instruction for d in rows]
+    lost = [t for t in titles if t not in stored_titles]
+    assert not lost, f"article drafts lost after kill -9: {lost}"
+    folders = [p for user_dir in (data / "drafts").glob("*") if user_dir.is_dir() for p in user_dir.iterdir()]
+    orphans = [p.name for p in folders if p.is_dir() and p.name not in rows]
+    assert not orphans, f"image folders with no draft: {orphans}"
+    client, _ = connect(studio.url)
+    for draft_id in rows:  # every draft reopens through the UI's own endpoint
+        client.predict(draft_id, api_name="/article_open")
+    for s in store.list(user):
+        client.predict(s.id, api_name="/select")
+
+
+def test_kill_9_at_random_moments_loses_nothing_that_was_sent(tmp_path):
+    rng = random.Random(SEED)
+    config = write_config(tmp_path, model_path="script:slow")
+    studio = Studio(config, tmp_path / "data", free_port(), tmp_path / "studio.log")
+    sent: list[str] = []
+    titles: list[str] = []
+    restarts: list[float] = []
+    studio.start()
+    kinds = ["chat", "article_write", "article_edit"] * (KILLS // 3 + 1)
+    for cycle, kind in enumerate(kinds[:KILLS]):
+        client, user = connect(studio.url)
+        if kind == "article_edit" and not drafts_with_text(DraftStore(studio.data_dir / "drafts.db"), user):
+            kind = "article_write"  # nothing to edit yet
+        if kind == "chat":
+            text = f"message {cycle}: tell me a long story"
+            job = client.submit(text, api_name="/chat")
+            sent.append(text)
+            started(job, "the chat message to reach the studio")
+        elif kind == "article_write":
+            title = f"Article {cycle} about tea"
+            job = client.submit(*article_args(title), api_name="/article_write")
+            titles.append(title)
+            started(job, "Write to start")
+        else:
+            draft_id = rng.choice(drafts_with_text(DraftStore(studio.data_dir / "drafts.db"), user))
+            client.predict(draft_id, api_name="/article_open")
+            job = client.submit(0, "", api_name="/article_rewrite")
+            started(job, "the rewrite to start")
+        time.sleep(rng.uniform(0.0, 5.0))  # somewhere in the reply, the article's steps or the edit
+        studio.kill()
+        restarts.append(studio.start())  # at once, same port and data dir
+        check_everything_is_there(studio, user, sent, titles)
+    studio.kill()
+    print(f"{KILLS} kills; restart to serving: {min(restarts):.1f}–{max(restarts):.1f} s")
+    assert len(sent) >= 3 and len(titles) >= 3
