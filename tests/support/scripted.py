@@ -4,7 +4,8 @@
 `"script:html"` replies with hostile HTML; `"script:slow"` streams 200 words slowly; `"script:slowload"` is echo after a 3 s load;
 `"script:vision"` reads images and says how many it saw and their sizes; `"script:json"` reads images and answers
 an extraction request with schema-invalid JSON first and valid JSON once re-asked; `"script:article"` answers the
-article pipeline's prompts (text, positions with one out of range, captions, edits) predictably.
+article pipeline's prompts (text, positions with one out of range, captions, edits) predictably;
+`"script:slowarticle"` gives the same answers at 0.5 s a word (about 10 s for the article's text).
 """
 
 from __future__ import annotations
@@ -92,4 +93,6 @@ if "scripted" not in ENGINES:
                 ctx.progress(i / 6, f"step {i + 1}/6")
                 time.sleep(0.5)
             script = "echo"
+        if script == "slowarticle":  # the article answers, slowly enough to kill the studio mid-write
+            return ScriptedEngine("article", 0.5)
         return ScriptedEngine(script, 0.2 if script == "slow" else 0.02)
