@@ -5,7 +5,8 @@
 `"script:vision"` reads images and says how many it saw and their sizes; `"script:json"` reads images and answers
 an extraction request with schema-invalid JSON first and valid JSON once re-asked; `"script:article"` answers the
 article pipeline's prompts (text, positions with one out of range, captions, edits) predictably;
-`"script:slowarticle"` gives the same answers at 0.5 s a word (about 10 s for the article's text).
+`"script:slowarticle"` gives the same answers at 0.5 s a word after 3 s of "prefill" (about 13 s for the
+article's text, 4 s for an edit).
 """
 
 from __future__ import annotations
@@ -24,9 +25,10 @@ class ScriptedEngine:
     accepts_images = False
     batches = False
 
-    def __init__(self, script: str, delay: float) -> None:
+    def __init__(self, script: str, delay: float, first_delay: float = 0.0) -> None:
         self.script = script
         self.delay = delay
+        self.first_delay = first_delay  # extra wait before a reply's first word, like a model's prefill
         self.accepts_images = script in ("vision", "json")
 
     def _words(self, request):
@@ -66,7 +68,7 @@ class ScriptedEngine:
             if request.cancel.is_set():
                 yield TextDelta(finish_reason="cancelled", completion_tokens=i)
                 return
-            time.sleep(self.delay)
+            time.sleep(self.delay + (self.first_delay if i == 0 else 0.0))
             yield TextDelta(("" if i == 0 else " ") + w)
         yield TextDelta(finish_reason="stop", completion_tokens=len(words))
 
@@ -94,5 +96,5 @@ if "scripted" not in ENGINES:
                 time.sleep(0.5)
             script = "echo"
         if script == "slowarticle":  # the article answers, slowly enough to kill the studio mid-write
-            return ScriptedEngine("article", 0.5)
+            return ScriptedEngine("article", 0.5, first_delay=3.0)
         return ScriptedEngine(script, 0.2 if script == "slow" else 0.02)
