@@ -5,8 +5,8 @@
 `"script:vision"` reads images and says how many it saw and their sizes; `"script:json"` reads images and answers
 an extraction request with schema-invalid JSON first and valid JSON once re-asked; `"script:article"` answers the
 article pipeline's prompts (text, positions with one out of range, captions, edits) predictably;
-`"script:slowarticle"` gives the same answers at 0.5 s a word after 3 s of "prefill" (about 13 s for the
-article's text, 4 s for an edit).
+`"script:slowarticle"` gives the same answers at 0.5 s a word after 5 s of "prefill" (about 15 s for the
+article's text, 6 s for an edit).
 """
 
 from __future__ import annotations
@@ -96,5 +96,5 @@ if "scripted" not in ENGINES:
                 time.sleep(0.5)
             script = "echo"
         if script == "slowarticle":  # the article answers, slowly enough to kill the studio mid-write
-            return ScriptedEngine("article", 0.5, first_delay=3.0)
+            return ScriptedEngine("article", 0.5, first_delay=5.0)
         return ScriptedEngine(script, 0.2 if script == "slow" else 0.02)
