@@ -220,7 +220,7 @@ def build_services(config: StudioConfig, data_dir: Path, num_gpus: int = 1,
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StudioError(f"Cannot create the data directory {data_dir}: {exc}", "Pass a writable --data-dir.") from None
-    return Services(
+    services = Services(
         config=config,
         engines=EnginePool(config, num_gpus, cache_dir),
         store=ConversationStore(data_dir / "studio.db"),
@@ -229,3 +229,20 @@ def build_services(config: StudioConfig, data_dir: Path, num_gpus: int = 1,
         draft_files=DraftFiles(data_dir / "drafts"),
         sources=SourcePool(config, cache_dir / "sources"),
     )
+    sweep_draft_folders(services.drafts, services.draft_files)
+    return services
+
+
+def sweep_draft_folders(drafts: DraftStore, files: DraftFiles) -> int:
+    """Remove article image folders left without a draft (e.g. by a crash); how many went."""
+    if not files.root.is_dir():
+        return 0  # nothing written yet; do not create the draft store just to look
+    try:
+        rows = drafts.keys()
+    except StudioError as exc:  # an unreadable store must never cost the user their pictures
+        log.warning("Not tidying %s: %s", files.root, exc)
+        return 0
+    removed = files.sweep(rows)
+    if removed:
+        log.info("Removed %d article image folder(s) with no draft from %s", removed, files.root)
+    return removed

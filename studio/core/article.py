@@ -8,11 +8,19 @@ from __future__ import annotations
 
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Optional
+from typing import Literal, Optional, get_args
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from studio.core.session import new_id
+
+
+DraftStatus = Literal["", "writing", "done", "stopped", "failed"]
+
+
+def _status(value) -> DraftStatus:
+    """A stored status, or "" for one this version does not know (a row from a newer studio)."""
+    return value if value in get_args(DraftStatus) else ""
 
 
 class ArticleParams(BaseModel):
@@ -70,6 +78,10 @@ class ArticleDraft:
     engine: str = "chat"
     model: str = ""  # the model's label when it was written
     uploads: list[str] = field(default_factory=list)  # paths of the user's images for this article
+    # Stored while Write runs, so a draft left "writing" after a restart is known to be interrupted;
+    # "" is a draft from before this field (or never written), read as finished.
+    status: DraftStatus = ""
+    step: str = ""  # the pipeline step running (or last run) when the status was stored
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
 
@@ -107,6 +119,7 @@ class ArticleDraft:
             blocks=[ArticleBlock(b.get("text", ""), image(b.get("image"))) for b in data.get("blocks", [])],
             params=ArticleParams(**data.get("params", {})), engine=data.get("engine", "chat"),
             model=data.get("model", ""), uploads=list(data.get("uploads", [])),
+            status=_status(data.get("status", "")), step=str(data.get("step", "")),
             created=data.get("created", time.time()), updated=data.get("updated", time.time()),
         )
 

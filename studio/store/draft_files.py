@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import os
 import re
 import shutil
 import stat
 import tempfile
+import time
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -22,6 +24,11 @@ _DRAFT_ID = re.compile(r"[0-9a-f]{1,64}")
 # \w is Unicode-aware, so CJK captions survive; everything else (/, .., NUL, spaces) becomes "_".
 _STEM_JUNK = re.compile(r"[^\w-]+")
 _TMP_PREFIX = ".adopt-"
+_USER_KEY = re.compile(r"[0-9a-f]{32}")  # what _user_key makes
+# A folder this young may belong to a draft whose row is being written right now: never swept.
+SWEEP_GRACE_S = 600.0
+
+log = logging.getLogger(__name__)
 
 
 def check_draft_id(draft_id: str) -> str:
@@ -125,6 +132,30 @@ class DraftFiles:
             raise self._error("tidy the image folder of", exc) from exc
         return removed
 
+    def sweep(self, rows: Iterable[tuple[str, str]], grace_s: float = SWEEP_GRACE_S,
+              now: float | None = None) -> int:
+        """Delete draft folders that no stored draft owns and untouched for `grace_s`; how many went.
+
+        `rows` are (user id, draft id) of every stored draft. Only folders laid out as this class makes
+        them (<user key>/<draft id>) are considered, and links are never followed."""
+        if self.root.is_symlink():
+            return 0  # a root that points elsewhere is not a layout of ours to tidy
+        owned = {(_user_key(u), d) for u, d in rows}
+        cutoff = (time.time() if now is None else now) - grace_s
+        removed = 0
+        for user_dir in _real_dirs(self.root, _USER_KEY):
+            orphans = [d for d in _real_dirs(user_dir, _DRAFT_ID)
+                       if (user_dir.name, d.name) not in owned and _mtime(d) < cutoff]
+            for draft_dir in orphans:
+                try:
+                    shutil.rmtree(draft_dir)  # the fd-based rmtree unlinks links inside, never follows them
+                    removed += 1
+                except OSError as exc:  # tidying must never stop the studio from starting
+                    log.warning("could not remove the orphan article image folder %s: %s", draft_dir, exc)
+            if orphans:
+                _rmdir_if_empty(user_dir)
+        return removed
+
     # -- internals ----------------------------------------------------------------------------
 
     def _path(self, user_id: str, draft_id: str) -> Path:
@@ -178,6 +209,31 @@ class DraftFiles:
             f"Could not {action} the article draft ({exc}).",
             f"Check that {self.root} is writable and the disk is not full.",
         )
+
+
+def _real_dirs(parent: Path, name: re.Pattern) -> list[Path]:
+    """The sub-folders of `parent` whose names match `name`: real folders only, no links."""
+    try:
+        with os.scandir(parent) as entries:
+            return [Path(e.path) for e in entries if name.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
+    except OSError:  # no root yet, or unreadable: nothing to tidy
+        return []
+
+
+def _mtime(path: Path) -> float:
+    """The folder's own modification time (of the link, were it one); +inf when it cannot be read."""
+    try:
+        return path.stat(follow_symlinks=False).st_mtime
+    except OSError:
+        return float("inf")
+
+
+def _rmdir_if_empty(path: Path) -> None:
+    """Remove a user's folder once its last draft folder has gone."""
+    try:
+        path.rmdir()
+    except OSError:
+        pass  # not empty (the usual case), or already gone
 
 
 def _too_big(src: Path) -> str:

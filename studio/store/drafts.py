@@ -12,7 +12,7 @@ from studio.store.sqlite_base import SQLiteStore, clean_title, column_text, to_j
 from studio.store.draft_files import check_draft_id
 
 # Bump when the schema changes and add a step to _MIGRATIONS; PRAGMA user_version records it.
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _MIGRATIONS = {
     1: (
@@ -29,8 +29,9 @@ _MIGRATIONS = {
         )""",
         "CREATE INDEX IF NOT EXISTS drafts_by_user_updated ON drafts (user_id, updated DESC)",
     ),
+    # Whether the draft is still being written (or was, when the studio died), for the listing.
+    2: ("ALTER TABLE drafts ADD COLUMN status TEXT NOT NULL DEFAULT ''",),
 }
-
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,7 @@ class DraftSummary:
     updated: float
     blocks: int
     images: int
+    status: str = ""  # ArticleDraft.status: "writing" while (or if interrupted while) it is written
 
 
 def display_title(draft: ArticleDraft) -> str:
@@ -67,15 +69,15 @@ class DraftStore(SQLiteStore):
         check_draft_id(draft.id)  # the id also names the draft's image folder
         data = to_json(draft.to_dict())
         row = (user_id, draft.id, column_text(display_title(draft)), draft.created, draft.updated,
-               len(draft.blocks), len(draft.images()), data)
+               len(draft.blocks), len(draft.images()), draft.status, data)
         with self._transaction("save") as conn:
             conn.execute(
-                "INSERT INTO drafts (user_id, id, title, created, updated, block_count, image_count, data)"
-                " VALUES (?, ?, ?, ?, ?, ?, ?, ?)"
+                "INSERT INTO drafts (user_id, id, title, created, updated, block_count, image_count, status, data)"
+                " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
                 " ON CONFLICT (user_id, id) DO UPDATE SET title = excluded.title,"
                 " created = excluded.created, updated = excluded.updated,"
                 " block_count = excluded.block_count, image_count = excluded.image_count,"
-                " data = excluded.data",
+                " status = excluded.status, data = excluded.data",
                 row,
             )
 
@@ -92,7 +94,7 @@ class DraftStore(SQLiteStore):
     def list(self, user_id: str, limit: int | None = None) -> list[DraftSummary]:
         """The drafts of `user_id`, most recently updated first (read from columns, not the JSON)."""
         sql = (
-            "SELECT id, title, updated, block_count, image_count FROM drafts WHERE user_id = ?"
+            "SELECT id, title, updated, block_count, image_count, status FROM drafts WHERE user_id = ?"
             " ORDER BY updated DESC, rowid DESC LIMIT ?"
         )
         with self._connection("list") as conn:
@@ -124,6 +126,17 @@ class DraftStore(SQLiteStore):
         with self._transaction("delete") as conn:
             cur = conn.execute("DELETE FROM drafts WHERE user_id = ? AND id = ?", (user_id, draft_id))
             return cur.rowcount > 0
+
+    def exists(self, user_id: str, draft_id: str) -> bool:
+        """Whether `user_id` has a stored draft `draft_id`."""
+        with self._connection("look up") as conn:
+            row = conn.execute("SELECT 1 FROM drafts WHERE user_id = ? AND id = ?", (user_id, draft_id)).fetchone()
+        return row is not None
+
+    def keys(self) -> set[tuple[str, str]]:
+        """(user id, draft id) of every stored draft, of all users (for tidying image folders)."""
+        with self._connection("list") as conn:
+            return {(u, d) for u, d in conn.execute("SELECT user_id, id FROM drafts")}
 
     def count(self, user_id: str) -> int:
         """How many drafts `user_id` has."""

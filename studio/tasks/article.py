@@ -1,15 +1,16 @@
 """The illustrated-article pipeline (图文创作), UI-free: write → paragraphs → image positions →
 captions → candidates → choice → interleaved article. Yields progress events; cancellable between
-and inside steps; the draft is saved whatever happens."""
+and inside steps; the draft is stored from the start and as it goes, so a crash loses little."""
 
 from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Iterator, Literal, Optional, Union
 
-from studio.core.article import ArticleBlock, ArticleParams, ArticleSession
+from studio.core.article import ArticleBlock, ArticleDraft, ArticleParams, ArticleSession
 from studio.core.types import GenerationRequest, GenParams, ImagePart, Message, Notice, TextDelta, TextPart
 from studio.engines.base import Engine
 from studio.errors import InputError
@@ -20,6 +21,7 @@ from studio.tasks.chat import ready_engine
 MAX_INSTRUCTION = 2000
 MAX_MATERIAL = 20_000
 STEPS = ("write", "split", "positions", "captions", "images", "select")
+CHECKPOINT_S = 2.0  # how often streamed article text is stored, so a crash loses at most this much
 
 
 @dataclass(frozen=True)
@@ -87,42 +89,96 @@ def _timed(key: str):
     return key, time.monotonic()
 
 
+class Saver:
+    """Stores one draft as it is written: at each step, and the streamed text every CHECKPOINT_S."""
+
+    def __init__(self, services: Services, user_id: str, draft: ArticleDraft) -> None:
+        self.services, self.user_id, self.draft = services, user_id, draft
+        self.last = time.monotonic()
+
+    def save(self, blocks: Optional[list[ArticleBlock]] = None) -> None:
+        """Store the draft now (with `blocks` instead of its own, for text still streaming)."""
+        self.draft.touch()
+        stored = self.draft if blocks is None else replace(self.draft, blocks=blocks)
+        self.services.drafts.save(self.user_id, stored)
+        self.last = time.monotonic()
+
+    def checkpoint(self, text: str) -> None:
+        """Store the text streamed so far, as paragraphs, when the last save is CHECKPOINT_S old."""
+        if time.monotonic() - self.last >= CHECKPOINT_S:
+            self.save([ArticleBlock(p) for p in P.split_paragraphs(text)])
+
+
 def run(services: Services, user_id: str, session: ArticleSession, instruction: str, material: str,
         params: ArticleParams, uploads: list[str], cancel: Optional[threading.Event] = None) -> Iterator[ArticleEvent]:
-    """Write a new illustrated article into `session.draft` (a fresh draft), streaming progress."""
-    from studio.tasks import article_images
+    """Write a new illustrated article into `session.draft` (a fresh draft), streaming progress.
 
+    The draft is stored before the model is asked (uploads are copied into its folder only once its
+    row exists), after every step, while the text streams, and marked done / stopped / failed at the end."""
     instruction, material = check_instruction(instruction, material)
     cancel = cancel or threading.Event()
     draft = session.draft
     draft.instruction, draft.material, draft.params = instruction, material, params
     draft.title = draft.title or instruction[:80]
-    draft.blocks, draft.uploads = [], list(uploads)
-    key = None
+    draft.blocks, draft.uploads, draft.status, draft.step = [], [], "writing", "start"
+    saver = Saver(services, user_id, draft)
+    saver.save()
+    status = "failed"
     try:
+        draft.uploads = [str(services.draft_files.adopt(user_id, draft.id, Path(p), Path(p).stem)) for p in uploads]
+        if draft.uploads:
+            saver.save()
         engine = yield from ready_engine(services, draft.engine)
-        info = engine.info()
-        draft.model, prompts = info.model, P.prompts_for(info.family)
-        key, t0 = _timed("write")
-        yield Step(key, "running")
-        text = ""
-        for delta in ask(engine, prompts.write(instruction, material), writing_params(params), cancel):
-            text += delta.text
-            draft.blocks = [ArticleBlock(text)]
-            yield delta
-        paragraphs = P.split_paragraphs(text)
-        if not paragraphs:
-            raise InputError("The model wrote nothing.", "Try again, or change the title or the settings.")
-        yield Step(key, "done", time.monotonic() - t0, f"{len(text):,} characters")
-        key, t0 = _timed("split")
-        draft.blocks = [ArticleBlock(p) for p in paragraphs]
-        yield Step(key, "done", time.monotonic() - t0, f"{len(paragraphs)} paragraph(s)")
-        yield from article_images.illustrate(services, user_id, session, engine, prompts, cancel)
+        for event in _pipeline(services, user_id, session, engine, cancel, saver):
+            if isinstance(event, Step):
+                draft.step = event.key
+                saver.save()
+            yield event
+        status = "done"
     except Cancelled:
-        yield Step(key or "write", "cancelled", detail="stopped")
+        status = "stopped"
+        yield Step(draft.step if draft.step in STEPS else "write", "cancelled", detail="stopped")
         yield Notice("Stopped. What was written so far is kept in the draft.", "warning")
+    except GeneratorExit:  # the UI's Stop (or a closed page) closes the generator
+        status = "stopped"
+        raise
     finally:
         cancel.set()
-        draft.touch()
-        if draft.blocks:
-            services.drafts.save(user_id, draft)
+        draft.status = status
+        saver.save()
+
+
+def _pipeline(services: Services, user_id: str, session: ArticleSession, engine: Engine,
+              cancel: threading.Event, saver: Saver) -> Iterator[ArticleEvent]:
+    """The steps after the model is ready: write, split, then the pictures."""
+    from studio.tasks import article_images
+
+    draft = session.draft
+    info = engine.info()
+    draft.model, prompts = info.model, P.prompts_for(info.family)
+    key, t0 = _timed("write")
+    yield Step(key, "running")
+    text = yield from _write(engine, prompts.write(draft.instruction, draft.material), draft, cancel, saver)
+    paragraphs = P.split_paragraphs(text)
+    if not paragraphs:
+        raise InputError("The model wrote nothing.", "Try again, or change the title or the settings.")
+    yield Step(key, "done", time.monotonic() - t0, f"{len(text):,} characters")
+    key, t0 = _timed("split")
+    draft.blocks = [ArticleBlock(p) for p in paragraphs]
+    yield Step(key, "done", time.monotonic() - t0, f"{len(paragraphs)} paragraph(s)")
+    yield from article_images.illustrate(services, user_id, session, engine, prompts, cancel)
+
+
+def _write(engine: Engine, prompt: str, draft: ArticleDraft, cancel: threading.Event, saver: Saver) -> Iterator:
+    """Stream the article's text into the draft (one block while it streams); returns the text."""
+    text = ""
+    try:
+        for delta in ask(engine, prompt, writing_params(draft.params), cancel):
+            text += delta.text
+            draft.blocks = [ArticleBlock(text)]
+            saver.checkpoint(text)
+            yield delta
+    finally:
+        # However it ends, what was written is kept as paragraphs a user can edit.
+        draft.blocks = [ArticleBlock(p) for p in P.split_paragraphs(text)]
+    return text

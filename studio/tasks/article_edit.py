@@ -1,6 +1,6 @@
 """Editing an article draft: the model's paragraph edits (rewrite, expand, shorten, insert), hand
 edits, deletions, and image edits (search again, pick another, delete, insert). Every edit can be
-undone; the draft is saved after each."""
+undone; the draft is saved after each (and before a model edit starts)."""
 
 from __future__ import annotations
 
@@ -52,6 +52,8 @@ def model_edit(services: Services, user_id: str, session: ArticleSession, op: st
         prompt = prompts.edit("insert", nxt, guide, prev)
     else:
         prompt = prompts.edit(op, block.text, guide)
+    # Stored as it stands before the model runs: a crash mid-edit leaves this version, reopenable.
+    _save(services, user_id, session)
     session.snapshot()
     try:
         text = yield from ask(engine, prompt, writing_params(session.draft.params, EDIT_TOKENS), cancel)

@@ -181,6 +181,7 @@ def _fill(services, user_id, session, engine, prompts, captions, cancel) -> Iter
         taken.add(fresh[k].path)
         place(services, user_id, session, pos, cap, fresh, k)
         placed += 1
+        yield Step("select", "running", detail=f"{placed} image(s) placed")  # the caller stores the draft
     if missing:
         yield Notice(f"No picture found for {len(missing)} caption(s) ({'; '.join(missing)[:200]}): "
                      "those positions have no image. Check the gallery folder, or search again with another caption.",

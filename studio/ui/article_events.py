@@ -16,7 +16,7 @@ from studio.services import Services
 from studio.tasks import article as article_task
 from studio.tasks import article_edit as edit
 from studio.ui.article_tab import UI_FRAME_S, ArticleTab, _paths, parse_params
-from studio.ui.article_view import block_choices, preview_html, steps_markdown
+from studio.ui.article_view import STATUS_MARKS, block_choices, preview_html, status_notice, steps_markdown
 from studio.ui.convert import user_of
 from studio.ui.errors import user_errors
 from studio.ui.pacing import FramePacer
@@ -27,7 +27,8 @@ CONFIRM_DELETE_JS = """(c, s, u) => [confirm((navigator.language || '').toLowerC
 
 
 def _draft_choices(services: Services, user: str) -> list[tuple[str, str]]:
-    return [(f"{s.title or 'Untitled'} · {s.blocks}¶ {s.images}🖼", s.id) for s in services.drafts.list(user, 100)]
+    return [(f"{s.title or 'Untitled'} · {s.blocks}¶ {s.images}🖼{STATUS_MARKS.get(s.status, '')}", s.id)
+            for s in services.drafts.list(user, 100)]
 
 
 def _index(value) -> Optional[int]:
@@ -83,12 +84,12 @@ def wire(services: Services, tab: ArticleTab, session: gr.State, user_id: gr.Sta
         user = user_of(uid, request)
         params = parse_params(beams, repetition_penalty, max_new_tokens, do_sample, seed, image_count, model_selects)
         article_task.check_instruction(instruction, material)
-        sess.draft, sess.undo = ArticleDraft(engine="chat"), []
-        adopted = []
-        for path in _paths(uploads):
+        paths = _paths(uploads)
+        for path in paths:
             load_image(Path(path), name=Path(path).name)  # a broken upload is refused with its name
-            adopted.append(str(services.draft_files.adopt(user, sess.draft.id, Path(path), Path(path).stem)))
-        yield from stream(article_task.run(services, user, sess, instruction, material, params, adopted), sess, user)
+        sess.draft, sess.undo = ArticleDraft(engine="chat"), []
+        # The task stores the draft first and only then copies the uploads into its folder.
+        yield from stream(article_task.run(services, user, sess, instruction, material, params, paths), sess, user)
 
     outs = [tab.steps, tab.notice, *views]
     write_ev = b["write"].click(on_write, [*tab.inputs, session, user_id], outs, api_name="article_write",
@@ -181,7 +182,7 @@ def _wire_drafts(services: Services, tab: ArticleTab, session, user_id, views, v
         user = user_of(uid, request)
         if draft_id:
             sess.draft, sess.undo = services.drafts.load(user, draft_id), []
-        return ["", "", *view(sess, user)]
+        return ["", status_notice(sess.draft), *view(sess, user)]
 
     @user_errors
     def on_new(sess, uid, request: gr.Request):
@@ -191,7 +192,7 @@ def _wire_drafts(services: Services, tab: ArticleTab, session, user_id, views, v
     @user_errors
     def on_rename(title, sess, uid, request: gr.Request):
         user = user_of(uid, request)
-        if not sess.draft.blocks:
+        if not services.drafts.exists(user, sess.draft.id):
             raise InputError("This article is not saved yet.", "Write it first, then rename it.")
         sess.draft.title = services.drafts.rename(user, sess.draft.id, title or "")
         return ["", "", *view(sess, user)]
@@ -201,7 +202,7 @@ def _wire_drafts(services: Services, tab: ArticleTab, session, user_id, views, v
         user = user_of(uid, request)
         if not confirmed:
             return [gr.skip()] * (2 + len(views))
-        if sess.draft.blocks and services.drafts.delete(user, sess.draft.id):
+        if services.drafts.delete(user, sess.draft.id):  # a draft with no paragraphs yet has a row too
             services.draft_files.remove(user, sess.draft.id)
         sess.draft, sess.undo = ArticleDraft(engine="chat"), []
         return ["", "", *view(sess, user)]

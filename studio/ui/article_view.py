@@ -12,6 +12,7 @@ PREVIEW_SIDE = 480
 STEP_NAMES = {"write": "Write the text", "split": "Split into paragraphs", "positions": "Choose image positions",
               "captions": "Write captions", "images": "Find candidate images", "select": "Choose one image each"}
 ICONS = {"running": "⏳", "done": "✅", "skipped": "⏭️", "failed": "❌", "cancelled": "⏹️"}
+STATUS_MARKS = {"writing": " · ⏳ unfinished", "stopped": " · ⏹️ stopped", "failed": " · ❌ failed"}
 
 
 def preview_html(draft: ArticleDraft, placeholder: str = "") -> str:
@@ -22,6 +23,9 @@ def preview_html(draft: ArticleDraft, placeholder: str = "") -> str:
     from studio.exports.article_images import block_images
 
     if not draft.blocks:
+        if draft.status:  # stored before the model wrote anything: say so under its title
+            return (f"<h2 class='article-title'>{escape(draft.title or draft.instruction)}</h2>"
+                    "<div class='article-empty'>No text yet.</div>")
         return f"<div class='article-empty'>{escape(placeholder)}</div>"
     images, _ = block_images(draft, PREVIEW_SIDE)
     converter = markdown2.Markdown(safe_mode="escape", extras=EXTRAS)
@@ -54,6 +58,18 @@ def steps_markdown(steps: dict[str, Step]) -> str:
         detail = f" · {st.detail[:120]}" if st.detail else ""
         lines.append(f"- {ICONS[st.state]} {STEP_NAMES[key]}{took}{detail}")
     return "\n".join(lines)
+
+
+def status_notice(draft: ArticleDraft) -> str:
+    """What a reopened draft says about how its writing ended ("" when it finished)."""
+    step = STEP_NAMES.get(draft.step, "Start")
+    kept = "what you see is what was written by then" if draft.blocks else "no text had been written yet"
+    what = {"writing": "was interrupted", "stopped": "was stopped",
+            "failed": "failed"}.get(draft.status)
+    if what is None:
+        return ""
+    return (f"Writing this article {what} at step “{step}”; {kept}. "
+            "To finish it, Write again (a new draft), or edit what is there.")
 
 
 def block_choices(draft: ArticleDraft) -> list[tuple[str, int]]:

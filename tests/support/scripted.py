@@ -4,7 +4,9 @@
 `"script:html"` replies with hostile HTML; `"script:slow"` streams 200 words slowly; `"script:slowload"` is echo after a 3 s load;
 `"script:vision"` reads images and says how many it saw and their sizes; `"script:json"` reads images and answers
 an extraction request with schema-invalid JSON first and valid JSON once re-asked; `"script:article"` answers the
-article pipeline's prompts (text, positions with one out of range, captions, edits) predictably.
+article pipeline's prompts (text, positions with one out of range, captions, edits) predictably;
+`"script:slowarticle"` gives the same answers at 0.5 s a word after 5 s of "prefill" (about 15 s for the
+article's text, 6 s for an edit).
 """
 
 from __future__ import annotations
@@ -23,9 +25,10 @@ class ScriptedEngine:
     accepts_images = False
     batches = False
 
-    def __init__(self, script: str, delay: float) -> None:
+    def __init__(self, script: str, delay: float, first_delay: float = 0.0) -> None:
         self.script = script
         self.delay = delay
+        self.first_delay = first_delay  # extra wait before a reply's first word, like a model's prefill
         self.accepts_images = script in ("vision", "json")
 
     def _words(self, request):
@@ -65,7 +68,7 @@ class ScriptedEngine:
             if request.cancel.is_set():
                 yield TextDelta(finish_reason="cancelled", completion_tokens=i)
                 return
-            time.sleep(self.delay)
+            time.sleep(self.delay + (self.first_delay if i == 0 else 0.0))
             yield TextDelta(("" if i == 0 else " ") + w)
         yield TextDelta(finish_reason="stop", completion_tokens=len(words))
 
@@ -92,4 +95,6 @@ if "scripted" not in ENGINES:
                 ctx.progress(i / 6, f"step {i + 1}/6")
                 time.sleep(0.5)
             script = "echo"
+        if script == "slowarticle":  # the article answers, slowly enough to kill the studio mid-write
+            return ScriptedEngine("article", 0.5, first_delay=5.0)
         return ScriptedEngine(script, 0.2 if script == "slow" else 0.02)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import stat
@@ -356,3 +357,93 @@ def test_store_delete_and_files_remove_leave_nothing(store, files, tmp_path):
     assert store.count(A) == 0 and not path.exists()
     assert [p.name for p in files.root.iterdir()] == [other_path.parent.parent.name]
     assert other_path.read_bytes() == PNG
+
+
+# -- status and the start-up sweep ----------------------------------------------------------------
+
+
+def test_status_and_step_round_trip_and_are_listed(store):
+    draft = make_draft()
+    draft.status, draft.step = "writing", "write"
+    store.save(A, draft)
+    assert store.list(A)[0].status == "writing" and store.list(A)[0].blocks == 0
+    assert (store.load(A, draft.id).status, store.load(A, draft.id).step) == ("writing", "write")
+    assert store.exists(A, draft.id) and not store.exists(B, draft.id)
+    assert store.keys() == {(A, draft.id)}
+
+
+def test_a_version_1_store_is_migrated_and_its_rows_still_load(tmp_path):
+    path = tmp_path / "drafts.db"
+    old = make_draft("legacy text", images=1)
+    data = old.to_dict()
+    del data["status"], data["step"]
+    with sqlite3.connect(path) as conn:
+        conn.execute("CREATE TABLE drafts (user_id TEXT NOT NULL, id TEXT NOT NULL, title TEXT NOT NULL DEFAULT '',"
+                     " created REAL NOT NULL, updated REAL NOT NULL, block_count INTEGER NOT NULL DEFAULT 0,"
+                     " image_count INTEGER NOT NULL DEFAULT 0, data TEXT NOT NULL, PRIMARY KEY (user_id, id))")
+        conn.execute("INSERT INTO drafts VALUES (?, ?, 't', 1, 2, 1, 1, ?)", (A, old.id, json.dumps(data)))
+        conn.execute("PRAGMA user_version = 1")
+    store = DraftStore(path)
+    assert store.list(A)[0].status == ""
+    loaded = store.load(A, old.id)
+    assert loaded.status == "" and loaded.blocks[0].text == "legacy text"
+    loaded.status = "done"
+    store.save(A, loaded)
+    assert store.list(A)[0].status == "done"
+
+
+def _age(path: Path, seconds: float) -> None:
+    past = time.time() - seconds
+    os.utime(path, (past, past), follow_symlinks=False)
+
+
+def test_sweep_removes_old_orphans_and_keeps_fresh_and_owned_folders(store, files, tmp_path):
+    owned = files.adopt(A, "aa11", image_file(tmp_path), "owned").parent
+    orphan = files.adopt(A, "bb22", image_file(tmp_path), "orphan").parent
+    fresh = files.adopt(B, "cc33", image_file(tmp_path), "fresh").parent
+    lone_user = files.adopt(B, "dd44", image_file(tmp_path), "lone").parent
+    for folder in (owned, orphan, lone_user):
+        _age(folder, 3600)
+    unowned_file = owned / "not-referenced.png"  # files a draft no longer names are not the sweep's business
+    unowned_file.write_bytes(PNG)
+    _age(owned, 3600)
+    removed = files.sweep({(A, "aa11")}, grace_s=600)
+    assert removed == 2 and not orphan.exists() and not lone_user.exists()
+    assert owned.is_dir() and unowned_file.exists() and fresh.is_dir()
+
+
+def test_sweep_never_follows_links_and_keeps_what_is_not_its_layout(files, tmp_path):
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "precious.txt").write_text("keep")
+    user_dir = files.folder(A, "aa11").parent
+    (user_dir / "ee55").symlink_to(outside, target_is_directory=True)  # named like a draft folder
+    (files.root / ("f" * 32)).symlink_to(outside, target_is_directory=True)  # named like a user folder
+    notes = files.root / "notes"  # not a name this layout makes
+    notes.mkdir()
+    inner = files.adopt(A, "ab12", image_file(tmp_path), "x").parent
+    (inner / "link").symlink_to(outside, target_is_directory=True)  # inside an orphan: unlinked, not followed
+    for path in (user_dir / "ee55", files.root / ("f" * 32), notes, inner, user_dir / "aa11"):
+        _age(path, 3600)
+    assert files.sweep(set(), grace_s=600) == 2  # aa11 and ab12, real folders of the layout
+    assert (outside / "precious.txt").read_text() == "keep"
+    assert (user_dir / "ee55").is_symlink() and (files.root / ("f" * 32)).is_symlink() and notes.is_dir()
+
+
+def test_services_sweep_at_start_and_leave_an_unreadable_store_alone(tmp_path):
+    from studio.config import load_config
+    from studio.services import build_services
+    import tests.support.scripted  # noqa: F401  registers the scripted engine
+    from tests.support.apps import write_config
+
+    cfg = load_config(write_config(tmp_path))
+    data = tmp_path / "data"
+    files = DraftFiles(data / "drafts")
+    orphan = files.adopt(A, "aa11", image_file(tmp_path), "x").parent
+    _age(orphan, 3600)
+    (data / "drafts.db").write_bytes(b"not a database" * 100)
+    build_services(cfg, data)
+    assert orphan.is_dir()  # without its rows, nothing can be called an orphan
+    (data / "drafts.db").unlink()
+    build_services(cfg, data)
+    assert not orphan.exists()

@@ -1,0 +1,181 @@
+"""Article drafts are saved as they are written: listed while Write still streams, their text growing,
+reopened after a `kill -9` with a notice, and no image folder left without its draft. The scripted
+"slowarticle" engine streams slowly enough to look at (and kill) the studio mid-write."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import signal
+import sqlite3
+import subprocess
+import sys
+import urllib.request
+from pathlib import Path
+
+import pytest
+from gradio_client import handle_file
+
+from studio.core.article import ArticleDraft
+from studio.store import DraftStore
+from tests.e2e.helpers import connect, wait_for
+from tests.support.apps import REPO, free_port, running_app, write_config
+
+UPLOAD = REPO / "assets" / "gallery" / "astronaut.jpg"
+SETTINGS = dict(beams=1, repetition_penalty=1.05, max_new_tokens=200, do_sample=False, seed=-1,
+                image_count="0", model_selects=True)
+START_S = 300  # a cold start of the studio on a busy 2-core machine
+
+
+def submit_write(client, title, uploads=()):
+    return client.submit(title, "", [handle_file(str(p)) for p in uploads], *SETTINGS.values(),
+                         api_name="/article_write")
+
+
+def stored(store: DraftStore, user: str):
+    """The user's newest stored draft, or None."""
+    listed = store.list(user)
+    return store.load(user, listed[0].id) if listed else None
+
+
+def writing(store: DraftStore, user: str):
+    """The user's newest draft if it is stored as still being written, else None."""
+    draft = stored(store, user)
+    return draft if getattr(draft, "status", None) == "writing" else None
+
+
+def orphan_folders(data: Path) -> list[Path]:
+    """Draft image folders with no draft row."""
+    owned = {(hashlib.sha256(u.encode()).hexdigest()[:32], d) for u, d in DraftStore(data / "drafts.db").keys()}
+    root = data / "drafts"
+    folders = [d for u in root.iterdir() for d in u.iterdir()] if root.is_dir() else []
+    return [d for d in folders if (d.parent.name, d.name) not in owned]
+
+
+@pytest.fixture(scope="module")
+def app(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("article-saving")
+    with running_app(write_config(tmp, model_path="script:slowarticle"), tmp / "data") as running:
+        yield running
+
+
+def test_the_draft_is_listed_while_write_streams_and_its_text_grows(app):
+    client, user = connect(app.url)
+    job = submit_write(client, "A slow afternoon", [UPLOAD])
+    first = wait_for(lambda: writing(app.services.drafts, user), timeout=120)
+    assert first.instruction == "A slow afternoon"
+    assert len(first.uploads) == 1 and Path(first.uploads[0]).is_file()  # copied once the row existed
+    other, _ = connect(app.url, token=user)  # the same user in a second tab, mid-write
+    listed = other.predict(api_name="/article_drafts")["choices"]
+    assert [c[1] for c in listed] == [first.id] and "unfinished" in listed[0][0]
+    lengths = set()
+
+    def grew():
+        draft = stored(app.services.drafts, user)
+        assert draft.status == "writing", "the write ended before its text was seen growing"
+        if draft.text():
+            lengths.add(len(draft.text()))
+        return len(lengths) >= 2
+
+    wait_for(grew, timeout=120, step=0.05)
+    job.result()
+    final = stored(app.services.drafts, user)
+    assert final.status == "done" and final.text().startswith("Cats sleep a lot.")
+    assert max(lengths) < len(final.text())
+    assert "unfinished" not in other.predict(api_name="/article_drafts")["choices"][0][0]
+
+
+def test_a_draft_without_paragraphs_is_listed_opened_renamed_and_deleted(app, tmp_path):
+    client, user = connect(app.url)
+    draft = ArticleDraft(instruction="Nothing written yet", title="Nothing written yet", status="writing",
+                         step="start")
+    app.services.drafts.save(user, draft)
+    picture = app.services.draft_files.adopt(user, draft.id, UPLOAD, "up")
+    assert [c[1] for c in client.predict(api_name="/article_drafts")["choices"]] == [draft.id]
+    out = client.predict(draft.id, api_name="/article_open")
+    assert "interrupted" in out[1] and "no text had been written yet" in out[1]
+    assert "Nothing written yet" in out[2]
+    client.predict("Renamed empty draft", api_name="/article_rename")
+    assert app.services.drafts.list(user)[0].title == "Renamed empty draft"
+    client.predict(True, api_name="/article_delete")
+    assert app.services.drafts.list(user) == [] and not picture.parent.exists()
+
+
+# -- a real process, killed ----------------------------------------------------------------------
+
+
+class Studio:
+    """launch.py (with the scripted engine) as a subprocess on `data`; its output goes to a log file."""
+
+    def __init__(self, config: Path, data: Path, log: Path) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}/"
+        args = [sys.executable, "-m", "tests.support.launch_scripted", "--config", str(config),
+                "--data-dir", str(data), "--port", str(self.port)]
+        self.log = log
+        with open(log, "ab") as out:
+            self.proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
+                                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
+        wait_for(self._up, timeout=START_S, step=0.5)
+
+    def _up(self) -> bool:
+        if self.proc.poll() is not None:
+            raise AssertionError(f"the studio exited ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}")
+        try:
+            return urllib.request.urlopen(self.url + "gradio_api/info", timeout=5).status == 200
+        except OSError:
+            return False
+
+    def kill(self) -> None:
+        """`kill -9`, as a crash or an OOM killer would."""
+        os.kill(self.proc.pid, signal.SIGKILL)
+        self.proc.wait(60)
+
+
+def test_kill_9_mid_write_and_mid_edit_loses_nothing_stored(tmp_path):
+    config = write_config(tmp_path, model_path="script:slowarticle")
+    data, log = tmp_path / "data", tmp_path / "studio.log"
+    store = DraftStore(data / "drafts.db")
+    studio = Studio(config, data, log)
+    try:
+        client, user = connect(studio.url)
+        submit_write(client, "Written when the power went out", [UPLOAD])
+        before = wait_for(lambda: (d := writing(store, user)) and d.text() and d, timeout=120, step=0.05)
+        studio.kill()
+    finally:
+        if studio.proc.poll() is None:
+            studio.kill()
+    written = store.load(user, before.id)  # a checkpoint may have landed between the look and the kill
+    assert written.status == "writing" and written.text() and Path(written.uploads[0]).is_file()
+    assert orphan_folders(data) == []
+
+    studio = Studio(config, data, log)
+    try:
+        client, same = connect(studio.url, token=user)
+        listed = client.predict(api_name="/article_drafts")["choices"]
+        assert [c[1] for c in listed] == [before.id] and "unfinished" in listed[0][0]
+        out = client.predict(before.id, api_name="/article_open")
+        assert "interrupted at step “Write the text”" in out[1] and "Write again" in out[1]
+        assert written.blocks[0].text in out[2]
+        updated = written.updated
+        client.submit(0, "", api_name="/article_rewrite")
+        # The edit stores the draft before the model runs; the kill lands while the model is still thinking.
+        wait_for(lambda: store.load(user, before.id).updated > updated, timeout=120, step=0.02)
+        studio.kill()
+    finally:
+        if studio.proc.poll() is None:
+            studio.kill()
+
+    studio = Studio(config, data, log)
+    try:
+        client, _ = connect(studio.url, token=user)
+        assert [c[1] for c in client.predict(api_name="/article_drafts")["choices"]] == [before.id]
+        out = client.predict(before.id, api_name="/article_open")
+        reopened = store.load(user, before.id)
+        assert reopened.blocks == written.blocks and reopened.blocks[0].text != "Rewrited paragraph."
+        assert written.blocks[0].text in out[2] and "interrupted" in out[1]
+    finally:
+        studio.kill()
+    assert orphan_folders(data) == []
+    with sqlite3.connect(data / "drafts.db") as db:
+        assert db.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
