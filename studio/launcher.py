@@ -34,6 +34,9 @@ def check_port(host: str, port: int) -> None:
     if not 1 <= port <= 65535:
         raise StudioError(f"--port {port} is not a valid port.", "Use a number between 1024 and 65535, e.g. --port 6006.")
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        # Bind as the server will (uvicorn and Gradio set SO_REUSEADDR): a TIME-WAIT socket left by a
+        # crashed studio must not look busy, while a live listener still refuses the bind.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:

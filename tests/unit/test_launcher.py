@@ -8,6 +8,7 @@ import pytest
 
 from studio.errors import StudioError
 from studio.launcher import check_port, parse_auth, tunnel_hint
+from tests.support.ports import time_wait_port, time_wait_ports
 
 
 def test_busy_port_names_port_and_fix():
@@ -44,3 +45,20 @@ def test_auth_parsing_and_share_never_open():
 def test_tunnel_hint():
     assert tunnel_hint("127.0.0.1", 6006).startswith("ssh -CNg -L 6006:127.0.0.1:6006 ")
     assert "-L 7000:127.0.0.1:7000" in tunnel_hint("0.0.0.0", 7000)
+
+
+def test_time_wait_socket_of_a_dead_server_is_not_in_use():
+    port = time_wait_port()
+    assert port in time_wait_ports()  # the case being tested really exists
+    check_port("127.0.0.1", port)  # a restart right after a crash is not refused
+
+
+def test_listener_after_time_wait_still_refused_with_todays_message():
+    port = time_wait_port()
+    with socket.socket() as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        s.bind(("127.0.0.1", port))
+        s.listen()
+        with pytest.raises(StudioError) as e:
+            check_port("127.0.0.1", port)
+    assert e.value.message == f"Port {port} on 127.0.0.1 is already in use (another studio or program is listening)."
