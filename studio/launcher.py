@@ -23,10 +23,11 @@ def prepare_environment(data_dir: Path) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    tmp = data_dir / "tmp" / "gradio"
-    tmp.mkdir(parents=True, exist_ok=True)
-    os.chmod(tmp, 0o700)
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp))
+    from studio.store.private_files import private_dir
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    # Made or checked without following links: a planted folder or link is refused, never used.
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(private_dir(data_dir, "tmp", "gradio")))
 
 
 def check_port(host: str, port: int) -> None:

@@ -62,3 +62,26 @@ def test_listener_after_time_wait_still_refused_with_todays_message():
         with pytest.raises(StudioError) as e:
             check_port("127.0.0.1", port)
     assert e.value.message == f"Port {port} on 127.0.0.1 is already in use (another studio or program is listening)."
+
+
+def test_gradio_temp_dir_is_private_and_a_planted_link_is_refused(tmp_path, monkeypatch):
+    import os
+    import stat
+
+    from studio.launcher import prepare_environment
+
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    prepare_environment(tmp_path / "data")
+    made = tmp_path / "data" / "tmp" / "gradio"
+    assert os.environ["GRADIO_TEMP_DIR"] == str(made)
+    assert stat.S_IMODE(made.stat().st_mode) == 0o700 and stat.S_IMODE(made.parent.stat().st_mode) == 0o700
+    monkeypatch.delenv("GRADIO_TEMP_DIR")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o755)
+    (tmp_path / "other" / "tmp").mkdir(parents=True, mode=0o700)
+    os.symlink(shared, tmp_path / "other" / "tmp" / "gradio")
+    with pytest.raises(StudioError, match="gradio: it is a symbolic link"):
+        prepare_environment(tmp_path / "other")
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755  # the link's target was not chmod-ed
+    assert "GRADIO_TEMP_DIR" not in os.environ
