@@ -19,13 +19,17 @@ EXIT_RUNTIME = 1
 
 
 def prepare_environment(data_dir: Path) -> None:
-    """Offline by default, and a private Gradio temp dir per user (shared machines clash otherwise)."""
+    """Offline by default, a private data dir and a private Gradio temp dir per user (machines are shared)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
     from studio.store.private_files import private_dir
 
-    data_dir.mkdir(parents=True, exist_ok=True)
+    if not data_dir.exists():
+        data_dir.mkdir(mode=0o700, parents=True)  # conversations are private: a new data dir is the user's alone
+    elif data_dir.stat().st_mode & 0o077:
+        print(f"warning: {data_dir} can be read by other users (mode {data_dir.stat().st_mode & 0o777:o}); "
+              f"run `chmod 700 {data_dir}` to keep conversations private.", file=sys.stderr)
     # Made or checked without following links: a planted folder or link is refused, never used.
     os.environ.setdefault("GRADIO_TEMP_DIR", str(private_dir(data_dir, "tmp", "gradio")))
 

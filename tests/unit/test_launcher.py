@@ -85,3 +85,23 @@ def test_gradio_temp_dir_is_private_and_a_planted_link_is_refused(tmp_path, monk
         prepare_environment(tmp_path / "other")
     assert stat.S_IMODE(shared.stat().st_mode) == 0o755  # the link's target was not chmod-ed
     assert "GRADIO_TEMP_DIR" not in os.environ
+
+
+def test_new_data_dir_is_private_and_an_open_one_gets_a_warning(tmp_path, monkeypatch, capsys):
+    import os
+    import stat
+
+    from studio.launcher import prepare_environment
+
+    monkeypatch.delenv("GRADIO_TEMP_DIR", raising=False)
+    prepare_environment(tmp_path / "new" / "data")
+    assert stat.S_IMODE((tmp_path / "new" / "data").stat().st_mode) == 0o700
+    assert "warning" not in capsys.readouterr().err
+    monkeypatch.delenv("GRADIO_TEMP_DIR")
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o755)
+    prepare_environment(shared)
+    err = capsys.readouterr().err
+    assert f"warning: {shared} can be read by other users (mode 755); run `chmod 700 {shared}`" in err
+    assert stat.S_IMODE(shared.stat().st_mode) == 0o755  # the user's own choice is not changed
