@@ -79,6 +79,8 @@ def _enter(parent_fd: int, name: str, path: Path) -> int:
 
 def write_new(folder: Path, name: str, data: bytes) -> Path:
     """Write `data` to a new file `name` in `folder` (0600, never over an existing file or link)."""
+    if not name or "/" in name or "\0" in name or name in (".", ".."):
+        raise StudioError(f"Cannot write a file named {name!r}: not a plain file name.", "Use another name.")
     path = folder / name
     try:
         dir_fd = os.open(folder, _DIR_FLAGS)

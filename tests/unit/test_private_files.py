@@ -129,3 +129,10 @@ def test_export_on_a_full_disk_names_folder_cause_and_fix(tmp_path):
             files.export("chat.md", b"x")
         assert f"{exports} is on a read-only file system" in info.value.message
         assert "Remount it read-write" in info.value.hint
+
+
+@pytest.mark.parametrize("name", ["../escape.md", "a/b.md", "..", ""])
+def test_names_that_would_leave_the_folder_are_refused(files, name):
+    with pytest.raises(StudioError, match="not a plain file name"):
+        files.export(name, b"x")
+    assert not (files.data_dir / "tmp" / "files" / "escape.md").exists()
