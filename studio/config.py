@@ -18,6 +18,10 @@ DEFAULT_CONFIG = CONFIG_DIR / "default.yaml"
 DEFAULT_GALLERY = Path(__file__).resolve().parent.parent / "assets" / "gallery"
 
 
+MAX_CONFIG_BYTES = 1024 * 1024
+EXCERPT_CHARS = 120  # most characters of an offending value shown in an error message
+MAX_ERRORS_SHOWN = 20
+
 REMOTE_ENGINE = "openai_compat"
 LMDEPLOY_ENGINE = "lmdeploy"
 # Settings that only some engines read: which engines may set each one.
@@ -272,16 +276,35 @@ class StudioConfig(_Frozen):
     api: ApiConfig = ApiConfig()
 
 
+def excerpt_text(text: str, limit: int = EXCERPT_CHARS) -> str:
+    """`text` cut to `limit` characters, saying how long it was."""
+    return text if len(text) <= limit else f"{text[:limit]}… ({len(text):,} characters)"
+
+
+def excerpt(value: object, limit: int = EXCERPT_CHARS) -> str:
+    """repr(value), cut to `limit` characters: error messages never echo a whole huge value."""
+    return excerpt_text(repr(value), limit)
+
+
+def _key(part: object) -> str:
+    """One part of a key path, as written, or an excerpt when it is too long to show."""
+    text = str(part)
+    return text if len(text) <= EXCERPT_CHARS else excerpt(text)
+
+
 def _format_validation(path: Path, err: ValidationError) -> str:
     lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in e["loc"]) or "(top level)"
+    errors = err.errors()
+    for e in errors[:MAX_ERRORS_SHOWN]:
+        loc = ".".join(_key(p) for p in e["loc"]) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
             msg = "unknown key"
         elif "input" in e and e["type"] not in ("missing", "secret"):
-            msg = f"{msg} (got {e['input']!r})"
+            msg = f"{msg} (got {excerpt(e['input'])})"
         lines.append(f"{path}: {loc}: {msg}")
+    if len(errors) > MAX_ERRORS_SHOWN:
+        lines.append(f"{path}: … and {len(errors) - MAX_ERRORS_SHOWN} more problems; fix these first.")
     return "\n".join(lines)
 
 
@@ -294,40 +317,70 @@ def _check_names(path: Path, cfg: StudioConfig) -> None:
         raise ConfigError(f"{path}: engines.chat: missing", "Every config needs an engine named 'chat'.")
     for alias, target in cfg.api.model_names.items():
         if target not in cfg.engines or alias in cfg.engines:
-            raise ConfigError(f"{path}: api.model_names.{alias}: must name a configured engine and not be one; "
+            raise ConfigError(f"{path}: api.model_names.{excerpt(alias)}: must name a configured engine and not be one; "
                               f"engines: {', '.join(cfg.engines)}")
     for name, eng in cfg.engines.items():
         if eng.engine not in ENGINES:
             raise ConfigError(
-                f"{path}: engines.{name}.engine: {eng.engine!r} unknown; known: {', '.join(ENGINES.names())}"
+                f"{path}: engines.{_key(name)}.engine: {excerpt(eng.engine)} unknown; known: {', '.join(ENGINES.names())}"
             )
         if eng.family != "auto" and eng.family not in FAMILIES:
             raise ConfigError(
-                f"{path}: engines.{name}.family: {eng.family!r} unknown; "
+                f"{path}: engines.{_key(name)}.family: {excerpt(eng.family)} unknown; "
                 f"known: auto, {', '.join(FAMILIES.names())}"
             )
         if eng.family != "auto" and FAMILIES.get(eng.family)().needs_remote_code and not eng.trust_remote_code:
             raise ConfigError(
-                f"{path}: engines.{name}.trust_remote_code: the {eng.family} family loads official "
+                f"{path}: engines.{_key(name)}.trust_remote_code: the {eng.family} family loads official "
                 "checkpoints through the Python code shipped inside the checkpoint folder for now, "
                 "so it needs trust_remote_code: true.",
                 "Set it to true only for a checkpoint you trust.",
             )
 
 
+class _NoAliasLoader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases: a few hundred bytes of nested aliases expand to gigabytes."""
+
+    def compose_node(self, parent, index):
+        if self.check_event(yaml.AliasEvent):
+            mark = self.peek_event().start_mark
+            raise ConfigError(f"{self.name}: line {mark.line + 1}: YAML aliases (*name) are not supported",
+                              "Write the value out in full where it is used; YAML aliases are refused.")
+        return super().compose_node(parent, index)
+
+
+def _read_yaml(path: Path):
+    """The parsed YAML of `path`: at most MAX_CONFIG_BYTES, no aliases, nesting bounded by the recursion limit."""
+    try:
+        with path.open("rb") as f:
+            raw = f.read(MAX_CONFIG_BYTES + 1)  # never more: the path could be a huge file or /dev/zero
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: config file not found", f"Configs shipped: {', '.join(sorted(p.name for p in CONFIG_DIR.glob('*.yaml')))}.") from None
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read config: {exc}") from None
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"{path}: config file is larger than {MAX_CONFIG_BYTES // 1024} KiB",
+                          "A studio config is a few kilobytes; check that --config names the right file.")
+    try:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: cannot read config: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
+    loader = _NoAliasLoader(text)
+    loader.name = str(path)
+    try:
+        return loader.get_single_data()
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: invalid YAML: {excerpt_text(str(exc), 600)}", "Fix the syntax at the line shown.") from None
+    except RecursionError:
+        raise ConfigError(f"{path}: invalid YAML: nested too deeply", "A studio config nests a few levels only.") from None
+    finally:
+        loader.dispose()
+
+
 def load_config(path: str | Path | None = None, model_path: Optional[str] = None) -> StudioConfig:
     """Read, validate and freeze a config; `model_path` overrides engines.chat.model_path."""
     path = Path(path) if path else DEFAULT_CONFIG
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: config file not found", f"Configs shipped: {', '.join(sorted(p.name for p in CONFIG_DIR.glob('*.yaml')))}.") from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{path}: cannot read config: {exc}") from None
-    try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{path}: invalid YAML: {exc}", "Fix the syntax at the line shown.") from None
+    data = _read_yaml(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: (top level): expected a mapping with an 'engines' key, got {type(data).__name__}")
     if model_path:

@@ -19,14 +19,19 @@ EXIT_RUNTIME = 1
 
 
 def prepare_environment(data_dir: Path) -> None:
-    """Offline by default, and a private Gradio temp dir per user (shared machines clash otherwise)."""
+    """Offline by default, a private data dir and a private Gradio temp dir per user (machines are shared)."""
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    tmp = data_dir / "tmp" / "gradio"
-    tmp.mkdir(parents=True, exist_ok=True)
-    os.chmod(tmp, 0o700)
-    os.environ.setdefault("GRADIO_TEMP_DIR", str(tmp))
+    from studio.store.private_files import private_dir
+
+    if not data_dir.exists():
+        data_dir.mkdir(mode=0o700, parents=True)  # conversations are private: a new data dir is the user's alone
+    elif data_dir.stat().st_mode & 0o077:
+        print(f"warning: {data_dir} can be read by other users (mode {data_dir.stat().st_mode & 0o777:o}); "
+              f"run `chmod 700 {data_dir}` to keep conversations private.", file=sys.stderr)
+    # Made or checked without following links: a planted folder or link is refused, never used.
+    os.environ.setdefault("GRADIO_TEMP_DIR", str(private_dir(data_dir, "tmp", "gradio")))
 
 
 def check_port(host: str, port: int) -> None:
@@ -34,6 +39,9 @@ def check_port(host: str, port: int) -> None:
     if not 1 <= port <= 65535:
         raise StudioError(f"--port {port} is not a valid port.", "Use a number between 1024 and 65535, e.g. --port 6006.")
     with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        # Bind as the server will (uvicorn and Gradio set SO_REUSEADDR): a TIME-WAIT socket left by a
+        # crashed studio must not look busy, while a live listener still refuses the bind.
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         try:
             s.bind((host, port))
         except OSError as exc:

@@ -16,6 +16,7 @@ from studio.errors import ModelNotReady, StudioError
 from studio.store.conversations import ConversationStore
 from studio.store.draft_files import DraftFiles
 from studio.store.drafts import DraftStore
+from studio.store.private_files import PrivateFiles
 
 log = logging.getLogger(__name__)
 
@@ -195,6 +196,11 @@ class Services:
     drafts: Optional[DraftStore] = None
     draft_files: Optional[DraftFiles] = None
     sources: Optional[SourcePool] = None
+    files: Optional[PrivateFiles] = None  # thumbnails and downloads: private folders under the data dir
+
+    def __post_init__(self) -> None:
+        if self.files is None:
+            self.files = PrivateFiles(self.data_dir)
 
     def device_stats(self) -> list:
         """Live memory of each GPU and of RAM (studio.engines.devices.DeviceStat)."""
@@ -228,6 +234,7 @@ def build_services(config: StudioConfig, data_dir: Path, num_gpus: int = 1,
         drafts=DraftStore(data_dir / "drafts.db"),
         draft_files=DraftFiles(data_dir / "drafts"),
         sources=SourcePool(config, cache_dir / "sources"),
+        files=PrivateFiles(data_dir),
     )
     sweep_draft_folders(services.drafts, services.draft_files)
     return services

@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Iterator
 
 from studio.errors import StudioError
+from studio.store.storage_errors import cause_of_errno, probe, storage_error
 
 BUSY_TIMEOUT_MS = 10_000
 TITLE_MAX_CHARS = 200
@@ -42,6 +43,10 @@ def clean_title(title: str) -> str:
     return _TITLE_JUNK.sub(" ", title).strip()[:TITLE_MAX_CHARS].rstrip()
 
 
+class _ImmutableConnection(sqlite3.Connection):
+    """A read-only connection to a store on a read-only disk (see SQLiteStore._open)."""
+
+
 class SQLiteStore:
     """Base of the stores: subclasses set SCHEMA_VERSION, MIGRATIONS, STORE ("conversation store") and
     ITEM ("conversation") for their messages; thread-safe because every operation opens its own connection."""
@@ -61,7 +66,10 @@ class SQLiteStore:
     def _connection(self, action: str) -> Iterator[sqlite3.Connection]:
         """A fresh autocommit connection with the schema in place; sqlite errors become StudioError."""
         try:
-            self._ensure_schema()
+            try:
+                self._ensure_schema()
+            except OSError as exc:  # the store's folder could not be created (read-only, permission, full)
+                raise self._wrap_os(exc, action) from exc
             with closing(self._open()) as conn:
                 yield conn
         except sqlite3.Error as exc:
@@ -86,7 +94,22 @@ class SQLiteStore:
 
     def _open(self) -> sqlite3.Connection:
         """Open the database file (autocommit mode; transactions are explicit)."""
-        conn = sqlite3.connect(str(self.db_path), timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None)
+        conn = self._connect(str(self.db_path), uri=False)
+        try:
+            conn.execute("PRAGMA schema_version")  # reads the file: a WAL store on a read-only disk fails here
+        except sqlite3.OperationalError:
+            conn.close()
+            if probe(self.db_path.parent) != "read-only" or not self.db_path.is_file():
+                raise
+            # SQLite cannot create a WAL store's shared-memory file on a read-only disk. Nothing can change
+            # the file there, so reading it as immutable is safe, and the conversations stay readable.
+            conn = self._connect(f"{self.db_path.resolve().as_uri()}?mode=ro&immutable=1", uri=True,
+                                 factory=_ImmutableConnection)
+        return conn
+
+    def _connect(self, target: str, uri: bool, factory=sqlite3.Connection) -> sqlite3.Connection:
+        conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, uri=uri,
+                               factory=factory)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         return conn
 
@@ -104,6 +127,8 @@ class SQLiteStore:
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Apply the migrations between the file's user_version and SCHEMA_VERSION."""
+        if self._is_current(conn):
+            return  # nothing to write, so a store on a read-only or full disk can still be read
         # WAL lets readers (list/load) run while another thread writes; the mode is stored in the file.
         conn.execute("PRAGMA journal_mode = WAL")
         conn.execute("BEGIN IMMEDIATE")  # another process may be migrating the same file
@@ -125,8 +150,14 @@ class SQLiteStore:
                 conn.execute("ROLLBACK")
             raise
 
+    def _is_current(self, conn: sqlite3.Connection) -> bool:
+        """Whether the file already has this schema version in WAL mode (read without writing)."""
+        # An immutable connection reports journal mode "delete" whatever the file says.
+        mode = "wal" if isinstance(conn, _ImmutableConnection) else conn.execute("PRAGMA journal_mode").fetchone()[0]
+        return mode == "wal" and conn.execute("PRAGMA user_version").fetchone()[0] == self.SCHEMA_VERSION
+
     def _wrap(self, exc: sqlite3.Error, action: str) -> StudioError:
-        """Turn a sqlite3 error into a StudioError that names the file and the way out."""
+        """Turn a sqlite3 error into a StudioError that names the file, the cause and the way out."""
         code = getattr(exc, "sqlite_errorname", "") or ""
         if code in _CORRUPT_CODES or "not a database" in str(exc) or "malformed" in str(exc):
             return StudioError(
@@ -134,10 +165,21 @@ class SQLiteStore:
                 f"Stop Puyu Studio, move the file aside (e.g. rename it to {self.db_path.name}.bad) "
                 "and start again; a new, empty store will be created.",
             )
-        if code == "SQLITE_BUSY" or "locked" in str(exc):
-            hint = "Another program is holding the store; try again in a moment."
+        folder = self.db_path.parent
+        if code.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "locked" in str(exc):
+            cause = "locked"
         elif code == "SQLITE_FULL" or "full" in str(exc):
-            hint = "The disk is full; free some space and try again. Nothing was changed."
-        else:
-            hint = f"Check that {self.db_path} and its folder are writable. Nothing was changed."
-        return StudioError(f"Could not {action} the {self.ITEM} ({exc}; store {self.db_path}).", hint)
+            cause = "full"  # SQLite reports a used-up quota (EDQUOT) as SQLITE_FULL too
+        else:  # read-only, cannot open, "disk I/O error": SQLite does not say why; the file system does
+            cause = probe(folder, self.db_path) or ("read-only" if code.startswith("SQLITE_READONLY") else None)
+        return storage_error(self._what(action), folder, cause, f"SQLite: {exc}; store {self.db_path}")
+
+    def _what(self, action: str) -> str:
+        """"save the conversation", "list the conversations": what failed, for the message."""
+        return f"{action} the {self.ITEM}s" if action in ("list", "count") else f"{action} the {self.ITEM}"
+
+    def _wrap_os(self, exc: OSError, action: str) -> StudioError:
+        """Turn an OSError (creating the store's folder) into a StudioError naming the cause."""
+        folder = self.db_path.parent
+        return storage_error(self._what(action), folder, cause_of_errno(exc) or probe(folder),
+                             f"{exc.strerror or exc}; store {self.db_path}")

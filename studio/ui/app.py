@@ -102,7 +102,8 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
                     "routes": api_routes(services, lambda: LaunchInfo(demo.auth, getattr(demo, "server_name", None),
                                                                       bool(getattr(demo, "share", False))))},
         js=THEME_ON_LOAD_JS,
-        allowed_paths=[str(ASSETS)],
+        # Thumbnails and downloads are written to the studio's private folder; Gradio copies them from there.
+        allowed_paths=[str(ASSETS), str(services.files.root)],
         max_file_size=cfg.ui.max_file_size,
         show_error=False,
         enable_monitoring=False,

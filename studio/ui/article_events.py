@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
 from pathlib import Path
 from typing import Optional
@@ -161,13 +160,12 @@ def _wire_exports(services: Services, tab: ArticleTab, session: gr.State) -> Non
         @user_errors
         def on_export(sess, kind=kind, fn_name=fn_name):
             if not sess.draft.blocks:
-                raise InputError("The article is empty.", "Write an article first, then export.")
+                gr.Info("The article is empty: write it first, then export.")  # harmless: a notice, no file
+                return None, gr.skip()
             result = getattr(exports, fn_name)(sess.draft)
             for w in result.warnings:
                 gr.Warning(w)
-            folder = Path(tempfile.mkdtemp(prefix="puyu-article-"))
-            path = folder / result.filename
-            path.write_bytes(result.data)
+            path = services.files.export(result.filename, result.data)
             return str(path), "  \n".join(result.warnings)
 
         tab.buttons[f"export_{kind}"].click(on_export, [session], [tab.export_file, tab.notice],

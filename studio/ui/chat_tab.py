@@ -2,10 +2,8 @@
 
 from __future__ import annotations
 
-import tempfile
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import gradio as gr
 from pydantic import ValidationError
@@ -170,13 +168,11 @@ def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State,
     @user_errors
     def export(kind, sess, uid):
         if not sess.messages:
-            raise InputError("This conversation is empty.", "Chat first, then export.")
+            gr.Info("This conversation is empty: chat first, then export.")  # harmless: a notice, no file
+            return None
         model = services.engines.label(sess.engine)
         data = conversation_markdown(sess, model) if kind == "md" else conversation_json(sess, model)
-        folder = Path(tempfile.mkdtemp(prefix="puyu-export-"))
-        path = folder / export_filename(sess.display_title(), kind)
-        path.write_bytes(data)
-        return str(path)
+        return str(services.files.export(export_filename(sess.display_title(), kind), data))
 
     b["exp_md"].click(lambda s, u: export("md", s, u), [session, user_id], tab.export_file, api_name="export_markdown")
     b["exp_json"].click(lambda s, u: export("json", s, u), [session, user_id], tab.export_file, api_name="export_json")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -16,6 +15,7 @@ from studio.core.session import ChatSession
 from studio.core.types import GenParams, Notice, TextDelta
 from studio.errors import InputError, StudioError
 from studio.services import Services
+from studio.store.private_files import PrivateFiles
 from studio.tasks import json_extract
 from studio.tasks import vision as vision_task
 from studio.ui.errors import user_errors
@@ -85,24 +85,20 @@ def build(t, services: Services) -> VisionTab:
                                        extract=extract))
 
 
-def _thumb(image: Any, folder: Path) -> str:
-    """A PNG thumbnail of `image` on disk (named by content, written once) for the transcript."""
-    path = folder / f"{image_intake.image_digest(image)[:24]}.png"
-    if not path.is_file():
-        path.write_bytes(image_intake.thumbnail_png(image, 256))
-    return str(path)
+def _thumb(image: Any, files: PrivateFiles) -> str:
+    """A PNG thumbnail of `image` in the studio's private folder (named by content, written once)."""
+    name = f"{image_intake.image_digest(image)[:24]}.png"
+    return str(files.cached("thumbs", name, lambda: image_intake.thumbnail_png(image, 256)))
 
 
-def transcript(session: ChatSession) -> list[dict]:
+def transcript(session: ChatSession, files: PrivateFiles) -> list[dict]:
     """Messages-format Chatbot values with image thumbnails."""
-    folder = Path(tempfile.gettempdir()) / "puyu-thumbs"
-    folder.mkdir(mode=0o700, exist_ok=True)
     out = []
     for m in session.messages:
         if m.role not in ("user", "assistant"):
             continue
         for img in m.images:
-            out.append({"role": m.role, "content": {"path": _thumb(img, folder)}})
+            out.append({"role": m.role, "content": {"path": _thumb(img, files)}})
         if m.text or not m.images:
             out.append({"role": m.role, "content": m.text})
     return out
@@ -143,11 +139,11 @@ def _tiles(value: Any) -> int:
     return tiles
 
 
-def _stream(events, sess: ChatSession, pacer: FramePacer, extra: int = 0):
+def _stream(events, sess: ChatSession, pacer: FramePacer, files: PrivateFiles, extra: int = 0):
     """Render task events: transcript, cleared input, session, notice (+ `extra` untouched outputs)."""
     notice, shown = "", 0.0
     tail = [gr.skip()] * extra
-    yield transcript(sess), gr.skip(), sess, notice, *tail
+    yield transcript(sess, files), gr.skip(), sess, notice, *tail
     with pacer.streaming():
         for ev in events:
             if isinstance(ev, Notice):
@@ -157,21 +153,19 @@ def _stream(events, sess: ChatSession, pacer: FramePacer, extra: int = 0):
             elif isinstance(ev, TextDelta) and ev.finish_reason == "error":
                 raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
             elif isinstance(ev, vision_task.Extraction):
-                yield transcript(sess), gr.skip(), sess, notice, *_extraction_outputs(ev, sess)
+                yield transcript(sess, files), gr.skip(), sess, notice, *_extraction_outputs(ev, files)
                 continue
             if isinstance(ev, TextDelta) and not ev.finish_reason and not pacer.due(shown, UI_FRAME_S):
                 continue
             shown = time.monotonic()
-            yield transcript(sess), gr.skip(), sess, notice, *tail
+            yield transcript(sess, files), gr.skip(), sess, notice, *tail
 
 
-def _extraction_outputs(ev: vision_task.Extraction, sess: ChatSession) -> list:
+def _extraction_outputs(ev: vision_task.Extraction, files: PrivateFiles) -> list:
     if not ev.ok:
         gr.Warning(ev.error)
         return [{"error": ev.error, "attempts": ev.attempts}, None]
-    folder = Path(tempfile.mkdtemp(prefix="puyu-extract-"))
-    path = folder / "extracted.json"
-    path.write_text(json.dumps(ev.data, ensure_ascii=False, indent=2), encoding="utf-8")
+    path = files.export("extracted.json", json.dumps(ev.data, ensure_ascii=False, indent=2).encode("utf-8"))
     return [ev.data, str(path)]
 
 
@@ -186,7 +180,7 @@ def wire(services: Services, tab: VisionTab, session: gr.State, pacer: FramePace
         text = vision_task.PRESETS[preset] if preset else _text(value)
         events = vision_task.send(services, sess, text, _files(value), _tiles(tiles))
         first = True
-        for update in _stream(events, sess, pacer):
+        for update in _stream(events, sess, pacer, services.files):
             if first:  # the images are in the transcript now: empty the input box
                 update = (update[0], {"text": "", "files": []}, *update[2:])
                 first = False
@@ -207,7 +201,7 @@ def wire(services: Services, tab: VisionTab, session: gr.State, pacer: FramePace
     @user_errors
     def on_regenerate(sess, max_tiles, max_new_tokens, do_sample):
         _params(sess, max_new_tokens, do_sample)
-        yield from _stream(vision_task.regenerate(services, sess, _tiles(max_tiles)), sess, pacer)
+        yield from _stream(vision_task.regenerate(services, sess, _tiles(max_tiles)), sess, pacer, services.files)
 
     @user_errors
     def on_extract(message, sess, schema, instructions, retries, max_tiles, max_new_tokens, do_sample):
@@ -216,7 +210,7 @@ def wire(services: Services, tab: VisionTab, session: gr.State, pacer: FramePace
         events = vision_task.extract(services, sess, schema, instructions or "", _files(message), _tiles(max_tiles),
                                      int(retries))
         first = True
-        for update in _stream(events, sess, pacer, extra=2):
+        for update in _stream(events, sess, pacer, services.files, extra=2):
             if first:
                 update = (update[0], {"text": "", "files": []}, *update[2:])
                 first = False

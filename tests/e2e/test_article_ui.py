@@ -212,3 +212,10 @@ def test_http_provider_images_are_used_and_a_slow_one_falls_back_to_the_gallery(
             assert "timed out" in final[1]
             placed = [b.image for b in blocks_of(app, user).blocks if b.image]
             assert placed and placed[0].source == "gallery"
+
+
+def test_exporting_an_empty_article_is_a_notice_not_an_error(app):
+    client, _ = connect(app.url)
+    for kind in ("markdown", "html", "xlsx"):
+        path, _notice = client.predict(api_name=f"/article_export_{kind}")  # no error raised
+        assert path is None

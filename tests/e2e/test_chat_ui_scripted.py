@@ -170,3 +170,23 @@ def test_api_client_without_resume_still_saves(app):
     assert reply_text(chatbot) == "echo: no resume here"
     user = f"session:{client.session_hash}"
     assert app.services.store.list(user)[0].title == "no resume here"
+
+
+def test_exporting_an_empty_chat_is_a_notice_not_an_error(app):
+    client, _ = connect(app.url)
+    assert client.predict(api_name="/export_markdown") is None  # no file, and no error raised
+    assert client.predict(api_name="/export_json") is None
+    chat(client, "now there is something")
+    path = Path(client.predict(api_name="/export_markdown"))
+    assert "now there is something" in path.read_text(encoding="utf-8")
+
+
+def test_export_written_in_the_private_folder(app):
+    import stat
+
+    client, _ = connect(app.url)
+    chat(client, "private please")
+    client.predict(api_name="/export_json")
+    written = list((app.services.files.root / "exports").glob("*/*.json"))
+    assert written and all(stat.S_IMODE(p.parent.stat().st_mode) == 0o700 for p in written)
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in written)

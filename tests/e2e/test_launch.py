@@ -132,3 +132,44 @@ def test_missing_model_path_says_where_it_looked(tmp_path):
     (empty / "notes.txt").write_text("not a model")
     r = run_launch(["--model-path", str(empty)], tmp_path)
     assert r.returncode == 2 and f"{empty} does not hold a model" in r.stderr
+
+
+def _start_scripted(tmp_path, port: int) -> subprocess.Popen:
+    from tests.support.apps import write_config
+
+    cfg = write_config(tmp_path)
+    return subprocess.Popen([sys.executable, "-m", "tests.support.launch_scripted", "--config", str(cfg),
+                             "--port", str(port), "--data-dir", str(tmp_path / "data")], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                            env=dict(os.environ, PYTHONUNBUFFERED="1"))
+
+
+def test_restart_after_kill_9_with_a_client_connected_starts_at_once(tmp_path):
+    from tests.support.ports import time_wait_ports
+
+    port = free_port()
+    first = _start_scripted(tmp_path, port)
+    try:
+        _wait_for_line(first, "Press Ctrl+C", time.monotonic() + 180)
+        client = socket.create_connection(("127.0.0.1", port), timeout=30)
+        client.sendall(b"GET /gradio_api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
+        assert client.recv(12).startswith(b"HTTP/1.1")  # a live keep-alive connection to the server
+        first.kill()
+        first.wait(30)
+        while client.recv(65536):  # the dead server's end closes first, so it is the one in TIME-WAIT
+            pass
+        client.close()
+    finally:
+        if first.poll() is None:
+            first.kill()
+        first.stdout.close()
+    assert port in time_wait_ports()
+    second = _start_scripted(tmp_path, port)
+    try:
+        lines = _wait_for_line(second, "Press Ctrl+C", time.monotonic() + 180)
+        assert "already in use" not in "".join(lines)
+        assert urllib.request.urlopen(f"http://127.0.0.1:{port}/gradio_api/info", timeout=30).status == 200
+    finally:
+        second.terminate()
+        second.wait(30)
+        second.stdout.close()

@@ -140,3 +140,47 @@ def test_bad_schema_is_refused_before_anything_runs(json_app, tmp_path):
         client.predict({"text": "", "files": [img]}, "{not json", "", 1, 6, 64, False, api_name="/vision_extract")
     with pytest.raises(AppError, match="not a valid JSON Schema"):
         client.predict({"text": "", "files": [img]}, '{"type": 12}', "", 1, 6, 64, False, api_name="/vision_extract")
+
+
+def test_thumbnails_live_in_the_studio_private_folder_and_a_planted_link_is_refused(vision_app, tmp_path):
+    import os
+    import stat
+
+    client, _ = connect(vision_app.url)
+    _, final = ask(client, "What colour?", [image_file(tmp_path, "blue.png", colour=(0, 0, 250))])
+    assert reply_text(final[0]).startswith("I see 1 image(s)")
+    thumbs = vision_app.services.files.root / "thumbs"
+    written = list(thumbs.glob("*.png"))
+    assert written and stat.S_IMODE(thumbs.stat().st_mode) == 0o700
+    assert all(stat.S_IMODE(p.stat().st_mode) == 0o600 for p in written)
+    # Another user's link in place of the folder: refused with a message, the link's target untouched.
+    attacker = tmp_path / "attacker"
+    attacker.mkdir()
+    thumbs.rename(tmp_path / "ours")
+    os.symlink(attacker, thumbs)
+    try:
+        client, _ = connect(vision_app.url)
+        with pytest.raises(AppError, match="thumbs: it is a symbolic link"):
+            ask(client, "Again?", [image_file(tmp_path, "green.png", colour=(0, 250, 0))])
+        assert list(attacker.iterdir()) == []
+    finally:
+        thumbs.unlink()
+        (tmp_path / "ours").rename(thumbs)
+    client, _ = connect(vision_app.url)
+    _, final = ask(client, "And now?", [image_file(tmp_path, "green.png", colour=(0, 250, 0))])
+    assert reply_text(final[0]).startswith("I see 1 image(s)")  # the next request is fine
+
+
+def test_extracted_json_file_is_private(json_app, tmp_path):
+    import stat
+
+    client, _ = connect(json_app.url)
+    schema = json.dumps({"type": "object", "required": ["title", "objects"]})
+    job = client.submit({"text": "", "files": [handle_file(image_file(tmp_path, "card.png"))]},
+                        schema, "", 2, 6, 64, False, api_name="/vision_extract")
+    job.result()
+    path = job.outputs()[-1][-1]
+    assert path and Path(path).name == "extracted.json"
+    exports = json_app.services.files.root / "exports"
+    written = list(exports.glob("*/extracted.json"))
+    assert written and all(stat.S_IMODE(p.parent.stat().st_mode) == 0o700 for p in written)

@@ -111,3 +111,72 @@ def test_family_that_needs_remote_code_says_why(tmp_path, monkeypatch):
     with pytest.raises(ConfigError) as e:
         load_config(p)
     assert "engines.chat.trust_remote_code" in str(e.value) and "trust_remote_code: true" in str(e.value)
+
+
+def billion_laughs(levels: int = 9) -> str:
+    """The classic alias bomb: each level repeats the previous one ten times (10**levels strings)."""
+    lines = ['a: &a ["lol","lol","lol","lol","lol","lol","lol","lol","lol","lol"]']
+    for i in range(1, levels):
+        prev, cur = chr(ord("a") + i - 1), chr(ord("a") + i)
+        lines.append(f"{cur}: &{cur} [{','.join(['*' + prev] * 10)}]")
+    return "\n".join(lines) + "\nengines:\n  chat:\n    model_path: /x\n    label: *" + chr(ord("a") + levels - 1) + "\n"
+
+
+def test_alias_bomb_is_refused_with_a_short_message_naming_file_and_line(tmp_path):
+    text = billion_laughs()
+    assert len(text) < 1000
+    p = write(tmp_path, text)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert e.value.message == f"{p}: line 2: YAML aliases (*name) are not supported"
+    assert "in full" in e.value.hint and len(str(e.value)) < 400
+
+
+def test_even_one_alias_is_refused(tmp_path):
+    p = write(tmp_path, "base: &b\n  model_path: /x\nengines:\n  chat: *b\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: line 4: YAML aliases"):
+        load_config(p)
+
+
+def test_huge_file_is_refused_without_reading_it_all(tmp_path):
+    p = tmp_path / "big.yaml"
+    p.write_text("engines:\n  chat:\n    model_path: /x\n" + "# padding\n" * 200_000, encoding="utf-8")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    assert e.value.message == f"{p}: config file is larger than 1024 KiB"
+
+
+def test_over_long_value_in_validation_error_is_excerpted(tmp_path):
+    p = write(tmp_path, "engines:\n  chat:\n    model_path: /x\n    device: " + "g" * 500_000 + "\n")
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    msg = str(e.value)
+    assert msg.startswith(f"{p}: engines.chat.device: Input should be 'auto', 'cpu' or 'cuda' (got 'ggg")
+    assert "… (500,002 characters)" in msg and len(msg) < 400
+
+
+def test_over_long_key_and_engine_name_are_excerpted(tmp_path):
+    key = "k" * 1000  # YAML's longest plain key
+    p = write(tmp_path, f"engines:\n  chat:\n    model_path: /x\n    {key}: 1\n")
+    with pytest.raises(ConfigError, match=r"engines\.chat\.'kkk+… \(1,002 characters\): unknown key$") as e:
+        load_config(p)
+    assert len(str(e.value)) < 400
+    p = write(tmp_path, f"engines:\n  chat:\n    model_path: /x\n    engine: {'v' * 100_000}\n")
+    with pytest.raises(ConfigError, match=r"engines\.chat\.engine: 'vvv+… \(100,002 characters\) unknown") as e:
+        load_config(p)
+    assert len(str(e.value)) < 600
+
+
+def test_many_problems_are_listed_up_to_a_limit(tmp_path):
+    keys = "".join(f"    extra_{i}: 1\n" for i in range(5000))
+    p = write(tmp_path, "engines:\n  chat:\n    model_path: /x\n" + keys)
+    with pytest.raises(ConfigError) as e:
+        load_config(p)
+    lines = str(e.value).splitlines()
+    assert len(lines) == 21 and lines[-1] == f"{p}: … and 4980 more problems; fix these first."
+
+
+def test_deep_nesting_is_refused(tmp_path):
+    p = write(tmp_path, "engines: " + "[" * 200_000 + "]" * 200_000 + "\n")
+    with pytest.raises(ConfigError, match=r"c\.yaml: invalid YAML: nested too deeply"):
+        load_config(p)

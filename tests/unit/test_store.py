@@ -267,3 +267,90 @@ def test_file_replaced_while_running_recovers(tmp_path):
         store.list(A)
     store.save(A, make_session("after"))
     assert store.count(A) == 1
+
+
+# -- storage failures: each says the folder, the cause and the fix ---------------------------------------
+
+
+class _CappedStore(ConversationStore):
+    """A store whose file may not grow past its current pages: SQLite's own "database or disk is full"."""
+
+    def _open(self):
+        conn = super()._open()
+        pages = conn.execute("PRAGMA page_count").fetchone()[0]
+        conn.execute(f"PRAGMA max_page_count = {max(pages, 1)}")
+        return conn
+
+
+def test_full_store_says_disk_full_keeps_old_row_and_keeps_serving(tmp_path):
+    path = tmp_path / "data" / "studio.db"
+    ConversationStore(path).save(A, make_session("original"))
+    store = _CappedStore(path)
+    big = make_session("x" * 200_000)
+    with pytest.raises(StudioError) as info:
+        store.save(A, big)
+    assert info.value.message.startswith(f"Could not save the conversation: the disk holding {path.parent} is full")
+    assert "Free some space" in info.value.hint and "Nothing was changed" in info.value.hint
+    assert [s.message_count for s in store.list(A)] == [1]  # what is there is still served
+
+
+def test_locked_store_names_the_other_program(tmp_path, monkeypatch):
+    from studio.store import sqlite_base
+
+    path = tmp_path / "studio.db"
+    store = ConversationStore(path)
+    store.save(A, make_session("hi"))
+    monkeypatch.setattr(sqlite_base, "BUSY_TIMEOUT_MS", 50)
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("BEGIN EXCLUSIVE")
+    try:
+        with pytest.raises(StudioError) as info:
+            store.save(A, make_session("again"))
+    finally:
+        other.execute("ROLLBACK")
+        other.close()
+    assert f"another program holds the lock on the store in {tmp_path}" in info.value.message
+    assert "another studio on the same --data-dir" in info.value.hint
+
+
+def test_folder_that_cannot_be_created_is_a_studio_error_naming_it(tmp_path):
+    (tmp_path / "file").write_text("not a folder")
+    path = tmp_path / "file" / "data" / "studio.db"
+    with pytest.raises(StudioError) as info:
+        ConversationStore(path).list(A)
+    assert info.value.message.startswith("Could not list the conversations (Not a directory")
+    assert str(path.parent) in info.value.hint and "writable" in info.value.hint
+
+
+def test_really_full_disk_says_full_not_writable(tmp_path):
+    from tests.support.tmpfs import fill, tiny_tmpfs
+
+    with tiny_tmpfs(tmp_path / "disk") as disk:
+        path = disk / "data" / "studio.db"
+        ConversationStore(path).save(A, make_session("kept"))
+        filler = fill(disk)
+        for call in (lambda s: s.list(A), lambda s: s.save(A, make_session("y" * 300_000))):
+            with pytest.raises(StudioError) as info:
+                call(ConversationStore(path))
+            assert f"the disk holding {path.parent} is full" in info.value.message
+            assert "Free some space on that disk" in info.value.hint and "writable" not in info.value.hint
+        filler.unlink()  # space is back: the store works again, with nothing lost
+        assert [s.message_count for s in ConversationStore(path).list(A)] == [1]
+
+
+def test_read_only_disk_is_named_and_reading_still_works(tmp_path):
+    from tests.support.tmpfs import remount, tiny_tmpfs
+
+    with tiny_tmpfs(tmp_path / "disk") as disk:
+        path = disk / "data" / "studio.db"
+        ConversationStore(path).save(A, make_session("kept"))
+        remount(disk, "ro")
+        store = ConversationStore(path)
+        assert [s.message_count for s in store.list(A)] == [1]  # the studio keeps serving what it can
+        with pytest.raises(StudioError) as info:
+            store.save(A, make_session("new"))
+        assert f"{path.parent} is on a read-only file system" in info.value.message
+        assert "Remount it read-write" in info.value.hint
+        with pytest.raises(StudioError) as info:
+            ConversationStore(disk / "other" / "studio.db").list(A)  # its folder cannot even be made
+        assert f"{disk / 'other'} is on a read-only file system" in info.value.message
