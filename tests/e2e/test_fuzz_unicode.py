@@ -152,6 +152,11 @@ def test_article_title_and_rename_fuzz(app):
     event, data = gradio_call(app.url, "article_write", ["A plain title", "", None, 1, 1.05, 50, False, -1, "0", False],
                               client.session_hash)
     assert event == "complete", data
+    for text in hostile_strings(seed=8, count=5):  # captions and paragraph text of the written draft
+        assert_clear(*gradio_call(app.url, "article_search", [0, text], client.session_hash))
+        assert_clear(*gradio_call(app.url, "article_set_text", [0, text], client.session_hash))
+    event, data = gradio_call(app.url, "article_set_text", [0, "Plain again."], client.session_hash)
+    assert event == "complete" and "Plain again." in json.dumps(data, ensure_ascii=False), data
 
 
 def test_v1_fuzz(app):
