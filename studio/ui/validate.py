@@ -28,7 +28,7 @@ def _bounds(block: Any) -> str:
     lo, hi = getattr(block, "minimum", None), getattr(block, "maximum", None)
     if lo is not None and hi is not None:
         return f"between {lo:g} and {hi:g}"
-    return f"of at least {lo:g}" if lo is not None else (f"of at most {hi:g}" if hi is not None else "")
+    return f"at least {lo:g}" if lo is not None else (f"at most {hi:g}" if hi is not None else "")
 
 
 def _whole(block: Any) -> bool:
@@ -41,7 +41,7 @@ def check_number(name: str, block: Any, value: Any) -> None:
     if value is None and isinstance(block, gr.Number) and not isinstance(block, gr.Slider):
         return
     kind = "a whole number" if _whole(block) else "a number"
-    hint = f"Send {kind} {_bounds(block)}.".replace("  ", " ").replace(" .", ".")
+    hint = f"Send {kind}" + (f" ({_bounds(block)})." if _bounds(block) else ".")
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
         raise InputError(f"{name} must be {kind}; got {_excerpt(value)}.", hint)
     if _whole(block) and value != int(value):

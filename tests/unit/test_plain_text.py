@@ -154,10 +154,18 @@ def test_internlm_families_same_ids_with_every_tokenizer(internlm2_tokenizers, f
         assert ids["fast"] == ids["sp"] == ids["raw"], text
 
 
-@pytest.mark.parametrize("family,write", [(InternVL2Family(), write_tiny_tokenizer),
-                                          (XComposer2Family(), write_xcomposer2_tokenizer)],
-                         ids=["internvl2", "xcomposer2"])
+def _internvl2_tokenizer(folder, vocab):
+    from tests.support.tiny_internvl2 import INTERNVL_SPECIALS
+
+    write_tiny_tokenizer(folder, vocab, extra_special=INTERNVL_SPECIALS)
+
+
+@pytest.mark.parametrize("family,write", [(InternVL2Family(), _internvl2_tokenizer),
+                                          (XComposer2Family(), write_xcomposer2_tokenizer),
+                                          (InternLM2Family(), write_tiny_tokenizer)],
+                         ids=["internvl2", "xcomposer2", "internlm2"])
 def test_tiny_fixture_tokenizers_keep_typed_specials_plain(tmp_path, family, write):
+    """The tiny checkpoints' tokenizers (InternVL2's has <img>, </img>, <IMG_CONTEXT> as specials)."""
     write(tmp_path, 92544)
     tok = SPTokenizer.from_dir(tmp_path)
     _assert_plain(family, tok, set(tok.all_special_ids))
