@@ -73,11 +73,28 @@ def template_pieces(tokenizer: Any, turns: list[dict[str, str]], prompt: str) ->
     return [Plain(turns[int(p)]["content"]) if k % 2 else p for k, p in enumerate(parts)]
 
 
-def _pieces_to_ids(tokenizer: Any, pieces: list[Piece]) -> list[int]:
+def _specials_pattern(specials: dict[str, int]) -> Optional[re.Pattern]:
+    """A regex matching any special token's text, longest first (as the tokenizer matches them)."""
+    if not specials:
+        return None
+    return re.compile("(" + "|".join(map(re.escape, sorted(specials, key=len, reverse=True))) + ")")
+
+
+def _forged(pieces: list[Piece], prompt: str, split: Optional[re.Pattern]) -> bool:
+    """True when a special token's text in `prompt` touches message text (typed, or spliced)."""
+    if split is None or "".join(pieces) != prompt:
+        return split is not None
+    spans, at = [], 0
+    for piece in pieces:
+        if isinstance(piece, Plain) and piece:
+            spans.append((at, at + len(piece)))
+        at += len(piece)
+    return any(m.start() < end and start < m.end() for m in split.finditer(prompt) for start, end in spans)
+
+
+def _pieces_to_ids(tokenizer: Any, pieces: list[Piece], specials: dict[str, int],
+                   split: Optional[re.Pattern]) -> list[int]:
     """Ids: the template's special tokens by id, all text between them encoded as one plain run."""
-    specials = special_tokens(tokenizer)
-    split = re.compile("(" + "|".join(map(re.escape, sorted(specials, key=len, reverse=True))) + ")") \
-        if specials else None
     ids: list[int] = []
     run: list[str] = []
     for piece in pieces:
@@ -127,8 +144,15 @@ class HFChatTemplateFamily:
         # as well would give two BOS tokens, which degrades some models noticeably.
         add_special = not (bos and prompt.startswith(bos))
         pieces = template_pieces(tokenizer, text_messages(messages), prompt)
-        before, after = _added_around(tokenizer) if add_special else ([], [])
-        ids = [*before, *_pieces_to_ids(tokenizer, pieces), *after]
+        specials = special_tokens(tokenizer)
+        split = _specials_pattern(specials)
+        if _forged(pieces, prompt, split):
+            # Text that spells a special token: encode piece by piece so only the template's markers
+            # become special ids. Otherwise the whole prompt is tokenized at once, exactly as before.
+            before, after = _added_around(tokenizer) if add_special else ([], [])
+            ids = [*before, *_pieces_to_ids(tokenizer, pieces, specials, split), *after]
+        else:
+            ids = list(tokenizer(prompt, add_special_tokens=add_special)["input_ids"])
         bos_id = getattr(tokenizer, "bos_token_id", None)
         if bos_id is not None and len(ids) > 1 and ids[0] == bos_id == ids[1]:
             ids = ids[1:]

@@ -120,6 +120,20 @@ def test_smollm2_ordinary_text_ids_are_unchanged(smol, text):
         assert fam.encode(smol, msgs) == list(smol(prompt, add_special_tokens=False)["input_ids"])
 
 
+@pytest.mark.parametrize("text", ORDINARY)
+def test_smollm2_piecewise_encoding_matches_for_ordinary_text(smol, text):
+    """The path hostile text takes encodes the ordinary text around it exactly as before."""
+    from studio.families.hf_chat_template import _pieces_to_ids, _specials_pattern, template_pieces
+    from studio.families.plain_text import special_tokens
+
+    fam, specials = HFChatTemplateFamily(), special_tokens(smol)
+    msgs = [Message.of("system", text), Message.of("user", "Hi"), Message.of("assistant", text), Message.of("user", text)]
+    prompt = fam.build_prompt(smol, msgs)
+    pieces = template_pieces(smol, [{"role": m.role, "content": m.text} for m in msgs], prompt)
+    assert _pieces_to_ids(smol, pieces, specials, _specials_pattern(specials)) == \
+        list(smol(prompt, add_special_tokens=False)["input_ids"])
+
+
 def test_template_that_trims_content_keeps_its_ids_and_plain_text(smol):
     """Templates that `| trim` message text (Llama-3, Qwen style) still line up with the text."""
     fam = HFChatTemplateFamily()
