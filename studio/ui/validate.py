@@ -11,6 +11,8 @@ import math
 from typing import Any, Optional
 
 import gradio as gr
+from gradio.exceptions import ComponentProcessingError, InvalidPathError
+from pydantic import ValidationError
 
 from studio.core.text import clean_text, replaced_notice
 from studio.errors import InputError
@@ -67,6 +69,17 @@ def check_choice(name: str, block: Any, value: Any) -> None:
                              f"Pick one of: {shown}." if values else "There is nothing to choose yet.")
 
 
+def check_files(name: str, files: Any) -> None:
+    """InputError unless `files` is what an upload returns: {"path": …} entries (or None)."""
+    items = files if isinstance(files, list) else [files]
+    for item in items:
+        if item is not None and not (isinstance(item, dict) and isinstance(item.get("path"), str)
+                                     and (item.get("meta") or {}).get("_type") == "gradio.FileData"):
+            raise InputError(f"{name}: each file must be {{'path': …, 'meta': {{'_type': 'gradio.FileData'}}}} "
+                             f"as an upload returns it; got {_excerpt(item)}.",
+                             "Upload the file first (gradio_client's handle_file does it), then send what it returned.")
+
+
 def clean_input(name: str, block: Any, value: Any) -> tuple[Any, int]:
     """The value with its text cleaned (and how many characters were replaced); InputError for wrong types."""
     if isinstance(block, gr.MultimodalTextbox):
@@ -76,8 +89,12 @@ def clean_input(name: str, block: Any, value: Any) -> tuple[Any, int]:
                 or not isinstance(value.get("files", []), (list, type(None))):
             raise InputError(f"{name} must be {{'text': str, 'files': [...]}}; got {_excerpt(value)}.",
                              "Send the question as text and the images as a list of files.")
+        check_files(name, value.get("files") or [])
         text, count = clean_text(value.get("text") or "")
         return {**value, "text": text}, count
+    if isinstance(block, gr.File):
+        check_files(name, value)
+        return value, 0
     if isinstance(block, _TEXT):
         if value is None:
             return value, 0
@@ -105,6 +122,10 @@ def _names(block_fn: Any) -> list[str]:
 def check_inputs(block_fn: Any, inputs: list[Any], state: Any) -> tuple[list[Any], list[str]]:
     """Inputs with text cleaned, and the notices to show; InputError for the first bad value."""
     names, out, notes = _names(block_fn), list(inputs), []
+    if len(out) != len(block_fn.inputs):
+        wanted = [n for n, b in zip(names, block_fn.inputs) if not getattr(b, "stateful", False)]
+        raise InputError(f"Wrong number of values: this endpoint takes {len(wanted)} ({', '.join(wanted)}).",
+                         "Send all of them, in this order (gradio_client's view_api lists them).")
     for i, block in enumerate(block_fn.inputs):
         if i >= len(out) or getattr(block, "stateful", False):
             continue
@@ -130,7 +151,37 @@ class CheckedBlocks(gr.Blocks):
                 raise gr.Error(str(exc), print_exception=False) from None
             for note in notes:
                 _notify(self, kwargs.get("event_id"), note)
-        return await super().process_api(block_fn, inputs, state, *args, **kwargs)
+        try:
+            return await super().process_api(block_fn, inputs, state, *args, **kwargs)
+        except InvalidPathError as exc:
+            if "not uploaded" not in str(exc):
+                raise
+            raise gr.Error("A file in the request was not uploaded to this server. Upload it first (gradio_client's "
+                           "handle_file does it), then send what the upload returned.", print_exception=False) from None
+        except (ComponentProcessingError, ValidationError) as exc:  # a shape the checks above do not know
+            if not _input_error(fn, exc):
+                raise
+            raise gr.Error(f"A value in the request could not be read: {_detail(exc)}. "
+                           "Check the endpoint's arguments (gradio_client's view_api lists them).",
+                           print_exception=False) from None
+
+
+def _detail(exc: Exception) -> str:
+    """The first problem, short: "FileData size: Input should be a valid integer"."""
+    if isinstance(exc, ValidationError) and exc.errors():
+        first = exc.errors()[0]
+        return f"{exc.title} {'.'.join(map(str, first['loc']))}: {first['msg']}"[:300]
+    return str(exc).splitlines()[0][:300]
+
+
+def _input_error(fn: Any, exc: Exception) -> bool:
+    """True when Gradio failed on an input (preprocess or an input's data model), not on an output."""
+    if isinstance(exc, ValidationError):
+        models = {getattr(getattr(b, "data_model", None), "__name__", None) for b in fn.inputs}
+        if any(isinstance(b, (gr.File, gr.MultimodalTextbox, gr.Image)) for b in fn.inputs):
+            models.add("FileData")  # each uploaded file is read into one on the way in
+        return exc.title in models
+    return str(exc).startswith("Could not preprocess")
 
 
 def _notify(blocks: gr.Blocks, event_id: Optional[str], text: str) -> None:

@@ -200,6 +200,27 @@ def test_wrong_types_on_other_endpoints(app):
         client.predict("7", "", None, 1, 1.05, 50, False, -1, "many", False, api_name="/article_write")
 
 
+def test_wrong_shapes_and_counts_get_the_studios_messages(app):
+    client, _ = connect(app.url)
+    meta = {"_type": "gradio.FileData"}
+    cases = [
+        ("vision_ask", [{"text": "q", "files": ["x"]}, 6, 64, False], "each file must be {'path'"),
+        ("vision_ask", [{"text": "q", "files": [{"path": "/etc/passwd", "meta": meta}]}, 6, 64, False],
+         "was not uploaded to this server"),
+        ("vision_ask", [{"text": "q", "files": [{"path": "/etc/passwd", "meta": meta, "size": "big"}]}, 6, 64, False],
+         "FileData size: Input should be a valid integer"),
+        ("article_write", ["t", "", "notafile", 1, 1.05, 50, False, -1, "0", False], "uploads: each file must be"),
+        ("chat", ["hi"], "Wrong number of values: this endpoint takes 9 (text, system_prompt, max_new_tokens"),
+        ("delete", ["yes"], "confirmed must be true or false"),
+        ("system_load", ["nope"], "'nope' is not in the list of choices. Pick one of: chat, vision."),
+    ]
+    for api, data, message in cases:
+        event, out = gradio_call(app.url, api, data, client.session_hash)
+        assert event == "error" and message in (out or {}).get("error", ""), (api, out)
+    _, final = chat(client, "fine after")
+    assert reply_text(final[0]) == "echo: fine after"
+
+
 @pytest.fixture(scope="module")
 def real(tmp_path_factory, embedded_cache_dir):
     tmp = tmp_path_factory.mktemp("fuzz-real")
