@@ -42,13 +42,13 @@ class Cancelled(Exception):
 
 def check_instruction(instruction: str, material: str) -> tuple[str, str]:
     """The cleaned title/instruction and material, or InputError saying what is wrong."""
-    text = cleaned(instruction if isinstance(instruction, str) else "").strip()
+    text = cleaned((instruction if isinstance(instruction, str) else "").replace("\x00", "")).strip()
     if not text:
         raise InputError("The title is empty.", "Type a title or an instruction for the article, then Write.")
     if len(text) > MAX_INSTRUCTION:
         raise InputError(f"The title/instruction is {len(text):,} characters; the limit is {MAX_INSTRUCTION:,}.",
                          "Put long source text into 'Material' instead.")
-    material = cleaned(material if isinstance(material, str) else "").strip()
+    material = cleaned((material if isinstance(material, str) else "").replace("\x00", "")).strip()
     if len(material) > MAX_MATERIAL:
         raise InputError(f"The material is {len(material):,} characters; the limit is {MAX_MATERIAL:,}.",
                          "Shorten it to the parts the article needs.")

@@ -77,7 +77,7 @@ def model_edit(services: Services, user_id: str, session: ArticleSession, op: st
 def set_text(services: Services, user_id: str, session: ArticleSession, index: int, text: str) -> None:
     """Replace paragraph `index` with the user's own text (empty text is refused: use delete)."""
     block = _block(session, index)
-    text = cleaned(text if isinstance(text, str) else "").strip()
+    text = cleaned((text if isinstance(text, str) else "").replace("\x00", "")).strip()
     if not text:
         raise InputError("The paragraph text is empty.", "To remove the paragraph, use Delete.")
     session.snapshot()

@@ -32,7 +32,7 @@ def test_notice_names_the_count_and_the_character():
 
 
 def test_title_and_material_are_cleaned():
-    assert check_instruction("Title \ud800\x00", "mat\udc00") == (f"Title {REPLACEMENT}{REPLACEMENT}", f"mat{REPLACEMENT}")
+    assert check_instruction("Title \ud800\x00", "mat\udc00") == (f"Title {REPLACEMENT}", f"mat{REPLACEMENT}")
     with pytest.raises(InputError, match="title is empty"):
         check_instruction(None, None)
 
