@@ -5,7 +5,13 @@ from __future__ import annotations
 import time
 from typing import Annotated, Any, Literal, Optional, Union
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
+
+from studio.core.text import cleaned
+
+# Clients can send lone surrogates ("\ud800" in JSON) or NUL: replaced with U+FFFD on the way in,
+# so nothing downstream (prompts, the store, error messages echoing a name) fails to encode them.
+Text = Annotated[str, AfterValidator(cleaned)]
 
 
 class _Wire(BaseModel):
@@ -16,15 +22,15 @@ class _Wire(BaseModel):
 class ImageURL(_Wire):
     """Where an image part's bytes are: only `data:` URLs are accepted."""
 
-    url: str
-    detail: Optional[str] = None
+    url: Text
+    detail: Optional[Text] = None
 
 
 class TextContent(_Wire):
     """A text part of a message."""
 
     type: Literal["text"]
-    text: str
+    text: Text
 
 
 class ImageContent(_Wire):
@@ -41,7 +47,7 @@ class ChatMessage(_Wire):
     """One input message; `developer` is OpenAI's newer name for `system`."""
 
     role: Literal["system", "developer", "user", "assistant"]
-    content: Union[str, list[ContentPart], None] = None
+    content: Union[Text, list[ContentPart], None] = None
 
 
 class StreamOptions(_Wire):
@@ -53,7 +59,7 @@ class StreamOptions(_Wire):
 class ChatCompletionRequest(_Wire):
     """POST /v1/chat/completions; bounds are checked later with GenParams, so messages match the UI's."""
 
-    model: str
+    model: Text
     messages: list[ChatMessage]
     max_tokens: Optional[int] = None
     max_completion_tokens: Optional[int] = None
@@ -62,7 +68,7 @@ class ChatCompletionRequest(_Wire):
     top_k: Optional[int] = None
     repetition_penalty: Optional[float] = None
     seed: Optional[int] = None
-    stop: Union[str, list[str], None] = None
+    stop: Union[Text, list[Text], None] = None
     stream: bool = False
     stream_options: Optional[StreamOptions] = None
     n: Optional[int] = None

@@ -99,14 +99,23 @@ class BodyLimit:
         declared = dict(scope.get("headers", ())).get(b"content-length", b"0")
         if declared.isdigit() and int(declared) > self.limit:
             return await self.refuse(message)(scope, receive, send)
-        seen = 0
-
-        async def counted():
-            nonlocal seen
+        # Read the body here (the JSON body is held whole anyway): a chunked body declares no size,
+        # and failing inside the app's own read would be answered as a parse error (400), not 413.
+        chunks, seen = [], 0
+        while True:
             msg = await receive()
-            seen += len(msg.get("body", b""))
-            if seen > self.limit:  # a chunked body that declared nothing
-                raise OverflowError(message)
-            return msg
+            if msg["type"] != "http.request":
+                return  # the client went away before sending the whole body
+            chunks.append(msg.get("body", b""))
+            seen += len(chunks[-1])
+            if seen > self.limit:
+                return await self.refuse(message)(scope, receive, send)
+            if not msg.get("more_body", False):
+                break
+        body = [{"type": "http.request", "body": b"".join(chunks), "more_body": False}]
+        chunks.clear()
 
-        await self.app(scope, counted, send)
+        async def replay():
+            return body.pop() if body else await receive()  # then: disconnect notices, as before
+
+        await self.app(scope, replay, send)

@@ -9,6 +9,7 @@ from typing import Any, Optional
 from studio.core.types import Message
 from studio.families.base import LoadedParts, Progress
 from studio.families.hf_chat_template import text_messages, unique_ids
+from studio.families.plain_text import plain_ids
 
 # The official chat() default (modeling_internlm2.py meta_instruction): three lines, no trailing newline.
 META_INSTRUCTION = "\n".join(
@@ -28,15 +29,6 @@ BOS_ID, EOS_ID = 1, 2
 # only the checkpoints' tokenizer_config.json names them, so the ids are fixed here.
 IM_START_ID, IM_END_ID = 92543, 92542
 ARCHITECTURES = frozenset({"InternLM2ForCausalLM"})
-
-
-def _encode_text(tokenizer: Any, text: str) -> list[int]:
-    """Ids of plain text (no special tokens added), for an HF tokenizer or a raw SentencePiece model."""
-    if not text:
-        return []
-    if hasattr(tokenizer, "EncodeAsIds"):  # sentencepiece.SentencePieceProcessor
-        return list(tokenizer.EncodeAsIds(text))
-    return list(tokenizer.encode(text, add_special_tokens=False))
 
 
 class InternLM2Family:
@@ -73,10 +65,10 @@ class InternLM2Family:
         # text, not a forged turn boundary. For ordinary text the ids equal the official ones,
         # since the official tokenizer also encodes the text between special tokens separately.
         ids = [BOS_ID]
-        newline = _encode_text(tokenizer, "\n")
+        newline = plain_ids(tokenizer, "\n")
         for role, text in self._turns(messages):
-            ids += [IM_START_ID, *_encode_text(tokenizer, f"{role}\n{text}"), IM_END_ID, *newline]
-        ids += [IM_START_ID, *_encode_text(tokenizer, "assistant\n")]
+            ids += [IM_START_ID, *plain_ids(tokenizer, f"{role}\n{text}"), IM_END_ID, *newline]
+        ids += [IM_START_ID, *plain_ids(tokenizer, "assistant\n")]
         return ids
 
     def stop_token_ids(self, tokenizer: Any, generation_config: Any = None) -> list[int]:

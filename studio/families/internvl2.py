@@ -28,6 +28,7 @@ from studio.core.types import Message
 from studio.errors import InputError, StudioError
 from studio.families.base import ImageCost, LoadedParts, Progress, PromptInputs
 from studio.families.hf_chat_template import unique_ids
+from studio.families.plain_text import plain_ids as _text_ids
 
 # The template's built-in system message (conversation.py, internlm2-chat); the Chinese comma and
 # the ASCII ", " after "InternVL" are both as in the original.
@@ -60,16 +61,6 @@ class _ImageSlot:
 
 
 Piece = Union[str, int, _ImageSlot]  # text, a special token id, or an image
-
-
-def _text_ids(tokenizer: Any, text: str) -> list[int]:
-    """Ids of `text` as plain text: special-token names inside it are not turned into their ids."""
-    if not text:
-        return []
-    if hasattr(tokenizer, "EncodeAsIds"):  # a raw sentencepiece.SentencePieceProcessor
-        return list(tokenizer.EncodeAsIds(text))
-    # SPTokenizer (what `load` returns) keeps typed special-token names as text.
-    return list(tokenizer.encode(text, add_special_tokens=False))
 
 
 def _user_pieces(message: Message, first_index: int, numbered: bool) -> list[Piece]:

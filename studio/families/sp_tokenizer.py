@@ -143,8 +143,10 @@ class SPTokenizer:
 
     # ------------------------------------------------------------------ encode / decode
 
-    def encode(self, text: str, add_special_tokens: bool = True) -> list[int]:
-        """Ids of `text` (plain text: typed special-token strings are not special), BOS/EOS as configured."""
+    def encode(self, text: str, add_special_tokens: bool = True, split_special_tokens: bool = True) -> list[int]:
+        """Ids of `text` (plain text: typed special-token strings are not special), BOS/EOS as configured.
+
+        `split_special_tokens` is accepted as transformers tokenizers take it; it is always on here."""
         ids = [self.bos_token_id] if add_special_tokens and self.add_bos_token else []
         ids += self._encode_text(text)
         if add_special_tokens and self.add_eos_token:

@@ -34,6 +34,7 @@ from studio.core.types import ImagePart, Message, TextPart
 from studio.errors import StudioError
 from studio.families.base import ImageCost, LoadedParts, Progress, PromptInputs
 from studio.families.hf_chat_template import unique_ids
+from studio.families.plain_text import plain_ids as _text_ids
 from studio.families.xcomposer_vision import IMAGE_PLACEHOLDER_ID, PROJ_PREFIX, VIT_PREFIX
 
 # The official chat() default meta_instruction: four lines, no trailing newline.
@@ -59,15 +60,6 @@ DEFAULT_IMAGE_SIZE, PATCH_SIZE = 490, 14
 _RAW_SPECIAL = re.compile(r"\[(?=UNUSED_TOKEN_\d+\])")
 
 Piece = Union[str, int, ImagePart]  # text, a special token id, or an image
-
-
-def _text_ids(tokenizer: Any, text: str) -> list[int]:
-    """Ids of `text` as plain text (a raw sentencepiece processor or SPTokenizer)."""
-    if not text:
-        return []
-    if hasattr(tokenizer, "EncodeAsIds"):
-        return list(tokenizer.EncodeAsIds(text))
-    return list(tokenizer.encode(text, add_special_tokens=False))
 
 
 def plain_text_ids(tokenizer: Any, text: str) -> list[int]:

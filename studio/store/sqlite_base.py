@@ -39,8 +39,8 @@ def column_text(text: str) -> str:
 
 
 def clean_title(title: str) -> str:
-    """A title as stored by rename: one line, control characters removed, stripped, capped."""
-    return _TITLE_JUNK.sub(" ", title).strip()[:TITLE_MAX_CHARS].rstrip()
+    """A title as stored by rename: one line, control characters removed, lone surrogates replaced, capped."""
+    return _TITLE_JUNK.sub(" ", _SURROGATES.sub("\ufffd", title)).strip()[:TITLE_MAX_CHARS].rstrip()
 
 
 class _ImmutableConnection(sqlite3.Connection):

@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Iterator, Literal, Optional, Union
 
 from studio.core.article import ArticleBlock, ArticleDraft, ArticleParams, ArticleSession
+from studio.core.text import cleaned
 from studio.core.types import GenerationRequest, GenParams, ImagePart, Message, Notice, TextDelta, TextPart
 from studio.engines.base import Engine
 from studio.errors import InputError
@@ -43,13 +44,13 @@ class Cancelled(Exception):
 
 def check_instruction(instruction: str, material: str) -> tuple[str, str]:
     """The cleaned title/instruction and material, or InputError saying what is wrong."""
-    text = (instruction or "").replace("\x00", "").strip()
+    text = cleaned((instruction if isinstance(instruction, str) else "").replace("\x00", "")).strip()
     if not text:
         raise InputError("The title is empty.", "Type a title or an instruction for the article, then Write.")
     if len(text) > MAX_INSTRUCTION:
         raise InputError(f"The title/instruction is {len(text):,} characters; the limit is {MAX_INSTRUCTION:,}.",
                          "Put long source text into 'Material' instead.")
-    material = (material or "").replace("\x00", "").strip()
+    material = cleaned((material if isinstance(material, str) else "").replace("\x00", "")).strip()
     if len(material) > MAX_MATERIAL:
         raise InputError(f"The material is {len(material):,} characters; the limit is {MAX_MATERIAL:,}.",
                          "Shorten it to the parts the article needs.")

@@ -8,6 +8,7 @@ import threading
 from typing import Iterator, Optional
 
 from studio.core.article import ArticleBlock, ArticleSession
+from studio.core.text import cleaned
 from studio.core.types import Notice, TextDelta
 from studio.errors import InputError
 from studio.services import Services
@@ -78,7 +79,7 @@ def model_edit(services: Services, user_id: str, session: ArticleSession, op: st
 def set_text(services: Services, user_id: str, session: ArticleSession, index: int, text: str) -> None:
     """Replace paragraph `index` with the user's own text (empty text is refused: use delete)."""
     block = _block(session, index)
-    text = (text or "").replace("\x00", "").strip()
+    text = cleaned((text if isinstance(text, str) else "").replace("\x00", "")).strip()
     if not text:
         raise InputError("The paragraph text is empty.", "To remove the paragraph, use Delete.")
     session.snapshot()
@@ -99,7 +100,7 @@ def search_image(services: Services, user_id: str, session: ArticleSession, inde
     from studio.tasks.article_images import find_candidates, place
 
     block = _block(session, index)
-    caption = (caption or "").strip()
+    caption = cleaned(caption if isinstance(caption, str) else "").strip()
     if not caption:
         raise InputError("The caption is empty.", "Describe the picture you want, then search.")
     used = {b.image.path for b in session.draft.blocks if b.image is not None and b is not block}

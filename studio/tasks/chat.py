@@ -7,6 +7,7 @@ import time
 from typing import Callable, Iterator, Optional, Union
 
 from studio.core.session import ChatSession
+from studio.core.text import cleaned
 from studio.core.types import GenerationRequest, Message, Notice, TextDelta
 from studio.engines.base import Engine
 from studio.errors import InputError
@@ -19,8 +20,11 @@ LOAD_POLL_S = 1.0
 
 
 def validate_prompt(services: Services, text: str) -> str:
-    """The message to send, or InputError saying what is wrong with it."""
-    if not isinstance(text, str) or not text.strip():
+    """The message to send (lone surrogates and NUL replaced), or InputError saying what is wrong with it."""
+    if text is not None and not isinstance(text, str):
+        raise InputError(f"The message must be text, not {type(text).__name__}.", "Send the message as a string.")
+    text = cleaned(text or "")
+    if not text.strip():
         raise InputError("The message is empty.", "Type something, then press Enter.")
     limit = services.config.ui.max_prompt_chars
     if len(text) > limit:

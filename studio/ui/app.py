@@ -20,6 +20,7 @@ from studio.ui import article_events, article_tab, chat_tab, sidebar, system_tab
 from studio.ui.early_script import EarlyScriptMiddleware, lang_script
 from studio.ui.convert import chatbot_messages, status_markdown
 from studio.ui.i18n import EN, build_i18n
+from studio.ui.validate import CheckedBlocks
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
 
@@ -48,7 +49,7 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
     """Build the UI over `services`; nothing is loaded or launched here."""
     i18n = build_i18n()
     cfg = services.config
-    with gr.Blocks(title=cfg.ui.title, fill_height=True, delete_cache=(3600, 86400)) as demo:
+    with CheckedBlocks(title=cfg.ui.title, fill_height=True, delete_cache=(3600, 86400)) as demo:
         user_id = gr.State("")  # set by /resume; see chat_tab.user_of for clients that skip it
         session = gr.State(ChatSession())
         drafts_ui: dict = {}

@@ -245,3 +245,44 @@ def test_real_model_greedy_matches_the_engine_stream_and_stop(real):
     stop = direct.split()[3]
     cut = c.chat.completions.create(model="chat", messages=messages, max_tokens=24, temperature=0, stop=[stop])
     assert cut.choices[0].finish_reason == "stop" and cut.choices[0].message.content == direct[:direct.index(stop)]
+
+
+def _post(app, body: bytes | object, **headers) -> httpx.Response:
+    return httpx.post(app.url + "v1/chat/completions", content=body, timeout=300,
+                      headers={"authorization": f"Bearer {KEY}", "content-type": "application/json", **headers})
+
+
+def test_body_over_the_cap_is_413_chunked_or_not(app):
+    from studio.api.openai_routes import MAX_BODY
+
+    head, tail = b'{"model": "chat", "messages": [{"role": "user", "content": "', b'"}]}'
+    filler = MAX_BODY + 1 - len(head) - len(tail)
+    declared = _post(app, head + b"x" * filler + tail)
+    assert declared.status_code == 413 and "over 64 MiB" in declared.json()["error"]["message"]
+
+    def chunked():  # no content-length: httpx sends Transfer-Encoding: chunked
+        yield head
+        for _ in range(filler // 2**20):
+            yield b"x" * 2**20
+        yield b"x" * (filler % 2**20) + tail
+
+    r = _post(app, chunked())
+    assert r.status_code == 413 and "over 64 MiB" in r.json()["error"]["message"]
+
+    def small():
+        yield head + "chunked but small".encode() + tail
+
+    ok = _post(app, small())
+    assert ok.status_code == 200 and ok.json()["choices"][0]["message"]["content"] == "echo: chunked but small"
+
+
+def test_lone_surrogates_and_nul_are_replaced_not_a_500(app):
+    body = ('{"model": "chat\\ud800", "messages": [{"role": "user", "content": "a\\ud800b\\u0000c"}]}').encode()
+    unknown = _post(app, body)
+    assert unknown.status_code == 404 and "chat\ufffd" in unknown.json()["error"]["message"]
+    body = b'{"model": "chat", "messages": [{"role": "system", "content": "s\\udfff"}, ' \
+           b'{"role": "user", "content": [{"type": "text", "text": "a\\ud800b\\u0000c"}]}], "stop": ["\\ud800"]}'
+    r = _post(app, body)
+    assert r.status_code == 200, r.text
+    assert r.json()["choices"][0]["message"]["content"] == "echo: a\ufffdb\ufffdc"
+    assert ask(app, "next one").choices[0].message.content == "echo: next one"

@@ -44,7 +44,7 @@ class HFLike:
     def __init__(self, sp):
         self.sp = sp
 
-    def encode(self, text, add_special_tokens=True):
+    def encode(self, text, add_special_tokens=True, split_special_tokens=False):
         return ([1] if add_special_tokens else []) + self.sp.encode(text)
 
 
@@ -195,7 +195,7 @@ class StubTokenizer:
     def apply_chat_template(self, messages, add_generation_prompt, tokenize):
         return "<s>" + "".join(m["content"] for m in messages)
 
-    def __call__(self, text, add_special_tokens=True):
+    def __call__(self, text, add_special_tokens=True, split_special_tokens=False):
         ids = [1] if add_special_tokens else []
         ids += [1 if text.startswith("<s>") else 9] + [5] * (len(text) - 3)
         return {"input_ids": ids}
