@@ -24,7 +24,6 @@ from tests.support.apps import REPO, free_port, running_app, write_config
 UPLOAD = REPO / "assets" / "gallery" / "astronaut.jpg"
 SETTINGS = dict(beams=1, repetition_penalty=1.05, max_new_tokens=200, do_sample=False, seed=-1,
                 image_count="0", model_selects=True)
-START_S = 300  # a cold start of the studio on a busy 2-core machine
 
 
 def submit_write(client, title, uploads=()):
@@ -62,7 +61,7 @@ def app(tmp_path_factory):
 def test_the_draft_is_listed_while_write_streams_and_its_text_grows(app):
     client, user = connect(app.url)
     job = submit_write(client, "A slow afternoon", [UPLOAD])
-    first = wait_for(lambda: writing(app.services.drafts, user), timeout=120)
+    first = wait_for(lambda: writing(app.services.drafts, user), "the draft row while Write streams")
     assert first.instruction == "A slow afternoon"
     assert len(first.uploads) == 1 and Path(first.uploads[0]).is_file()  # copied once the row existed
     other, _ = connect(app.url, token=user)  # the same user in a second tab, mid-write
@@ -77,7 +76,7 @@ def test_the_draft_is_listed_while_write_streams_and_its_text_grows(app):
             lengths.add(len(draft.text()))
         return len(lengths) >= 2
 
-    wait_for(grew, timeout=120, step=0.05)
+    wait_for(grew, "the stored text to grow", step=0.05)
     job.result()
     final = stored(app.services.drafts, user)
     assert final.status == "done" and final.text().startswith("Cats sleep a lot.")
@@ -116,7 +115,7 @@ class Studio:
         with open(log, "ab") as out:
             self.proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
                                          env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        wait_for(self._up, timeout=START_S, step=0.5)
+        wait_for(self._up, "the studio to serve", progress=lambda: self.log.stat().st_size, step=0.5)
 
     def _up(self) -> bool:
         if self.proc.poll() is not None:
@@ -140,7 +139,7 @@ def test_kill_9_mid_write_and_mid_edit_loses_nothing_stored(tmp_path):
     try:
         client, user = connect(studio.url)
         submit_write(client, "Written when the power went out", [UPLOAD])
-        before = wait_for(lambda: (d := writing(store, user)) and d.text() and d, timeout=120, step=0.05)
+        before = wait_for(lambda: (d := writing(store, user)) and d.text() and d, "stored text of the draft being written", step=0.05)
         studio.kill()
     finally:
         if studio.proc.poll() is None:
@@ -160,7 +159,7 @@ def test_kill_9_mid_write_and_mid_edit_loses_nothing_stored(tmp_path):
         updated = written.updated
         client.submit(0, "", api_name="/article_rewrite")
         # The edit stores the draft before the model runs; the kill lands while the model is still thinking.
-        wait_for(lambda: store.load(user, before.id).updated > updated, timeout=120, step=0.02)
+        wait_for(lambda: store.load(user, before.id).updated > updated, "the draft stored before the edit", step=0.02)
         studio.kill()
     finally:
         if studio.proc.poll() is None:
