@@ -1,4 +1,4 @@
-"""Chat use case: send, regenerate, undo; history trimmed to the context window; saved as it goes."""
+"""Chat use case: send, regenerate, undo, clear; history trimmed to the context window; saved as it goes."""
 
 from __future__ import annotations
 
@@ -9,13 +9,14 @@ from typing import Callable, Iterator, Optional, Union
 from studio.core.session import ChatSession
 from studio.core.types import GenerationRequest, Message, Notice, TextDelta
 from studio.engines.base import Engine
-from studio.errors import InputError
+from studio.errors import InputError, StudioError
 from studio.services import Services
 
 ChatEvent = Union[TextDelta, Notice]
 
 LOAD_WAIT_S = 600.0  # how long a message sent during start-up waits for the model
 LOAD_POLL_S = 1.0
+CHECKPOINT_S = 2.0  # a streaming reply is saved this often, so a crash loses at most this much of it
 
 
 def validate_prompt(services: Services, text: str) -> str:
@@ -71,7 +72,7 @@ def trim_history(engine: Engine, messages: list[Message], reply_room: int,
 
 
 def _generate(services: Services, user_id: str, session: ChatSession, cancel: threading.Event) -> Iterator[ChatEvent]:
-    """Stream the assistant's reply to the session's last user message, saving as it ends."""
+    """Stream the assistant's reply to the session's last user message, checkpointing it as it grows."""
     session.messages.append(Message.of("assistant", ""))
     try:
         engine = yield from ready_engine(services, session.engine)
@@ -85,11 +86,21 @@ def _generate(services: Services, user_id: str, session: ChatSession, cancel: th
                 "warning",
             )
         params = session.params.model_copy(update={"max_new_tokens": min(session.params.max_new_tokens, reply_room)})
-        text = ""
+        text, saved = "", time.monotonic()
         for delta in engine.stream(GenerationRequest(prompt, params, cancel)):
             text += delta.text
-            session.messages[-1] = Message.of("assistant", text)
+            # An engine error ends the reply early: it stays labelled partial, ready to regenerate.
+            session.messages[-1] = Message.of("assistant", text, partial=delta.finish_reason == "error")
+            if text and time.monotonic() - saved >= CHECKPOINT_S:
+                yield from _checkpoint(services, user_id, session)
+                saved = time.monotonic()
             yield delta
+    except GeneratorExit:
+        raise  # Stop or a closed tab: the reply is kept as it stands
+    except BaseException:
+        last = session.messages[-1]
+        session.messages[-1] = Message(last.role, last.content, partial=True)
+        raise
     finally:
         cancel.set()  # a closed generator (Stop, disconnect) must end the compute too
         if not session.messages[-1].text:
@@ -98,19 +109,38 @@ def _generate(services: Services, user_id: str, session: ChatSession, cancel: th
         services.store.save(user_id, session)
 
 
+def _checkpoint(services: Services, user_id: str, session: ChatSession) -> Iterator[Notice]:
+    """Save the reply so far, marked partial; a failed save is reported and the reply goes on."""
+    session.touch()
+    try:
+        services.store.save(user_id, session.checkpoint())
+    except StudioError as exc:
+        yield Notice(f"The reply so far could not be saved: {exc}", "warning")
+
+
+def _save(services: Services, user_id: str, session: ChatSession) -> None:
+    """Store the session now; an emptied conversation is removed so the sidebar never lists it."""
+    session.touch()
+    if session.messages:
+        services.store.save(user_id, session)
+    else:
+        services.store.delete(user_id, session.id)
+
+
 def send(services: Services, user_id: str, session: ChatSession, text: str,
          cancel: Optional[threading.Event] = None) -> Iterator[ChatEvent]:
-    """Add a user message and stream the reply."""
+    """Add a user message, store it at once, and stream the reply."""
     text = validate_prompt(services, text)
     if session.messages and session.messages[-1].role == "user":
         session.messages.pop()  # an earlier send that never got a reply: replace it
     session.messages.append(Message.of("user", text))
+    _save(services, user_id, session)  # before waiting for the model: a crash must not lose it
     yield from _generate(services, user_id, session, cancel or threading.Event())
 
 
 def regenerate(services: Services, user_id: str, session: ChatSession,
                cancel: Optional[threading.Event] = None) -> Iterator[ChatEvent]:
-    """Drop the last reply and generate it again."""
+    """Drop the last reply (complete or partial) and generate it again."""
     if session.messages and session.messages[-1].role == "assistant":
         session.messages.pop()
     if not session.messages:
@@ -125,9 +155,14 @@ def undo(services: Services, user_id: str, session: ChatSession) -> str:
         raise InputError("There is nothing to undo.", "")
     text = session.messages[idx].text
     del session.messages[idx:]
-    session.touch()
-    services.store.save(user_id, session)
+    _save(services, user_id, session)
     return text
+
+
+def clear(services: Services, user_id: str, session: ChatSession) -> None:
+    """Empty the conversation; it leaves the store (and the sidebar) until something is sent again."""
+    session.messages.clear()
+    _save(services, user_id, session)
 
 
 def new_session(services: Services, engine: str = "chat") -> ChatSession:
