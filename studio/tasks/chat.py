@@ -95,9 +95,9 @@ def _generate(services: Services, user_id: str, session: ChatSession, cancel: th
                 yield from _checkpoint(services, user_id, session)
                 saved = time.monotonic()
             yield delta
-    except GeneratorExit:
-        raise  # Stop or a closed tab: the reply is kept as it stands
-    except BaseException:
+    except Exception:
+        # A failure cuts the reply: it stays partial. Stop, a closed tab (GeneratorExit) or Ctrl-C in the
+        # terminal (KeyboardInterrupt) are the user's choice: that reply is kept as it stands.
         last = session.messages[-1]
         session.messages[-1] = Message(last.role, last.content, partial=True)
         raise

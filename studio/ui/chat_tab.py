@@ -122,6 +122,7 @@ def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State,
                     if ev.level == "warning":
                         gr.Warning(ev.text)
                 elif ev.finish_reason == "error":
+                    events.close()  # the task saves the reply, marked partial, before the error shows
                     raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
                 elif level == "info":
                     notice = ""  # "waiting for the model" is over once text flows; warnings stay

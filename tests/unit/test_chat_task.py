@@ -190,3 +190,15 @@ def test_undo_or_clear_that_empties_a_conversation_removes_it(services):
     assert [m.text for m in services.store.load("u1", session.id).messages] == ["again", "w0 w1"]
     chat.clear(services, "u1", session)
     assert services.store.list("u1") == [] and session.messages == []
+
+
+def test_ctrl_c_in_the_terminal_keeps_the_reply_as_it_stands(services):
+    session = chat.new_session(services)
+    events = chat.send(services, "u1", session, "go")
+    next(events), next(events)
+    try:
+        events.throw(KeyboardInterrupt)
+    except KeyboardInterrupt:
+        pass
+    last = services.store.load("u1", session.id).messages[-1]
+    assert last.text == "w0 w1" and not last.partial
