@@ -112,3 +112,27 @@ def test_stop_on_the_real_model_is_calm(page, tmp_path, embedded_cache_dir):  # 
         before = transcript(page)
         page.reload()
         wait_for(lambda: transcript(page) == before, timeout=60, step=0.3)
+
+
+def test_stop_while_waiting_in_the_queue_keeps_the_message_and_no_reply(browser, page, slow_app):  # noqa: F811
+    other = browser.new_context(viewport={"width": 1360, "height": 900}, locale="en-US")
+    try:
+        busy = other.new_page()  # another user: the one local model answers one reply at a time
+        for pg in (busy, page):
+            pg.goto(slow_app.url)
+            pg.wait_for_selector("#chat-input textarea")
+        send(busy, "a long answer for someone else")
+        wait_for(lambda: busy.get_by_test_id("bot").count() > 0, timeout=60)
+        send(page, "my turn is queued")
+        page.wait_for_timeout(1000)
+        page.locator("#stop-btn").click()  # still waiting for the other reply (200 slow words) to end
+        busy.locator("#stop-btn").click()
+        wait_for(lambda: transcript(page) == [("user", "my turn is queued")]
+                 and page.locator(".pending").count() == 0, timeout=90, step=0.3)
+        page.wait_for_timeout(1500)  # had the Stop been lost, words would arrive by now
+        assert transcript(page) == [("user", "my turn is queued")]
+        for pg in (page, busy):
+            assert_calm(pg)
+        shot(page, "chat-stop-queued.png")
+    finally:
+        other.close()
