@@ -32,8 +32,9 @@ def validate_prompt(services: Services, text: str) -> str:
     return text
 
 
-def ready_engine(services: Services, name: str) -> Iterator[Notice]:
-    """Yield loading notices until the engine is ready; returns it (`engine = yield from ready_engine(…)`)."""
+def ready_engine(services: Services, name: str, cancel: Optional[threading.Event] = None) -> Iterator[Notice]:
+    """Yield loading notices until the engine is ready; returns it (`engine = yield from ready_engine(…)`),
+    or None when `cancel` is set while it loads (Stop pressed during start-up)."""
     deadline = time.monotonic() + LOAD_WAIT_S
     pool = services.engines
     pool.start(name)
@@ -41,6 +42,8 @@ def ready_engine(services: Services, name: str) -> Iterator[Notice]:
         st = pool.state(name)
         if st.state in ("ready", "failed") or time.monotonic() > deadline:
             return pool.get(name)  # raises ModelNotReady when failed or still loading
+        if cancel is not None and cancel.is_set():
+            return None
         yield Notice(f"Waiting for the model to load ({st.progress:.0%}, {st.text})…")
         pool.wait(name, LOAD_POLL_S)
 
@@ -75,7 +78,9 @@ def _generate(services: Services, user_id: str, session: ChatSession, cancel: th
     """Stream the assistant's reply to the session's last user message, checkpointing it as it grows."""
     session.messages.append(Message.of("assistant", ""))
     try:
-        engine = yield from ready_engine(services, session.engine)
+        engine = yield from ready_engine(services, session.engine, cancel)
+        if engine is None:
+            return  # stopped while the model loaded: the message stays, ready to regenerate
         window = engine.info().context_window
         reply_room = min(session.params.max_new_tokens, window // 2)
         prompt, dropped = trim_history(engine, session.prompt_messages()[:-1], reply_room)

@@ -202,3 +202,16 @@ def test_ctrl_c_in_the_terminal_keeps_the_reply_as_it_stands(services):
         pass
     last = services.store.load("u1", session.id).messages[-1]
     assert last.text == "w0 w1" and not last.partial
+
+
+def test_stop_while_the_model_loads_keeps_the_message(tmp_path):
+    s = build_services(load_config(write_config(tmp_path, model_path="script:slowload")), tmp_path / "data")
+    try:
+        session, cancel = chat.new_session(s), threading.Event()
+        events = chat.send(s, "u1", session, "sent during start-up", cancel)
+        assert next(events).text.startswith("Waiting for the model to load")
+        cancel.set()  # Stop: no reply is coming, and the wait ends with the next poll
+        assert [e for e in events if isinstance(e, TextDelta)] == []
+        assert [m.text for m in s.store.load("u1", session.id).messages] == ["sent during start-up"]
+    finally:
+        s.close()
