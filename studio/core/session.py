@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 from studio.core.types import GenParams, Message, TextPart
@@ -52,6 +52,15 @@ class ChatSession:
                 return i
         return None
 
+    def checkpoint(self) -> "ChatSession":
+        """A copy to save mid-reply: the streaming reply marked partial, an empty one left out."""
+        messages = list(self.messages)
+        if messages and messages[-1].role == "assistant":
+            last = messages.pop()
+            if last.text:
+                messages.append(Message(last.role, list(last.content), partial=True))
+        return replace(self, messages=messages)
+
     def touch(self) -> None:
         """Mark the session as changed now."""
         self.updated = time.time()
@@ -62,7 +71,7 @@ class ChatSession:
             "id": self.id,
             "title": self.title,
             "system_prompt": self.system_prompt,
-            "messages": [{"role": m.role, "content": m.text} for m in self.messages],
+            "messages": [_message_dict(m) for m in self.messages],
             "params": self.params.model_dump(mode="json"),
             "engine": self.engine,
             "created": self.created,
@@ -76,9 +85,19 @@ class ChatSession:
             id=data["id"],
             title=data.get("title", ""),
             system_prompt=data.get("system_prompt", ""),
-            messages=[Message(m["role"], [TextPart(m["content"])]) for m in data.get("messages", [])],
+            # Rows written before replies were checkpointed have no "partial" key: complete replies.
+            messages=[Message(m["role"], [TextPart(m["content"])], bool(m.get("partial", False)))
+                      for m in data.get("messages", [])],
             params=GenParams(**data.get("params", {})),
             engine=data.get("engine", "chat"),
             created=data.get("created", time.time()),
             updated=data.get("updated", time.time()),
         )
+
+
+def _message_dict(m: Message) -> dict:
+    """One stored message; the partial flag is written only when set, so complete rows stay as before."""
+    data = {"role": m.role, "content": m.text}
+    if m.partial:
+        data["partial"] = True
+    return data

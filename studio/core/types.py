@@ -37,11 +37,13 @@ class Message:
 
     role: Role
     content: list[Part] = field(default_factory=list)
+    # A reply cut short by a crash or an error: saved as far as it got, labelled, ready to regenerate.
+    partial: bool = False
 
     @classmethod
-    def of(cls, role: Role, text: str) -> "Message":
+    def of(cls, role: Role, text: str, partial: bool = False) -> "Message":
         """A text-only message."""
-        return cls(role=role, content=[TextPart(text)])
+        return cls(role=role, content=[TextPart(text)], partial=partial)
 
     @property
     def text(self) -> str:

@@ -1,4 +1,4 @@
-"""Chat use case: send, regenerate, undo; history trimmed to the context window; saved as it goes."""
+"""Chat use case: send, regenerate, undo, clear; history trimmed to the context window; saved as it goes."""
 
 from __future__ import annotations
 
@@ -10,13 +10,14 @@ from studio.core.session import ChatSession
 from studio.core.text import cleaned
 from studio.core.types import GenerationRequest, Message, Notice, TextDelta
 from studio.engines.base import Engine
-from studio.errors import InputError
+from studio.errors import InputError, StudioError
 from studio.services import Services
 
 ChatEvent = Union[TextDelta, Notice]
 
 LOAD_WAIT_S = 600.0  # how long a message sent during start-up waits for the model
 LOAD_POLL_S = 1.0
+CHECKPOINT_S = 2.0  # a streaming reply is saved this often, so a crash loses at most this much of it
 
 
 def validate_prompt(services: Services, text: str) -> str:
@@ -35,8 +36,9 @@ def validate_prompt(services: Services, text: str) -> str:
     return text
 
 
-def ready_engine(services: Services, name: str) -> Iterator[Notice]:
-    """Yield loading notices until the engine is ready; returns it (`engine = yield from ready_engine(…)`)."""
+def ready_engine(services: Services, name: str, cancel: Optional[threading.Event] = None) -> Iterator[Notice]:
+    """Yield loading notices until the engine is ready; returns it (`engine = yield from ready_engine(…)`),
+    or None when `cancel` is set while it loads (Stop pressed during start-up)."""
     deadline = time.monotonic() + LOAD_WAIT_S
     pool = services.engines
     pool.start(name)
@@ -44,6 +46,8 @@ def ready_engine(services: Services, name: str) -> Iterator[Notice]:
         st = pool.state(name)
         if st.state in ("ready", "failed") or time.monotonic() > deadline:
             return pool.get(name)  # raises ModelNotReady when failed or still loading
+        if cancel is not None and cancel.is_set():
+            return None
         yield Notice(f"Waiting for the model to load ({st.progress:.0%}, {st.text})…")
         pool.wait(name, LOAD_POLL_S)
 
@@ -75,10 +79,12 @@ def trim_history(engine: Engine, messages: list[Message], reply_room: int,
 
 
 def _generate(services: Services, user_id: str, session: ChatSession, cancel: threading.Event) -> Iterator[ChatEvent]:
-    """Stream the assistant's reply to the session's last user message, saving as it ends."""
+    """Stream the assistant's reply to the session's last user message, checkpointing it as it grows."""
     session.messages.append(Message.of("assistant", ""))
     try:
-        engine = yield from ready_engine(services, session.engine)
+        engine = yield from ready_engine(services, session.engine, cancel)
+        if engine is None:
+            return  # stopped while the model loaded: the message stays, ready to regenerate
         window = engine.info().context_window
         reply_room = min(session.params.max_new_tokens, window // 2)
         prompt, dropped = trim_history(engine, session.prompt_messages()[:-1], reply_room)
@@ -89,11 +95,21 @@ def _generate(services: Services, user_id: str, session: ChatSession, cancel: th
                 "warning",
             )
         params = session.params.model_copy(update={"max_new_tokens": min(session.params.max_new_tokens, reply_room)})
-        text = ""
+        text, saved = "", time.monotonic()
         for delta in engine.stream(GenerationRequest(prompt, params, cancel)):
             text += delta.text
-            session.messages[-1] = Message.of("assistant", text)
+            # An engine error ends the reply early: it stays labelled partial, ready to regenerate.
+            session.messages[-1] = Message.of("assistant", text, partial=delta.finish_reason == "error")
+            if text and time.monotonic() - saved >= CHECKPOINT_S:
+                yield from _checkpoint(services, user_id, session)
+                saved = time.monotonic()
             yield delta
+    except Exception:
+        # A failure cuts the reply: it stays partial. Stop, a closed tab (GeneratorExit) or Ctrl-C in the
+        # terminal (KeyboardInterrupt) are the user's choice: that reply is kept as it stands.
+        last = session.messages[-1]
+        session.messages[-1] = Message(last.role, last.content, partial=True)
+        raise
     finally:
         cancel.set()  # a closed generator (Stop, disconnect) must end the compute too
         if not session.messages[-1].text:
@@ -102,19 +118,38 @@ def _generate(services: Services, user_id: str, session: ChatSession, cancel: th
         services.store.save(user_id, session)
 
 
+def _checkpoint(services: Services, user_id: str, session: ChatSession) -> Iterator[Notice]:
+    """Save the reply so far, marked partial; a failed save is reported and the reply goes on."""
+    session.touch()
+    try:
+        services.store.save(user_id, session.checkpoint())
+    except StudioError as exc:
+        yield Notice(f"The reply so far could not be saved: {exc}", "warning")
+
+
+def _save(services: Services, user_id: str, session: ChatSession) -> None:
+    """Store the session now; an emptied conversation is removed so the sidebar never lists it."""
+    session.touch()
+    if session.messages:
+        services.store.save(user_id, session)
+    else:
+        services.store.delete(user_id, session.id)
+
+
 def send(services: Services, user_id: str, session: ChatSession, text: str,
          cancel: Optional[threading.Event] = None) -> Iterator[ChatEvent]:
-    """Add a user message and stream the reply."""
+    """Add a user message, store it at once, and stream the reply."""
     text = validate_prompt(services, text)
     if session.messages and session.messages[-1].role == "user":
         session.messages.pop()  # an earlier send that never got a reply: replace it
     session.messages.append(Message.of("user", text))
+    _save(services, user_id, session)  # before waiting for the model: a crash must not lose it
     yield from _generate(services, user_id, session, cancel or threading.Event())
 
 
 def regenerate(services: Services, user_id: str, session: ChatSession,
                cancel: Optional[threading.Event] = None) -> Iterator[ChatEvent]:
-    """Drop the last reply and generate it again."""
+    """Drop the last reply (complete or partial) and generate it again."""
     if session.messages and session.messages[-1].role == "assistant":
         session.messages.pop()
     if not session.messages:
@@ -129,9 +164,14 @@ def undo(services: Services, user_id: str, session: ChatSession) -> str:
         raise InputError("There is nothing to undo.", "")
     text = session.messages[idx].text
     del session.messages[idx:]
-    session.touch()
-    services.store.save(user_id, session)
+    _save(services, user_id, session)
     return text
+
+
+def clear(services: Services, user_id: str, session: ChatSession) -> None:
+    """Empty the conversation; it leaves the store (and the sidebar) until something is sent again."""
+    session.messages.clear()
+    _save(services, user_id, session)
 
 
 def new_session(services: Services, engine: str = "chat") -> ChatSession:

@@ -17,6 +17,7 @@ from studio.tasks import chat as chat_task
 from studio.ui.convert import chatbot_messages, user_of
 from studio.ui.errors import user_errors
 from studio.ui.pacing import FramePacer
+from studio.ui.stops import StopSignals
 from studio.ui.i18n import EXAMPLES
 
 UI_FRAME_S = 0.05  # at most ~20 transcript updates a second while streaming
@@ -54,6 +55,11 @@ def _apply_settings(session: ChatSession, system_prompt, mnt, temp, top_p, top_k
         first = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": ("?",), "msg": str(exc)}
         raise InputError(f"Invalid setting {first['loc'][0]}: {first['msg']}.", "Adjust it in Parameters.") from None
     session.system_prompt = system_prompt or ""
+
+
+def _run_key(request: gr.Request) -> str:
+    """Whose Stop stops a run: the browser tab's session (a client without one cannot be stopped by others)."""
+    return getattr(request, "session_hash", None) or f"anonymous:{id(request)}"
 
 
 def build(t) -> ChatTab:
@@ -102,6 +108,7 @@ def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State,
     # Listeners that run the model share one queue per engine, so tabs never fight over it;
     # an lmdeploy engine batches, so its queue lets max_batch_size requests run at once.
     model_queue = dict(concurrency_id="engine:chat", concurrency_limit=services.engines.concurrency("chat"))
+    stops = StopSignals()  # one per app: what Stop sets for each browser session's running reply
 
     def stream(events, sess: ChatSession, box_value: str):
         notice, level, shown = "", "info", 0.0
@@ -113,6 +120,7 @@ def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State,
                     if ev.level == "warning":
                         gr.Warning(ev.text)
                 elif ev.finish_reason == "error":
+                    events.close()  # the task saves the reply, marked partial, before the error shows
                     raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
                 elif level == "info":
                     notice = ""  # "waiting for the model" is over once text flows; warnings stay
@@ -122,6 +130,8 @@ def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State,
                     continue
                 shown = time.monotonic()
                 yield chatbot_messages(sess), box_value, sess, notice
+        # The task has ended and saved: show exactly what was stored (an empty reply is gone).
+        yield chatbot_messages(sess), box_value, sess, notice
 
     # Explicit parameter names: they are the public API's argument names (gradio_client, /call).
     @user_errors
@@ -130,14 +140,16 @@ def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State,
         _apply_settings(sess, system_prompt, max_new_tokens, temperature, top_p, top_k,
                         repetition_penalty, do_sample, seed)
         chat_task.validate_prompt(services, text)
-        yield from stream(chat_task.send(services, user_of(uid, request), sess, text), sess, "")
+        with stops.run(_run_key(request)) as cancel:
+            yield from stream(chat_task.send(services, user_of(uid, request), sess, text, cancel), sess, "")
 
     @user_errors
     def on_regenerate(sess, uid, system_prompt, max_new_tokens, temperature, top_p, top_k,
                       repetition_penalty, do_sample, seed, request: gr.Request):
         _apply_settings(sess, system_prompt, max_new_tokens, temperature, top_p, top_k,
                         repetition_penalty, do_sample, seed)
-        yield from stream(chat_task.regenerate(services, user_of(uid, request), sess), sess, gr.skip())
+        with stops.run(_run_key(request)) as cancel:
+            yield from stream(chat_task.regenerate(services, user_of(uid, request), sess, cancel), sess, gr.skip())
 
     @user_errors
     def on_undo(sess, uid, request: gr.Request):
@@ -146,20 +158,29 @@ def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State,
 
     @user_errors
     def on_clear(sess, uid, request: gr.Request):
-        sess.messages.clear()
-        sess.touch()
-        services.store.save(user_of(uid, request), sess)
+        chat_task.clear(services, user_of(uid, request), sess)
         return [], "", sess, ""
 
+    def on_stop(request: gr.Request):
+        stops.stop(_run_key(request))
+
+    def on_submitted(request: gr.Request):
+        stops.submitted(_run_key(request))
+
     outs = [tab.chatbot, tab.textbox, session, tab.notice]
+    # Stop signals the run instead of cancelling the event (see studio/ui/stops.py); queue=False so it
+    # is not held behind the very reply it stops. A new submission first forgets an earlier Stop.
+    stop_now = dict(queue=False, api_visibility="private", show_progress="hidden")
+    tab.textbox.submit(on_submitted, None, None, **stop_now)
+    b["regen"].click(on_submitted, None, None, **stop_now)
     send_ev = tab.textbox.submit(on_send, [tab.textbox, session, user_id, *settings], outs,
                                  api_name="chat", **model_queue)
     regen_ev = b["regen"].click(on_regenerate, [session, user_id, *settings], outs,
                                 api_name="regenerate", **model_queue)
     for ev in (send_ev, regen_ev):
         after_save(ev)
-    b["stop"].click(None, None, None, cancels=[send_ev, regen_ev], api_visibility="private")
-    tab.textbox.stop(None, None, None, cancels=[send_ev, regen_ev], api_visibility="private")
+    b["stop"].click(on_stop, None, None, **stop_now)
+    tab.textbox.stop(on_stop, None, None, **stop_now)
     after_save(b["undo"].click(on_undo, [session, user_id], outs, api_name="undo"))
     after_save(b["clear"].click(on_clear, [session, user_id], outs, api_name="clear"))
     # The Chatbot's own trash icon must clear the saved conversation too, not just the view.

@@ -5,6 +5,7 @@ from __future__ import annotations
 from studio.core.session import ChatSession
 from studio.services import LoadState
 from studio.store.conversations import ConversationSummary
+from studio.ui.i18n import INTERRUPTED_NOTE
 
 
 def user_of(uid: str, request) -> str:
@@ -13,8 +14,12 @@ def user_of(uid: str, request) -> str:
 
 
 def chatbot_messages(session: ChatSession) -> list[dict]:
-    """The session's turns as messages-format Chatbot values."""
-    return [{"role": m.role, "content": m.text} for m in session.messages if m.role in ("user", "assistant")]
+    """The session's turns as messages-format Chatbot values: no empty reply bubble, partial replies labelled."""
+    shown = []
+    for m in session.messages:
+        if m.role == "user" or (m.role == "assistant" and m.text):
+            shown.append({"role": m.role, "content": m.text + (f"\n\n*{INTERRUPTED_NOTE}*" if m.partial else "")})
+    return shown
 
 
 def conversation_choices(summaries: list[ConversationSummary], untitled: str) -> list[tuple[str, str]]:

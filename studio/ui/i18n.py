@@ -172,6 +172,10 @@ ZH = {
     "chat_placeholder": "**浦语 Studio** — 想问什么都可以。对话保存在本机。",
 }
 
+# Under a reply cut short by a crash or an error. It is part of the transcript value, which the server
+# renders before the browser's language is known, so it carries both languages.
+INTERRUPTED_NOTE = "⚠️ 回复中断 · Reply interrupted — ↻ 重新生成 / Regenerate"
+
 EXAMPLES = [
     "请写一个 300 字的小故事",
     "Explain what a large language model is in three sentences.",

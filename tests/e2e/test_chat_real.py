@@ -48,6 +48,22 @@ def test_stop_ends_generation_and_counts_tokens_after_cancel(app):
     assert saved.startswith(seen[:20]) and after <= 25  # tokens, not seconds: the same on a busy machine
 
 
+def test_the_real_model_reply_is_saved_as_it_streams(app):
+    client, user = connect(app.url)
+    job = client.submit("请写一个 300 字的小故事", max_new_tokens=800, api_name="/chat", **GREEDY)  # streams for long
+
+    def stored():
+        convs = app.services.store.list(user)
+        return app.services.store.load(user, convs[0].id).messages if convs else None
+
+    first = wait_for(stored, timeout=120)  # stored when sent, whatever the model does next
+    assert first[0].text == "请写一个 300 字的小故事"
+    partial = wait_for(lambda: (m := stored()) and len(m) == 2 and m[1].partial and m[1], timeout=120)
+    assert partial.text.strip() and not job.done()  # checkpointed while still streaming
+    job.cancel()
+    wait_for(lambda: (m := stored()) and not m[-1].partial, timeout=30)  # stopped: kept as it stands
+
+
 def engine_busy(engine) -> bool:
     lock = getattr(engine, "_lock", None)
     if lock is None or not lock.acquire(blocking=False):

@@ -354,3 +354,27 @@ def test_read_only_disk_is_named_and_reading_still_works(tmp_path):
         with pytest.raises(StudioError) as info:
             ConversationStore(disk / "other" / "studio.db").list(A)  # its folder cannot even be made
         assert f"{disk / 'other'} is on a read-only file system" in info.value.message
+
+def test_partial_reply_flag_round_trips_and_old_rows_still_load(store):
+    session = make_session("question", "half an ans")
+    session.messages[-1] = Message.of("assistant", "half an ans", partial=True)
+    store.save(A, session)
+    loaded = store.load(A, session.id)
+    assert [m.partial for m in loaded.messages] == [False, True]
+    with sqlite3.connect(store.db_path) as conn:
+        raw = conn.execute("SELECT data FROM conversations WHERE id = ?", (session.id,)).fetchone()[0]
+    assert '"partial": true' in raw and raw.count('"partial"') == 1  # complete messages carry no flag
+    # A row written before the flag existed: messages are plain role + content.
+    old = session.to_dict()
+    old["messages"] = [{"role": "user", "content": "old q"}, {"role": "assistant", "content": "old a"}]
+    restored = ChatSession.from_dict(old)
+    assert [(m.text, m.partial) for m in restored.messages] == [("old q", False), ("old a", False)]
+
+
+def test_checkpoint_copy_marks_only_the_reply_and_drops_an_empty_one():
+    session = make_session("q1", "a1", "q2", "streaming")
+    copy = session.checkpoint()
+    assert [m.partial for m in copy.messages] == [False, False, False, True]
+    assert [m.partial for m in session.messages] == [False] * 4  # the live session is untouched
+    session.messages[-1] = Message.of("assistant", "")
+    assert [m.text for m in session.checkpoint().messages] == ["q1", "a1", "q2"]

@@ -1,0 +1,57 @@
+"""Stop signals for streaming replies, keyed by browser session.
+
+Stop does not use Gradio's `cancels=`: cancelling a running event makes the server send a completion
+without data, and when that message reaches the page after the cancel request returns, the page's
+handler fails on it and leaves a blank red "Error" badge on the outputs (about one Stop in four).
+Instead Stop sets the run's cancel event; the engine ends within a token, and the reply's own
+generator sends its last, complete update, so the page, the state and the store agree.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+from typing import Iterator
+
+
+class StopSignals:
+    """The cancel events of the runs of each browser session (one object per app)."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._runs: dict[str, list[threading.Event]] = {}
+        self._pending: set[str] = set()  # Stop pressed while the run still waited in the queue
+
+    @contextlib.contextmanager
+    def run(self, key: str) -> Iterator[threading.Event]:
+        """Register a run of `key` for as long as the block lasts; yields its cancel event."""
+        cancel = threading.Event()
+        with self._lock:
+            if key in self._pending:
+                self._pending.discard(key)
+                cancel.set()
+            self._runs.setdefault(key, []).append(cancel)
+        try:
+            yield cancel
+        finally:
+            with self._lock:
+                runs = self._runs.get(key, [])
+                if cancel in runs:
+                    runs.remove(cancel)
+                if not runs:
+                    self._runs.pop(key, None)
+
+    def submitted(self, key: str) -> None:
+        """A new run of `key` was submitted: a Stop pressed before it no longer applies."""
+        with self._lock:
+            self._pending.discard(key)
+
+    def stop(self, key: str) -> bool:
+        """Stop the runs of `key`; with none running yet, stop the one waiting in the queue."""
+        with self._lock:
+            runs = self._runs.get(key, [])
+            for cancel in runs:
+                cancel.set()
+            if not runs:
+                self._pending.add(key)
+            return bool(runs)
