@@ -8,7 +8,7 @@ from typing import Callable, Iterator, Optional, Union
 
 from studio.core.session import ChatSession
 from studio.core.text import cleaned
-from studio.core.types import GenerationRequest, Message, Notice, TextDelta
+from studio.core.types import GenerationRequest, Message, Notice, TextDelta, TextPart
 from studio.engines.base import Engine
 from studio.errors import InputError, StudioError
 from studio.services import Services
@@ -78,6 +78,17 @@ def trim_history(engine: Engine, messages: list[Message], reply_room: int,
     return system + turns, dropped
 
 
+def merge_user_runs(messages: list[Message]) -> list[Message]:
+    """Consecutive user messages as one turn (a blank line between), as chat templates expect turns to alternate."""
+    out: list[Message] = []
+    for m in messages:
+        if out and m.role == "user" and out[-1].role == "user":
+            out[-1] = Message("user", [*out[-1].content, TextPart("\n\n"), *m.content])
+        else:
+            out.append(m)
+    return out
+
+
 def _generate(services: Services, user_id: str, session: ChatSession, cancel: threading.Event) -> Iterator[ChatEvent]:
     """Stream the assistant's reply to the session's last user message, checkpointing it as it grows."""
     session.messages.append(Message.of("assistant", ""))
@@ -87,7 +98,7 @@ def _generate(services: Services, user_id: str, session: ChatSession, cancel: th
             return  # stopped while the model loaded: the message stays, ready to regenerate
         window = engine.info().context_window
         reply_room = min(session.params.max_new_tokens, window // 2)
-        prompt, dropped = trim_history(engine, session.prompt_messages()[:-1], reply_room)
+        prompt, dropped = trim_history(engine, merge_user_runs(session.prompt_messages()[:-1]), reply_room)
         if dropped:
             yield Notice(
                 f"{dropped} earliest message(s) left out so the conversation fits the model's "
@@ -140,8 +151,8 @@ def send(services: Services, user_id: str, session: ChatSession, text: str,
          cancel: Optional[threading.Event] = None) -> Iterator[ChatEvent]:
     """Add a user message, store it at once, and stream the reply."""
     text = validate_prompt(services, text)
-    if session.messages and session.messages[-1].role == "user":
-        session.messages.pop()  # an earlier send that never got a reply: replace it
+    # An earlier message left without a reply (stopped before its first word, or a crash) is kept:
+    # the prompt reads the two as one turn (see merge_user_runs).
     session.messages.append(Message.of("user", text))
     _save(services, user_id, session)  # before waiting for the model: a crash must not lose it
     yield from _generate(services, user_id, session, cancel or threading.Event())

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from studio.core.session import ChatSession
+from studio.core.text import cleaned
 from studio.services import LoadState
 from studio.store.conversations import ConversationSummary
 from studio.ui.i18n import INTERRUPTED_NOTE
@@ -14,11 +15,15 @@ def user_of(uid: str, request) -> str:
 
 
 def chatbot_messages(session: ChatSession) -> list[dict]:
-    """The session's turns as messages-format Chatbot values: no empty reply bubble, partial replies labelled."""
+    """The session's turns as messages-format Chatbot values: no empty reply bubble, partial replies labelled.
+
+    Text is cleaned for showing: a conversation stored before input was cleaned may hold lone surrogates,
+    which would break the event stream (the store keeps them exactly)."""
     shown = []
     for m in session.messages:
         if m.role == "user" or (m.role == "assistant" and m.text):
-            shown.append({"role": m.role, "content": m.text + (f"\n\n*{INTERRUPTED_NOTE}*" if m.partial else "")})
+            note = f"\n\n*{INTERRUPTED_NOTE}*" if m.partial else ""
+            shown.append({"role": m.role, "content": cleaned(m.text) + note})
     return shown
 
 

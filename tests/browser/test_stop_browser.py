@@ -47,7 +47,7 @@ def settled(pg, app) -> list[tuple[str, str]]:
         return shown if shown and letters(shown) == letters(stored(app)) else None
 
     try:
-        return wait_for(same, timeout=90, step=0.3)
+        return wait_for(same, "the page to settle", step=0.3)
     except AssertionError:
         raise AssertionError(f"the page shows {transcript(pg)} but the store has {stored(app)}") from None
 
@@ -70,7 +70,7 @@ def slow_app(tmp_path_factory):
 def test_stop_at_random_moments_never_shows_an_error(page, slow_app):  # noqa: F811
     page.goto(slow_app.url)
     page.wait_for_selector("#chat-input textarea")
-    wait_for(lambda: page.locator("#model-status").inner_text().startswith("🟢"), timeout=60)
+    wait_for(lambda: page.locator("#model-status").inner_text().startswith("🟢"), "the model to be ready")
     rng = random.Random(12)
     delays = [0.3] + [rng.uniform(0.1, 3.0) for _ in range(9)]  # the first: Stop 0.3 s after Enter
     for i, delay in enumerate(delays):
@@ -89,13 +89,13 @@ def test_stop_at_random_moments_never_shows_an_error(page, slow_app):  # noqa: F
     shot(page, "chat-stop-calm.png")
     before = transcript(page)
     page.reload()
-    wait_for(lambda: transcript(page) == before, timeout=60, step=0.3)
+    wait_for(lambda: transcript(page) == before, "the transcript to match after reload", step=0.3)
 
 
 def test_stop_on_the_real_model_is_calm(page, tmp_path, embedded_cache_dir):  # noqa: F811
     with running_app(EMBEDDED_CONFIG, tmp_path / "data", cache_dir=embedded_cache_dir) as app:
         page.goto(app.url)
-        wait_for(lambda: page.locator("#model-status").inner_text().startswith("🟢"), timeout=120)
+        wait_for(lambda: page.locator("#model-status").inner_text().startswith("🟢"), "the real model to be ready")
         rng = random.Random(3)
         for i in range(3):
             if i == 1:
@@ -103,7 +103,7 @@ def test_stop_on_the_real_model_is_calm(page, tmp_path, embedded_cache_dir):  # 
             else:
                 send(page, "请写一个 300 字的小故事")
             bot = page.get_by_test_id("bot")
-            wait_for(lambda: bot.count() > 0 and bot.last.inner_text().strip(), timeout=120)
+            wait_for(lambda: bot.count() > 0 and bot.last.inner_text().strip(), "the real reply to start")
             time.sleep(rng.uniform(0.2, 4.0))
             page.locator("#stop-btn").click()
             settled(page, app)
@@ -111,7 +111,7 @@ def test_stop_on_the_real_model_is_calm(page, tmp_path, embedded_cache_dir):  # 
         shot(page, "chat-stop-calm-real.png")
         before = transcript(page)
         page.reload()
-        wait_for(lambda: transcript(page) == before, timeout=60, step=0.3)
+        wait_for(lambda: transcript(page) == before, "the transcript to match after reload", step=0.3)
 
 
 def test_stop_while_waiting_in_the_queue_keeps_the_message_and_no_reply(browser, page, slow_app):  # noqa: F811
@@ -122,13 +122,13 @@ def test_stop_while_waiting_in_the_queue_keeps_the_message_and_no_reply(browser,
             pg.goto(slow_app.url)
             pg.wait_for_selector("#chat-input textarea")
         send(busy, "a long answer for someone else")
-        wait_for(lambda: busy.get_by_test_id("bot").count() > 0, timeout=60)
+        wait_for(lambda: busy.get_by_test_id("bot").count() > 0, "the queued reply to start")
         send(page, "my turn is queued")
         page.wait_for_timeout(1000)
         page.locator("#stop-btn").click()  # still waiting for the other reply (200 slow words) to end
         busy.locator("#stop-btn").click()
         wait_for(lambda: transcript(page) == [("user", "my turn is queued")]
-                 and page.locator(".pending").count() == 0, timeout=90, step=0.3)
+                 and page.locator(".pending").count() == 0, "the queued message to stay, with no reply", step=0.3)
         page.wait_for_timeout(1500)  # had the Stop been lost, words would arrive by now
         assert transcript(page) == [("user", "my turn is queued")]
         for pg in (page, busy):

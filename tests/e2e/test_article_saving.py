@@ -5,12 +5,7 @@ reopened after a `kill -9` with a notice, and no image folder left without its d
 from __future__ import annotations
 
 import hashlib
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,7 +14,8 @@ from gradio_client import handle_file
 from studio.core.article import ArticleDraft
 from studio.store import DraftStore
 from tests.e2e.helpers import connect, wait_for
-from tests.support.apps import REPO, free_port, running_app, write_config
+from tests.support.apps import REPO, running_app, write_config
+from tests.support.studio_process import StudioProcess
 
 UPLOAD = REPO / "assets" / "gallery" / "astronaut.jpg"
 SETTINGS = dict(beams=1, repetition_penalty=1.05, max_new_tokens=200, do_sample=False, seed=-1,
@@ -103,52 +99,25 @@ def test_a_draft_without_paragraphs_is_listed_opened_renamed_and_deleted(app, tm
 # -- a real process, killed ----------------------------------------------------------------------
 
 
-class Studio:
-    """launch.py (with the scripted engine) as a subprocess on `data`; its output goes to a log file."""
-
-    def __init__(self, config: Path, data: Path, log: Path) -> None:
-        self.port = free_port()
-        self.url = f"http://127.0.0.1:{self.port}/"
-        args = [sys.executable, "-m", "tests.support.launch_scripted", "--config", str(config),
-                "--data-dir", str(data), "--port", str(self.port)]
-        self.log = log
-        with open(log, "ab") as out:
-            self.proc = subprocess.Popen(args, cwd=REPO, stdout=out, stderr=subprocess.STDOUT,
-                                         env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        wait_for(self._up, "the studio to serve", progress=lambda: self.log.stat().st_size, step=0.5)
-
-    def _up(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"the studio exited ({self.proc.returncode}):\n{self.log.read_text()[-3000:]}")
-        try:
-            return urllib.request.urlopen(self.url + "gradio_api/info", timeout=5).status == 200
-        except OSError:
-            return False
-
-    def kill(self) -> None:
-        """`kill -9`, as a crash or an OOM killer would."""
-        os.kill(self.proc.pid, signal.SIGKILL)
-        self.proc.wait(60)
-
-
 def test_kill_9_mid_write_and_mid_edit_loses_nothing_stored(tmp_path):
     config = write_config(tmp_path, model_path="script:slowarticle")
     data, log = tmp_path / "data", tmp_path / "studio.log"
     store = DraftStore(data / "drafts.db")
-    studio = Studio(config, data, log)
+    studio = StudioProcess(config, data, log)
+    studio.start()
     try:
         client, user = connect(studio.url)
         submit_write(client, "Written when the power went out", [UPLOAD])
         before = wait_for(lambda: (d := writing(store, user)) and d.text() and d, "stored text of the draft being written", step=0.05)
         studio.kill()
     finally:
-        if studio.proc.poll() is None:
-            studio.kill()
+        studio.kill()
     written = store.load(user, before.id)  # a checkpoint may have landed between the look and the kill
     assert written.status == "writing" and written.text() and Path(written.uploads[0]).is_file()
     assert orphan_folders(data) == []
 
-    studio = Studio(config, data, log)
+    studio = StudioProcess(config, data, log)
+    studio.start()
     try:
         client, same = connect(studio.url, token=user)
         listed = client.predict(api_name="/article_drafts")["choices"]
@@ -162,10 +131,10 @@ def test_kill_9_mid_write_and_mid_edit_loses_nothing_stored(tmp_path):
         wait_for(lambda: store.load(user, before.id).updated > updated, "the draft stored before the edit", step=0.02)
         studio.kill()
     finally:
-        if studio.proc.poll() is None:
-            studio.kill()
+        studio.kill()
 
-    studio = Studio(config, data, log)
+    studio = StudioProcess(config, data, log)
+    studio.start()
     try:
         client, _ = connect(studio.url, token=user)
         assert [c[1] for c in client.predict(api_name="/article_drafts")["choices"]] == [before.id]

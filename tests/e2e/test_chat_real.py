@@ -56,12 +56,12 @@ def test_the_real_model_reply_is_saved_as_it_streams(app):
         convs = app.services.store.list(user)
         return app.services.store.load(user, convs[0].id).messages if convs else None
 
-    first = wait_for(stored, timeout=120)  # stored when sent, whatever the model does next
+    first = wait_for(stored, "the message in the store")  # stored when sent, whatever the model does next
     assert first[0].text == "请写一个 300 字的小故事"
-    partial = wait_for(lambda: (m := stored()) and len(m) == 2 and m[1].partial and m[1], timeout=120)
+    partial = wait_for(lambda: (m := stored()) and len(m) == 2 and m[1].partial and m[1], "a partial checkpoint in the store")
     assert partial.text.strip() and not job.done()  # checkpointed while still streaming
     job.cancel()
-    wait_for(lambda: (m := stored()) and not m[-1].partial, timeout=30)  # stopped: kept as it stands
+    wait_for(lambda: (m := stored()) and not m[-1].partial, "the stopped reply stored as it stands")  # stopped: kept as it stands
 
 
 def engine_busy(engine) -> bool:

@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import signal
 import sqlite3
-import subprocess
-import sys
-import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
 from studio.ui.i18n import INTERRUPTED_NOTE
 from tests.e2e.helpers import chat, connect, reply_text, wait_for
-from tests.support.apps import REPO, free_port, running_app, write_config
+from tests.support.apps import running_app, write_config
+from tests.support.studio_process import running_studio
 
 
 @pytest.fixture(scope="module")
@@ -43,11 +38,11 @@ def test_the_message_and_a_partial_checkpoint_are_stored_while_the_reply_streams
     job = client.submit("a long story please", api_name="/chat")
     db = slow_app.services.store.db_path
     # The message is there long before the 200-word reply (40 s) ends.
-    rows = wait_for(lambda: stored_rows(db, user), timeout=60)
+    rows = wait_for(lambda: stored_rows(db, user), "the message in the store")
     assert rows[0]["messages"][0] == {"role": "user", "content": "a long story please"}
     # About every 2 s the reply so far is written, flagged partial.
     row = wait_for(lambda: next((r for r in stored_rows(db, user)
-                                 if len(r["messages"]) == 2 and r["messages"][1].get("partial")), None), timeout=60)
+                                 if len(r["messages"]) == 2 and r["messages"][1].get("partial")), None), "a partial checkpoint in the store")
     assert row["messages"][1]["role"] == "assistant" and row["messages"][1]["content"].startswith("w0 w1")
     assert not job.done()
     job.cancel()
@@ -72,45 +67,18 @@ def test_undo_of_a_one_turn_chat_removes_it_from_the_listing(tmp_path):
 # -- a real launch.py process, killed with SIGKILL mid-reply ------------------------------------------
 
 
-@contextmanager
-def launched(config: Path, data_dir: Path, log: Path):
-    """`python -m tests.support.launch_scripted …` on a free port; yields its URL once it serves."""
-    port = free_port()
-    with open(log, "a", encoding="utf-8") as out:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.launch_scripted", "--config", str(config),
-             "--data-dir", str(data_dir), "--port", str(port)],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-    url = f"http://127.0.0.1:{port}/"
-    try:
-        def serving():
-            assert proc.poll() is None, f"launch.py exited with {proc.returncode}:\n{log.read_text()}"
-            try:
-                return urllib.request.urlopen(url, timeout=5).status == 200
-            except OSError:
-                return False
-
-        wait_for(serving, timeout=180, step=0.5)
-        yield proc, url
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-        proc.wait()
-
-
 def test_kill_9_mid_reply_then_restart_shows_every_message_and_an_interrupted_reply(tmp_path):
     config = write_config(tmp_path, model_path="script:slow")
     data, log = tmp_path / "data", tmp_path / "launch.log"
-    with launched(config, data, log) as (proc, url):
-        client, user = connect(url)
+    with running_studio(config, data, log) as studio:
+        client, user = connect(studio.url)
         _, first = chat(client, "first question", max_new_tokens=3)
         assert reply_text(first[0]) == "w0 w1 w2"
         job = client.submit("second question, a long answer", api_name="/chat")
-        wait_for(lambda: words_shown(job) >= 15, timeout=120)  # ~3 s of reply: a checkpoint is on disk
-        proc.send_signal(signal.SIGKILL)
-        proc.wait()
-    with launched(config, data, log) as (_, url):
-        client, same = connect(url, user)
+        wait_for(lambda: words_shown(job) >= 15, "15 words of the reply")  # ~3 s of reply: a checkpoint is on disk
+        studio.kill()
+    with running_studio(config, data, log) as studio:
+        client, same = connect(studio.url, user)
         assert same == user
         chatbot = client.predict(user, api_name="/resume")[2]
         assert [m["role"] for m in chatbot] == ["user", "assistant", "user", "assistant"]

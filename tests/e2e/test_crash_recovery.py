@@ -5,22 +5,18 @@ image folder without its draft."""
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
-import urllib.request
-from pathlib import Path
 
 import pytest
 from gradio_client import Client
 
 from studio.store.conversations import ConversationStore
 from studio.store.drafts import DraftStore
-from tests.support.apps import REPO, free_port, write_config
+from studio.ui.i18n import INTERRUPTED_NOTE
+from tests.support.apps import write_config
+from tests.support.studio_process import StudioProcess
 from tests.support.waits import wait_until
 
 pytestmark = pytest.mark.slow
@@ -28,46 +24,6 @@ pytestmark = pytest.mark.slow
 TOKEN = "c0ffee" + "0" * 26  # one browser's key across every restart
 KILLS = 12
 SEED = 20261201
-
-
-class Studio:
-    """launch.py (with the scripted engine registered) as a child process that can be killed."""
-
-    def __init__(self, config: Path, data_dir: Path, port: int, log: Path) -> None:
-        self.config, self.data_dir, self.port, self.log = config, data_dir, port, log
-        self.proc: subprocess.Popen | None = None
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/"
-
-    def start(self) -> float:
-        """Start and wait until it serves; returns seconds from start to serving."""
-        started = time.monotonic()
-        out = self.log.open("a", encoding="utf-8")
-        self.proc = subprocess.Popen(
-            [sys.executable, "-m", "tests.support.launch_scripted", "--config", str(self.config),
-             "--data-dir", str(self.data_dir), "--port", str(self.port)],
-            cwd=REPO, stdout=out, stderr=subprocess.STDOUT, env=dict(os.environ, PYTHONUNBUFFERED="1"))
-        out.close()
-        wait_until(self._serving, "the restarted studio to serve", progress=self._progress)
-        return time.monotonic() - started
-
-    def _serving(self) -> bool:
-        if self.proc.poll() is not None:
-            raise AssertionError(f"the studio exited with {self.proc.returncode}:\n{self.log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{self.url}gradio_api/info", timeout=30) as r:
-                return r.status == 200
-        except OSError:
-            return False
-
-    def _progress(self):
-        return self.log.stat().st_size
-
-    def kill(self) -> None:
-        self.proc.send_signal(signal.SIGKILL)
-        self.proc.wait()
 
 
 def connect(url: str) -> tuple[Client, str]:
@@ -91,7 +47,8 @@ def drafts_with_text(drafts: DraftStore, user: str) -> list[str]:
     return [s.id for s in drafts.list(user) if s.blocks]
 
 
-def check_everything_is_there(studio: Studio, user: str, sent: list[str], titles: list[str]) -> None:
+def check_everything_is_there(studio: StudioProcess, user: str, sent: list[str], titles: list[str]) -> tuple[int, int]:
+    """Assert nothing sent was lost; returns (interrupted replies, interrupted drafts) seen."""
     data = studio.data_dir
     for db in ("studio.db", "drafts.db"):
         if (data / db).exists():
@@ -113,16 +70,24 @@ def check_everything_is_there(studio: Studio, user: str, sent: list[str], titles
     orphans = [p.name for p in folders if p.is_dir() and p.name not in rows]
     assert not orphans, f"image folders with no draft: {orphans}"
     client, _ = connect(studio.url)
+    client.predict(api_name="/article_drafts")  # the list a page shows on load
     for draft_id in rows:  # every draft reopens through the UI's own endpoint
         client.predict(draft_id, api_name="/article_open")
-    for s in store.list(user):
-        client.predict(s.id, api_name="/select")
+    for s in store.list(user):  # every conversation opens; a reply cut by the kill is labelled interrupted
+        chatbot = client.predict(s.id, api_name="/select")[1]
+        partial = [m for m in store.load(user, s.id).messages if m.role == "assistant" and m.partial]
+        assert sum(INTERRUPTED_NOTE in str(m["content"]) for m in chatbot) == len(partial)
+    cut = [d.id for d in listed if drafts.load(user, d.id).status == "writing"]
+    for draft_id in cut:  # a draft whose writing was cut says so when it reopens
+        assert "interrupted" in client.predict(draft_id, api_name="/article_open")[1]
+    replies = sum(m.partial for s in store.list(user) for m in store.load(user, s.id).messages)
+    return replies, len(cut)
 
 
 def test_kill_9_at_random_moments_loses_nothing_that_was_sent(tmp_path):
     rng = random.Random(SEED)
     config = write_config(tmp_path, model_path="script:slow")
-    studio = Studio(config, tmp_path / "data", free_port(), tmp_path / "studio.log")
+    studio = StudioProcess(config, tmp_path / "data", tmp_path / "studio.log")
     sent: list[str] = []
     titles: list[str] = []
     restarts: list[float] = []
@@ -144,13 +109,15 @@ def test_kill_9_at_random_moments_loses_nothing_that_was_sent(tmp_path):
             started(job, "Write to start")
         else:
             draft_id = rng.choice(drafts_with_text(DraftStore(studio.data_dir / "drafts.db"), user))
+            client.predict(api_name="/article_drafts")
             client.predict(draft_id, api_name="/article_open")
             job = client.submit(0, "", api_name="/article_rewrite")
             started(job, "the rewrite to start")
         time.sleep(rng.uniform(0.0, 5.0))  # somewhere in the reply, the article's steps or the edit
         studio.kill()
         restarts.append(studio.start())  # at once, same port and data dir
-        check_everything_is_there(studio, user, sent, titles)
+        seen = check_everything_is_there(studio, user, sent, titles)
     studio.kill()
-    print(f"{KILLS} kills; restart to serving: {min(restarts):.1f}–{max(restarts):.1f} s")
+    print(f"{KILLS} kills; restart to serving: {min(restarts):.1f}–{max(restarts):.1f} s; "
+          f"interrupted replies {seen[0]}, interrupted drafts {seen[1]}")
     assert len(sent) >= 3 and len(titles) >= 3

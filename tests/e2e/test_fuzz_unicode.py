@@ -240,3 +240,19 @@ def test_real_model_short_pass(real):
         assert r.status_code == 200, r.text[:300]
     _, final = chat(client, "Say hi.", max_new_tokens=8, do_sample=False)
     assert reply_text(final[0]).strip()
+
+
+def test_a_conversation_stored_with_lone_surrogates_still_opens_and_continues(app):
+    """Rows written before input was cleaned keep their text exactly; showing them must not break."""
+    from studio.core.session import ChatSession
+    from studio.core.types import Message
+
+    client, user = connect(app.url)
+    old = ChatSession(messages=[Message.of("user", "old \ud83d half"), Message.of("assistant", "echo: old \udc00")])
+    app.services.store.save(user, old)
+    client.predict(user, api_name="/resume")  # a page load: the list now holds the old conversation
+    chatbot = client.predict(old.id, api_name="/select")[1]
+    assert [reply_text([dict(m, role="assistant")]) for m in chatbot] == ["old \ufffd half", "echo: old \ufffd"]
+    _, final = chat(client, "and now")
+    assert reply_text(final[0]) == "echo: and now"
+    assert app.services.store.load(user, old.id).messages[0].text == "old \ud83d half"  # kept exactly

@@ -150,7 +150,7 @@ def test_restart_after_kill_9_with_a_client_connected_starts_at_once(tmp_path):
     port = free_port()
     first = _start_scripted(tmp_path, port)
     try:
-        _wait_for_line(first, "Press Ctrl+C", time.monotonic() + 180)
+        _wait_for_line(first, "Press Ctrl+C")
         client = socket.create_connection(("127.0.0.1", port), timeout=30)
         client.sendall(b"GET /gradio_api/info HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n")
         assert client.recv(12).startswith(b"HTTP/1.1")  # a live keep-alive connection to the server
@@ -166,7 +166,7 @@ def test_restart_after_kill_9_with_a_client_connected_starts_at_once(tmp_path):
     assert port in time_wait_ports()
     second = _start_scripted(tmp_path, port)
     try:
-        lines = _wait_for_line(second, "Press Ctrl+C", time.monotonic() + 180)
+        lines = _wait_for_line(second, "Press Ctrl+C")
         assert "already in use" not in "".join(lines)
         assert urllib.request.urlopen(f"http://127.0.0.1:{port}/gradio_api/info", timeout=30).status == 200
     finally:

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import os
 import time
+from subprocess import CompletedProcess
 from typing import Any, Callable, Optional
 
 # How long a wait may see no progress at all before it fails: a hang guard, not a speed target.
@@ -66,7 +67,7 @@ def _excerpt(value: Any, limit: int = 300) -> str:
     return text if len(text) <= limit else text[:limit] + f"… ({len(text):,} chars)"
 
 
-def run_until_quiet(cmd: list, stall_s: float = STALL_S, stdin: Optional[str] = None, **popen) -> "subprocess.CompletedProcess":
+def run_until_quiet(cmd: list, stall_s: float = STALL_S, stdin: Optional[str] = None, **popen) -> "CompletedProcess":
     """subprocess.run for a command that prints as it works: killed (and reported with its output so
     far) only when it prints nothing for `stall_s` seconds, however long it takes in all."""
     import subprocess

@@ -215,3 +215,30 @@ def test_stop_while_the_model_loads_keeps_the_message(tmp_path):
         assert [m.text for m in s.store.load("u1", session.id).messages] == ["sent during start-up"]
     finally:
         s.close()
+
+
+def test_a_message_left_without_a_reply_is_kept_and_read_with_the_next(services, monkeypatch):
+    session = chat.new_session(services)
+    stopped = threading.Event()
+    stopped.set()  # Stop before the first word (a crash there leaves the same stored session)
+    list(chat.send(services, "u1", session, "first, never answered", stopped))
+    seen = []
+    engine = services.engines.get("chat")
+    original = engine.stream
+
+    def recording(request):
+        seen.append([(m.role, m.text) for m in request.messages])
+        return original(request)
+
+    monkeypatch.setattr(engine, "stream", recording)
+    session.params = session.params.model_copy(update={"max_new_tokens": 2})
+    list(chat.send(services, "u1", session, "second"))
+    saved = services.store.load("u1", session.id)
+    assert [(m.role, m.text) for m in saved.messages[:2]] == [("user", "first, never answered"), ("user", "second")]
+    assert seen[-1][-1] == ("user", "first, never answered\n\nsecond")  # one turn for the template
+    assert [role for role, _ in seen[-1]].count("user") == 1
+
+
+def test_merge_user_runs_keeps_alternating_turns_as_they_are():
+    turns = [Message.of("system", "s"), Message.of("user", "a"), Message.of("assistant", "b"), Message.of("user", "c")]
+    assert chat.merge_user_runs(turns) == turns
