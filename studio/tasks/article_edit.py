@@ -60,7 +60,7 @@ def model_edit(services: Services, user_id: str, session: ArticleSession, op: st
         text = yield from ask(engine, prompt, writing_params(session.draft.params, EDIT_TOKENS), cancel)
     except Cancelled:
         session.restore()
-        yield Notice("Stopped; the paragraph is unchanged.", "warning")
+        yield Notice("Stopped; the paragraph is unchanged.")  # the user asked: no toast
         return
     new = "\n".join(P.split_paragraphs(text, limit=6)).strip()
     if not new:

@@ -19,6 +19,7 @@ from studio.ui.article_view import STATUS_MARKS, block_choices, preview_html, st
 from studio.ui.convert import user_of
 from studio.ui.errors import user_errors
 from studio.ui.pacing import FramePacer
+from studio.ui.stops import StopSignals, run_key
 
 EXPORTS = {"markdown": "article_markdown_zip", "html": "article_html", "xlsx": "article_xlsx"}
 CONFIRM_DELETE_JS = """(c, s, u) => [confirm((navigator.language || '').toLowerCase().startsWith('zh')
@@ -43,6 +44,7 @@ def wire(services: Services, tab: ArticleTab, session: gr.State, user_id: gr.Sta
     refreshes the drafts list, for the shell to run when the user is known."""
     b = tab.buttons
     model_queue = dict(concurrency_id="engine:chat", concurrency_limit=services.engines.concurrency("chat"))
+    stops = StopSignals()  # Stop sets the running write or edit's cancel event
     views = [tab.preview, tab.block, tab.para_text, tab.caption, tab.candidates, tab.drafts, session]
 
     def view(sess: ArticleSession, user: str, index: Optional[int] = None) -> list:
@@ -88,22 +90,35 @@ def wire(services: Services, tab: ArticleTab, session: gr.State, user_id: gr.Sta
             load_image(Path(path), name=Path(path).name)  # a broken upload is refused with its name
         sess.draft, sess.undo = ArticleDraft(engine="chat"), []
         # The task stores the draft first and only then copies the uploads into its folder.
-        yield from stream(article_task.run(services, user, sess, instruction, material, params, paths), sess, user)
+        with stops.run(run_key(request)) as cancel:
+            yield from stream(article_task.run(services, user, sess, instruction, material, params, paths, cancel),
+                              sess, user)
 
+    def on_stop(request: gr.Request):
+        stops.stop(run_key(request))
+
+    def on_submitted(request: gr.Request):
+        stops.submitted(run_key(request))
+
+    # Stop signals the run instead of cancelling the event (see studio/ui/stops.py); queue=False so it is
+    # not held behind the run it stops. A new run first forgets a Stop pressed while nothing ran.
+    stop_now = dict(queue=False, api_visibility="private", show_progress="hidden")
     outs = [tab.steps, tab.notice, *views]
-    write_ev = b["write"].click(on_write, [*tab.inputs, session, user_id], outs, api_name="article_write",
-                                **model_queue)
-    running = [write_ev]
+    b["write"].click(on_submitted, None, None, **stop_now)
+    b["write"].click(on_write, [*tab.inputs, session, user_id], outs, api_name="article_write", **model_queue)
     for op in edit.MODEL_OPS:
         def on_model_edit(block, guide, sess, uid, request: gr.Request, op=op):
             user = user_of(uid, request)
             index = _index(block)
             target = index + 1 if op == "insert_after" else index
-            yield from stream(edit.model_edit(services, user, sess, op, index, guide or ""), sess, user, target)
+            with stops.run(run_key(request)) as cancel:
+                yield from stream(edit.model_edit(services, user, sess, op, index, guide or "", cancel), sess, user,
+                                  target)
 
-        running.append(b[op].click(user_errors(on_model_edit), [tab.block, tab.guide, session, user_id], outs,
-                                   api_name=f"article_{op}", **model_queue))
-    b["stop"].click(None, None, None, cancels=running, api_visibility="private")
+        b[op].click(on_submitted, None, None, **stop_now)
+        b[op].click(user_errors(on_model_edit), [tab.block, tab.guide, session, user_id], outs,
+                    api_name=f"article_{op}", **model_queue)
+    b["stop"].click(on_stop, None, None, **stop_now)
 
     def simple(fn, name, extra=None, index_of=lambda i, s: i):
         """An edit with no model call: (paragraph[, value]) → notice + views."""

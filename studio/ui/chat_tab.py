@@ -17,7 +17,7 @@ from studio.tasks import chat as chat_task
 from studio.ui.convert import chatbot_messages, user_of
 from studio.ui.errors import user_errors
 from studio.ui.pacing import FramePacer
-from studio.ui.stops import StopSignals
+from studio.ui.stops import StopSignals, run_key
 from studio.ui.i18n import EXAMPLES
 
 UI_FRAME_S = 0.05  # at most ~20 transcript updates a second while streaming
@@ -55,11 +55,6 @@ def _apply_settings(session: ChatSession, system_prompt, mnt, temp, top_p, top_k
         first = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": ("?",), "msg": str(exc)}
         raise InputError(f"Invalid setting {first['loc'][0]}: {first['msg']}.", "Adjust it in Parameters.") from None
     session.system_prompt = system_prompt or ""
-
-
-def _run_key(request: gr.Request) -> str:
-    """Whose Stop stops a run: the browser tab's session (a client without one cannot be stopped by others)."""
-    return getattr(request, "session_hash", None) or f"anonymous:{id(request)}"
 
 
 def build(t) -> ChatTab:
@@ -140,7 +135,7 @@ def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State,
         _apply_settings(sess, system_prompt, max_new_tokens, temperature, top_p, top_k,
                         repetition_penalty, do_sample, seed)
         chat_task.validate_prompt(services, text)
-        with stops.run(_run_key(request)) as cancel:
+        with stops.run(run_key(request)) as cancel:
             yield from stream(chat_task.send(services, user_of(uid, request), sess, text, cancel), sess, "")
 
     @user_errors
@@ -148,7 +143,7 @@ def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State,
                       repetition_penalty, do_sample, seed, request: gr.Request):
         _apply_settings(sess, system_prompt, max_new_tokens, temperature, top_p, top_k,
                         repetition_penalty, do_sample, seed)
-        with stops.run(_run_key(request)) as cancel:
+        with stops.run(run_key(request)) as cancel:
             yield from stream(chat_task.regenerate(services, user_of(uid, request), sess, cancel), sess, gr.skip())
 
     @user_errors
@@ -162,10 +157,10 @@ def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State,
         return [], "", sess, ""
 
     def on_stop(request: gr.Request):
-        stops.stop(_run_key(request))
+        stops.stop(run_key(request))
 
     def on_submitted(request: gr.Request):
-        stops.submitted(_run_key(request))
+        stops.submitted(run_key(request))
 
     outs = [tab.chatbot, tab.textbox, session, tab.notice]
     # Stop signals the run instead of cancelling the event (see studio/ui/stops.py); queue=False so it

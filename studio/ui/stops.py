@@ -11,7 +11,12 @@ from __future__ import annotations
 
 import contextlib
 import threading
-from typing import Iterator
+from typing import Any, Iterator
+
+
+def run_key(request: Any) -> str:
+    """Whose Stop stops a run: the browser tab's session (a client without one cannot be stopped by others)."""
+    return getattr(request, "session_hash", None) or f"anonymous:{id(request)}"
 
 
 class StopSignals:

@@ -20,6 +20,7 @@ from studio.tasks import json_extract
 from studio.tasks import vision as vision_task
 from studio.ui.errors import user_errors
 from studio.ui.pacing import FramePacer
+from studio.ui.stops import StopSignals, run_key
 
 UI_FRAME_S = 0.05
 DEFAULT_TILES = 6  # InternVL2 allows 12; 6 keeps a CPU answer to seconds, and the slider raises it
@@ -153,12 +154,20 @@ def _stream(events, sess: ChatSession, pacer: FramePacer, files: PrivateFiles, e
             elif isinstance(ev, TextDelta) and ev.finish_reason == "error":
                 raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
             elif isinstance(ev, vision_task.Extraction):
-                yield transcript(sess, files), gr.skip(), sess, notice, *_extraction_outputs(ev, files)
+                tail = _extraction_outputs(ev, files)  # the result stays in every later update
+                yield transcript(sess, files), gr.skip(), sess, notice, *tail
                 continue
             if isinstance(ev, TextDelta) and not ev.finish_reason and not pacer.due(shown, UI_FRAME_S):
                 continue
             shown = time.monotonic()
             yield transcript(sess, files), gr.skip(), sess, notice, *tail
+    yield transcript(sess, files), gr.skip(), sess, notice, *tail  # the end, as the session holds it
+
+
+def _emptying_the_box(updates):
+    """The updates, the first of which also empties the input box (the images are in the transcript now)."""
+    for i, update in enumerate(updates):
+        yield (update[0], {"text": "", "files": []}, *update[2:]) if i == 0 else update
 
 
 def _extraction_outputs(ev: vision_task.Extraction, files: PrivateFiles) -> list:
@@ -175,46 +184,43 @@ def wire(services: Services, tab: VisionTab, session: gr.State, pacer: FramePace
     model_queue = dict(concurrency_id=f"engine:{name}", concurrency_limit=services.engines.concurrency(name))
     outs = [tab.chatbot, tab.box, session, tab.notice]
 
-    def ask(value, sess, tiles, max_new, sample, preset=None):
+    stops = StopSignals()  # Stop sets the running answer's cancel event (see studio/ui/stops.py)
+
+    def ask(value, sess, tiles, max_new, sample, request, preset=None):
         _params(sess, max_new, sample)
         text = vision_task.PRESETS[preset] if preset else _text(value)
-        events = vision_task.send(services, sess, text, _files(value), _tiles(tiles))
-        first = True
-        for update in _stream(events, sess, pacer, services.files):
-            if first:  # the images are in the transcript now: empty the input box
-                update = (update[0], {"text": "", "files": []}, *update[2:])
-                first = False
-            yield update
+        with stops.run(run_key(request)) as cancel:
+            events = vision_task.send(services, sess, text, _files(value), _tiles(tiles), cancel)
+            yield from _emptying_the_box(_stream(events, sess, pacer, services.files))
 
     @user_errors
-    def on_ask(message, sess, max_tiles, max_new_tokens, do_sample):
-        yield from ask(message, sess, max_tiles, max_new_tokens, do_sample)
+    def on_ask(message, sess, max_tiles, max_new_tokens, do_sample, request: gr.Request):
+        yield from ask(message, sess, max_tiles, max_new_tokens, do_sample, request)
 
     @user_errors
-    def on_describe(message, sess, max_tiles, max_new_tokens, do_sample):
-        yield from ask(message, sess, max_tiles, max_new_tokens, do_sample, "describe")
+    def on_describe(message, sess, max_tiles, max_new_tokens, do_sample, request: gr.Request):
+        yield from ask(message, sess, max_tiles, max_new_tokens, do_sample, request, "describe")
 
     @user_errors
-    def on_ocr(message, sess, max_tiles, max_new_tokens, do_sample):
-        yield from ask(message, sess, max_tiles, max_new_tokens, do_sample, "ocr")
+    def on_ocr(message, sess, max_tiles, max_new_tokens, do_sample, request: gr.Request):
+        yield from ask(message, sess, max_tiles, max_new_tokens, do_sample, request, "ocr")
 
     @user_errors
-    def on_regenerate(sess, max_tiles, max_new_tokens, do_sample):
+    def on_regenerate(sess, max_tiles, max_new_tokens, do_sample, request: gr.Request):
         _params(sess, max_new_tokens, do_sample)
-        yield from _stream(vision_task.regenerate(services, sess, _tiles(max_tiles)), sess, pacer, services.files)
+        with stops.run(run_key(request)) as cancel:
+            yield from _stream(vision_task.regenerate(services, sess, _tiles(max_tiles), cancel), sess, pacer,
+                               services.files)
 
     @user_errors
-    def on_extract(message, sess, schema, instructions, retries, max_tiles, max_new_tokens, do_sample):
+    def on_extract(message, sess, schema, instructions, retries, max_tiles, max_new_tokens, do_sample,
+                   request: gr.Request):
         _params(sess, max_new_tokens, do_sample)
         json_extract.load_schema(schema)  # a broken schema is refused before anything else happens
-        events = vision_task.extract(services, sess, schema, instructions or "", _files(message), _tiles(max_tiles),
-                                     int(retries))
-        first = True
-        for update in _stream(events, sess, pacer, services.files, extra=2):
-            if first:
-                update = (update[0], {"text": "", "files": []}, *update[2:])
-                first = False
-            yield update
+        with stops.run(run_key(request)) as cancel:
+            events = vision_task.extract(services, sess, schema, instructions or "", _files(message),
+                                         _tiles(max_tiles), int(retries), cancel)
+            yield from _emptying_the_box(_stream(events, sess, pacer, services.files, extra=2))
 
     def on_clear(sess):
         sess.messages.clear()
@@ -243,19 +249,29 @@ def wire(services: Services, tab: VisionTab, session: gr.State, pacer: FramePace
             return gr.skip(), last_key
         return preview(files, max_tiles), key
 
+    def on_stop(request: gr.Request):
+        stops.stop(run_key(request))
+
+    def on_submitted(request: gr.Request):
+        stops.submitted(run_key(request))
+
     inputs = [tab.box, session, tab.tiles, tab.max_new, tab.sample]
     b = tab.buttons
-    ask_ev = tab.box.submit(on_ask, inputs, outs, api_name="vision_ask", **model_queue)
-    describe_ev = b["describe"].click(on_describe, inputs, outs, api_name="vision_describe", **model_queue)
-    ocr_ev = b["ocr"].click(on_ocr, inputs, outs, api_name="vision_ocr", **model_queue)
-    regen_ev = b["regen"].click(on_regenerate, [session, tab.tiles, tab.max_new, tab.sample], outs,
-                                api_name="vision_regenerate", **model_queue)
-    extract_ev = b["extract"].click(
+    # Stop signals the run (queue=False: not held behind the answer it stops); a new question first
+    # forgets a Stop pressed while nothing ran.
+    stop_now = dict(queue=False, api_visibility="private", show_progress="hidden")
+    for trigger in (tab.box.submit, b["describe"].click, b["ocr"].click, b["regen"].click, b["extract"].click):
+        trigger(on_submitted, None, None, **stop_now)
+    tab.box.submit(on_ask, inputs, outs, api_name="vision_ask", **model_queue)
+    b["describe"].click(on_describe, inputs, outs, api_name="vision_describe", **model_queue)
+    b["ocr"].click(on_ocr, inputs, outs, api_name="vision_ocr", **model_queue)
+    b["regen"].click(on_regenerate, [session, tab.tiles, tab.max_new, tab.sample], outs,
+                     api_name="vision_regenerate", **model_queue)
+    b["extract"].click(
         on_extract, [tab.box, session, tab.schema, tab.instructions, tab.retries, tab.tiles, tab.max_new, tab.sample],
         [*outs, tab.result, tab.result_file], api_name="vision_extract", **model_queue)
-    running = [ask_ev, describe_ev, ocr_ev, regen_ev, extract_ev]
-    b["stop"].click(None, None, None, cancels=running, api_visibility="private")
-    tab.box.stop(None, None, None, cancels=running, api_visibility="private")
+    b["stop"].click(on_stop, None, None, **stop_now)
+    tab.box.stop(on_stop, None, None, **stop_now)
     b["clear"].click(on_clear, [session], [*outs, tab.result, tab.result_file], api_name="vision_clear")
     tab.chatbot.clear(on_clear, [session], [*outs, tab.result, tab.result_file], api_visibility="private")
     preview_key = gr.State("")

@@ -5,6 +5,7 @@
 `"script:vision"` reads images and says how many it saw and their sizes; `"script:json"` reads images and answers
 an extraction request with schema-invalid JSON first and valid JSON once re-asked; `"script:article"` answers the
 article pipeline's prompts (text, positions with one out of range, captions, edits) predictably;
+`"script:slowvision"` reads images and streams 200 words slowly (Stop tests of the image tab);
 `"script:slowarticle"` gives the same answers at 0.5 s a word after 5 s of "prefill" (about 15 s for the
 article's text, 6 s for an edit).
 """
@@ -29,7 +30,7 @@ class ScriptedEngine:
         self.script = script
         self.delay = delay
         self.first_delay = first_delay  # extra wait before a reply's first word, like a model's prefill
-        self.accepts_images = script in ("vision", "json")
+        self.accepts_images = script in ("vision", "json", "slowvision")
 
     def _words(self, request):
         last = request.messages[-1].text if request.messages else ""
@@ -47,6 +48,8 @@ class ScriptedEngine:
             return ['```json\n{"title":', "5}\n```"]
         if self.script == "slow":
             return [f"w{i}" for i in range(200)]
+        if self.script == "slowvision":
+            return [f"saw{len([im for m in request.messages for im in m.images])}"] + [f"w{i}" for i in range(200)]
         return ["echo:"] + last.split(" ")
 
     @staticmethod
@@ -97,4 +100,4 @@ if "scripted" not in ENGINES:
             script = "echo"
         if script == "slowarticle":  # the article answers, slowly enough to kill the studio mid-write
             return ScriptedEngine("article", 0.5, first_delay=5.0)
-        return ScriptedEngine(script, 0.2 if script == "slow" else 0.02)
+        return ScriptedEngine(script, 0.2 if script in ("slow", "slowvision") else 0.02)
