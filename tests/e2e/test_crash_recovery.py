@@ -92,32 +92,34 @@ def test_kill_9_at_random_moments_loses_nothing_that_was_sent(tmp_path):
     titles: list[str] = []
     restarts: list[float] = []
     studio.start()
-    kinds = ["chat", "article_write", "article_edit"] * (KILLS // 3 + 1)
-    for cycle, kind in enumerate(kinds[:KILLS]):
-        client, user = connect(studio.url)
-        if kind == "article_edit" and not drafts_with_text(DraftStore(studio.data_dir / "drafts.db"), user):
-            kind = "article_write"  # nothing to edit yet
-        if kind == "chat":
-            text = f"message {cycle}: tell me a long story"
-            job = client.submit(text, api_name="/chat")
-            sent.append(text)
-            started(job, "the chat message to reach the studio")
-        elif kind == "article_write":
-            title = f"Article {cycle} about tea"
-            job = client.submit(*article_args(title), api_name="/article_write")
-            titles.append(title)
-            started(job, "Write to start")
-        else:
-            draft_id = rng.choice(drafts_with_text(DraftStore(studio.data_dir / "drafts.db"), user))
-            client.predict(api_name="/article_drafts")
-            client.predict(draft_id, api_name="/article_open")
-            job = client.submit(0, "", api_name="/article_rewrite")
-            started(job, "the rewrite to start")
-        time.sleep(rng.uniform(0.0, 5.0))  # somewhere in the reply, the article's steps or the edit
-        studio.kill()
-        restarts.append(studio.start())  # at once, same port and data dir
-        seen = check_everything_is_there(studio, user, sent, titles)
-    studio.kill()
+    try:
+        kinds = ["chat", "article_write", "article_edit"] * (KILLS // 3 + 1)
+        for cycle, kind in enumerate(kinds[:KILLS]):
+            client, user = connect(studio.url)
+            if kind == "article_edit" and not drafts_with_text(DraftStore(studio.data_dir / "drafts.db"), user):
+                kind = "article_write"  # nothing to edit yet
+            if kind == "chat":
+                text = f"message {cycle}: tell me a long story"
+                job = client.submit(text, api_name="/chat")
+                sent.append(text)
+                started(job, "the chat message to reach the studio")
+            elif kind == "article_write":
+                title = f"Article {cycle} about tea"
+                job = client.submit(*article_args(title), api_name="/article_write")
+                titles.append(title)
+                started(job, "Write to start")
+            else:
+                draft_id = rng.choice(drafts_with_text(DraftStore(studio.data_dir / "drafts.db"), user))
+                client.predict(api_name="/article_drafts")
+                client.predict(draft_id, api_name="/article_open")
+                job = client.submit(0, "", api_name="/article_rewrite")
+                started(job, "the rewrite to start")
+            time.sleep(rng.uniform(0.0, 5.0))  # somewhere in the reply, the article's steps or the edit
+            studio.kill()
+            restarts.append(studio.start())  # at once, same port and data dir
+            seen = check_everything_is_there(studio, user, sent, titles)
+    finally:
+        studio.kill()  # also when an assertion failed: no studio is left running
     print(f"{KILLS} kills; restart to serving: {min(restarts):.1f}–{max(restarts):.1f} s; "
           f"interrupted replies {seen[0]}, interrupted drafts {seen[1]}")
     assert len(sent) >= 3 and len(titles) >= 3
