@@ -59,6 +59,8 @@ def _message_block(message: Message) -> str:
     if message.images:
         count = len(message.images)
         parts += [f"*({count} image{'s' if count != 1 else ''} not included in this export)*", ""]
+    if message.partial:
+        parts += ["*(this reply was interrupted before it finished)*", ""]
     info = "markdown" if message.role == "assistant" else "text"
     parts.append(_fence(message.text, info))
     return "\n".join(parts)
@@ -176,7 +178,7 @@ def _messages(raw: Any) -> list[Message]:
                 f"Message {i + 1} of the export is malformed.",
                 f'Each message needs "role" (one of {", ".join(ROLES)}) and a text "content".',
             )
-        messages.append(Message(item["role"], [TextPart(item["content"])]))
+        messages.append(Message(item["role"], [TextPart(item["content"])], item.get("partial") is True))
     return messages
 
 

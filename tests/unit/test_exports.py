@@ -219,3 +219,14 @@ def test_export_filename_is_always_safe():
 def test_export_filename_rejects_bad_extension(ext):
     with pytest.raises(ValueError):
         export_filename("t", ext)
+
+
+def test_an_interrupted_reply_is_marked_in_both_exports_and_read_back():
+    session = ChatSession(messages=[Message.of("user", "tell me"), Message.of("assistant", "once upon", partial=True),
+                                    Message.of("user", "again"), Message.of("assistant", "done")])
+    md = conversation_markdown(session, exported_at=WHEN).decode("utf-8")
+    assert md.count("this reply was interrupted") == 1
+    assert md.index("this reply was interrupted") < md.index("once upon")
+    data = conversation_json(session, exported_at=WHEN)
+    assert [m.get("partial") for m in json.loads(data)["messages"]] == [None, True, None, None]
+    assert [m.partial for m in parse_conversation_json(data).messages] == [False, True, False, False]
