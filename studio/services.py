@@ -198,10 +198,6 @@ class Services:
     sources: Optional[SourcePool] = None
     files: Optional[PrivateFiles] = None  # thumbnails and downloads: private folders under the data dir
 
-    def __post_init__(self) -> None:
-        if self.files is None:
-            self.files = PrivateFiles(self.data_dir)
-
     def device_stats(self) -> list:
         """Live memory of each GPU and of RAM (studio.engines.devices.DeviceStat)."""
         from studio.engines.devices import device_stats

@@ -17,12 +17,11 @@ from studio.engines.base import Engine
 from studio.errors import InputError
 from studio.services import Services
 from studio.tasks import article_prompts as P
-from studio.tasks.chat import ready_engine
+from studio.tasks.chat import CHECKPOINT_S, ready_engine  # one saving rhythm for every stream
 
 MAX_INSTRUCTION = 2000
 MAX_MATERIAL = 20_000
 STEPS = ("write", "split", "positions", "captions", "images", "select")
-CHECKPOINT_S = 2.0  # how often streamed article text is stored, so a crash loses at most this much
 
 
 @dataclass(frozen=True)

@@ -94,17 +94,9 @@ def wire(services: Services, tab: ArticleTab, session: gr.State, user_id: gr.Sta
             yield from stream(article_task.run(services, user, sess, instruction, material, params, paths, cancel),
                               sess, user)
 
-    def on_stop(request: gr.Request):
-        stops.stop(run_key(request))
-
-    def on_submitted(request: gr.Request):
-        stops.submitted(run_key(request))
-
-    # Stop signals the run instead of cancelling the event (see studio/ui/stops.py); queue=False so it is
-    # not held behind the run it stops. A new run first forgets a Stop pressed while nothing ran.
-    stop_now = dict(queue=False, api_visibility="private", show_progress="hidden")
+    # Stop signals the run instead of cancelling the event (see studio/ui/stops.py).
     outs = [tab.steps, tab.notice, *views]
-    b["write"].click(on_submitted, None, None, **stop_now)
+    stops.forget_on(b["write"].click, *(b[op].click for op in edit.MODEL_OPS))
     b["write"].click(on_write, [*tab.inputs, session, user_id], outs, api_name="article_write", **model_queue)
     for op in edit.MODEL_OPS:
         def on_model_edit(block, guide, sess, uid, request: gr.Request, op=op):
@@ -115,10 +107,9 @@ def wire(services: Services, tab: ArticleTab, session: gr.State, user_id: gr.Sta
                 yield from stream(edit.model_edit(services, user, sess, op, index, guide or "", cancel), sess, user,
                                   target)
 
-        b[op].click(on_submitted, None, None, **stop_now)
         b[op].click(user_errors(on_model_edit), [tab.block, tab.guide, session, user_id], outs,
                     api_name=f"article_{op}", **model_queue)
-    b["stop"].click(on_stop, None, None, **stop_now)
+    stops.stop_on(b["stop"].click)
 
     def simple(fn, name, extra=None, index_of=lambda i, s: i):
         """An edit with no model call: (paragraph[, value]) → notice + views."""

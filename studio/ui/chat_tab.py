@@ -156,26 +156,16 @@ def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State,
         chat_task.clear(services, user_of(uid, request), sess)
         return [], "", sess, ""
 
-    def on_stop(request: gr.Request):
-        stops.stop(run_key(request))
-
-    def on_submitted(request: gr.Request):
-        stops.submitted(run_key(request))
-
     outs = [tab.chatbot, tab.textbox, session, tab.notice]
-    # Stop signals the run instead of cancelling the event (see studio/ui/stops.py); queue=False so it
-    # is not held behind the very reply it stops. A new submission first forgets an earlier Stop.
-    stop_now = dict(queue=False, api_visibility="private", show_progress="hidden")
-    tab.textbox.submit(on_submitted, None, None, **stop_now)
-    b["regen"].click(on_submitted, None, None, **stop_now)
+    # Stop signals the run instead of cancelling the event (see studio/ui/stops.py).
+    stops.forget_on(tab.textbox.submit, b["regen"].click)
     send_ev = tab.textbox.submit(on_send, [tab.textbox, session, user_id, *settings], outs,
                                  api_name="chat", **model_queue)
     regen_ev = b["regen"].click(on_regenerate, [session, user_id, *settings], outs,
                                 api_name="regenerate", **model_queue)
     for ev in (send_ev, regen_ev):
         after_save(ev)
-    b["stop"].click(on_stop, None, None, **stop_now)
-    tab.textbox.stop(on_stop, None, None, **stop_now)
+    stops.stop_on(b["stop"].click, tab.textbox.stop)
     after_save(b["undo"].click(on_undo, [session, user_id], outs, api_name="undo"))
     after_save(b["clear"].click(on_clear, [session, user_id], outs, api_name="clear"))
     # The Chatbot's own trash icon must clear the saved conversation too, not just the view.

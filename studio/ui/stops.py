@@ -13,6 +13,11 @@ import contextlib
 import threading
 from typing import Any, Iterator
 
+import gradio as gr
+
+# Stop listeners run outside the queue, or they would wait behind the very run they stop.
+_AT_ONCE = dict(queue=False, api_visibility="private", show_progress="hidden")
+
 
 def run_key(request: Any) -> str:
     """Whose Stop stops a run: the browser tab's session (a client without one cannot be stopped by others)."""
@@ -50,6 +55,24 @@ class StopSignals:
         """A new run of `key` was submitted: a Stop pressed before it no longer applies."""
         with self._lock:
             self._pending.discard(key)
+
+    def forget_on(self, *triggers) -> None:
+        """Each trigger (e.g. `button.click`) that starts a run first forgets a Stop pressed while none ran.
+
+        Attach these before the run's own listener; queue=False, so they are never held behind a run."""
+        def on_submitted(request: gr.Request):
+            self.submitted(run_key(request))
+
+        for trigger in triggers:
+            trigger(on_submitted, None, None, **_AT_ONCE)
+
+    def stop_on(self, *triggers) -> None:
+        """Each trigger (a Stop button's click, a textbox's stop) stops the session's runs at once."""
+        def on_stop(request: gr.Request):
+            self.stop(run_key(request))
+
+        for trigger in triggers:
+            trigger(on_stop, None, None, **_AT_ONCE)
 
     def stop(self, key: str) -> bool:
         """Stop the runs of `key`; with none running yet, stop the one waiting in the queue."""

@@ -249,19 +249,9 @@ def wire(services: Services, tab: VisionTab, session: gr.State, pacer: FramePace
             return gr.skip(), last_key
         return preview(files, max_tiles), key
 
-    def on_stop(request: gr.Request):
-        stops.stop(run_key(request))
-
-    def on_submitted(request: gr.Request):
-        stops.submitted(run_key(request))
-
     inputs = [tab.box, session, tab.tiles, tab.max_new, tab.sample]
     b = tab.buttons
-    # Stop signals the run (queue=False: not held behind the answer it stops); a new question first
-    # forgets a Stop pressed while nothing ran.
-    stop_now = dict(queue=False, api_visibility="private", show_progress="hidden")
-    for trigger in (tab.box.submit, b["describe"].click, b["ocr"].click, b["regen"].click, b["extract"].click):
-        trigger(on_submitted, None, None, **stop_now)
+    stops.forget_on(tab.box.submit, b["describe"].click, b["ocr"].click, b["regen"].click, b["extract"].click)
     tab.box.submit(on_ask, inputs, outs, api_name="vision_ask", **model_queue)
     b["describe"].click(on_describe, inputs, outs, api_name="vision_describe", **model_queue)
     b["ocr"].click(on_ocr, inputs, outs, api_name="vision_ocr", **model_queue)
@@ -270,8 +260,7 @@ def wire(services: Services, tab: VisionTab, session: gr.State, pacer: FramePace
     b["extract"].click(
         on_extract, [tab.box, session, tab.schema, tab.instructions, tab.retries, tab.tiles, tab.max_new, tab.sample],
         [*outs, tab.result, tab.result_file], api_name="vision_extract", **model_queue)
-    b["stop"].click(on_stop, None, None, **stop_now)
-    tab.box.stop(on_stop, None, None, **stop_now)
+    stops.stop_on(b["stop"].click, tab.box.stop)
     b["clear"].click(on_clear, [session], [*outs, tab.result, tab.result_file], api_name="vision_clear")
     tab.chatbot.clear(on_clear, [session], [*outs, tab.result, tab.result_file], api_visibility="private")
     preview_key = gr.State("")
