@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Any, Literal, Optional
 from urllib.parse import urlsplit
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator
 from pydantic_core import PydanticCustomError
 
-from studio.core.types import GenParams
+from studio.engines import ENGINES
+from studio.engines.options import EngineOptions
 from studio.errors import ConfigError
 
 CONFIG_DIR = Path(__file__).resolve().parent.parent / "configs"
@@ -22,142 +23,8 @@ MAX_CONFIG_BYTES = 1024 * 1024
 EXCERPT_CHARS = 120  # most characters of an offending value shown in an error message
 MAX_ERRORS_SHOWN = 20
 
-REMOTE_ENGINE = "openai_compat"
-LMDEPLOY_ENGINE = "lmdeploy"
-# Settings that only some engines read: which engines may set each one.
-ENGINE_SPECIFIC = {
-    **dict.fromkeys(("api_key_env", "remote_model", "timeout_s", "connect_timeout_s", "accepts_images"),
-                    (REMOTE_ENGINE,)),
-    **dict.fromkeys(("backend", "session_len", "cache_max_entry_count", "enable_prefix_caching", "engine_process"),
-                    (LMDEPLOY_ENGINE,)),
-    "max_batch_size": (LMDEPLOY_ENGINE, REMOTE_ENGINE),  # engines that batch concurrent requests
-}
-
-
-def base_url_problem(url: str) -> Optional[str]:
-    """What is wrong with a remote engine's base URL, or None when it looks usable."""
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
-    except ValueError as exc:
-        return f"is not a URL ({exc})"
-    if parts.scheme.lower() not in ("http", "https"):
-        return "must start with http:// or https://"
-    if not parts.hostname:
-        return "has no host name"
-    if parts.query or parts.fragment:
-        return "must not have a query or fragment; give the API root, e.g. http://host:23333/v1"
-    return None
-
-
 class _Frozen(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
-
-
-class EngineConfig(_Frozen):
-    """One model behind one or more tabs."""
-
-    engine: str = "hf"
-    family: str = "auto"
-    # Required, except for the remote engine (which names its model with remote_model).
-    model_path: Optional[str] = Field(None, validate_default=True)
-    gguf_file: Optional[str] = None
-    label: Optional[str] = None
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["auto", "float32", "bfloat16", "float16"] = "auto"
-    context_window: Optional[int] = Field(None, ge=256, le=1_048_576)
-    trust_remote_code: bool = False
-    system_prompt: Optional[str] = None
-    # Most 448-px tiles per image for tiling vision models (InternVL2); None: the checkpoint's value.
-    max_tiles: Optional[int] = Field(None, ge=1, le=40)
-    defaults: GenParams = GenParams()
-    # engine: openai_compat — an OpenAI-compatible server (lmdeploy api_server / proxy, vLLM, another studio).
-    base_url: Optional[str] = Field(None, validate_default=True)  # e.g. http://gpu-node:23333/v1
-    api_key: Optional[str] = Field(None, repr=False)
-    api_key_env: Optional[str] = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # read the key from this variable
-    remote_model: Optional[str] = None  # None: the server's only model
-    timeout_s: float = Field(60.0, gt=0, le=3600)  # most seconds between two chunks of a reply
-    connect_timeout_s: float = Field(5.0, gt=0, le=120)
-    accepts_images: Optional[bool] = None  # None: what the /models entry says (a studio tells), else False
-    # engine: lmdeploy — continuous batching on NVIDIA GPUs (pip install -r requirements-lmdeploy.txt).
-    backend: Literal["auto", "turbomind", "pytorch"] = "auto"  # auto: TurboMind when importable
-    session_len: Optional[int] = Field(None, ge=256, le=1_048_576)  # None: context_window, else 8192
-    max_batch_size: int = Field(32, ge=1, le=1024)  # also how many browser users stream at once (remote too)
-    cache_max_entry_count: Optional[float] = Field(None, gt=0, lt=1)  # None: from the memory plan
-    enable_prefix_caching: bool = True
-    # PyTorch backend: run the engine in its own process (as lmdeploy's api_server does), so that the web
-    # server's Python work and the engine's scheduling don't share one interpreter lock.
-    engine_process: bool = True
-
-    @model_validator(mode="before")
-    @classmethod
-    def _remote_label(cls, data):
-        # The pool labels an engine by its model_path's name; a remote engine has none, so it goes
-        # by the remote model's name (or the server's address) unless a label is given.
-        if isinstance(data, dict) and data.get("engine") == REMOTE_ENGINE and not data.get("label"):
-            name = data.get("remote_model") or urlsplit(str(data.get("base_url") or "")).netloc or REMOTE_ENGINE
-            data = {**data, "label": str(name)}
-        return data
-
-    @field_validator("model_path")
-    @classmethod
-    def _model_path(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
-        remote = info.data.get("engine") == REMOTE_ENGINE
-        if value is None and not remote:
-            raise PydanticCustomError("missing", "Field required")
-        if value is not None and remote:
-            raise PydanticCustomError(
-                "remote", "not used by engine openai_compat; name the server's model with remote_model")
-        return value
-
-    @field_validator("base_url")
-    @classmethod
-    def _base_url(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
-        remote = info.data.get("engine") == REMOTE_ENGINE
-        if value is None:
-            if remote:
-                raise PydanticCustomError("missing", "required for engine: openai_compat (e.g. http://host:23333/v1)")
-            return value
-        if not remote:
-            raise PydanticCustomError("engine_mismatch", "only for engine: openai_compat")
-        problem = base_url_problem(value)
-        if problem:
-            raise PydanticCustomError("base_url", problem)
-        return value.rstrip("/")
-
-    @field_validator("api_key")
-    @classmethod
-    def _key_remote_only(cls, value: Optional[str], info: ValidationInfo) -> Optional[str]:
-        if value is not None and info.data.get("engine") != REMOTE_ENGINE:
-            raise PydanticCustomError("secret", "only for engine: openai_compat")  # "secret": never echoed
-        return value
-
-    @field_validator(*ENGINE_SPECIFIC)
-    @classmethod
-    def _engine_specific(cls, value, info: ValidationInfo):
-        allowed = ENGINE_SPECIFIC[info.field_name]
-        if value is not None and info.data.get("engine") not in allowed:
-            why = " (a transformers model answers one request at a time)" if len(allowed) > 1 else ""
-            raise PydanticCustomError("engine_mismatch", f"only for engine: {' or '.join(allowed)}{why}")
-        return value
-
-    @field_validator("family", "device", "dtype", "gguf_file")
-    @classmethod
-    def _lmdeploy_can_run(cls, value, info: ValidationInfo):
-        # What lmdeploy cannot do is refused here, before anything loads; the hint names the way out.
-        if info.data.get("engine") != LMDEPLOY_ENGINE:
-            return value
-        if info.field_name == "family" and value == "xcomposer2":
-            raise PydanticCustomError(
-                "lmdeploy", "XComposer2 is not supported by lmdeploy (lmdeploy 0.15 and later removed it); "
-                "use engine: hf for this model")
-        if info.field_name == "device" and value == "cpu":
-            raise PydanticCustomError("lmdeploy", "the lmdeploy engine needs an NVIDIA GPU; use engine: hf on CPU")
-        if info.field_name == "dtype" and value == "float32":
-            raise PydanticCustomError("lmdeploy", "lmdeploy runs float16 or bfloat16; use auto, bfloat16 or float16")
-        if info.field_name == "gguf_file" and value is not None:
-            raise PydanticCustomError("lmdeploy", "GGUF files load with engine: hf only")
-        return value
 
 
 class UIConfig(_Frozen):
@@ -268,12 +135,42 @@ class ApiConfig(_Frozen):
 
 
 class StudioConfig(_Frozen):
-    """The whole config file."""
+    """The whole config file; each engine block is validated by its own engine's options class."""
 
     ui: UIConfig = UIConfig()
-    engines: dict[str, EngineConfig]
+    engines: dict[str, EngineOptions]
     article: ArticleConfig = ArticleConfig()
     api: ApiConfig = ApiConfig()
+
+    @field_validator("engines", mode="before")
+    @classmethod
+    def _engine_options(cls, value: Any) -> Any:
+        # Blocks given as plain mappings (a config built in code) go to their engine's options class;
+        # load_config does this itself first, so that errors keep their full key paths.
+        if isinstance(value, dict):
+            return {name: engine_options(block) if isinstance(block, dict) else block for name, block in value.items()}
+        return value
+
+
+def options_class(engine: object) -> type[EngineOptions]:
+    """The options class of engine kind `engine`; ConfigError listing the known kinds."""
+    if not isinstance(engine, str) or engine not in ENGINES:
+        raise ConfigError(f"{excerpt(engine)} unknown; known: {', '.join(ENGINES.names())}")
+    return ENGINES.get(engine).options
+
+
+def engine_options(block: dict) -> EngineOptions:
+    """One engine block (a mapping) validated by its engine's options class (`engine:` defaults to hf)."""
+    return options_class(block.get("engine", "hf")).model_validate(block)
+
+
+def _refused_key(engine: str, key: str) -> str:
+    """Why `key` is refused in an engine block: the engine's own note, or which engines read it."""
+    cls = options_class(engine)
+    if key in cls.refused:
+        return cls.refused[key]
+    readers = [n for n in ENGINES.names() if n != engine and key in ENGINES.get(n).options.model_fields]
+    return f"only for engine: {' or '.join(readers)}" if readers else "unknown key"
 
 
 def excerpt_text(text: str, limit: int = EXCERPT_CHARS) -> str:
@@ -292,14 +189,14 @@ def _key(part: object) -> str:
     return text if len(text) <= EXCERPT_CHARS else excerpt(text)
 
 
-def _format_validation(path: Path, err: ValidationError) -> str:
+def _format_validation(path: Path, err: ValidationError, prefix: tuple = (), engine: Optional[str] = None) -> str:
     lines = []
     errors = err.errors()
     for e in errors[:MAX_ERRORS_SHOWN]:
-        loc = ".".join(_key(p) for p in e["loc"]) or "(top level)"
+        loc = ".".join(_key(p) for p in (*prefix, *e["loc"])) or "(top level)"
         msg = e["msg"]
         if e["type"] == "extra_forbidden":
-            msg = "unknown key"
+            msg = _refused_key(engine, str(e["loc"][-1])) if engine and len(e["loc"]) == 1 else "unknown key"
         elif "input" in e and e["type"] not in ("missing", "secret"):
             msg = f"{msg} (got {excerpt(e['input'])})"
         lines.append(f"{path}: {loc}: {msg}")
@@ -309,8 +206,7 @@ def _format_validation(path: Path, err: ValidationError) -> str:
 
 
 def _check_names(path: Path, cfg: StudioConfig) -> None:
-    # Imported here: the registries live with the code they name, and stay light to import.
-    from studio.engines import ENGINES
+    # Imported here: the family registry lives with the code it names.
     from studio.families import FAMILIES
 
     if "chat" not in cfg.engines:
@@ -320,16 +216,13 @@ def _check_names(path: Path, cfg: StudioConfig) -> None:
             raise ConfigError(f"{path}: api.model_names.{excerpt(alias)}: must name a configured engine and not be one; "
                               f"engines: {', '.join(cfg.engines)}")
     for name, eng in cfg.engines.items():
-        if eng.engine not in ENGINES:
-            raise ConfigError(
-                f"{path}: engines.{_key(name)}.engine: {excerpt(eng.engine)} unknown; known: {', '.join(ENGINES.names())}"
-            )
         if eng.family != "auto" and eng.family not in FAMILIES:
             raise ConfigError(
                 f"{path}: engines.{_key(name)}.family: {excerpt(eng.family)} unknown; "
                 f"known: auto, {', '.join(FAMILIES.names())}"
             )
-        if eng.family != "auto" and FAMILIES.get(eng.family)().needs_remote_code and not eng.trust_remote_code:
+        if (eng.family != "auto" and FAMILIES.get(eng.family)().needs_remote_code
+                and not getattr(eng, "trust_remote_code", False)):
             raise ConfigError(
                 f"{path}: engines.{_key(name)}.trust_remote_code: the {eng.family} family loads official "
                 "checkpoints through the Python code shipped inside the checkpoint folder for now, "
@@ -389,9 +282,31 @@ def load_config(path: str | Path | None = None, model_path: Optional[str] = None
             raise ConfigError(f"{path}: engines.chat: expected a mapping")
         chat["model_path"] = model_path
         chat.pop("gguf_file", None)
+    data = {**data, "engines": _validate_engines(path, data.get("engines"))}
     try:
         cfg = StudioConfig.model_validate(data)
     except ValidationError as exc:
         raise ConfigError(_format_validation(path, exc)) from None
     _check_names(path, cfg)
     return cfg
+
+
+def _validate_engines(path: Path, engines: Any) -> Any:
+    """Each engine block through its own options class, errors named by file and key; others left to pydantic."""
+    if not isinstance(engines, dict):
+        return engines
+    out, problems = {}, []
+    for name, block in engines.items():
+        if not isinstance(block, dict):
+            out[name] = block  # StudioConfig says what it expected
+            continue
+        kind = block.get("engine", "hf")
+        try:
+            out[name] = options_class(kind).model_validate(block)
+        except ConfigError as exc:
+            problems.append(f"{path}: engines.{_key(name)}.engine: {exc.message}")
+        except ValidationError as exc:
+            problems.append(_format_validation(path, exc, ("engines", name), kind))
+    if problems:
+        raise ConfigError("\n".join(problems))
+    return out

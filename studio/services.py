@@ -57,8 +57,7 @@ class EnginePool:
 
     def label(self, name: str) -> str:
         """The display name of an engine's model."""
-        cfg = self._config.engines[name]
-        return cfg.label or getattr(cfg, "remote_model", None) or Path(cfg.model_path or "").name or name
+        return self._config.engines[name].display_name() or name
 
     def start(self, name: Optional[str] = None) -> None:
         """Begin loading one engine (or all) in background threads; idempotent."""
@@ -79,12 +78,13 @@ class EnginePool:
         cfg = self._config.engines[name]
         ctx = LoadContext(
             name=name,
-            placement=Placement(device=cfg.device, num_gpus=self._num_gpus),
+            # Engines that run elsewhere (a remote server) have no device setting.
+            placement=Placement(device=getattr(cfg, "device", "auto"), num_gpus=self._num_gpus),
             cache_dir=self._cache_dir,
             progress=lambda frac, text: self._set(name, progress=max(0.0, min(1.0, frac)), text=text),
         )
         try:
-            engine = ENGINES.get(cfg.engine)(cfg, ctx)
+            engine = ENGINES.get(cfg.engine).load(cfg, ctx)
         except StudioError as exc:
             self._set(name, state="failed", error=str(exc))
         except Exception as exc:  # a loader bug or a broken checkpoint: keep serving, say why
@@ -119,12 +119,11 @@ class EnginePool:
         )
 
     def concurrency(self, name: str) -> int:
-        """How many requests the UI may run on engine `name` at once: max_batch_size for engines that batch
-        (lmdeploy, a remote server), else 1 (a local transformers model generates one reply at a time).
+        """How many requests the UI may run on engine `name` at once: what its options say (max_batch_size
+        for engines that batch, else 1: a local transformers model generates one reply at a time).
 
-        Read from the config, not the loaded engine: listeners are wired before anything loads."""
-        cfg = self._config.engines[name]
-        return cfg.max_batch_size if cfg.engine in ("lmdeploy", "openai_compat") else 1
+        Asked of the config, not the loaded engine: listeners are wired before anything loads."""
+        return self._config.engines[name].concurrency()
 
     def config_of(self, name: str):
         """The engine config `name` runs with now (after any switch)."""
@@ -146,8 +145,14 @@ class EnginePool:
         """Point engine `name` at another model folder (checked first), unload the old one, load the new."""
         from studio.engines import preflight
 
-        cfg = self._config.engines[name].model_copy(
-            update={"model_path": model_path.strip(), "gguf_file": None, "label": None})
+        current = self._config.engines[name]
+        if "model_path" not in type(current).model_fields:
+            raise StudioError(f"{name} runs on engine {current.engine}, which has no model folder to switch.",
+                              "Change the server in the config file instead.")
+        update = {"model_path": model_path.strip(), "label": None}
+        if "gguf_file" in type(current).model_fields:
+            update["gguf_file"] = None
+        cfg = current.model_copy(update=update)
         preflight(cfg, self._num_gpus)  # a wrong path or a model that cannot fit is refused before unloading
         self.unload(name)
         engines = dict(self._config.engines)

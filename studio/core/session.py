@@ -10,6 +10,7 @@ from typing import Optional
 from studio.core.types import GenParams, Message, TextPart
 
 TITLE_CHARS = 48
+FORMAT = 2  # of to_dict: 2 tells an explicitly empty system prompt ("none") from the default (None)
 
 
 def new_id() -> str:
@@ -23,7 +24,8 @@ class ChatSession:
 
     id: str = field(default_factory=new_id)
     title: str = ""
-    system_prompt: str = ""
+    # None: the model's own default (its meta instruction or chat template's); "": none at all; else this text.
+    system_prompt: Optional[str] = None
     messages: list[Message] = field(default_factory=list)
     params: GenParams = field(default_factory=GenParams)
     engine: str = "chat"
@@ -31,9 +33,12 @@ class ChatSession:
     updated: float = field(default_factory=time.time)
 
     def prompt_messages(self) -> list[Message]:
-        """The messages to send: the system prompt (if any) and the turns."""
-        head = [Message.of("system", self.system_prompt)] if self.system_prompt.strip() else []
-        return head + list(self.messages)
+        """The messages to send: the system prompt as set (an empty one says "none") and the turns;
+        with no system prompt set, the engine applies the model's default."""
+        if self.system_prompt is None:
+            return list(self.messages)
+        text = self.system_prompt if self.system_prompt.strip() else ""
+        return [Message.of("system", text), *self.messages]
 
     def display_title(self) -> str:
         """The title, or one derived from the first user message."""
@@ -71,6 +76,7 @@ class ChatSession:
             "id": self.id,
             "title": self.title,
             "system_prompt": self.system_prompt,
+            "format": FORMAT,
             "messages": [_message_dict(m) for m in self.messages],
             "params": self.params.model_dump(mode="json"),
             "engine": self.engine,
@@ -84,7 +90,7 @@ class ChatSession:
         return cls(
             id=data["id"],
             title=data.get("title", ""),
-            system_prompt=data.get("system_prompt", ""),
+            system_prompt=_stored_system_prompt(data),
             # Rows written before replies were checkpointed have no "partial" key: complete replies.
             messages=[Message(m["role"], [TextPart(m["content"])], bool(m.get("partial", False)))
                       for m in data.get("messages", [])],
@@ -93,6 +99,14 @@ class ChatSession:
             created=data.get("created", time.time()),
             updated=data.get("updated", time.time()),
         )
+
+
+def _stored_system_prompt(data: dict) -> Optional[str]:
+    """The stored system prompt; before format 2 an empty one meant the model's default, as None does now."""
+    value = data.get("system_prompt")
+    if data.get("format", 1) < 2 and not (value or "").strip():
+        return None
+    return value
 
 
 def _message_dict(m: Message) -> dict:

@@ -116,4 +116,6 @@ class EngineInfo:
     accepts_images: bool = False
     batches: bool = False
     memory_bytes: int = 0
+    # What is sent when a conversation brings no system message (None: the model decides).
+    system_prompt: Optional[str] = None
     extra: dict = field(default_factory=dict)

@@ -1,39 +1,40 @@
-"""Engines: how tokens are produced. Heavy imports (torch, transformers) happen inside factories."""
+"""Engines: how tokens are produced. Heavy imports (torch, transformers) happen inside factories.
+
+Each engine kind is registered with its options class (what its YAML block may say), its factory, and a
+cheap check run before the UI is built, so a wrong model path fails in the terminal at once.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from typing import Callable, Optional
+
+from studio.engines.hf_loading import HFOptions
+from studio.engines.lmdeploy_setup import LmdeployOptions
+from studio.engines.openai_compat import RemoteOptions
+from studio.engines.options import EngineOptions
 from studio.registry import Registry
 
-ENGINES: Registry = Registry("engine")
+
+@dataclass(frozen=True)
+class EngineKind:
+    """One kind of engine: its config options, how to load it, and how to check it without loading."""
+
+    options: type[EngineOptions]
+    load: Callable  # (options, LoadContext) -> Engine
+    check: Optional[Callable[[EngineOptions, int], str]] = None  # (options, num_gpus) -> one-line summary
 
 
-@ENGINES.register("hf")
-def _hf(cfg, ctx):
+ENGINES: Registry[EngineKind] = Registry("engine")
+
+
+def _load_hf(cfg, ctx):
     from studio.engines.hf import load_hf_engine
 
     return load_hf_engine(cfg, ctx)
 
 
-@ENGINES.register("openai_compat")
-def _openai_compat(cfg, ctx):
-    from studio.engines.openai_compat import load_openai_compat
-
-    return load_openai_compat(cfg, ctx)
-
-
-@ENGINES.register("lmdeploy")
-def _lmdeploy(cfg, ctx):
-    from studio.engines.lmdeploy_engine import load_lmdeploy_engine
-
-    return load_lmdeploy_engine(cfg, ctx)
-
-
-# Cheap checks run before the UI is built, so a wrong model path fails in the terminal at once.
-CHECKS: Registry = Registry("engine check")
-
-
-@CHECKS.register("hf")
-def _hf_check(cfg, num_gpus: int = 1) -> str:
+def _check_hf(cfg, num_gpus: int = 1) -> str:
     import torch
 
     from studio.engines.base import Placement
@@ -51,33 +52,42 @@ def _hf_check(cfg, num_gpus: int = 1) -> str:
     return f"{family.name}, {dtype}: {plan.summary()}"
 
 
-@CHECKS.register("openai_compat")
-def _openai_compat_check(cfg, num_gpus: int = 1) -> str:
-    # No network here: the server may start after the studio. Only the URL's shape and the key's source.
-    from studio.config import base_url_problem
-    from studio.engines.openai_compat import api_key_of
-    from studio.errors import ConfigError
+def _load_remote(cfg, ctx):
+    from studio.engines.openai_compat import load_openai_compat
 
-    problem = base_url_problem(cfg.base_url or "")
-    if problem:
-        raise ConfigError(f"engine openai_compat: base_url {cfg.base_url!r} {problem}.",
-                          "Give the server's API root, e.g. http://host:23333/v1.")
+    return load_openai_compat(cfg, ctx)
+
+
+def _check_remote(cfg, num_gpus: int = 1) -> str:
+    # No network here: the server may start after the studio. Only the key's source (the URL was checked
+    # with the config).
+    from studio.engines.openai_compat import api_key_of
+
     api_key_of(cfg)
     model = cfg.remote_model or "the server's only model"
     return f"remote: {model} at {cfg.base_url}"
 
 
-@CHECKS.register("lmdeploy")
-def _lmdeploy_check(cfg, num_gpus: int = 1) -> str:
+def _load_lmdeploy(cfg, ctx):
+    from studio.engines.lmdeploy_engine import load_lmdeploy_engine
+
+    return load_lmdeploy_engine(cfg, ctx)
+
+
+def _check_lmdeploy(cfg, num_gpus: int = 1) -> str:
     # CUDA, the lmdeploy package, tp vs. visible GPUs, TurboMind, model files and memory; lmdeploy not imported.
     from studio.engines.lmdeploy_setup import preflight as lmdeploy_preflight
 
     return lmdeploy_preflight(cfg, num_gpus)
 
 
-def preflight(cfg, num_gpus: int = 1) -> str:
+ENGINES.register("hf")(EngineKind(HFOptions, _load_hf, _check_hf))
+ENGINES.register("openai_compat")(EngineKind(RemoteOptions, _load_remote, _check_remote))
+ENGINES.register("lmdeploy")(EngineKind(LmdeployOptions, _load_lmdeploy, _check_lmdeploy))
+
+
+def preflight(cfg: EngineOptions, num_gpus: int = 1) -> str:
     """Raise StudioError now if the engine's model files are missing, unsupported or too big;
     otherwise a one-line memory estimate (empty for engines without a check)."""
-    if cfg.engine in CHECKS:
-        return CHECKS.get(cfg.engine)(cfg, num_gpus) or ""
-    return ""
+    check = ENGINES.get(cfg.engine).check
+    return (check(cfg, num_gpus) or "") if check else ""

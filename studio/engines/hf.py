@@ -12,10 +12,9 @@ import threading
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, Optional
 
-from studio.config import EngineConfig
-from studio.core.types import EngineInfo, GenerationRequest, GenParams, Message, TextDelta
-from studio.engines.base import LoadContext
-from studio.errors import InputError, ModelNotReady
+from studio.core.types import EngineInfo, GenParams, Message, TextDelta
+from studio.engines.base import Encoded, EngineBase, LoadContext, Prepared
+from studio.engines.hf_loading import HFOptions
 from studio.families.base import ImageCost, PromptInputs
 
 log = logging.getLogger(__name__)
@@ -144,98 +143,76 @@ class _TextAssembler:
         return piece
 
 
-class HFEngine:
+class HFEngine(EngineBase):
     """A transformers causal LM behind the Engine protocol; one generation at a time."""
 
     batches = False
 
-    def __init__(self, loaded: Any, family: Any, cfg: EngineConfig) -> None:
+    def __init__(self, loaded: Any, family: Any, cfg: HFOptions) -> None:
         from studio.engines.hf_decode import make_decoder
 
+        config = loaded.model.config
+        text_cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
+        super().__init__(cfg, cfg.context_window or getattr(text_cfg, "max_position_embeddings", None) or 2048)
         self.loaded = loaded
         self.model, self.tokenizer = loaded.model, loaded.tokenizer
         self.family, self.cfg = family, cfg
         self.vision = loaded.vision
         self.accepts_images = bool(getattr(family, "accepts_images", False)) and self.vision is not None
         self.decoder = make_decoder(self.model)
-        config = self.model.config
-        text_cfg = config.get_text_config() if hasattr(config, "get_text_config") else config
-        self.context_window = cfg.context_window or getattr(text_cfg, "max_position_embeddings", None) or 2048
         self.stop_ids = set(family.stop_token_ids(self.tokenizer, getattr(self.model, "generation_config", None)))
+        self.default_system_prompt = family.system_default(self.tokenizer)
+        # A model without a default: an explicit empty system prompt and none at all are the same prompt.
+        self.keeps_empty_system = self.default_system_prompt is not None
         self._lock = threading.Lock()  # serialises generations: direct callers (CLI, API) too
         # All compute runs on one thread: torch's OpenMP pool is per calling thread, and servers
         # resume generators from rotating worker threads, which halved decode speed (58 → 33 tok/s).
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-engine")
         # Fast tokenizers raise "Already borrowed" when one thread encodes while another decodes.
         self._tok_lock = threading.Lock()
-        self._closed = False
 
-    def _messages(self, messages: list[Message]) -> list[Message]:
-        if self.cfg.system_prompt and not any(m.role == "system" for m in messages):
-            return [Message.of("system", self.cfg.system_prompt), *messages]
-        return list(messages)
+    def label(self) -> str:
+        """The model's name: the label, the GGUF file's or the folder's."""
+        files = self.loaded.files
+        return self.cfg.label or (files.gguf.stem if files.gguf else files.model_dir.name)
 
-    def _prepare(self, messages: list[Message], max_tiles: Optional[int] = None,
-                 pixels: bool = True) -> PromptInputs:
-        """Prompt ids (and, with `pixels`, preprocessed images); InputError for images it cannot read."""
-        images = sum(len(m.images) for m in messages)
-        if images and not self.accepts_images:
-            raise InputError(
-                f"This model ({self.info().model}) reads text only; the conversation has {images} image(s).",
-                "Load a vision model (e.g. --config configs/internvl2-2b.yaml), or remove the images.",
-            )
+    def _encode(self, messages: list[Message], max_tiles: Optional[int], final: bool) -> Encoded:
+        """Prompt ids (a vision prompt's preprocessed images only with `final`); InputError for unreadable images."""
         with self._tok_lock:
-            if self.accepts_images and pixels:
-                return self.family.prepare(self.tokenizer, self._messages(messages), max_tiles)
+            if self.accepts_images and final:
+                prompt = self.family.prepare(self.tokenizer, messages, max_tiles)
+                return Encoded(len(prompt.ids), prompt)
             if self.accepts_images:  # counting only: tile counts without resizing any image
-                return PromptInputs(self.family.encode(self.tokenizer, self._messages(messages), max_tiles))
-            return PromptInputs(self.family.encode(self.tokenizer, self._messages(messages)))
+                return Encoded(len(self.family.encode(self.tokenizer, messages, max_tiles)))
+            ids = self.family.encode(self.tokenizer, messages)
+            return Encoded(len(ids), PromptInputs(ids))
 
-    def count_tokens(self, messages: list[Message], max_tiles: Optional[int] = None) -> int:
-        """Tokens the prompt for `messages` (with the generation prompt) takes, images included."""
-        return len(self._prepare(messages, max_tiles, pixels=False).ids)
-
-    def image_cost(self, image: Any, max_tiles: Optional[int] = None) -> ImageCost:
-        """Tiles and prompt tokens one image takes with this model."""
-        if not self.accepts_images:
-            raise InputError(f"This model ({self.info().model}) reads text only.", "Load a vision model.")
+    def _image_cost(self, image: Any, max_tiles: Optional[int]) -> ImageCost:
         return self.family.image_cost(image, max_tiles)
 
-    def stream(self, request: GenerationRequest) -> Iterator[TextDelta]:
-        """Yield text deltas, the last with a finish reason; InputError at once if the prompt cannot fit."""
-        if self._closed:
-            raise ModelNotReady("This model was unloaded.", "Restart the studio to load it again.")
-        prompt = self._prepare(request.messages, request.max_tiles)
-        ids = prompt.ids
-        window = self.context_window
-        if len(ids) + 1 >= window:
-            raise InputError(
-                f"The prompt is {len(ids)} tokens; this model's context window is {window} tokens "
-                "and at least one must remain for the reply.",
-                "Shorten the message or the conversation, or start a new chat.",
-            )
-        max_new = min(request.params.max_new_tokens, window - len(ids))
-        return self._serve(prompt, max_new, request)
+    def _generate(self, prepared: Prepared, cancel: threading.Event) -> Iterator[TextDelta]:
+        return self._serve(prepared.payload, prepared.params, cancel)
 
-    def _acquire(self, request: GenerationRequest) -> bool:
+    def _acquire(self, cancel: threading.Event) -> bool:
         """Wait for the model; False if the request is cancelled first."""
         while not self._lock.acquire(timeout=0.05):
-            if request.cancel.is_set():
+            if cancel.is_set():
                 return False
         return True
 
-    def _serve(self, prompt: PromptInputs, max_new: int, request: GenerationRequest) -> Iterator[TextDelta]:
+    def _serve(self, prompt: PromptInputs, params: GenParams, cancel: threading.Event) -> Iterator[TextDelta]:
         # The lock is taken on the caller's thread; only the compute moves to the engine thread,
         # so a waiting caller never occupies that thread.
-        if not self._acquire(request):
+        if not self._acquire(cancel):
             yield TextDelta(finish_reason="cancelled", prompt_tokens=len(prompt.ids))
             return
-        if request.params.num_beams > 1 and not prompt.pixel_values:
+        max_new = params.max_new_tokens
+        if params.num_beams > 1 and not prompt.pixel_values:
             from studio.engines.hf_beams import beam_generate
 
-            gen = beam_generate(self.model, self.tokenizer, prompt.ids, max_new, self.stop_ids, request)
+            gen = beam_generate(self.model, self.tokenizer, prompt.ids, max_new, self.stop_ids, params, cancel)
         else:
-            gen = self._run(prompt, max_new, request)
+            gen = self._run(prompt, params, cancel)
         try:
             while True:
                 try:
@@ -269,20 +246,20 @@ class HFEngine:
         finally:
             self.vision.set_adapter_mask(None)  # decoding is text only
 
-    def _run(self, prompt: PromptInputs, max_new: int, request: GenerationRequest) -> Iterator[TextDelta]:
+    def _run(self, prompt: PromptInputs, params: GenParams, cancel: threading.Event) -> Iterator[TextDelta]:
         import torch
 
-        ids = prompt.ids
-        text = _TextAssembler(self.tokenizer, request.params.stop, self._tok_lock)
+        ids, max_new = prompt.ids, params.max_new_tokens
+        text = _TextAssembler(self.tokenizer, params.stop, self._tok_lock)
         done, finish, error, oom, hit = 0, "length", None, False, False
         try:
             # Vision models generate from embeddings, as the official chat() does: the repetition
             # penalty then sees the reply only, not the prompt's placeholder ids.
             seen = [] if self.accepts_images else ids
-            sampler = _Sampler(request.params, seen, max_new, self.model.device)
+            sampler = _Sampler(params, seen, max_new, self.model.device)
             with torch.inference_mode():  # entered per call: never held across a yield
                 self.decoder.start(len(ids) + max_new)
-                logits = self._prefill(prompt, request.cancel.is_set)
+                logits = self._prefill(prompt, cancel.is_set)
             while logits is not None:
                 token = sampler.pick(logits)
                 if token in self.stop_ids:
@@ -297,7 +274,7 @@ class HFEngine:
                     break
                 if done >= max_new:
                     break
-                if request.cancel.is_set() or self._closed:
+                if cancel.is_set() or self._closed:
                     logits = None
                     break
                 with torch.inference_mode():
@@ -322,8 +299,7 @@ class HFEngine:
 
     def info(self) -> EngineInfo:
         """Name, device, dtype, context window and memory, for the UI."""
-        files = self.loaded.files
-        label = self.cfg.label or (files.gguf.stem if files.gguf else files.model_dir.name)
+        label = self.label()
         memory = 0 if self._closed else sum(p.numel() * p.element_size() for p in self.model.parameters())
         if self.vision is not None and not self._closed:
             memory += sum(p.numel() * p.element_size() for p in getattr(self.vision, "parameters", list)())
@@ -331,7 +307,7 @@ class HFEngine:
         return EngineInfo(
             engine="hf", model=label, family=self.family.name, device=self.loaded.device,
             dtype=self.loaded.dtype, context_window=self.context_window, memory_bytes=memory,
-            accepts_images=self.accepts_images,
+            accepts_images=self.accepts_images, system_prompt=self.system_prompt(),
             extra={"decoder": getattr(self.decoder, "name", "?"), "load_seconds": round(self.loaded.seconds, 2),
                    "source": self.loaded.source, "cache_path": str(self.loaded.cache_path or ""),
                    "memory_plan": plan.summary() if plan else ""},
@@ -339,8 +315,8 @@ class HFEngine:
 
     def warm_up(self) -> None:
         """One tiny generation so the first reply does not pay for lazy kernel set-up."""
-        request = GenerationRequest([Message.of("user", "Hi")], GenParams(max_new_tokens=2, do_sample=False))
-        for _ in self.stream(request):
+        prepared = self.prepare([Message.of("user", "Hi")], GenParams(max_new_tokens=2, do_sample=False))
+        for _ in self.stream(prepared, threading.Event()):
             pass
 
     def close(self) -> None:
@@ -362,7 +338,7 @@ class HFEngine:
                 self._lock.release()
 
 
-def load_hf_engine(cfg: EngineConfig, ctx: LoadContext) -> HFEngine:
+def load_hf_engine(cfg: HFOptions, ctx: LoadContext) -> HFEngine:
     """Resolve the files and family, load the model (GGUF through its cache), warm it up."""
     from studio.engines.hf_loading import load_model, resolve_model_files
     from studio.families.detect import resolve_family
@@ -372,6 +348,5 @@ def load_hf_engine(cfg: EngineConfig, ctx: LoadContext) -> HFEngine:
     family = resolve_family(cfg.family, None if files.gguf else files.model_dir)
     loaded = load_model(cfg, ctx, files, family)
     engine = HFEngine(loaded, family, cfg)
-    engine.count_tokens([Message.of("user", "Hi")])  # a tokenizer without a chat template fails here
-    engine.warm_up()
+    engine.warm_up()  # a tokenizer without a chat template fails here, before the tabs use it
     return engine

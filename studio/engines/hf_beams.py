@@ -6,21 +6,21 @@ from __future__ import annotations
 
 from typing import Any, Iterator
 
-from studio.core.types import GenerationRequest, TextDelta
+from studio.core.types import GenParams, TextDelta
 
 
 def beam_generate(model: Any, tokenizer: Any, ids: list[int], max_new: int, stop_ids: set[int],
-                  request: GenerationRequest) -> Iterator[TextDelta]:
+                  params: GenParams, cancel: Any) -> Iterator[TextDelta]:
     """Run beam search on `ids`; yields the decoded best beam with its finish reason."""
     import torch
     from transformers import StoppingCriteria, StoppingCriteriaList
 
     class _Cancelled(StoppingCriteria):
         def __call__(self, input_ids, scores, **kwargs):
-            return torch.full((input_ids.shape[0],), request.cancel.is_set(), dtype=torch.bool,
+            return torch.full((input_ids.shape[0],), cancel.is_set(), dtype=torch.bool,
                               device=input_ids.device)
 
-    p = request.params
+    p = params
     if p.seed is not None:
         torch.manual_seed(p.seed)  # generate samples from the global generator
     sampling = dict(do_sample=True, temperature=max(p.temperature, 1e-3), top_p=p.top_p, top_k=p.top_k) \
@@ -41,5 +41,5 @@ def beam_generate(model: Any, tokenizer: Any, ids: list[int], max_new: int, stop
     for stop in p.stop:
         if stop and stop in text:
             text, ended = text[: text.index(stop)], True
-    reason = "cancelled" if request.cancel.is_set() else ("stop" if ended else "length")
+    reason = "cancelled" if cancel.is_set() else ("stop" if ended else "length")
     yield TextDelta(text=text, finish_reason=reason, prompt_tokens=len(ids), completion_tokens=len(new))

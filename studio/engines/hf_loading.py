@@ -15,10 +15,10 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Optional
+from typing import Any, ClassVar, Literal, Optional
 
-from studio.config import EngineConfig
 from studio.engines.base import LoadContext, Placement
+from studio.engines.options import LocalOptions
 from studio.errors import ModelNotFound, StudioError
 
 _WEIGHT_GLOBS = ("*.safetensors", "pytorch_model*.bin", "model*.safetensors.index.json")
@@ -26,6 +26,21 @@ _EXPECTED = "config.json plus weights (*.safetensors or pytorch_model*.bin), or 
 _NO_DOWNLOAD = "Nothing is downloaded: copy the model there, or fix model_path / gguf_file."
 GIB = 1024**3
 log = logging.getLogger(__name__)
+
+
+
+class HFOptions(LocalOptions):
+    """engine: hf — a transformers checkpoint folder, a GGUF file, or an official InternLM-family layout."""
+
+    engine: Literal["hf"] = "hf"
+    gguf_file: Optional[str] = None
+    refused: ClassVar[dict[str, str]] = {
+        "max_batch_size": "only for engine: lmdeploy or openai_compat (a transformers model answers one "
+                          "request at a time)"}
+
+    def display_name(self) -> str:
+        """The label, else the GGUF file's or the model folder's name."""
+        return self.label or (Path(self.gguf_file).stem if self.gguf_file else super().display_name())
 
 
 @dataclass(frozen=True)
@@ -307,7 +322,7 @@ def split_device_map(model: Any, budget: dict[int, int]) -> dict:
     return infer_auto_device_map(model, max_memory=balanced, no_split_module_classes=keep_whole)
 
 
-def context_tokens(cfg: EngineConfig, files: ModelFiles) -> int:
+def context_tokens(cfg: HFOptions, files: ModelFiles) -> int:
     """The context the memory plan reserves KV cache for: the configured window, else config.json's."""
     if cfg.context_window:
         return cfg.context_window
@@ -324,7 +339,7 @@ def context_tokens(cfg: EngineConfig, files: ModelFiles) -> int:
     return 2048
 
 
-def load_model(cfg: EngineConfig, ctx: LoadContext, files: Optional[ModelFiles] = None,
+def load_model(cfg: HFOptions, ctx: LoadContext, files: Optional[ModelFiles] = None,
                family: Any = None) -> LoadedModel:
     """Resolve, check and load the model of `cfg` with local files only; progress via ctx.
 

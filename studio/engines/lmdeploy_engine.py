@@ -16,14 +16,14 @@ import threading
 from collections.abc import Mapping
 from typing import Any, Iterator, Optional
 
-from studio.config import EngineConfig
-from studio.core.types import EngineInfo, GenerationRequest, GenParams, Message, TextDelta
-from studio.engines.base import LoadContext
+from studio.core.types import EngineInfo, GenParams, Message, TextDelta
+from studio.engines.base import Encoded, EngineBase, LoadContext, Prepared
 from studio.engines.lmdeploy_setup import (
-    backend_config, cache_fraction, check_environment, plan_load, session_len_of,
+    LmdeployOptions, backend_config, cache_fraction, check_environment, plan_load, session_len_of,
 )
 from studio.engines.memory import MemoryPlan
-from studio.errors import InputError, ModelNotReady, StudioError
+from studio.errors import StudioError
+from studio.families.base import ImageCost
 _FINISH = {"stop": "stop", "length": "length", "abort": "cancelled", "cancel": "cancelled", "error": "error"}
 _WATCH_S = 0.05  # how often the cancel watcher looks at the request's flag
 
@@ -61,26 +61,32 @@ def gen_config(params: GenParams, max_new: int) -> Any:
 SESSION_MARGIN = 32  # tokens kept free in the session beyond our prompt estimate
 
 
-class LmdeployEngine:
+class LmdeployEngine(EngineBase):
     """An lmdeploy pipeline behind the Engine protocol; concurrent requests are batched."""
 
     batches = True
+    window_name = "session length"
+    # The count may be a little short of lmdeploy's own (template/BOS handling): keep a margin so
+    # prompt + reply never exceeds session_len, which lmdeploy answers with an error, not a shorter reply.
+    reserve = SESSION_MARGIN
+    vision_hint = "Load a vision model (e.g. --config configs/lmdeploy-internvl2-2b.yaml), or remove them."
+    unloaded_hint = "Load it again from the system panel."
 
-    def __init__(self, pipe: Any, cfg: EngineConfig, family: Any, backend: str, tp: int, plan: MemoryPlan,
+    def __init__(self, pipe: Any, cfg: LmdeployOptions, family: Any, backend: str, tp: int, plan: MemoryPlan,
                  label: str) -> None:
+        super().__init__(cfg, session_len_of(cfg))
         self.pipe, self.cfg, self.family, self.backend, self.tp, self.plan = pipe, cfg, family, backend, tp, plan
-        self.label = label
-        self.session_len = session_len_of(cfg)
-        self.context_window = self.session_len
+        self._label = label
+        self.session_len = self.context_window
         self.accepts_images = bool(getattr(family, "accepts_images", False)) or \
             type(getattr(pipe, "async_engine", None)).__name__ == "VLAsyncEngine"
+        # lmdeploy's chat templates add the same default the family's official code does.
+        self.default_system_prompt = getattr(family, "default_system_prompt", None)
         self._tok_lock = threading.Lock()  # fast tokenizers refuse concurrent use ("Already borrowed")
-        self._closed = False
 
-    def _messages(self, messages: list[Message]) -> list[Message]:
-        if self.cfg.system_prompt and not any(m.role == "system" for m in messages):
-            return [Message.of("system", self.cfg.system_prompt), *messages]
-        return list(messages)
+    def label(self) -> str:
+        """The model's name: the label, else the folder's."""
+        return self._label
 
     def _hf_tokenizer(self) -> Any:
         # lmdeploy wraps the transformers tokenizer: pipe.tokenizer.model.model (or one level less).
@@ -91,56 +97,40 @@ class LmdeployEngine:
             tok = getattr(tok, "model", None)
         return None
 
-    def count_tokens(self, messages: list[Message], max_tiles: Optional[int] = None) -> int:
+    def _count(self, messages: list[Message], max_tiles: Optional[int]) -> int:
         """Prompt tokens through the tokenizer's chat template, plus each image's cost; an estimate without one."""
         from studio.engines.openai_wire import estimate_tokens
 
-        messages = self._messages(messages)
         images = [img for m in messages for img in m.images]
         tok = self._hf_tokenizer()
         if tok is None or (images and not hasattr(self.family, "image_cost")):
             return estimate_tokens(messages)
-        tiles = max_tiles or self.cfg.max_tiles
         try:
             with self._tok_lock:
                 ids = tok.apply_chat_template([{"role": m.role, "content": m.text} for m in messages],
                                               add_generation_prompt=True, tokenize=True)
             if isinstance(ids, Mapping):  # transformers 5 returns a BatchEncoding (a dict), not a list
                 ids = ids["input_ids"]
-            return len(ids) + sum(self.family.image_cost(img, tiles).tokens for img in images)
+            return len(ids) + sum(self.family.image_cost(img, max_tiles).tokens for img in images)
         except Exception:  # no chat template: the estimate still guards the session length
             return estimate_tokens(messages)
 
-    def image_cost(self, image: Any, max_tiles: Optional[int] = None) -> Any:
-        """Tiles and prompt tokens one image takes with this model."""
-        if not self.accepts_images or not hasattr(self.family, "image_cost"):
-            raise InputError(f"This model ({self.label}) reads text only.", "Load a vision model.")
-        return self.family.image_cost(image, max_tiles or self.cfg.max_tiles)
+    def _encode(self, messages: list[Message], max_tiles: Optional[int], final: bool) -> Encoded:
+        return Encoded(self._count(messages, max_tiles), wire_messages(messages, max_tiles))
 
-    def stream(self, request: GenerationRequest) -> Iterator[TextDelta]:
-        """Yield text deltas, the last with a finish reason; InputError at once if the prompt cannot be served."""
-        if self._closed:
-            raise ModelNotReady("This model was unloaded.", "Load it again from the system panel.")
-        images = sum(len(m.images) for m in request.messages)
-        if images and not self.accepts_images:
-            raise InputError(f"This model ({self.label}) reads text only; the conversation has {images} image(s).",
-                             "Load a vision model (e.g. --config configs/lmdeploy-internvl2-2b.yaml), or remove them.")
-        prompt = self.count_tokens(request.messages, request.max_tiles)
-        if prompt + 1 >= self.session_len:
-            raise InputError(f"The prompt is about {prompt} tokens; this model's session length is "
-                             f"{self.session_len} tokens and at least one must remain for the reply.",
-                             "Shorten the message or the conversation, or start a new chat.")
-        messages = wire_messages(self._messages(request.messages), request.max_tiles or self.cfg.max_tiles)
-        # The count may be a little short of lmdeploy's own (template/BOS handling): keep a margin so
-        # prompt + reply never exceeds session_len, which lmdeploy answers with an error, not a shorter reply.
-        room = max(1, self.session_len - prompt - SESSION_MARGIN)
-        gen = gen_config(request.params, min(request.params.max_new_tokens, room))
-        return self._serve(messages, gen, request)
+    def _image_cost(self, image: Any, max_tiles: Optional[int]) -> ImageCost:
+        if not hasattr(self.family, "image_cost"):
+            return ImageCost(1, 0)  # lmdeploy knows; the family does not say
+        return self.family.image_cost(image, max_tiles)
 
-    def _serve(self, messages: list[dict], gen: Any, request: GenerationRequest) -> Iterator[TextDelta]:
+    def _generate(self, prepared: Prepared, cancel: threading.Event) -> Iterator[TextDelta]:
+        gen = gen_config(prepared.params, prepared.params.max_new_tokens)
+        return self._serve(prepared.payload, gen, cancel)
+
+    def _serve(self, messages: list[dict], gen: Any, cancel: threading.Event) -> Iterator[TextDelta]:
         sess = self.pipe.session()  # one per request: a session carries one request at a time
         done = threading.Event()
-        threading.Thread(target=_watch, args=(request.cancel, done, sess), daemon=True, name="lmdeploy-cancel").start()
+        threading.Thread(target=_watch, args=(cancel, done, sess), daemon=True, name="lmdeploy-cancel").start()
         finish, error, prompt_tokens, tokens = None, None, 0, 0
         results = self.pipe.stream_infer(messages, sessions=sess, gen_config=gen)
         try:
@@ -160,7 +150,7 @@ class LmdeployEngine:
             if finish is None:  # closed early (the user left) or broke off: stop the compute too
                 _abort(sess)
                 getattr(results, "close", lambda: None)()
-        if request.cancel.is_set() and finish != "error":
+        if cancel.is_set() and finish != "error":
             finish = "cancelled"
         yield TextDelta(finish_reason=finish or "stop", error=error, prompt_tokens=prompt_tokens,
                         completion_tokens=tokens)
@@ -170,8 +160,9 @@ class LmdeployEngine:
         device = "cuda:0" if self.tp == 1 else f"cuda:0-{self.tp - 1}"
         dtype = "bfloat16" if self.cfg.dtype == "auto" else self.cfg.dtype
         return EngineInfo(
-            engine="lmdeploy", model=self.label, family=self.family.name, device=device, dtype=dtype,
+            engine="lmdeploy", model=self._label, family=self.family.name, device=device, dtype=dtype,
             context_window=self.session_len, accepts_images=self.accepts_images, batches=True,
+            system_prompt=self.system_prompt(),
             memory_bytes=0 if self._closed else self.plan.weights,
             extra={"backend": self.backend, "tp": self.tp, "dtype": dtype, "session_len": self.session_len,
                    "max_batch_size": self.cfg.max_batch_size, "memory_plan": self.plan.summary()},
@@ -233,7 +224,7 @@ def _overlay(model_dir, ctx: LoadContext):
                           "lmdeploy's own install brings the sentencepiece and protobuf packages this needs.") from None
 
 
-def load_lmdeploy_engine(cfg: EngineConfig, ctx: LoadContext) -> LmdeployEngine:
+def load_lmdeploy_engine(cfg: LmdeployOptions, ctx: LoadContext) -> LmdeployEngine:
     """Check the machine and the memory plan, then build the pipeline."""
     tp = max(1, ctx.placement.num_gpus)
     check_environment(cfg, tp)

@@ -7,13 +7,49 @@ from __future__ import annotations
 
 import importlib.util
 import sys
-from typing import Any
+from typing import Any, ClassVar, Literal, Optional
 
-from studio.config import EngineConfig
+from pydantic import Field, ValidationInfo, field_validator
+from pydantic_core import PydanticCustomError
+
 from studio.engines.memory import GIB, MemoryPlan
+from studio.engines.options import LocalOptions
 from studio.errors import ConfigError
 
 DEFAULT_SESSION = 8192
+
+
+class LmdeployOptions(LocalOptions):
+    """engine: lmdeploy — continuous batching on NVIDIA GPUs (pip install -r requirements-lmdeploy.txt)."""
+
+    engine: Literal["lmdeploy"] = "lmdeploy"
+    backend: Literal["auto", "turbomind", "pytorch"] = "auto"  # auto: TurboMind when importable
+    session_len: Optional[int] = Field(None, ge=256, le=1_048_576)  # None: context_window, else 8192
+    max_batch_size: int = Field(32, ge=1, le=1024)  # also how many browser users stream at once
+    cache_max_entry_count: Optional[float] = Field(None, gt=0, lt=1)  # None: from the memory plan
+    enable_prefix_caching: bool = True
+    # PyTorch backend: run the engine in its own process (as lmdeploy's api_server does), so that the web
+    # server's Python work and the engine's scheduling don't share one interpreter lock.
+    engine_process: bool = True
+    refused: ClassVar[dict[str, str]] = {"gguf_file": "GGUF files load with engine: hf only"}
+
+    def concurrency(self) -> int:
+        """lmdeploy batches: max_batch_size requests at once."""
+        return self.max_batch_size
+
+    @field_validator("family", "device", "dtype")
+    @classmethod
+    def _lmdeploy_can_run(cls, value, info: ValidationInfo):
+        # What lmdeploy cannot do is refused here, before anything loads; the hint names the way out.
+        if info.field_name == "family" and value == "xcomposer2":
+            raise PydanticCustomError(
+                "lmdeploy", "XComposer2 is not supported by lmdeploy (lmdeploy 0.15 and later removed it); "
+                "use engine: hf for this model")
+        if info.field_name == "device" and value == "cpu":
+            raise PydanticCustomError("lmdeploy", "the lmdeploy engine needs an NVIDIA GPU; use engine: hf on CPU")
+        if info.field_name == "dtype" and value == "float32":
+            raise PydanticCustomError("lmdeploy", "lmdeploy runs float16 or bfloat16; use auto, bfloat16 or float16")
+        return value
 INSTALL_HINT = "Install it with `pip install -r requirements-lmdeploy.txt` (a CUDA machine), or use engine: hf."
 
 
@@ -42,7 +78,7 @@ def turbomind_available() -> bool:
     return bool(check()) if callable(check) else True
 
 
-def check_environment(cfg: EngineConfig, num_gpus: int) -> None:
+def check_environment(cfg: LmdeployOptions, num_gpus: int) -> None:
     """ConfigError with the fix when this machine cannot run lmdeploy as configured."""
     gpus = cuda_devices()
     if gpus == 0:
@@ -59,7 +95,7 @@ def check_environment(cfg: EngineConfig, num_gpus: int) -> None:
                           "Use backend: pytorch (or auto), or install an lmdeploy wheel built with TurboMind.")
 
 
-def session_len_of(cfg: EngineConfig) -> int:
+def session_len_of(cfg: LmdeployOptions) -> int:
     """Tokens one conversation may hold: session_len, else context_window, else 8192."""
     return cfg.session_len or cfg.context_window or DEFAULT_SESSION
 
@@ -75,7 +111,7 @@ def cache_fraction(plan: MemoryPlan, max_batch_size: int) -> float:
     return round(min(0.9, max(0.05, min(wanted, allowed) / after_weights)), 3)
 
 
-def plan_load(cfg: EngineConfig, num_gpus: int) -> tuple[Any, Any, MemoryPlan]:
+def plan_load(cfg: LmdeployOptions, num_gpus: int) -> tuple[Any, Any, MemoryPlan]:
     """(model files, family, memory plan); StudioError for a missing model, an unsupported family, or no room."""
     from studio.engines.hf_loading import resolve_model_files
     from studio.engines.memory import make_plan, refuse_if_too_big
@@ -94,7 +130,7 @@ def plan_load(cfg: EngineConfig, num_gpus: int) -> tuple[Any, Any, MemoryPlan]:
     return files, family, plan
 
 
-def preflight(cfg: EngineConfig, num_gpus: int = 1) -> str:
+def preflight(cfg: LmdeployOptions, num_gpus: int = 1) -> str:
     """Check the machine, the model files and the memory plan without loading; a one-line summary."""
     check_environment(cfg, num_gpus)
     _, family, plan = plan_load(cfg, num_gpus)
@@ -104,7 +140,7 @@ def preflight(cfg: EngineConfig, num_gpus: int = 1) -> str:
             f"{cfg.max_batch_size} sessions of {session_len_of(cfg)} tokens): {plan.summary()}")
 
 
-def backend_config(cfg: EngineConfig, tp: int, share: float) -> tuple[str, Any]:
+def backend_config(cfg: LmdeployOptions, tp: int, share: float) -> tuple[str, Any]:
     """(backend name, lmdeploy engine config) for the configured backend."""
     import lmdeploy
 

@@ -11,17 +11,21 @@ import os
 import queue
 import socket
 import threading
-from typing import Any, Iterator, Optional
+from typing import Any, ClassVar, Iterator, Literal, Optional
 from urllib.parse import urlsplit
 
-from studio.config import EngineConfig
-from studio.core.types import EngineInfo, GenerationRequest, Message, TextDelta
-from studio.engines.base import LoadContext
+from pydantic import Field, field_validator, model_validator
+from pydantic_core import PydanticCustomError
+
+from studio.core.types import EngineInfo, GenParams, Message, TextDelta
+from studio.engines.base import Encoded, EngineBase, LoadContext, Prepared
 from studio.engines.openai_wire import (
-    IMAGE_TOKENS, SseDecoder, Unreachable, describe_failure, error_text, estimate_tokens, model_window,
-    wire_messages,
+    IMAGE_TOKENS, SseDecoder, Unreachable, base_url_problem, describe_failure, error_text, estimate_tokens,
+    model_window, wire_messages,
 )
-from studio.errors import InputError, ModelNotReady, StudioError
+from studio.engines.options import EngineOptions
+from studio.errors import StudioError
+from studio.families.base import ImageCost
 
 DEFAULT_WINDOW = 4096  # when neither the config nor the server's /models says
 POLL_S = 0.1  # how often a waiting caller checks its cancel flag
@@ -29,7 +33,47 @@ START_HINT = ("Start one, e.g. `lmdeploy serve api_server <model> --server-port 
               "or fix engines.<name>.base_url in the config.")
 
 
-def api_key_of(cfg: EngineConfig) -> Optional[str]:
+class RemoteOptions(EngineOptions):
+    """engine: openai_compat — an OpenAI-compatible server (lmdeploy api_server / proxy, vLLM, another studio)."""
+
+    engine: Literal["openai_compat"] = "openai_compat"
+    base_url: Optional[str] = Field(None, validate_default=True)  # e.g. http://gpu-node:23333/v1
+    api_key: Optional[str] = Field(None, repr=False)
+    api_key_env: Optional[str] = Field(None, pattern=r"^[A-Za-z_][A-Za-z0-9_]*$")  # read the key from this variable
+    remote_model: Optional[str] = None  # None: the server's only model
+    timeout_s: float = Field(60.0, gt=0, le=3600)  # most seconds between two chunks of a reply
+    connect_timeout_s: float = Field(5.0, gt=0, le=120)
+    accepts_images: Optional[bool] = None  # None: what the /models entry says (a studio tells), else False
+    max_batch_size: int = Field(32, ge=1, le=1024)  # how many browser users stream at once
+    # Keys of other engines that people set here by mistake, and what to do instead.
+    refused: ClassVar[dict[str, str]] = {
+        "model_path": "not used by engine openai_compat; name the server's model with remote_model"}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _label(cls, data):
+        # Without a model folder, the engine goes by the remote model's name (or the server's address).
+        if isinstance(data, dict) and not data.get("label"):
+            name = data.get("remote_model") or urlsplit(str(data.get("base_url") or "")).netloc or "openai_compat"
+            data = {**data, "label": str(name)}
+        return data
+
+    @field_validator("base_url")
+    @classmethod
+    def _base_url(cls, value: Optional[str]) -> str:
+        if value is None:
+            raise PydanticCustomError("missing", "required for engine: openai_compat (e.g. http://host:23333/v1)")
+        problem = base_url_problem(value)
+        if problem:
+            raise PydanticCustomError("base_url", problem)
+        return value.rstrip("/")
+
+    def concurrency(self) -> int:
+        """The server batches: max_batch_size requests at once."""
+        return self.max_batch_size
+
+
+def api_key_of(cfg: RemoteOptions) -> Optional[str]:
     """The API key: from the config, or from the environment variable it names; StudioError if that is unset."""
     if cfg.api_key_env:
         key = os.environ.get(cfg.api_key_env)
@@ -40,40 +84,33 @@ def api_key_of(cfg: EngineConfig) -> Optional[str]:
     return cfg.api_key
 
 
-class OpenAICompatEngine:
+class OpenAICompatEngine(EngineBase):
     """A model behind an OpenAI-compatible HTTP server; the server batches concurrent requests."""
 
     batches = True
+    vision_hint = "Set accepts_images: true if the server's model reads images, or remove them."
 
-    def __init__(self, cfg: EngineConfig, client: Any, model: str, window: int, images: bool = False) -> None:
+    def __init__(self, cfg: RemoteOptions, client: Any, model: str, window: int, images: bool = False) -> None:
+        super().__init__(cfg, window)
         self.cfg, self.client, self.model = cfg, client, model
         self.accepts_images = images
-        self.context_window = window
         self.host = urlsplit(cfg.base_url).netloc
-        self._closed = False
 
-    def _messages(self, messages: list[Message]) -> list[Message]:
-        if self.cfg.system_prompt and not any(m.role == "system" for m in messages):
-            return [Message.of("system", self.cfg.system_prompt), *messages]
-        return list(messages)
+    def label(self) -> str:
+        """The server's model and where it is."""
+        return f"{self.model} at {self.host}"
 
-    def count_tokens(self, messages: list[Message], max_tiles: Optional[int] = None) -> int:
+    def _encode(self, messages: list[Message], max_tiles: Optional[int], final: bool) -> Encoded:
         """An estimate (no tokenizer here): characters / 3, + 4 per message, + IMAGE_TOKENS per image."""
-        return estimate_tokens(self._messages(messages))
+        return Encoded(estimate_tokens(messages), messages)
 
-    def image_cost(self, image: Any, max_tiles: Optional[int] = None) -> Any:
-        """The estimate one image adds to a prompt (the server's real cost is unknown here)."""
-        from studio.families.base import ImageCost
+    def _image_cost(self, image: Any, max_tiles: Optional[int]) -> ImageCost:
+        return ImageCost(1, IMAGE_TOKENS)  # the server's real cost is unknown here
 
-        if not self.accepts_images:
-            raise InputError(f"This model ({self.model}) reads text only.", "Use a vision model's server.")
-        return ImageCost(1, IMAGE_TOKENS)
-
-    def body(self, request: GenerationRequest) -> dict:
-        """The JSON body of a streamed chat completion for `request`."""
-        p = request.params
+    def body(self, messages: list[Message], p: GenParams) -> dict:
+        """The JSON body of a streamed chat completion."""
         greedy = not p.do_sample or p.temperature == 0
-        body = {"model": self.model, "messages": wire_messages(self._messages(request.messages)), "stream": True,
+        body = {"model": self.model, "messages": wire_messages(messages), "stream": True,
                 "stream_options": {"include_usage": True}, "max_tokens": p.max_new_tokens,
                 "temperature": 0.0 if greedy else p.temperature, "top_p": 1.0 if greedy else p.top_p,
                 # Not in OpenAI's API, but lmdeploy and vLLM read them from the body.
@@ -84,18 +121,10 @@ class OpenAICompatEngine:
             body["stop"] = list(p.stop)
         return body
 
-    def stream(self, request: GenerationRequest) -> Iterator[TextDelta]:
-        """Yield text deltas, the last with a finish reason; InputError at once for images it cannot send."""
-        if self._closed:
-            raise ModelNotReady("This model was unloaded.", "Restart the studio to load it again.")
-        images = sum(len(m.images) for m in request.messages)
-        if images and not self.accepts_images:
-            raise InputError(
-                f"This model ({self.model} at {self.host}) is configured as text only; the conversation has "
-                f"{images} image(s).", "Set accepts_images: true if the server's model reads images, or remove them.")
-        return self._serve(self.body(request), request)
+    def _generate(self, prepared: Prepared, cancel: threading.Event) -> Iterator[TextDelta]:
+        return self._serve(self.body(prepared.messages, prepared.params), cancel)
 
-    def _serve(self, body: dict, request: GenerationRequest) -> Iterator[TextDelta]:
+    def _serve(self, body: dict, cancel: threading.Event) -> Iterator[TextDelta]:
         lines: queue.Queue = queue.Queue()
         stop = threading.Event()
         sock: list[socket.socket] = []  # filled by the reader once the response has started
@@ -109,7 +138,7 @@ class OpenAICompatEngine:
                     kind, value = lines.get(timeout=POLL_S)
                 except queue.Empty:
                     kind, value = "idle", None
-                if request.cancel.is_set():
+                if cancel.is_set():
                     finish = "cancelled"
                 elif kind == "line":
                     for piece, reason, err in decoder.feed(value):
@@ -188,7 +217,7 @@ def _shut(sock: list) -> None:
             pass
 
 
-def make_client(cfg: EngineConfig) -> Any:
+def make_client(cfg: RemoteOptions) -> Any:
     """An httpx client with the configured key and timeouts (the read timeout applies between chunks)."""
     import httpx
 
@@ -198,7 +227,7 @@ def make_client(cfg: EngineConfig) -> Any:
     return httpx.Client(headers=headers, timeout=timeout, limits=httpx.Limits(max_connections=256))
 
 
-def list_models(client: Any, cfg: EngineConfig) -> list[dict]:
+def list_models(client: Any, cfg: RemoteOptions) -> list[dict]:
     """The server's /models entries; StudioError saying where and why when it cannot be read."""
     url = cfg.base_url + "/models"
     try:
@@ -220,7 +249,7 @@ def list_models(client: Any, cfg: EngineConfig) -> list[dict]:
     return data
 
 
-def load_openai_compat(cfg: EngineConfig, ctx: LoadContext) -> OpenAICompatEngine:
+def load_openai_compat(cfg: RemoteOptions, ctx: LoadContext) -> OpenAICompatEngine:
     """Connect: read the server's model list once and pick the configured (or only) model."""
     ctx.progress(0.1, f"asking {cfg.base_url} for its models")
     client = make_client(cfg)

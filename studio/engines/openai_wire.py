@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 from typing import Any, Optional
+from urllib.parse import urlsplit
 
 from studio.core.types import Message
 from studio.errors import StudioError
@@ -14,6 +15,23 @@ from studio.errors import StudioError
 IMAGE_TOKENS = 768
 BODY_LIMIT = 4096  # bytes of an error body read: enough for the server's message, never an endless page
 FINISH = {"stop": "stop", "length": "length", "abort": "cancelled", "cancelled": "cancelled", "error": "error"}
+
+
+def base_url_problem(url: str) -> Optional[str]:
+    """What is wrong with a remote engine's base URL, or None when it looks usable."""
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 (raises ValueError for a port that is not a number)
+    except ValueError as exc:
+        return f"is not a URL ({exc})"
+    if parts.scheme.lower() not in ("http", "https"):
+        return "must start with http:// or https://"
+    if not parts.hostname:
+        return "has no host name"
+    if parts.query or parts.fragment:
+        return "must not have a query or fragment; give the API root, e.g. http://host:23333/v1"
+    return None
+
 
 
 class Unreachable(StudioError):

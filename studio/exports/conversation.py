@@ -206,7 +206,7 @@ def parse_conversation_json(data: bytes) -> ChatSession:
     return ChatSession(
         id=conv_id,
         title=_field(doc, "title", str, ""),
-        system_prompt=_field(doc, "system_prompt", str, ""),
+        system_prompt=_field(doc, "system_prompt", str, None),  # null: the model's default
         messages=_messages(doc.get("messages", [])),
         params=_params(doc.get("params", {})),
         engine=_field(doc, "engine", str, "chat"),

@@ -25,6 +25,10 @@ class ModelFamily(Protocol):
     # The system prompt the official chat code uses when the user gives none (None: no default).
     default_system_prompt: Optional[str]
 
+    def system_default(self, tokenizer: Any) -> Optional[str]:
+        """The system prompt this model gets when a conversation has none (None: no default)."""
+        ...
+
     def build_prompt(self, tokenizer: Any, messages: list[Message]) -> str:
         """The prompt text for `messages`, ending with the assistant's generation prompt."""
         ...

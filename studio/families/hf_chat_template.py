@@ -60,6 +60,25 @@ def _render(tokenizer: Any, turns: list[dict[str, str]]) -> str:
     return tokenizer.apply_chat_template(turns, add_generation_prompt=True, tokenize=False)
 
 
+def template_system_default(tokenizer: Any) -> Optional[str]:
+    """The text a chat template puts in its system turn when given none, or None when it adds no system turn.
+
+    Found by rendering one user turn with and without a marked system message: when the template adds
+    a default, the render without one is the marked render with the marker replaced by that default."""
+    if not getattr(tokenizer, "chat_template", None):
+        return None
+    user = {"role": "user", "content": _MARK.format(1)}
+    try:
+        marked = _render(tokenizer, [{"role": "system", "content": _MARK.format(0)}, user])
+        bare = _render(tokenizer, [user])
+    except Exception:  # a template that requires a system turn, or rejects one: no default to show
+        return None
+    head, sep, tail = marked.partition(_MARK.format(0))
+    if not sep or len(bare) < len(head) + len(tail) or not (bare.startswith(head) and bare.endswith(tail)):
+        return None
+    return bare[len(head):len(bare) - len(tail)]
+
+
 def template_pieces(tokenizer: Any, turns: list[dict[str, str]], prompt: str) -> list[Piece]:
     """`prompt` as the template's own text (str) and the messages' text (Plain), in order."""
     marked = _render(tokenizer, [{**t, "content": _MARK.format(i)} for i, t in enumerate(turns)])
@@ -126,6 +145,10 @@ class HFChatTemplateFamily:
     loads_checkpoint = False
     accepts_images = False
     default_system_prompt: Optional[str] = None
+
+    def system_default(self, tokenizer: Any) -> Optional[str]:
+        """The system prompt the chat template writes when a conversation has none (e.g. SmolLM2's)."""
+        return template_system_default(tokenizer)
 
     def build_prompt(self, tokenizer: Any, messages: list[Message]) -> str:
         """The chat template rendered as text, ending with the assistant's generation prompt."""

@@ -6,39 +6,26 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Iterator, Literal, Optional, Union
+from typing import Iterator, Optional, Union
 
 from studio.core.article import ArticleBlock, ArticleDraft, ArticleParams, ArticleSession
 from studio.core.text import cleaned
-from studio.core.types import GenerationRequest, GenParams, ImagePart, Message, Notice, TextDelta, TextPart
-from studio.engines.base import Engine
+from studio.core.types import Notice, TextDelta
 from studio.errors import InputError
 from studio.services import Services
+from studio.tasks import article_images
 from studio.tasks import article_prompts as P
-from studio.tasks.chat import CHECKPOINT_S, ready_engine  # one saving rhythm for every stream
+from studio.tasks.article_model import ArticleModel, Cancelled, Step, writing_params
+from studio.tasks.turn import Reply, ready_engine
 
 MAX_INSTRUCTION = 2000
 MAX_MATERIAL = 20_000
 STEPS = ("write", "split", "positions", "captions", "images", "select")
 
 
-@dataclass(frozen=True)
-class Step:
-    """Progress of one pipeline step."""
-
-    key: str
-    state: Literal["running", "done", "skipped", "failed", "cancelled"]
-    seconds: float = 0.0
-    detail: str = ""
-
-
 ArticleEvent = Union[Step, TextDelta, Notice]
-
-
-class Cancelled(Exception):
-    """The user stopped the pipeline."""
 
 
 def check_instruction(instruction: str, material: str) -> tuple[str, str]:
@@ -56,57 +43,26 @@ def check_instruction(instruction: str, material: str) -> tuple[str, str]:
     return text, material
 
 
-def ask(engine: Engine, prompt: str, params: GenParams, cancel: threading.Event,
-        images: Optional[list] = None) -> Iterator[TextDelta]:
-    """Stream one reply to a single user message; returns its text. Raises Cancelled when stopped."""
-    parts = [ImagePart(im) for im in images or []] + [TextPart(prompt)]
-    text = ""
-    stream = engine.stream(GenerationRequest([Message("user", parts)], params, cancel))
-    try:
-        for delta in stream:
-            if delta.finish_reason == "error":
-                raise InputError(f"The model failed: {delta.error}", "Try again; if it repeats, check the model.")
-            text += delta.text
-            yield delta
-    finally:
-        stream.close()
-    if cancel.is_set():
-        raise Cancelled()
-    return text
-
-
-def writing_params(p: ArticleParams, max_new: Optional[int] = None) -> GenParams:
-    """Sampling settings for article text, from the demo's controls."""
-    return GenParams(max_new_tokens=max_new or p.max_new_tokens, do_sample=p.do_sample, temperature=0.8, top_p=0.8,
-                     top_k=40, repetition_penalty=p.repetition_penalty, seed=p.seed, num_beams=p.beams)
-
-
-GREEDY_SHORT = dict(do_sample=False, repetition_penalty=1.1, num_beams=1)
-
-
 def _timed(key: str):
     """A small helper to time a step."""
     return key, time.monotonic()
 
 
 class Saver:
-    """Stores one draft as it is written: at each step, and the streamed text every CHECKPOINT_S."""
+    """Stores one draft as it is written: at each step, and the streamed text as the turn checkpoints it."""
 
     def __init__(self, services: Services, user_id: str, draft: ArticleDraft) -> None:
         self.services, self.user_id, self.draft = services, user_id, draft
-        self.last = time.monotonic()
 
     def save(self, blocks: Optional[list[ArticleBlock]] = None) -> None:
         """Store the draft now (with `blocks` instead of its own, for text still streaming)."""
         self.draft.touch()
         stored = self.draft if blocks is None else replace(self.draft, blocks=blocks)
         self.services.drafts.save(self.user_id, stored)
-        self.last = time.monotonic()
 
-    def checkpoint(self, text: str) -> None:
-        """Store the text streamed so far, as paragraphs, when the last save is CHECKPOINT_S old."""
-        if time.monotonic() - self.last >= CHECKPOINT_S:
-            self.save([ArticleBlock(p) for p in P.split_paragraphs(text)])
+    def checkpoint(self, reply: Reply) -> None:
+        """Store the text streamed so far, as paragraphs (the turn loop says when)."""
+        self.save([ArticleBlock(p) for p in P.split_paragraphs(reply.text)])
 
 
 def run(services: Services, user_id: str, session: ArticleSession, instruction: str, material: str,
@@ -128,8 +84,11 @@ def run(services: Services, user_id: str, session: ArticleSession, instruction: 
         draft.uploads = [str(services.draft_files.adopt(user_id, draft.id, Path(p), Path(p).stem)) for p in uploads]
         if draft.uploads:
             saver.save()
-        engine = yield from ready_engine(services, draft.engine)
-        for event in _pipeline(services, user_id, session, engine, cancel, saver):
+        engine = yield from ready_engine(services, draft.engine, cancel)
+        if engine is None:
+            raise Cancelled()
+        for event in _pipeline(services, user_id, session, ArticleModel(services, draft.engine, engine), cancel,
+                               saver):
             if isinstance(event, Step):
                 draft.step = event.key
                 saver.save()
@@ -148,17 +107,15 @@ def run(services: Services, user_id: str, session: ArticleSession, instruction: 
         saver.save()
 
 
-def _pipeline(services: Services, user_id: str, session: ArticleSession, engine: Engine,
+def _pipeline(services: Services, user_id: str, session: ArticleSession, model: ArticleModel,
               cancel: threading.Event, saver: Saver) -> Iterator[ArticleEvent]:
     """The steps after the model is ready: write, split, then the pictures."""
-    from studio.tasks import article_images
-
     draft = session.draft
-    info = engine.info()
+    info = model.engine.info()
     draft.model, prompts = info.model, P.prompts_for(info.family)
     key, t0 = _timed("write")
     yield Step(key, "running")
-    text = yield from _write(engine, prompts.write(draft.instruction, draft.material), draft, cancel, saver)
+    text = yield from _write(model, prompts.write(draft.instruction, draft.material), draft, cancel, saver)
     paragraphs = P.split_paragraphs(text)
     if not paragraphs:
         raise InputError("The model wrote nothing.", "Try again, or change the title or the settings.")
@@ -166,17 +123,16 @@ def _pipeline(services: Services, user_id: str, session: ArticleSession, engine:
     key, t0 = _timed("split")
     draft.blocks = [ArticleBlock(p) for p in paragraphs]
     yield Step(key, "done", time.monotonic() - t0, f"{len(paragraphs)} paragraph(s)")
-    yield from article_images.illustrate(services, user_id, session, engine, prompts, cancel)
+    yield from article_images.illustrate(services, user_id, session, model, prompts, cancel)
 
 
-def _write(engine: Engine, prompt: str, draft: ArticleDraft, cancel: threading.Event, saver: Saver) -> Iterator:
+def _write(model: ArticleModel, prompt: str, draft: ArticleDraft, cancel: threading.Event, saver: Saver) -> Iterator:
     """Stream the article's text into the draft (one block while it streams); returns the text."""
     text = ""
     try:
-        for delta in ask(engine, prompt, writing_params(draft.params), cancel):
+        for delta in model.ask(prompt, writing_params(draft.params), cancel, checkpoint=saver.checkpoint):
             text += delta.text
             draft.blocks = [ArticleBlock(text)]
-            saver.checkpoint(text)
             yield delta
     finally:
         # However it ends, what was written is kept as paragraphs a user can edit.

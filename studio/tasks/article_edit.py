@@ -13,8 +13,8 @@ from studio.core.types import Notice, TextDelta
 from studio.errors import InputError
 from studio.services import Services
 from studio.tasks import article_prompts as P
-from studio.tasks.article import Cancelled, ask, writing_params
-from studio.tasks.chat import ready_engine
+from studio.tasks.article_model import ArticleModel, Cancelled, writing_params
+from studio.tasks.turn import ready_engine
 
 MODEL_OPS = ("rewrite", "expand", "shorten", "insert_before", "insert_after")
 EDIT_TOKENS = 400
@@ -42,7 +42,11 @@ def model_edit(services: Services, user_id: str, session: ArticleSession, op: st
         raise InputError(f"Unknown edit {op!r}.", f"Use one of: {', '.join(MODEL_OPS)}.")
     block = _block(session, index)
     cancel = cancel or threading.Event()
-    engine = yield from ready_engine(services, session.draft.engine)
+    engine = yield from ready_engine(services, session.draft.engine, cancel)
+    if engine is None:
+        yield Notice("Stopped; the paragraph is unchanged.")
+        return
+    model = ArticleModel(services, session.draft.engine, engine)
     prompts = P.prompts_for(engine.info().family)
     blocks = session.draft.blocks
     guide = (instruction or "").strip() or session.draft.instruction
@@ -57,7 +61,7 @@ def model_edit(services: Services, user_id: str, session: ArticleSession, op: st
     _save(services, user_id, session)
     session.snapshot()
     try:
-        text = yield from ask(engine, prompt, writing_params(session.draft.params, EDIT_TOKENS), cancel)
+        text = yield from model.ask(prompt, writing_params(session.draft.params, EDIT_TOKENS), cancel)
     except Cancelled:
         session.restore()
         yield Notice("Stopped; the paragraph is unchanged.")  # the user asked: no toast

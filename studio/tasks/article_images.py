@@ -10,11 +10,10 @@ from typing import Iterator, Optional
 
 from studio.core.article import ArticleImage, ArticleSession, Candidate
 from studio.core.types import GenParams, Notice
-from studio.engines.base import Engine
 from studio.errors import StudioError
 from studio.services import Services
 from studio.tasks import article_prompts as P
-from studio.tasks.article import GREEDY_SHORT, Step, ask
+from studio.tasks.article_model import GREEDY_SHORT, ArticleModel, Step
 
 AUTO_SHARE = 3  # without a fixed count, fall back to about one image per three paragraphs
 MAX_AUTO = 6
@@ -27,11 +26,11 @@ def even_positions(paragraphs: int, count: int) -> list[int]:
     return sorted({min(paragraphs - 1, (i + 1) * paragraphs // (count + 1)) for i in range(max(0, count))})
 
 
-def choose_positions(engine: Engine, prompts: P.Prompts, paragraphs: list[str], fixed: Optional[int],
+def choose_positions(model: ArticleModel, prompts: P.Prompts, paragraphs: list[str], fixed: Optional[int],
                      cancel: threading.Event) -> Iterator:
     """Ask the model which paragraphs get an image; returns (positions, notice text or "")."""
     count = "" if fixed is None else str(fixed)
-    answer = yield from ask(engine, prompts.positions(P.tag(paragraphs), count),
+    answer = yield from model.ask(prompts.positions(P.tag(paragraphs), count),
                             GenParams(max_new_tokens=64, **GREEDY_SHORT), cancel)
     valid, rejected = P.parse_positions(answer, len(paragraphs))
     want = fixed if fixed is not None else min(MAX_AUTO, max(1, len(paragraphs) // AUTO_SHARE))
@@ -49,11 +48,11 @@ def choose_positions(engine: Engine, prompts: P.Prompts, paragraphs: list[str], 
     return sorted(valid), note.strip()
 
 
-def write_caption(engine: Engine, prompts: P.Prompts, paragraphs: list[str], position: int,
+def write_caption(model: ArticleModel, prompts: P.Prompts, paragraphs: list[str], position: int,
                   past: list[tuple[int, str]], cancel: threading.Event) -> Iterator:
     """The caption for the image after `position`, never repeating an earlier one; returns the text."""
     context = P.tag(paragraphs[: position + 2])
-    answer = yield from ask(engine, prompts.caption(context, past, position),
+    answer = yield from model.ask(prompts.caption(context, past, position),
                             GenParams(max_new_tokens=40, **GREEDY_SHORT), cancel)
     caption = P.clean_caption(answer)
     if not caption or caption.lower() in {c.lower() for _, c in past}:
@@ -83,10 +82,10 @@ def find_candidates(services: Services, session: ArticleSession, caption: str, u
     return found[:k], warnings
 
 
-def pick(engine: Engine, prompts: P.Prompts, paragraph: str, candidates: list[Candidate], use_model: bool,
+def pick(model: ArticleModel, prompts: P.Prompts, paragraph: str, candidates: list[Candidate], use_model: bool,
          cancel: threading.Event) -> Iterator:
     """Index of the best candidate: the vision model's choice when it can see, else the retrieval score."""
-    if not (use_model and engine.accepts_images and len(candidates) > 1):
+    if not (use_model and model.engine.accepts_images and len(candidates) > 1):
         return 0
     from studio.images import load_image
 
@@ -96,7 +95,7 @@ def pick(engine: Engine, prompts: P.Prompts, paragraph: str, candidates: list[Ca
                 "this paragraph best? Answer with one letter.")
     if prompts.lang == "zh":
         question = f"根据给定上下文和候选图像，选择合适的配图：{paragraph}\n候选图像依次为 {'、'.join(letters)}。最合适的图是"
-    answer = yield from ask(engine, question, GenParams(max_new_tokens=4, **GREEDY_SHORT), cancel, images)
+    answer = yield from model.ask(question, GenParams(max_new_tokens=4, **GREEDY_SHORT), cancel, images)
     match = re.search(f"[{letters}]", answer.upper())
     return letters.index(match.group(0)) if match else 0
 
@@ -111,7 +110,7 @@ def place(services: Services, user_id: str, session: ArticleSession, index: int,
     return image
 
 
-def illustrate(services: Services, user_id: str, session: ArticleSession, engine: Engine, prompts: P.Prompts,
+def illustrate(services: Services, user_id: str, session: ArticleSession, model: ArticleModel, prompts: P.Prompts,
                cancel: threading.Event) -> Iterator:
     """Positions, captions, candidates and choices for the draft's paragraphs."""
     draft, params = session.draft, session.draft.params
@@ -122,42 +121,30 @@ def illustrate(services: Services, user_id: str, session: ArticleSession, engine
         return
     t0 = time.monotonic()
     yield Step("positions", "running")
-    positions, note = yield from choose_positions(engine, prompts, paragraphs, params.image_count, cancel)
+    positions, note = yield from choose_positions(model, prompts, paragraphs, params.image_count, cancel)
     if note:
         yield Notice(note, "warning")
     yield Step("positions", "done", time.monotonic() - t0, ", ".join(f"¶{p + 1}" for p in positions))
     t0, captions = time.monotonic(), []
     yield Step("captions", "running")
     for pos in positions:
-        cap = yield from write_caption(engine, prompts, paragraphs, pos, captions, cancel)
+        cap = yield from write_caption(model, prompts, paragraphs, pos, captions, cancel)
         captions.append((pos, cap))
     yield Step("captions", "done", time.monotonic() - t0, "; ".join(c for _, c in captions))
-    yield from _fill(services, user_id, session, engine, prompts, captions, cancel)
+    yield from _fill(services, user_id, session, model, prompts, captions, cancel)
 
 
-def vision_captioner(engine: Engine):
-    """A gallery captioner backed by the vision model: one short sentence per picture (cached by the gallery)."""
-    from studio.core.types import GenerationRequest, ImagePart, Message, TextPart
-
-    def caption(image) -> str:
-        ask_ = Message("user", [ImagePart(image), TextPart("Describe this picture in one short sentence.")])
-        request = GenerationRequest([ask_], GenParams(max_new_tokens=40, do_sample=False), max_tiles=1)
-        return P.short("".join(d.text for d in engine.stream(request)), 120)
-
-    return caption
-
-
-def attach_captioner(services: Services, engine: Engine) -> None:
+def attach_captioner(services: Services, model: ArticleModel) -> None:
     """Let galleries without caption files ask the vision model (when the engine can see images)."""
-    if not engine.accepts_images:
+    if not model.engine.accepts_images:
         return
     for source in services.image_sources():
         if hasattr(source, "captioner") and source.captioner is None:
-            source.captioner = vision_captioner(engine)
+            source.captioner = model.caption
 
 
-def _fill(services, user_id, session, engine, prompts, captions, cancel) -> Iterator:
-    attach_captioner(services, engine)
+def _fill(services, user_id, session, model, prompts, captions, cancel) -> Iterator:
+    attach_captioner(services, model)
     t0, used, placed, missing = time.monotonic(), set(), 0, []
     yield Step("images", "running")
     chosen_all = []
@@ -176,7 +163,7 @@ def _fill(services, user_id, session, engine, prompts, captions, cancel) -> Iter
     taken: set[str] = set()
     for pos, cap, found in chosen_all:
         fresh = [c for c in found if c.path not in taken] or found  # one picture is not placed twice
-        k = yield from pick(engine, prompts, session.draft.blocks[pos].text, fresh, session.draft.params.model_selects,
+        k = yield from pick(model, prompts, session.draft.blocks[pos].text, fresh, session.draft.params.model_selects,
                             cancel)
         taken.add(fresh[k].path)
         place(services, user_id, session, pos, cap, fresh, k)

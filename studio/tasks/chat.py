@@ -3,21 +3,16 @@
 from __future__ import annotations
 
 import threading
-import time
-from typing import Callable, Iterator, Optional, Union
+from typing import Iterator, Optional, Union
 
 from studio.core.session import ChatSession
 from studio.core.text import cleaned
-from studio.core.types import GenerationRequest, Message, Notice, TextDelta, TextPart
-from studio.engines.base import Engine
-from studio.errors import InputError, StudioError
+from studio.core.types import Message, Notice, TextDelta, TextPart
+from studio.errors import InputError
 from studio.services import Services
+from studio.tasks import turn
 
 ChatEvent = Union[TextDelta, Notice]
-
-LOAD_WAIT_S = 600.0  # how long a message sent during start-up waits for the model
-LOAD_POLL_S = 1.0
-CHECKPOINT_S = 2.0  # a streaming reply is saved this often, so a crash loses at most this much of it
 
 
 def validate_prompt(services: Services, text: str) -> str:
@@ -36,48 +31,6 @@ def validate_prompt(services: Services, text: str) -> str:
     return text
 
 
-def ready_engine(services: Services, name: str, cancel: Optional[threading.Event] = None) -> Iterator[Notice]:
-    """Yield loading notices until the engine is ready; returns it (`engine = yield from ready_engine(…)`),
-    or None when `cancel` is set while it loads (Stop pressed during start-up)."""
-    deadline = time.monotonic() + LOAD_WAIT_S
-    pool = services.engines
-    pool.start(name)
-    while True:
-        st = pool.state(name)
-        if st.state in ("ready", "failed") or time.monotonic() > deadline:
-            return pool.get(name)  # raises ModelNotReady when failed or still loading
-        if cancel is not None and cancel.is_set():
-            return None
-        yield Notice(f"Waiting for the model to load ({st.progress:.0%}, {st.text})…")
-        pool.wait(name, LOAD_POLL_S)
-
-
-def trim_history(engine: Engine, messages: list[Message], reply_room: int,
-                 count: Optional[Callable[[list[Message]], int]] = None) -> tuple[list[Message], int]:
-    """Drop the oldest turns until the prompt fits; returns (messages, how many were dropped).
-
-    `count` measures a prompt (default: engine.count_tokens), e.g. with a vision tile budget."""
-    count = count or engine.count_tokens
-    window = engine.info().context_window
-    budget = window - reply_room
-    system = [m for m in messages[:1] if m.role == "system"]
-    turns = messages[len(system):]
-    dropped = 0
-    while turns and count(system + turns) > budget:
-        if len(turns) == 1:
-            need = count(system + turns)
-            raise InputError(
-                f"The message takes {need:,} tokens; this model's context window is {window:,} "
-                f"tokens, {reply_room:,} of them kept for the reply.",
-                "Shorten the message or the system prompt, or lower max new tokens.",
-            )
-        # Drop a whole exchange so the history never starts with an assistant turn.
-        cut = 2 if len(turns) > 2 and turns[1].role == "assistant" else 1
-        turns = turns[cut:]
-        dropped += cut
-    return system + turns, dropped
-
-
 def merge_user_runs(messages: list[Message]) -> list[Message]:
     """Consecutive user messages as one turn (a blank line between), as chat templates expect turns to alternate."""
     out: list[Message] = []
@@ -92,29 +45,19 @@ def merge_user_runs(messages: list[Message]) -> list[Message]:
 def _generate(services: Services, user_id: str, session: ChatSession, cancel: threading.Event) -> Iterator[ChatEvent]:
     """Stream the assistant's reply to the session's last user message, checkpointing it as it grows."""
     session.messages.append(Message.of("assistant", ""))
+
+    def show(reply: turn.Reply) -> None:
+        # An engine error ends the reply early: it stays labelled partial, ready to regenerate.
+        session.messages[-1] = Message.of("assistant", reply.text, partial=reply.failed)
+
+    def checkpoint(reply: turn.Reply) -> None:
+        session.touch()
+        services.store.save(user_id, session.checkpoint())
+
     try:
-        engine = yield from ready_engine(services, session.engine, cancel)
-        if engine is None:
-            return  # stopped while the model loaded: the message stays, ready to regenerate
-        window = engine.info().context_window
-        reply_room = min(session.params.max_new_tokens, window // 2)
-        prompt, dropped = trim_history(engine, merge_user_runs(session.prompt_messages()[:-1]), reply_room)
-        if dropped:
-            yield Notice(
-                f"{dropped} earliest message(s) left out so the conversation fits the model's "
-                f"{window:,}-token context window.",
-                "warning",
-            )
-        params = session.params.model_copy(update={"max_new_tokens": min(session.params.max_new_tokens, reply_room)})
-        text, saved = "", time.monotonic()
-        for delta in engine.stream(GenerationRequest(prompt, params, cancel)):
-            text += delta.text
-            # An engine error ends the reply early: it stays labelled partial, ready to regenerate.
-            session.messages[-1] = Message.of("assistant", text, partial=delta.finish_reason == "error")
-            if text and time.monotonic() - saved >= CHECKPOINT_S:
-                yield from _checkpoint(services, user_id, session)
-                saved = time.monotonic()
-            yield delta
+        yield from turn.shown(turn.run(services, session.engine, merge_user_runs(session.prompt_messages()[:-1]),
+                                    session.params, cancel, fit="trim", on_text=show, checkpoint=checkpoint))
+        # stopped while the model loaded: the message stays, ready to regenerate
     except Exception:
         # A failure cuts the reply: it stays partial. Stop, a closed tab (GeneratorExit) or Ctrl-C in the
         # terminal (KeyboardInterrupt) are the user's choice: that reply is kept as it stands.
@@ -127,15 +70,6 @@ def _generate(services: Services, user_id: str, session: ChatSession, cancel: th
             session.messages.pop()  # never keep an empty assistant turn
         session.touch()
         services.store.save(user_id, session)
-
-
-def _checkpoint(services: Services, user_id: str, session: ChatSession) -> Iterator[Notice]:
-    """Save the reply so far, marked partial; a failed save is reported and the reply goes on."""
-    session.touch()
-    try:
-        services.store.save(user_id, session.checkpoint())
-    except StudioError as exc:
-        yield Notice(f"The reply so far could not be saved: {exc}", "warning")
 
 
 def _save(services: Services, user_id: str, session: ChatSession) -> None:
@@ -186,23 +120,30 @@ def clear(services: Services, user_id: str, session: ChatSession) -> None:
 
 
 def new_session(services: Services, engine: str = "chat") -> ChatSession:
-    """A fresh conversation with the engine's default system prompt and parameters."""
+    """A fresh conversation on `engine`, with its default parameters and system prompt (None while unknown)."""
     cfg = services.config.engines[engine]
     return ChatSession(engine=engine, params=cfg.defaults, system_prompt=default_system_prompt(services, engine))
 
 
-def default_system_prompt(services: Services, engine: str) -> str:
-    """The configured system prompt, else the family's official default, else empty."""
+def default_system_prompt(services: Services, engine: str) -> Optional[str]:
+    """What the model gets when a conversation sets no system prompt: the configured one, else the model's
+    own (its family's, or its chat template's once loaded); None when there is none known (a template
+    without one, a remote server's, or a model still loading whose family is not given)."""
     cfg = services.config.engines[engine]
     if cfg.system_prompt is not None:
         return cfg.system_prompt
-    family = cfg.family
-    if family == "auto":
-        st = services.engines.state(engine)
-        family = st.info.family if st.info else ""
-    if family:
-        from studio.families import FAMILIES
+    st = services.engines.state(engine)
+    if st.state == "ready" and st.info is not None:
+        return st.info.system_prompt
+    return cfg.expected_system_prompt()
 
-        if family in FAMILIES:
-            return FAMILIES.get(family)().default_system_prompt or ""
-    return ""
+
+def resolve_system_prompt(services: Services, session: ChatSession) -> bool:
+    """Fill a session's unknown system prompt (None) with the model's default once it is known; True if it changed."""
+    if session.system_prompt is not None:
+        return False
+    default = default_system_prompt(services, session.engine)
+    if default is None:
+        return False
+    session.system_prompt = default
+    return True

@@ -5,17 +5,18 @@ from __future__ import annotations
 import base64
 import binascii
 import threading
-import time
 from dataclasses import dataclass
 from typing import Iterator, Optional, Union
 
 from pydantic import ValidationError
 
 from studio import images as image_intake
-from studio.core.types import GenerationRequest, GenParams, ImagePart, Message, TextDelta, TextPart
-from studio.engines.base import Engine
+from studio.core.types import GenParams, ImagePart, Message, TextDelta, TextPart
+from studio.engines.base import ContextOverflow, ImagesRefused
 from studio.errors import InputError
 from studio.services import Services
+from studio.tasks import turn
+from studio.tasks.turn import Started
 
 LOAD_WAIT_S = 30.0  # an API call made during start-up waits this long, then gets "still loading"
 _PARAM_NAMES = {"max_new_tokens": "max_tokens"}  # ours → OpenAI's, for error messages
@@ -42,13 +43,6 @@ class Job:
     engine: str
     messages: list[Message]
     params: GenParams
-
-
-@dataclass(frozen=True)
-class Started:
-    """The engine accepted the prompt; deltas follow."""
-
-    prompt_tokens: int
 
 
 def model_ids(services: Services) -> dict[str, str]:
@@ -159,35 +153,21 @@ def prepare(services: Services, body: dict) -> Job:
     return Job(model, engine, to_messages(services, body.get("messages") or []), params)
 
 
-def _ready(services: Services, name: str, cancel: threading.Event) -> Engine:
-    """The engine once loaded; ModelNotReady (with progress) after LOAD_WAIT_S."""
-    pool, deadline = services.engines, time.monotonic() + LOAD_WAIT_S
-    pool.start(name)
-    while pool.state(name).state not in ("ready", "failed") and time.monotonic() < deadline and not cancel.is_set():
-        pool.wait(name, 0.25)
-    return pool.get(name)
-
-
 def run(services: Services, job: Job, cancel: threading.Event) -> Iterator[Union[Started, TextDelta]]:
-    """Started, then the engine's deltas; InputError before Started when the prompt cannot be served."""
-    engine = _ready(services, job.engine, cancel)
-    if any(m.images for m in job.messages) and not engine.accepts_images:
-        raise ParamError(f"The model {job.model!r} ({engine.info().model}) reads text only, so images cannot be "
-                         "sent to it.", "messages", "images_not_supported",
-                         "Send the images to a vision model (see GET /v1/models, accepts_images).")
-    window = engine.info().context_window
-    need = engine.count_tokens(job.messages)
-    if need >= window:
-        raise ParamError(f"The prompt takes {need:,} tokens; this model's context window is {window:,} tokens "
-                         "and at least one must remain for the reply.", "messages", "context_length_exceeded",
-                         "Shorten the messages or drop earlier turns.")
-    params = job.params.model_copy(update={"max_new_tokens": min(job.params.max_new_tokens, window - need)})
-    stream = engine.stream(GenerationRequest(job.messages, params, cancel))  # HF raises InputError here
+    """Started, then the engine's deltas; ParamError before Started when the prompt cannot be served."""
+    events = turn.run(services, job.engine, job.messages, job.params, cancel, wait_s=LOAD_WAIT_S)
     try:
-        yield Started(need)
-        yield from stream
+        try:
+            first = next(e for e in events if isinstance(e, Started))  # loading notices are for people
+        except StopIteration:
+            return  # the client left while the model loaded
+        except ImagesRefused as exc:
+            raise ParamError(f"The model {job.model!r} reads text only, so images cannot be sent to it.",
+                             "messages", exc.code,
+                             "Send the images to a vision model (see GET /v1/models, accepts_images).") from None
+        except ContextOverflow as exc:
+            raise ParamError(exc.message, "messages", exc.code, "Shorten the messages or drop earlier turns.") from None
+        yield first
+        yield from (e for e in events if isinstance(e, TextDelta))
     finally:
-        cancel.set()  # a client gone mid-stream must end the compute
-        close = getattr(stream, "close", None)
-        if close:
-            close()
+        events.close()  # a client gone mid-stream ends the compute (the turn sets `cancel`)

@@ -9,12 +9,12 @@ from typing import Any, Iterator, Optional, Union
 
 from studio import images as image_intake
 from studio.core.session import ChatSession
-from studio.core.types import GenerationRequest, ImagePart, Message, Notice, TextDelta, TextPart
+from studio.core.types import ImagePart, Message, Notice, TextDelta, TextPart
 from studio.engines.base import Engine
 from studio.errors import InputError
 from studio.services import Services
-from studio.tasks import json_extract
-from studio.tasks.chat import ready_engine, trim_history, validate_prompt
+from studio.tasks import json_extract, turn
+from studio.tasks.chat import validate_prompt
 
 PRESETS = {
     "describe": "Describe this image in detail.",
@@ -46,7 +46,7 @@ def new_session(services: Services) -> ChatSession:
     """A fresh image conversation on the image tab's engine."""
     name = engine_name(services)
     cfg = services.config.engines[name]
-    return ChatSession(engine=name, params=cfg.defaults, system_prompt=cfg.system_prompt or "")
+    return ChatSession(engine=name, params=cfg.defaults)  # the engine applies the model's system prompt
 
 
 def load_images(services: Services, files: list[tuple[str, str]]) -> list[image_intake.Intake]:
@@ -68,46 +68,23 @@ def describe_costs(engine: Engine, intakes: list[image_intake.Intake], max_tiles
     return "; ".join(lines)
 
 
-def _vision_engine(services: Services, name: str) -> Iterator[Notice]:
-    """Loading notices; returns the engine, or InputError when it cannot read images."""
-    engine = yield from ready_engine(services, name)
-    if not engine.accepts_images:
-        raise InputError(
-            f"The model behind the image tab ({engine.info().model}) reads text only, so images cannot be sent to it.",
-            "Start the studio with a vision model, e.g. --config configs/internvl2-2b.yaml --model-path /path/to/InternVL2-2B.",
-        )
-    return engine
-
-
 def _generate(services: Services, session: ChatSession, max_tiles: Optional[int],
               cancel: threading.Event) -> Iterator[Union[TextDelta, Notice]]:
     """Stream the reply to the session's last user message; returns the reply text."""
     session.messages.append(Message.of("assistant", ""))
-    text = ""
+
+    def show(reply: turn.Reply) -> None:
+        session.messages[-1] = Message.of("assistant", reply.text)
+
     try:
-        engine = yield from _vision_engine(services, session.engine)
-        window = engine.info().context_window
-        reply_room = min(session.params.max_new_tokens, window // 2)
-        full = session.prompt_messages()[:-1]
-        prompt, dropped = trim_history(engine, full, reply_room, lambda m: engine.count_tokens(m, max_tiles))
-        if dropped:
-            lost = sum(len(m.images) for m in full) - sum(len(m.images) for m in prompt)
-            yield Notice(f"{dropped} earliest message(s) ({lost} image(s)) left out so the conversation fits "
-                         f"the model's {window:,}-token context window.", "warning")
-        params = session.params.model_copy(update={"max_new_tokens": min(session.params.max_new_tokens, reply_room)})
-        stream = engine.stream(GenerationRequest(prompt, params, cancel, max_tiles=max_tiles))
-        try:
-            for delta in stream:
-                text += delta.text
-                session.messages[-1] = Message.of("assistant", text)
-                yield delta
-        finally:
-            stream.close()  # a closed generator (Stop, disconnect) ends the compute at once
+        reply = yield from turn.shown(turn.run(services, session.engine, session.prompt_messages()[:-1],
+                                               session.params, cancel, max_tiles=max_tiles, fit="trim",
+                                               on_text=show))
     finally:
         if not session.messages[-1].text:
             session.messages.pop()
         session.touch()
-    return text
+    return reply.text
 
 
 def _add_user_turn(services: Services, session: ChatSession, text: str, files: list[tuple[str, str]],

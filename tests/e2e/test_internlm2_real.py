@@ -5,11 +5,12 @@ from __future__ import annotations
 
 import pytest
 
-from studio.core.types import GenerationRequest, GenParams, Message
+from studio.core.types import GenParams, Message
 from studio.families.internlm2 import META_INSTRUCTION
 from tests.e2e.helpers import chat, connect, reply_text
 from tests.support.apps import running_app, write_config
 from tests.support.tiny_checkpoints import write_tiny_internlm2
+from tests.support.engine_calls import GenerationRequest, generate
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +33,6 @@ def test_chat_streams_the_models_own_greedy_answer(app):
     assert len(set(texts)) >= 2  # streamed
     # The session's system prompt is the official meta instruction; the engine gets the same directly.
     params = GenParams(max_new_tokens=16, do_sample=False, repetition_penalty=1.0, temperature=0.7, top_p=0.9, top_k=50)
-    direct = "".join(d.text for d in engine.stream(GenerationRequest(
+    direct = "".join(d.text for d in generate(engine, GenerationRequest(
         [Message.of("system", META_INSTRUCTION), Message.of("user", "你好，请介绍一下你自己。")], params)))
     assert reply_text(final[0]) == direct

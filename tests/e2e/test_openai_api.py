@@ -11,13 +11,14 @@ import openai
 import pytest
 
 from studio.api.auth import LaunchInfo, refusal
-from studio.core.types import GenerationRequest, Message, TextDelta
+from studio.core.types import Message, TextDelta
 from studio.errors import InputError
 from studio.images import load_image
 from studio.tasks import completions
 from tests.e2e.helpers import wait_for
 from tests.support import hostile_images as hostile
 from tests.support.apps import EMBEDDED_CONFIG, running_app, write_config
+from tests.support.engine_calls import GenerationRequest, generate
 
 KEY = "test-key-0123456789"
 LOGIN = ("alice", "s3cret-pass")
@@ -164,9 +165,9 @@ def test_without_keys_or_login_only_a_localhost_server_is_open():
 def test_engine_error_mid_stream_is_an_error_event(app, monkeypatch):
     engine = app.services.engines.get("chat")
 
-    def failing(request):
+    def failing(prepared, cancel):
         yield TextDelta("partial")
-        if request.params.seed == 1:
+        if prepared.params.seed == 1:
             raise RuntimeError("a bug")
         yield TextDelta(finish_reason="error", error="Generation failed: boom")
 
@@ -183,10 +184,10 @@ def test_client_disconnect_mid_stream_stops_the_engine(app, monkeypatch):
     engine, produced, running = app.services.engines.get("slow"), [], threading.Event()
     original = engine.stream
 
-    def counting(request: GenerationRequest):
+    def counting(prepared, cancel):
         running.set()
         try:
-            for delta in original(request):
+            for delta in original(prepared, cancel):
                 produced.append(delta)
                 yield delta
         finally:
@@ -234,7 +235,7 @@ def test_real_model_greedy_matches_the_engine_stream_and_stop(real):
     messages = [{"role": "user", "content": text}]
     params = real.services.config.engines["chat"].defaults.model_copy(
         update={"max_new_tokens": 24, "temperature": 0.0, "do_sample": False})
-    direct = "".join(d.text for d in engine.stream(GenerationRequest([Message.of("user", text)], params)))
+    direct = "".join(d.text for d in generate(engine, GenerationRequest([Message.of("user", text)], params)))
     reply = c.chat.completions.create(model="chat", messages=messages, max_tokens=24, temperature=0)
     assert reply.choices[0].message.content == direct and reply.choices[0].finish_reason == "length"
     assert reply.usage.completion_tokens == 24

@@ -11,13 +11,14 @@ from gradio_client import handle_file
 from gradio_client.exceptions import AppError
 from PIL import Image
 
-from studio.core.types import GenerationRequest, GenParams, ImagePart, Message, TextPart
+from studio.core.types import GenParams, ImagePart, Message, TextPart
 from studio.images import load_image
 from tests.e2e.helpers import connect, reply_text, wait_for
 from tests.support.apps import running_app, write_config
 from tests.support.hostile_images import ACCEPTED, HOSTILE
 from tests.support.tiny_internvl2 import write_tiny_internvl2
 from tests.support.tiny_xcomposer2 import write_tiny_xcomposer2
+from tests.support.engine_calls import GenerationRequest, generate
 
 MAX_NEW = 12
 
@@ -71,7 +72,7 @@ def direct_answer(app, image_path: Path, text: str, tiles: int) -> str:
     image = load_image(image_path).image
     request = GenerationRequest([Message("user", [ImagePart(image), TextPart(text)])], GenParams(**params.model_dump()),
                                 max_tiles=tiles)
-    return "".join(d.text for d in engine.stream(request))
+    return "".join(d.text for d in generate(engine, request))
 
 
 @pytest.mark.parametrize("which", ["internvl", "xcomposer"])

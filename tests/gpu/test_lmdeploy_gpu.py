@@ -18,19 +18,20 @@ pytest.importorskip("lmdeploy")
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="the lmdeploy engine needs CUDA")]
 
-from studio.config import EngineConfig  # noqa: E402
-from studio.core.types import GenerationRequest, GenParams, Message  # noqa: E402
+from studio.engines.lmdeploy_setup import LmdeployOptions  # noqa: E402
+from studio.core.types import GenParams, Message  # noqa: E402
 from studio.engines import ENGINES, preflight  # noqa: E402
 from studio.engines.base import LoadContext, Placement  # noqa: E402
+from tests.support.engine_calls import GenerationRequest, generate
 
 
 @pytest.fixture(scope="module")
 def engine(llama_checkpoint, tmp_path_factory):
-    cfg = EngineConfig(engine="lmdeploy", model_path=str(llama_checkpoint), backend="pytorch", session_len=2048,
+    cfg = LmdeployOptions(model_path=str(llama_checkpoint), backend="pytorch", session_len=2048,
                        max_batch_size=16)
     assert "lmdeploy tp=1" in preflight(cfg, 1)
     ctx = LoadContext("chat", Placement("auto", 1), tmp_path_factory.mktemp("cache"), lambda f, t: None)
-    eng = ENGINES.get("lmdeploy")(cfg, ctx)
+    eng = ENGINES.get("lmdeploy").load(cfg, ctx)
     yield eng
     eng.close()
 
@@ -52,7 +53,7 @@ def test_cancel_stops_within_a_second(engine):
     request = _request(2000, stop=())
     threading.Timer(0.1, request.cancel.set).start()
     start = time.monotonic()
-    last = list(engine.stream(request))[-1]
+    last = list(generate(engine, request))[-1]
     took = time.monotonic() - start
     assert last.finish_reason == "cancelled" and last.completion_tokens < 2000, last
     assert took < 1.5, took

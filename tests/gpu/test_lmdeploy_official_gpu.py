@@ -23,12 +23,13 @@ pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="the lmdeploy engine needs CUDA"),
               pytest.mark.skipif(not Path(CODE or "/nonexistent").is_dir(), reason="PUYU_OFFICIAL_CODE not set")]
 
-from studio.config import EngineConfig  # noqa: E402
-from studio.core.types import GenerationRequest, GenParams, ImagePart, Message, TextPart  # noqa: E402
+from studio.engines.lmdeploy_setup import LmdeployOptions  # noqa: E402
+from studio.core.types import GenParams, ImagePart, Message, TextPart  # noqa: E402
 from studio.engines import ENGINES  # noqa: E402
 from studio.engines.base import LoadContext, Placement  # noqa: E402
 from tests.support.tiny_checkpoints import write_tiny_internlm2  # noqa: E402
 from tests.support.tiny_internvl2 import write_tiny_internvl2  # noqa: E402
+from tests.support.engine_calls import GenerationRequest, generate, prompt_tokens
 
 LLM = {"hidden_size": 256, "num_attention_heads": 4, "num_key_value_heads": 2, "num_hidden_layers": 2,
        "intermediate_size": 512}
@@ -41,14 +42,14 @@ def _with_code(folder: Path) -> Path:
 
 
 def _load(model: Path, family: str, tmp: Path):
-    cfg = EngineConfig(engine="lmdeploy", family=family, model_path=str(model), trust_remote_code=True,
+    cfg = LmdeployOptions(family=family, model_path=str(model), trust_remote_code=True,
                        backend="pytorch", session_len=4096, max_batch_size=4, max_tiles=2)
-    return ENGINES.get("lmdeploy")(cfg, LoadContext("chat", Placement("auto", 1), tmp / "cache", lambda f, t: None))
+    return ENGINES.get("lmdeploy").load(cfg, LoadContext("chat", Placement("auto", 1), tmp / "cache", lambda f, t: None))
 
 
 def _ask(engine, message: Message):
     request = GenerationRequest([message], GenParams(max_new_tokens=16, do_sample=False))
-    return list(engine.stream(request))[-1]
+    return list(generate(engine, request))[-1]
 
 
 def test_internlm2_official_layout_on_lmdeploy(tmp_path):
@@ -59,7 +60,7 @@ def test_internlm2_official_layout_on_lmdeploy(tmp_path):
         last = _ask(engine, question)
         assert last.finish_reason in ("length", "stop") and last.error is None, last
         # lmdeploy tokenized the prompt with the overlay: the same count as ours (BOS counted once).
-        assert abs(last.prompt_tokens - engine.count_tokens([question])) <= 1, (last.prompt_tokens,)
+        assert abs(last.prompt_tokens - prompt_tokens(engine, [question])) <= 1, (last.prompt_tokens,)
     finally:
         engine.close()
 

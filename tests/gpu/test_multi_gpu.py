@@ -19,12 +19,14 @@ pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available() or torch.cuda.device_count() < 2,
                                  reason="needs two GPUs")]
 
-from studio.config import EngineConfig  # noqa: E402
-from studio.core.types import GenerationRequest, GenParams, Message  # noqa: E402
+from studio.engines.hf_loading import HFOptions  # noqa: E402
+from studio.engines.lmdeploy_setup import LmdeployOptions  # noqa: E402
+from studio.core.types import GenParams, Message  # noqa: E402
 from studio.engines import ENGINES, preflight  # noqa: E402
 from studio.engines.base import LoadContext, Placement  # noqa: E402
 from studio.engines.hf_loading import GIB  # noqa: E402
 from tests.support.tiny_checkpoints import write_tiny_internlm2  # noqa: E402
+from tests.support.engine_calls import GenerationRequest, generate
 
 SHAPE_1_8B = dict(hidden_size=2048, intermediate_size=8192, num_hidden_layers=24, num_attention_heads=16,
                   num_key_value_heads=8)
@@ -44,10 +46,10 @@ def internlm2_1_8b(tmp_path_factory):
 
 
 def test_transformers_splits_the_model_over_both_gpus(internlm2_1_8b, tmp_path):
-    cfg = EngineConfig(engine="hf", model_path=str(internlm2_1_8b), device="cuda", dtype="bfloat16",
+    cfg = HFOptions(model_path=str(internlm2_1_8b), device="cuda", dtype="bfloat16",
                        context_window=4096)
     before = [torch.cuda.memory_allocated(i) for i in (0, 1)]
-    engine = ENGINES.get("hf")(cfg, _ctx(tmp_path))
+    engine = ENGINES.get("hf").load(cfg, _ctx(tmp_path))
     try:
         assert engine.info().device == "cuda:0-1"
         devices = set(engine.model.hf_device_map.values())
@@ -60,7 +62,7 @@ def test_transformers_splits_the_model_over_both_gpus(internlm2_1_8b, tmp_path):
         request = _request(4000)  # stop works across the split
         threading.Timer(0.2, request.cancel.set).start()
         start = time.monotonic()
-        last = list(engine.stream(request))[-1]
+        last = list(generate(engine, request))[-1]
         assert last.finish_reason == "cancelled" and time.monotonic() - start < 2.0, last
     finally:
         engine.close()
@@ -68,11 +70,11 @@ def test_transformers_splits_the_model_over_both_gpus(internlm2_1_8b, tmp_path):
 
 def test_lmdeploy_runs_with_tensor_parallel_two(llama_checkpoint, tmp_path):
     pytest.importorskip("lmdeploy")
-    cfg = EngineConfig(engine="lmdeploy", model_path=str(llama_checkpoint), backend="pytorch", session_len=2048,
+    cfg = LmdeployOptions(model_path=str(llama_checkpoint), backend="pytorch", session_len=2048,
                        max_batch_size=16)
     line = preflight(cfg, 2)
     assert "lmdeploy tp=2" in line and "on each of 2 GPUs" in line, line
-    engine = ENGINES.get("lmdeploy")(cfg, _ctx(tmp_path))
+    engine = ENGINES.get("lmdeploy").load(cfg, _ctx(tmp_path))
     try:
         with ThreadPoolExecutor(8) as pool:
             finals = list(pool.map(lambda _: list(engine.stream(_request(32)))[-1], range(8)))

@@ -21,12 +21,13 @@ pytest.importorskip("lmdeploy")
 pytestmark = [pytest.mark.gpu,
               pytest.mark.skipif(not torch.cuda.is_available(), reason="lmdeploy's api_server needs CUDA")]
 
-from studio.config import EngineConfig  # noqa: E402
-from studio.core.types import GenerationRequest, GenParams, Message  # noqa: E402
+from studio.engines.openai_compat import RemoteOptions  # noqa: E402
+from studio.core.types import GenParams, Message  # noqa: E402
 from studio.engines import ENGINES  # noqa: E402
 from studio.engines.base import LoadContext, Placement  # noqa: E402
 from tests.e2e.helpers import GREEDY, connect, reply_text  # noqa: E402
 from tests.support.apps import free_port, running_app  # noqa: E402
+from tests.support.engine_calls import GenerationRequest, generate
 
 
 @pytest.fixture(scope="module")
@@ -55,9 +56,9 @@ def api_server(llama_checkpoint, tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def remote(api_server, tmp_path_factory):
-    cfg = EngineConfig(engine="openai_compat", base_url=api_server, timeout_s=60)
+    cfg = RemoteOptions(base_url=api_server, timeout_s=60)
     ctx = LoadContext("chat", Placement("auto", 1), tmp_path_factory.mktemp("cache"), lambda f, t: None)
-    return ENGINES.get("openai_compat")(cfg, ctx)
+    return ENGINES.get("openai_compat").load(cfg, ctx)
 
 
 def _request(max_new: int, text: str = "Hello world.") -> GenerationRequest:
@@ -91,7 +92,7 @@ def test_cancel_closes_the_stream_and_the_next_request_works(remote):
     request = _request(1500)
     threading.Timer(0.3, request.cancel.set).start()
     start = time.monotonic()
-    last = list(remote.stream(request))[-1]
+    last = list(generate(remote, request))[-1]
     assert last.finish_reason == "cancelled" and time.monotonic() - start < 3
     assert list(remote.stream(_request(8)))[-1].finish_reason in ("length", "stop")
 

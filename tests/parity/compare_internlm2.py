@@ -26,6 +26,7 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
+from tests.support.engine_calls import GenerationRequest, generate
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL_TOKENIZER = ROOT.parent / "shared" / "fixtures" / "internlm2-tokenizer" / "tokenizer.model"
@@ -183,18 +184,18 @@ def our_side(work: Path, job: dict, official: dict) -> None:
 
 def _engine_check(work: Path, official_greedy: list[int]) -> None:
     """Greedy text through our HF engine (lean decoder, family prompt) vs the official continuation."""
-    from studio.config import EngineConfig
-    from studio.core.types import GenerationRequest, GenParams, Message
+    from studio.engines.hf_loading import HFOptions
+    from studio.core.types import GenParams, Message
     from studio.engines.base import LoadContext, Placement
     from studio.engines.hf import load_hf_engine
 
-    cfg = EngineConfig(model_path=str(work / "ckpt0"), family="internlm2", device="cpu", dtype="float32")
+    cfg = HFOptions(model_path=str(work / "ckpt0"), family="internlm2", device="cpu", dtype="float32")
     engine = load_hf_engine(cfg, LoadContext("chat", Placement("cpu"), work / "cache", lambda f, t: None))
     try:
         msgs = [Message.of("user", "你好，请介绍一下你自己。"), Message.of("assistant", "我是书生·浦语。"),
                 Message.of("user", "Tell me a story about a cat.")]
         params = GenParams(max_new_tokens=NEW_TOKENS, do_sample=False, repetition_penalty=1.0)
-        text = "".join(d.text for d in engine.stream(GenerationRequest(msgs, params)))
+        text = "".join(d.text for d in generate(engine, GenerationRequest(msgs, params)))
         stop = next((k for k, t in enumerate(official_greedy) if t in engine.stop_ids), len(official_greedy))
         expected = engine.tokenizer.decode(official_greedy[:stop], skip_special_tokens=True)
         print(f"[engine, decoder {engine.decoder.name}] greedy text equals the official continuation: "

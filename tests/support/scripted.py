@@ -13,33 +13,45 @@ article's text, 6 s for an edit).
 from __future__ import annotations
 
 import time
+from typing import Literal
 
 from studio.core.types import EngineInfo, TextDelta
-from studio.engines import ENGINES
+from studio.engines import ENGINES, EngineKind
+from studio.engines.base import Encoded, EngineBase
+from studio.engines.options import EngineOptions
 from studio.families.base import ImageCost
 
 XSS = ("Here: <img src=x onerror=\"window.__xss=1;alert(1)\"> <script>window.__xss=2</script> "
        "<a href=\"javascript:window.__xss=3\">link</a> **bold**")
 
 
-class ScriptedEngine:
+class ScriptedOptions(EngineOptions):
+    """engine: scripted — `model_path: "script:<name>"` picks the behaviour."""
+
+    engine: Literal["scripted"] = "scripted"
+    model_path: str = "script:echo"
+
+
+class ScriptedEngine(EngineBase):
     accepts_images = False
     batches = False
 
-    def __init__(self, script: str, delay: float, first_delay: float = 0.0) -> None:
+    def __init__(self, script: str, delay: float, first_delay: float = 0.0,
+                 options: ScriptedOptions = ScriptedOptions()) -> None:
+        super().__init__(options, 512)
         self.script = script
         self.delay = delay
         self.first_delay = first_delay  # extra wait before a reply's first word, like a model's prefill
         self.accepts_images = script in ("vision", "json", "slowvision")
 
-    def _words(self, request):
-        last = request.messages[-1].text if request.messages else ""
+    def _words(self, messages, max_tiles):
+        last = messages[-1].text if messages else ""
         if self.script == "html":
             return XSS.split(" ")
         if self.script == "vision":
-            imgs = [im for m in request.messages for im in m.images]
+            imgs = [im for m in messages for im in m.images]
             sizes = ", ".join(f"{im.size[0]}x{im.size[1]}" for im in imgs)
-            return f"I see {len(imgs)} image(s) ({sizes}) tiles={request.max_tiles}. You asked: {last}".split(" ")
+            return f"I see {len(imgs)} image(s) ({sizes}) tiles={max_tiles}. You asked: {last}".split(" ")
         if self.script == "article":
             return self._article(last).split(" ")
         if self.script == "json":
@@ -49,7 +61,7 @@ class ScriptedEngine:
         if self.script == "slow":
             return [f"w{i}" for i in range(200)]
         if self.script == "slowvision":
-            return [f"saw{len([im for m in request.messages for im in m.images])}"] + [f"w{i}" for i in range(200)]
+            return [f"saw{len([im for m in messages for im in m.images])}"] + [f"w{i}" for i in range(200)]
         return ["echo:"] + last.split(" ")
 
     @staticmethod
@@ -65,20 +77,20 @@ class ScriptedEngine:
             return "Inserted paragraph."
         return "Cats sleep a lot.\n\nA cat on the sofa is happy.\n\nCoffee in the morning.\n\nThe end of the story."
 
-    def stream(self, request):
-        words = self._words(request)
-        for i, w in enumerate(words[: request.params.max_new_tokens]):
-            if request.cancel.is_set():
+    def _generate(self, prepared, cancel):
+        words = self._words(prepared.messages, prepared.max_tiles)
+        for i, w in enumerate(words[: prepared.params.max_new_tokens]):
+            if cancel.is_set():
                 yield TextDelta(finish_reason="cancelled", completion_tokens=i)
                 return
             time.sleep(self.delay + (self.first_delay if i == 0 else 0.0))
             yield TextDelta(("" if i == 0 else " ") + w)
         yield TextDelta(finish_reason="stop", completion_tokens=len(words))
 
-    def count_tokens(self, messages, max_tiles=None):
-        return sum(len(m.text.split()) + 4 + 100 * len(m.images) for m in messages)
+    def _encode(self, messages, max_tiles, final):
+        return Encoded(sum(len(m.text.split()) + 4 + 100 * len(m.images) for m in messages), messages)
 
-    def image_cost(self, image, max_tiles=None):
+    def _image_cost(self, image, max_tiles):
         return ImageCost(1, 100)
 
     def info(self):
@@ -88,16 +100,17 @@ class ScriptedEngine:
         pass
 
 
-if "scripted" not in ENGINES:
+def _scripted(cfg, ctx):
+    script = cfg.model_path.removeprefix("script:")
+    if script == "slowload":  # loads in 3 s, reporting progress like a real model
+        for i in range(6):
+            ctx.progress(i / 6, f"step {i + 1}/6")
+            time.sleep(0.5)
+        script = "echo"
+    if script == "slowarticle":  # the article answers, slowly enough to kill the studio mid-write
+        return ScriptedEngine("article", 0.5, first_delay=5.0, options=cfg)
+    return ScriptedEngine(script, 0.2 if script in ("slow", "slowvision") else 0.02, options=cfg)
 
-    @ENGINES.register("scripted")
-    def _scripted(cfg, ctx):
-        script = cfg.model_path.removeprefix("script:")
-        if script == "slowload":  # loads in 3 s, reporting progress like a real model
-            for i in range(6):
-                ctx.progress(i / 6, f"step {i + 1}/6")
-                time.sleep(0.5)
-            script = "echo"
-        if script == "slowarticle":  # the article answers, slowly enough to kill the studio mid-write
-            return ScriptedEngine("article", 0.5, first_delay=5.0)
-        return ScriptedEngine(script, 0.2 if script in ("slow", "slowvision") else 0.02)
+
+if "scripted" not in ENGINES:
+    ENGINES.register("scripted")(EngineKind(ScriptedOptions, _scripted))

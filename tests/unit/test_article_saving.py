@@ -16,29 +16,12 @@ from studio.core.types import TextDelta
 from studio.errors import StudioError
 from studio.services import Services
 from studio.store import DraftFiles, DraftStore
-from studio.tasks import article, article_edit
+from studio.tasks import article, article_edit, turn
+from tests.support.engine_calls import OnePool
 from tests.support.apps import write_config
 from tests.support.scripted import ScriptedEngine
 
 USER = "user-a"
-
-
-class Pool:
-    """The part of EnginePool the tasks use, serving one ready engine."""
-
-    def __init__(self, engine) -> None:
-        self.engine = engine
-
-    def start(self, name=None):
-        pass
-
-    def state(self, name):
-        from studio.services import LoadState
-
-        return LoadState("ready", 1.0, "ready")
-
-    def get(self, name):
-        return self.engine
 
 
 class Watching:
@@ -51,9 +34,12 @@ class Watching:
         self.seen: list = []
         self.calls = 0
 
-    def stream(self, request):
+    def prepare(self, messages, params, **kwargs):
+        return self.inner.prepare(messages, params, **kwargs)
+
+    def stream(self, prepared, cancel):
         self.calls += 1
-        for i, delta in enumerate(self.inner.stream(request)):
+        for i, delta in enumerate(self.inner.stream(prepared, cancel)):
             listed = self.store.list(USER)
             self.seen.append((self.calls, self.store.load(USER, listed[0].id) if listed else None))
             if self.fail_at is not None and i == self.fail_at:
@@ -83,7 +69,7 @@ def services(tmp_path):
     drafts = DraftStore(tmp_path / "data" / "drafts.db")
     svc = Services(cfg, engines=None, store=None, data_dir=tmp_path / "data", drafts=drafts,
                    draft_files=Adopting(tmp_path / "data" / "drafts", drafts))
-    svc.engines = Pool(Watching(drafts))
+    svc.engines = OnePool(Watching(drafts))
     return svc
 
 
@@ -127,7 +113,7 @@ def test_the_row_exists_with_what_was_asked_before_the_model_answers(services, u
 
 
 def test_streamed_text_is_checkpointed_while_it_streams(services, monkeypatch):
-    monkeypatch.setattr(article, "CHECKPOINT_S", 0.0)  # every word is due, so no clock is involved
+    monkeypatch.setattr(turn, "CHECKPOINT_S", 0.0)  # every word is due, so no clock is involved
     session = ArticleSession()
     write(services, session)
     during_write = [d for call, d in services.engines.engine.seen if call == 1]
@@ -139,7 +125,7 @@ def test_streamed_text_is_checkpointed_while_it_streams(services, monkeypatch):
 
 
 def test_checkpoints_are_timed_not_per_word(services, monkeypatch):
-    monkeypatch.setattr(article, "CHECKPOINT_S", 3600.0)
+    monkeypatch.setattr(turn, "CHECKPOINT_S", 3600.0)
     session = ArticleSession()
     write(services, session)
     assert {d.text() for call, d in services.engines.engine.seen if call == 1} == {""}
@@ -178,7 +164,7 @@ def test_a_closed_generator_is_stored_as_stopped(services):
 
 
 def test_a_model_failure_is_stored_as_failed_and_still_listed(services):
-    services.engines = Pool(Watching(services.drafts, fail_at=0))
+    services.engines = OnePool(Watching(services.drafts, fail_at=0))
     session = ArticleSession()
     with pytest.raises(StudioError, match="GPU fell over"):
         write(services, session)
@@ -203,7 +189,6 @@ def test_checkpoint_stores_paragraphs_without_touching_the_session(services):
     session = ArticleSession()
     session.draft.blocks = [ArticleBlock("one\n\ntwo")]
     saver = article.Saver(services, USER, session.draft)
-    saver.last = float("-inf")
-    saver.checkpoint("one\n\ntwo")
+    saver.checkpoint(turn.Reply("one\n\ntwo"))
     assert [b.text for b in stored(services, session).blocks] == ["one", "two"]
     assert [b.text for b in session.draft.blocks] == ["one\n\ntwo"]

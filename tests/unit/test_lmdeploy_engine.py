@@ -13,11 +13,13 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
-from pydantic import ValidationError
 from PIL import Image
 
-from studio.config import EngineConfig, StudioConfig, load_config
-from studio.core.types import GenerationRequest, GenParams, ImagePart, Message, TextPart
+from studio.config import StudioConfig, load_config
+from studio.engines.hf_loading import HFOptions
+from studio.engines.lmdeploy_setup import LmdeployOptions
+from studio.engines.openai_compat import RemoteOptions
+from studio.core.types import GenParams, ImagePart, Message, TextPart
 from studio.engines import ENGINES, preflight
 from studio.engines import lmdeploy_engine as lm
 from studio.engines import lmdeploy_setup as lms
@@ -25,6 +27,7 @@ from studio.engines.base import LoadContext, Placement
 from studio.engines.memory import GIB, MemoryPlan
 from studio.errors import ConfigError, InputError, StudioError
 from studio.services import EnginePool
+from tests.support.engine_calls import GenerationRequest, generate, prompt_tokens
 
 
 def _write(tmp_path: Path, engine: dict) -> Path:
@@ -61,15 +64,15 @@ def test_shipped_lmdeploy_configs_validate():
 
 
 def test_concurrency_follows_max_batch_size_for_engines_that_batch(tmp_path):
-    cfg = StudioConfig(engines={"chat": EngineConfig(engine="lmdeploy", model_path="/m", max_batch_size=24),
-                                "vision": EngineConfig(model_path="/v"),
-                                "remote": EngineConfig(engine="openai_compat", base_url="http://h:1/v1",
+    cfg = StudioConfig(engines={"chat": LmdeployOptions(model_path="/m", max_batch_size=24),
+                                "vision": HFOptions(model_path="/v"),
+                                "remote": RemoteOptions(base_url="http://h:1/v1",
                                                        max_batch_size=16)})
     pool = EnginePool(cfg, 1, tmp_path)
     assert [pool.concurrency(n) for n in ("chat", "vision", "remote")] == [24, 1, 16]
-    with pytest.raises(ValidationError, match="only for engine: lmdeploy or openai_compat"):
-        EngineConfig(model_path="/v", max_batch_size=4)
-    assert EnginePool(StudioConfig(engines={"chat": EngineConfig(engine="lmdeploy", model_path="/m")}), 1,
+    with pytest.raises(ConfigError, match="only for engine: lmdeploy or openai_compat"):
+        load_config(_write(tmp_path, {"model_path": "/v", "max_batch_size": 4}))
+    assert EnginePool(StudioConfig(engines={"chat": LmdeployOptions(model_path="/m")}), 1,
                       tmp_path).concurrency("chat") == 32
 
 
@@ -94,7 +97,7 @@ def machine(monkeypatch):
 
 
 def test_preflight_refusals(tmp_path, monkeypatch, machine):
-    cfg = EngineConfig(engine="lmdeploy", family="internlm2", model_path=str(_model_dir(tmp_path)))
+    cfg = LmdeployOptions(family="internlm2", model_path=str(_model_dir(tmp_path)))
     assert "lmdeploy tp=1" in preflight(cfg, 1)
     with pytest.raises(ConfigError, match=r"--num-gpus 2 .* only 1 is visible") as err:
         preflight(cfg, 2)
@@ -119,20 +122,20 @@ def test_two_gpus_plan_tensor_parallelism_over_both(tmp_path, monkeypatch, machi
     monkeypatch.setattr(lms, "cuda_devices", lambda: 2)
     seen = []
     monkeypatch.setattr("studio.engines.memory.free_bytes", lambda device, n=1: seen.append(n) or n * 40 * GIB)
-    cfg = EngineConfig(engine="lmdeploy", family="internlm2", model_path=str(_model_dir(tmp_path)),
+    cfg = LmdeployOptions(family="internlm2", model_path=str(_model_dir(tmp_path)),
                        max_batch_size=8, session_len=2048)
     line = preflight(cfg, 2)
     assert "lmdeploy tp=2" in line and "80.0 GiB free on cuda:0-1" in line and seen[-1] == 2
     with pytest.raises(ConfigError, match=r"--num-gpus 3 .* only 2 are visible"):
         preflight(cfg, 3)
-    engine = ENGINES.get("lmdeploy")(cfg, LoadContext("chat", Placement("auto", 2), tmp_path, lambda f, t: None))
+    engine = ENGINES.get("lmdeploy").load(cfg, LoadContext("chat", Placement("auto", 2), tmp_path, lambda f, t: None))
     backend = fake_lmdeploy.loaded[0][1]
     assert backend.tp == 2 and engine.info().device == "cuda:0-1" and engine.info().extra["tp"] == 2
     engine.close()
 
 
 def test_real_machine_without_cuda_or_lmdeploy_is_refused(tmp_path):
-    cfg = EngineConfig(engine="lmdeploy", model_path=str(tmp_path))
+    cfg = LmdeployOptions(model_path=str(tmp_path))
     with pytest.raises(ConfigError, match="NVIDIA GPU|not installed"):
         preflight(cfg, 1)
 
@@ -196,16 +199,16 @@ def fake_lmdeploy(monkeypatch):
 
 
 def _engine(pipe, vision=False, **cfg):
-    cfg = EngineConfig(engine="lmdeploy", model_path="/m", **cfg)
+    cfg = LmdeployOptions(model_path="/m", **cfg)
     family = SimpleNamespace(name="internvl2" if vision else "internlm2", accepts_images=vision)
     plan = MemoryPlan("cuda:0", GIB, GIB, GIB, 10 * GIB)
     return lm.LmdeployEngine(pipe, cfg, family, "pytorch", 1, plan, "m")
 
 
 def test_load_builds_the_pipeline_from_the_config(tmp_path, machine, fake_lmdeploy):
-    cfg = EngineConfig(engine="lmdeploy", family="internlm2", model_path=str(_model_dir(tmp_path)),
+    cfg = LmdeployOptions(family="internlm2", model_path=str(_model_dir(tmp_path)),
                        session_len=2048, max_batch_size=8, trust_remote_code=True, enable_prefix_caching=False)
-    engine = ENGINES.get("lmdeploy")(cfg, LoadContext("chat", Placement("auto", 1), tmp_path, lambda f, t: None))
+    engine = ENGINES.get("lmdeploy").load(cfg, LoadContext("chat", Placement("auto", 1), tmp_path, lambda f, t: None))
     path, backend, trust = fake_lmdeploy.loaded[0]
     assert path.endswith("model") and trust is True
     assert type(backend).__name__ == "PytorchEngineConfig"
@@ -224,9 +227,9 @@ def test_official_checkpoints_load_through_the_tokenizer_overlay(tmp_path, machi
     from tests.support.tiny_checkpoints import write_tiny_internlm2
 
     model = write_tiny_internlm2(tmp_path / "internlm2")
-    cfg = EngineConfig(engine="lmdeploy", model_path=str(model), trust_remote_code=True)
+    cfg = LmdeployOptions(model_path=str(model), trust_remote_code=True)
     cache = tmp_path / "cache"
-    engine = ENGINES.get("lmdeploy")(cfg, LoadContext("chat", Placement("auto", 1), cache, lambda f, t: None))
+    engine = ENGINES.get("lmdeploy").load(cfg, LoadContext("chat", Placement("auto", 1), cache, lambda f, t: None))
     path = fake_lmdeploy.loaded[0][0]
     assert path.startswith(str(cache / "lmdeploy-tokenizer")) and (Path(path) / "tokenizer.json").is_file()
     engine.close()
@@ -238,9 +241,9 @@ def test_an_unreadable_tokenizer_is_refused_with_the_folder_named(tmp_path, mach
 
     model = write_tiny_internlm2(tmp_path / "internlm2")
     (model / "tokenizer.model").write_bytes(b"not a sentencepiece model")
-    cfg = EngineConfig(engine="lmdeploy", model_path=str(model), trust_remote_code=True)
+    cfg = LmdeployOptions(model_path=str(model), trust_remote_code=True)
     with pytest.raises(StudioError, match="Could not prepare .*internlm2 for lmdeploy") as err:
-        ENGINES.get("lmdeploy")(cfg, LoadContext("chat", Placement("auto", 1), tmp_path / "cache", lambda f, t: None))
+        ENGINES.get("lmdeploy").load(cfg, LoadContext("chat", Placement("auto", 1), tmp_path / "cache", lambda f, t: None))
     assert "tokenizer.model" in err.value.hint and not fake_lmdeploy.loaded  # nothing was handed to lmdeploy
 
 
@@ -252,7 +255,7 @@ def test_stream_maps_messages_and_generation_config(fake_lmdeploy):
             Message("user", [TextPart("what is this?"), ImagePart(img)])]
     params = GenParams(max_new_tokens=64, temperature=0.5, top_p=0.8, top_k=20, repetition_penalty=1.1,
                        seed=7, stop=("END",))
-    deltas = list(engine.stream(GenerationRequest(msgs, params, max_tiles=4)))
+    deltas = list(generate(engine, GenerationRequest(msgs, params, max_tiles=4)))
     assert [d.text for d in deltas] == ["Hel", "lo", ""]
     assert deltas[-1].finish_reason == "stop" and deltas[-1].completion_tokens == 2
     sent, gen = pipe.calls[0]
@@ -263,7 +266,7 @@ def test_stream_maps_messages_and_generation_config(fake_lmdeploy):
     assert (gen.max_new_tokens, gen.do_sample, gen.temperature, gen.top_p, gen.top_k) == (64, True, 0.5, 0.8, 20)
     assert (gen.repetition_penalty, gen.random_seed, gen.stop_words) == (1.1, 7, ["END"])
     greedy = GenParams(temperature=0.0)
-    list(engine.stream(GenerationRequest([Message.of("user", "x")], greedy)))
+    list(generate(engine, GenerationRequest([Message.of("user", "x")], greedy)))
     assert pipe.calls[1][1].do_sample is False and pipe.calls[1][1].stop_words is None
     assert len(pipe.sessions) == 2  # one session per request
 
@@ -276,7 +279,7 @@ def test_cancel_aborts_the_session(fake_lmdeploy):
 
     pipe = _Pipe(script)
     request = GenerationRequest([Message.of("user", "hi")])
-    stream = _engine(pipe).stream(request)
+    stream = generate(_engine(pipe), request)
     assert next(stream).text == "a"
     request.cancel.set()
     last = list(stream)[-1]
@@ -285,7 +288,7 @@ def test_cancel_aborts_the_session(fake_lmdeploy):
 
 def test_closing_the_stream_aborts_the_session(fake_lmdeploy):
     pipe = _Pipe(lambda s: iter([_r("a"), _r("b"), _r("", "stop")]))
-    stream = _engine(pipe).stream(GenerationRequest([Message.of("user", "hi")]))
+    stream = generate(_engine(pipe), GenerationRequest([Message.of("user", "hi")]))
     next(stream)
     stream.close()
     assert pipe.sessions[0].aborted.is_set()
@@ -294,7 +297,7 @@ def test_closing_the_stream_aborts_the_session(fake_lmdeploy):
 def test_errors_become_a_clear_final_delta(fake_lmdeploy):
     pipe = _Pipe(lambda s: iter([_r("", "error", error_code="context_length_exceeded",
                                     error_message="input 9000 tokens exceeds session_len 8192")]))
-    last = list(_engine(pipe).stream(GenerationRequest([Message.of("user", "hi")])))[-1]
+    last = list(generate(_engine(pipe), GenerationRequest([Message.of("user", "hi")])))[-1]
     assert last.finish_reason == "error"
     assert "context_length_exceeded" in last.error and "exceeds session_len" in last.error
 
@@ -302,7 +305,7 @@ def test_errors_become_a_clear_final_delta(fake_lmdeploy):
         yield _r("a")
         raise RuntimeError("engine loop died")
 
-    last = list(_engine(_Pipe(broken)).stream(GenerationRequest([Message.of("user", "hi")])))[-1]
+    last = list(generate(_engine(_Pipe(broken)), GenerationRequest([Message.of("user", "hi")])))[-1]
     assert last.finish_reason == "error" and "engine loop died" in last.error
 
 
@@ -310,17 +313,17 @@ def test_requests_it_cannot_serve_are_refused_up_front(fake_lmdeploy):
     engine = _engine(_Pipe(), session_len=256)
     image = Message("user", [TextPart("see"), ImagePart(Image.new("RGB", (4, 4)))])
     with pytest.raises(InputError, match="reads text only"):
-        engine.stream(GenerationRequest([image]))
+        generate(engine, GenerationRequest([image]))
     with pytest.raises(InputError, match="session length is 256"):
-        engine.stream(GenerationRequest([Message.of("user", "x")] * 60))
-    assert engine.count_tokens([Message.of("user", "hi")]) == 5  # the tokenizer's chat template
+        generate(engine, GenerationRequest([Message.of("user", "x")] * 60))
+    assert prompt_tokens(engine, [Message.of("user", "hi")]) == 5  # the tokenizer's chat template
     # transformers 5 returns a BatchEncoding (a dict) from apply_chat_template(tokenize=True)
     engine.pipe.tokenizer.model.model.apply_chat_template = lambda msgs, add_generation_prompt, tokenize: {
         "input_ids": list(range(7 * len(msgs))), "attention_mask": [1] * 7 * len(msgs)}
-    assert engine.count_tokens([Message.of("user", "hi")]) == 7
+    assert prompt_tokens(engine, [Message.of("user", "hi")]) == 7
     engine.close()
     with pytest.raises(Exception, match="unloaded"):
-        engine.stream(GenerationRequest([Message.of("user", "hi")]))
+        generate(engine, GenerationRequest([Message.of("user", "hi")]))
 
 
 def test_vision_prompts_count_image_tokens(fake_lmdeploy):
@@ -332,4 +335,4 @@ def test_vision_prompts_count_image_tokens(fake_lmdeploy):
     cost = engine.image_cost(image)
     assert cost.tiles == 1 and cost.tokens == 258
     msg = Message("user", [TextPart("see"), ImagePart(image)])
-    assert engine.count_tokens([msg]) == 5 + 258
+    assert prompt_tokens(engine, [msg]) == 5 + 258

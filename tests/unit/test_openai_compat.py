@@ -10,13 +10,15 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from studio.config import EngineConfig, load_config
-from studio.core.types import GenerationRequest, GenParams, ImagePart, Message, TextPart
-from studio.engines import CHECKS, preflight
+from studio.config import load_config
+from studio.engines.openai_compat import RemoteOptions
+from studio.core.types import GenParams, ImagePart, Message, TextPart
+from studio.engines import ENGINES, preflight
 from studio.engines.base import LoadContext, Placement
 from studio.engines.openai_compat import load_openai_compat
 from studio.errors import ConfigError, InputError, StudioError
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.engine_calls import GenerationRequest, generate, prompt_tokens
 
 CTX = LoadContext("chat", Placement("auto"), Path("/tmp"), lambda frac, text: None)
 
@@ -28,19 +30,19 @@ def fake():
 
 
 def engine(base_url: str, **cfg):
-    return load_openai_compat(EngineConfig(engine="openai_compat", base_url=base_url, **cfg), CTX)
+    return load_openai_compat(RemoteOptions(base_url=base_url, **cfg), CTX)
 
 
 def ask(eng, text: str = "hello there", **params):
     request = GenerationRequest([Message.of("user", text)], GenParams(**params))
-    deltas = list(eng.stream(request))
+    deltas = list(generate(eng, request))
     return "".join(d.text for d in deltas), deltas[-1]
 
 
 def test_streams_words_with_finish_and_usage(fake):
     eng = engine(fake.base_url())
     request = GenerationRequest([Message.of("user", "hello there world")])
-    deltas = list(eng.stream(request))
+    deltas = list(generate(eng, request))
     assert [d.text for d in deltas[:-1]] == ["echo:", " hello", " there", " world"]
     last = deltas[-1]
     assert (last.finish_reason, last.error, last.prompt_tokens, last.completion_tokens) == ("stop", None, 7, 4)
@@ -54,7 +56,7 @@ def test_info_and_estimated_token_count(fake):
     assert (info.engine, info.model, info.device, info.context_window) == (
         "openai_compat", "fake-model", f"remote: 127.0.0.1:{fake.server_address[1]}", 2048)
     assert info.batches and not info.accepts_images and "estimate" in info.extra["token_count"]
-    assert eng.count_tokens([Message.of("user", "x" * 300)]) == 100 + 4 + 3
+    assert prompt_tokens(eng, [Message.of("user", "x" * 300)]) == 100 + 4 + 3
     assert engine(fake.base_url(), context_window=8192).info().context_window == 8192
 
 
@@ -63,7 +65,7 @@ def test_parameters_and_messages_on_the_wire(fake):
     image = Image.new("RGB", (8, 6), (255, 0, 0))
     msg = Message("user", [TextPart("what is this?"), ImagePart(image)])
     params = GenParams(max_new_tokens=5, temperature=0.5, top_p=0.8, top_k=7, seed=3, stop=("END",))
-    list(eng.stream(GenerationRequest([msg], params)))
+    list(generate(eng, GenerationRequest([msg], params)))
     body = fake.bodies[-1]
     assert body["messages"][0] == {"role": "system", "content": "Be brief."}
     parts = body["messages"][1]["content"]
@@ -72,14 +74,14 @@ def test_parameters_and_messages_on_the_wire(fake):
     assert {k: body[k] for k in ("model", "stream", "max_tokens", "temperature", "top_p", "top_k", "seed", "stop")} == {
         "model": "fake-model", "stream": True, "max_tokens": 5, "temperature": 0.5, "top_p": 0.8, "top_k": 7,
         "seed": 3, "stop": ["END"]}
-    list(eng.stream(GenerationRequest([Message.of("user", "hi")], GenParams(do_sample=False))))
+    list(generate(eng, GenerationRequest([Message.of("user", "hi")], GenParams(do_sample=False))))
     assert (fake.bodies[-1]["temperature"], fake.bodies[-1]["top_k"]) == (0.0, 1)
 
 
 def test_images_refused_up_front_for_a_text_model(fake):
     msg = Message("user", [TextPart("look"), ImagePart(Image.new("RGB", (4, 4)))])
     with pytest.raises(InputError, match="text only; the conversation has 1 image"):
-        engine(fake.base_url()).stream(GenerationRequest([msg]))
+        generate(engine(fake.base_url()), GenerationRequest([msg]))
 
 
 @pytest.mark.parametrize("mode, message, partial", [
@@ -126,7 +128,7 @@ def test_cancel_closes_the_stream_and_the_server_stops(own_fake):
     eng = engine(fake.base_url("long"))
     request = GenerationRequest([Message.of("user", "go")])
     deltas = []
-    for d in eng.stream(request):
+    for d in generate(eng, request):
         deltas.append(d)
         if len(deltas) == 20:
             request.cancel.set()
@@ -140,7 +142,7 @@ def test_cancel_closes_the_stream_and_the_server_stops(own_fake):
 def test_closing_the_generator_closes_the_stream(own_fake):
     fake = own_fake
     eng = engine(fake.base_url("long"))
-    gen = eng.stream(GenerationRequest([Message.of("user", "go")]))
+    gen = generate(eng, GenerationRequest([Message.of("user", "go")]))
     assert next(gen).text == "w0"
     gen.close()
     time.sleep(1.0)
@@ -152,7 +154,7 @@ def test_cancel_while_the_server_is_silent_returns_at_once(fake):
     request = GenerationRequest([Message.of("user", "go")])
     threading.Timer(0.3, request.cancel.set).start()
     start = time.monotonic()
-    deltas = list(eng.stream(request))
+    deltas = list(generate(eng, request))
     assert deltas[-1].finish_reason == "cancelled" and time.monotonic() - start < fake.slow_s  # before the server spoke
 
 
@@ -185,11 +187,12 @@ def write(tmp_path, text: str):
 def test_config_fields_and_defaults(tmp_path):
     cfg = load_config(write(tmp_path, "    engine: openai_compat\n    base_url: https://gpu:23333/v1/\n"
                                       "    remote_model: internlm2\n")).engines["chat"]
-    assert (cfg.base_url, cfg.model_path, cfg.label, cfg.timeout_s, cfg.connect_timeout_s) == (
-        "https://gpu:23333/v1", None, "internlm2", 60.0, 5.0)
+    assert (cfg.base_url, cfg.label, cfg.timeout_s, cfg.connect_timeout_s) == (
+        "https://gpu:23333/v1", "internlm2", 60.0, 5.0)
+    assert "model_path" not in type(cfg).model_fields  # a remote engine has no model folder
     plain = load_config(write(tmp_path, "    engine: openai_compat\n    base_url: http://gpu:23333/v1\n"))
     assert plain.engines["chat"].label == "gpu:23333"
-    assert "sekrit" not in repr(EngineConfig(engine="openai_compat", base_url="http://h/v1", api_key="sekrit"))
+    assert "sekrit" not in repr(RemoteOptions(base_url="http://h/v1", api_key="sekrit"))
 
 
 @pytest.mark.parametrize("text, message", [
@@ -217,12 +220,12 @@ def test_a_key_given_to_the_wrong_engine_is_not_echoed(tmp_path):
 
 
 def test_check_needs_no_network(monkeypatch):
-    cfg = EngineConfig(engine="openai_compat", base_url="http://nowhere.invalid:1/v1", remote_model="m")
-    assert "openai_compat" in CHECKS
+    cfg = RemoteOptions(base_url="http://nowhere.invalid:1/v1", remote_model="m")
+    assert ENGINES.get("openai_compat").check is not None
     assert preflight(cfg) == "remote: m at http://nowhere.invalid:1/v1"
     monkeypatch.delenv("NO_SUCH_KEY_VAR", raising=False)
     with pytest.raises(StudioError, match="NO_SUCH_KEY_VAR"):
-        preflight(EngineConfig(engine="openai_compat", base_url="http://h/v1", api_key_env="NO_SUCH_KEY_VAR"))
+        preflight(RemoteOptions(base_url="http://h/v1", api_key_env="NO_SUCH_KEY_VAR"))
 
 
 def test_shipped_remote_config_validates():

@@ -6,14 +6,15 @@ from __future__ import annotations
 import pytest
 from PIL import Image
 
-from studio.config import EngineConfig
-from studio.core.types import GenerationRequest, GenParams, ImagePart, Message, TextPart
+from studio.engines.hf_loading import HFOptions
+from studio.core.types import GenParams, ImagePart, Message, TextPart
 from studio.engines.base import LoadContext, Placement
 from studio.engines.hf import load_hf_engine
 from studio.errors import InputError
 from tests.support.tiny_checkpoints import write_tiny_internlm2
 from tests.support.tiny_internvl2 import write_tiny_internvl2
 from tests.support.tiny_xcomposer2 import write_tiny_xcomposer2
+from tests.support.engine_calls import GenerationRequest, generate, prompt_tokens
 
 WRITERS = {"internvl2": write_tiny_internvl2, "xcomposer2": write_tiny_xcomposer2, "internlm2": write_tiny_internlm2}
 
@@ -23,7 +24,7 @@ def engines(tmp_path_factory):
     out = {}
     for name, write in WRITERS.items():
         folder = write(tmp_path_factory.mktemp(name) / name)
-        cfg = EngineConfig(model_path=str(folder), device="cpu", dtype="float32")
+        cfg = HFOptions(model_path=str(folder), device="cpu", dtype="float32")
         out[name] = load_hf_engine(cfg, LoadContext(name, Placement("cpu"), folder.parent, lambda f, t: None))
     yield out
     for engine in out.values():
@@ -40,10 +41,13 @@ def conversation():
 @pytest.mark.parametrize("tiles", [1, 3, 6])
 def test_counting_without_pixels_equals_the_prepared_prompt(engines, name, tiles):
     engine, messages = engines[name], conversation()
-    prepared = engine._prepare(messages, tiles)
-    assert engine.count_tokens(messages, tiles) == len(prepared.ids)
-    assert len(prepared.pixel_values) == 2
-    assert sum(prepared.image_tokens) == sum(engine.image_cost(m.images[0], tiles).tokens for m in messages if m.images)
+    prepared = engine.prepare(messages, GenParams(max_new_tokens=1), max_tiles=tiles)
+    inputs = prepared.payload  # ids with image placeholders, and the preprocessed images
+    counted = engine._encode(prepared.messages, tiles, final=False).tokens  # how trimming counts: no pixels
+    assert counted == prompt_tokens(engine, messages, tiles) == prepared.prompt_tokens == len(inputs.ids)
+    assert len(inputs.pixel_values) == 2
+    assert sum(inputs.image_tokens) == sum(engine.image_cost(m.images[0], tiles).tokens for m in messages if m.images)
+    assert sum(c.tokens for c in prepared.image_costs) == sum(inputs.image_tokens)
 
 
 def test_detected_families_and_native_loading(engines):
@@ -56,10 +60,10 @@ def test_detected_families_and_native_loading(engines):
 def test_images_to_a_text_only_model_are_refused(engines):
     engine = engines["internlm2"]
     with pytest.raises(InputError, match="reads text only; the conversation has 2 image"):
-        engine.stream(GenerationRequest(conversation(), GenParams(max_new_tokens=2)))
+        generate(engine, GenerationRequest(conversation(), GenParams(max_new_tokens=2)))
     with pytest.raises(InputError, match="reads text only"):
-        engine.count_tokens(conversation())
-    out = list(engine.stream(GenerationRequest([Message.of("user", "Hi")], GenParams(max_new_tokens=2, do_sample=False))))
+        prompt_tokens(engine, conversation())
+    out = list(generate(engine, GenerationRequest([Message.of("user", "Hi")], GenParams(max_new_tokens=2, do_sample=False))))
     assert out[-1].finish_reason in ("length", "stop")
 
 
@@ -68,8 +72,8 @@ def test_vision_model_answers_text_only_and_image_questions(engines, name):
     engine = engines[name]
     params = GenParams(max_new_tokens=4, do_sample=False)
     for messages in ([Message.of("user", "Hello")], conversation()):
-        deltas = list(engine.stream(GenerationRequest(messages, params, max_tiles=2)))
-        assert deltas[-1].finish_reason in ("length", "stop") and deltas[-1].prompt_tokens == engine.count_tokens(messages, 2)
+        deltas = list(generate(engine, GenerationRequest(messages, params, max_tiles=2)))
+        assert deltas[-1].finish_reason in ("length", "stop") and deltas[-1].prompt_tokens == prompt_tokens(engine, messages, 2)
 
 
 def test_beam_search_returns_one_whole_reply_and_honours_cancel(engines):
@@ -77,11 +81,11 @@ def test_beam_search_returns_one_whole_reply_and_honours_cancel(engines):
 
     engine = engines["internlm2"]
     params = GenParams(max_new_tokens=6, do_sample=False, num_beams=3, repetition_penalty=1.0)
-    deltas = list(engine.stream(GenerationRequest([Message.of("user", "Hello")], params)))
+    deltas = list(generate(engine, GenerationRequest([Message.of("user", "Hello")], params)))
     assert len(deltas) == 1 and deltas[0].finish_reason in ("length", "stop") and deltas[0].completion_tokens >= 1
-    again = list(engine.stream(GenerationRequest([Message.of("user", "Hello")], params)))
+    again = list(generate(engine, GenerationRequest([Message.of("user", "Hello")], params)))
     assert again[0].text == deltas[0].text  # deterministic
     cancel = threading.Event()
     cancel.set()
-    stopped = list(engine.stream(GenerationRequest([Message.of("user", "Hello")], params, cancel)))
+    stopped = list(generate(engine, GenerationRequest([Message.of("user", "Hello")], params, cancel)))
     assert stopped[-1].finish_reason == "cancelled"
