@@ -15,7 +15,8 @@ from fastapi.responses import JSONResponse
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from studio.api import schemas
+# Not `from studio.api import schemas`: that reads the package, whose api_routes imports this module.
+import studio.api.schemas as schemas
 from studio.api.auth import LaunchInfo, refusal
 from studio.api.streaming import BodyLimit, EngineStream, cancel_on_disconnect, in_thread
 from studio.errors import InputError, ModelNotReady, StudioError

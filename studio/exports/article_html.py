@@ -10,16 +10,8 @@ from html.parser import HTMLParser
 import markdown2
 
 from studio.core.article import ArticleDraft, ArticleImage
-from studio.exports.article_images import (
-    EncodedImage,
-    ExportResult,
-    article_filename,
-    article_title,
-    block_images,
-    clean_text,
-    iso_date,
-    one_line,
-)
+from studio.exports.article_images import (EncodedImage, ExportResult, article_export, article_title, clean_text,
+                                           iso_date, one_line)
 from studio.exports.article_markdown import balance_fences
 
 MARKDOWN_MAX_CHARS = 12_000
@@ -201,6 +193,9 @@ def article_html_text(draft: ArticleDraft, images: list[EncodedImage | None]) ->
 
 def article_html(draft: ArticleDraft) -> ExportResult:
     """The article as one offline-readable HTML5 file (UTF-8) with its pictures inlined."""
-    images, image_warnings = block_images(draft)
-    text, text_warnings = article_html_text(draft, images)
-    return ExportResult(text.encode("utf-8"), article_filename(draft, "html"), image_warnings + tuple(text_warnings))
+    return article_export(draft, "html", _html_bytes)
+
+
+def _html_bytes(draft: ArticleDraft, images: list[EncodedImage | None]) -> tuple[bytes, list[str]]:
+    text, warnings = article_html_text(draft, images)
+    return text.encode("utf-8"), warnings

@@ -1,10 +1,12 @@
-"""What the three article exports share: the result type, text clean-up, and re-encoded images."""
+"""What the three article exports share: the result type, text clean-up, re-encoded images and the export
+steps around a format's own rendering (article_export)."""
 
 from __future__ import annotations
 
 import io
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Optional
@@ -58,16 +60,19 @@ def one_line(text: Optional[str], limit: int = 0) -> str:
     return line if not limit or len(line) <= limit else line[: limit - 1].rstrip() + "…"
 
 
+def _first_instruction_line(draft: ArticleDraft) -> str:
+    """The first line of the draft's instruction, cleaned."""
+    return clean_text(draft.instruction).strip().split("\n", 1)[0]
+
+
 def article_title(draft: ArticleDraft) -> str:
     """The title to show: the draft's title, else the first line of the instruction, else "Article"."""
-    instruction = clean_text(draft.instruction).strip().split("\n", 1)[0]
-    return one_line(draft.title) or one_line(instruction, 120) or "Article"
+    return one_line(draft.title) or one_line(_first_instruction_line(draft), 120) or "Article"
 
 
 def article_filename(draft: ArticleDraft, ext: str) -> str:
     """The download name for an export of `draft`: its title (or instruction) made safe, else "article"."""
-    instruction = clean_text(draft.instruction).strip().split("\n", 1)[0]
-    return export_filename(one_line(draft.title) or instruction, ext, fallback="article")
+    return export_filename(one_line(draft.title) or _first_instruction_line(draft), ext, fallback="article")
 
 
 def iso_date(stamp: float) -> str:
@@ -155,6 +160,18 @@ def block_images(draft: ArticleDraft, max_side: int = DOCUMENT_MAX_SIDE
         else:
             out.append(result)
     return out, tuple(warnings)
+
+
+# A format's own part of an export: (draft, its block images) → (the file's bytes, warnings of its own).
+Render = Callable[[ArticleDraft, list[Optional[EncodedImage]]], tuple[bytes, Sequence[str]]]
+
+
+def article_export(draft: ArticleDraft, ext: str, render: Render, max_side: int = DOCUMENT_MAX_SIDE) -> ExportResult:
+    """An article export: the pictures re-encoded to `max_side`, `render`ed, named `<title>.<ext>`;
+    warnings about unusable pictures come first, then the format's own."""
+    images, image_warnings = block_images(draft, max_side)
+    data, warnings = render(draft, images)
+    return ExportResult(data, article_filename(draft, ext), image_warnings + tuple(warnings))
 
 
 def scale_to_box(width: int, height: int, box_w: int, box_h: int) -> float:

@@ -16,16 +16,8 @@ from datetime import datetime, timezone
 from io import BytesIO
 
 from studio.core.article import ArticleDraft
-from studio.exports.article_images import (
-    EncodedImage,
-    ExportResult,
-    article_filename,
-    article_title,
-    block_images,
-    clean_text,
-    iso_date,
-    one_line,
-)
+from studio.exports.article_images import (EncodedImage, ExportResult, article_export, article_title, clean_text,
+                                           iso_date, one_line)
 from studio.exports.filenames import ascii_slug
 
 MARKDOWN_NAME = "article.md"
@@ -159,7 +151,10 @@ def article_markdown_text(draft: ArticleDraft, images: list[EncodedImage | None]
 
 def article_markdown_zip(draft: ArticleDraft) -> ExportResult:
     """The article as a zip holding `article.md` and `images/NN-<slug>.png|jpg` it links to relatively."""
-    images, warnings = block_images(draft)
+    return article_export(draft, "zip", _zip_bytes)
+
+
+def _zip_bytes(draft: ArticleDraft, images: list[EncodedImage | None]) -> tuple[bytes, tuple[str, ...]]:
     text, entries = article_markdown_text(draft, images)
     # Entry times come from the draft, so the same draft always zips to the same bytes.
     try:
@@ -175,5 +170,4 @@ def article_markdown_zip(draft: ArticleDraft) -> ExportResult:
             info.compress_type = method
             info.external_attr = 0o644 << 16
             archive.writestr(info, data)
-    filename = article_filename(draft, "zip")
-    return ExportResult(buffer.getvalue(), filename, warnings)
+    return buffer.getvalue(), ()

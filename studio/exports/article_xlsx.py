@@ -14,16 +14,8 @@ from typing import Any
 import xlsxwriter
 
 from studio.core.article import ArticleDraft
-from studio.exports.article_images import (
-    EncodedImage,
-    ExportResult,
-    article_filename,
-    article_title,
-    block_images,
-    clean_text,
-    iso_date,
-    scale_to_box,
-)
+from studio.exports.article_images import (EncodedImage, ExportResult, article_export, article_title, clean_text,
+                                           iso_date, scale_to_box)
 
 WORKBOOK_OPTIONS = {"in_memory": True, "strings_to_formulas": False, "strings_to_urls": False,
                     "strings_to_numbers": False}
@@ -149,8 +141,11 @@ def _about_sheet(book: Any, fmt: dict, draft: ArticleDraft, images: list[Encoded
 
 def article_xlsx(draft: ArticleDraft) -> ExportResult:
     """The article as an .xlsx workbook: sheet "Article" (row per paragraph, pictures embedded) and "About"."""
-    images, image_warnings = block_images(draft, XLSX_MAX_SIDE)
-    warnings = list(image_warnings)
+    return article_export(draft, "xlsx", _workbook_bytes, XLSX_MAX_SIDE)
+
+
+def _workbook_bytes(draft: ArticleDraft, images: list[EncodedImage | None]) -> tuple[bytes, list[str]]:
+    warnings: list[str] = []
     buffer = BytesIO()
     book = xlsxwriter.Workbook(buffer, WORKBOOK_OPTIONS)
     book.set_properties({"title": article_title(draft)[:255], "comments": "Exported from Puyu Studio"})
@@ -158,5 +153,4 @@ def article_xlsx(draft: ArticleDraft) -> ExportResult:
     _article_sheet(book, fmt, draft, images, warnings)
     _about_sheet(book, fmt, draft, images, warnings)
     book.close()
-    filename = article_filename(draft, "xlsx")
-    return ExportResult(buffer.getvalue(), filename, tuple(warnings))
+    return buffer.getvalue(), warnings

@@ -150,8 +150,9 @@ def test_users_are_isolated(store):
     for call in (lambda: store.load(B, mine.id), lambda: store.rename(B, mine.id, "hijacked")):
         with pytest.raises(StudioError, match="article draft not found") as info:
             call()
-        assert info.value.hint
-    assert store.delete(B, mine.id) is False
+        assert info.value.hint.endswith("start a new article.")
+    assert store.delete(B, mine.id) is False and store.exists(B, mine.id) is False
+    assert store.exists(A, mine.id) is True
     assert store.load(A, mine.id) == mine
     other = make_draft("B's text")
     other.id = mine.id  # the same id under another user is another row

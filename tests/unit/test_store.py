@@ -179,6 +179,32 @@ def test_delete(store):
         store.load(A, drop.id)
 
 
+@pytest.mark.parametrize("data", ["{not json", "[]", '{"messages": "not a list"}'])
+def test_damaged_row_is_a_clear_error_and_others_still_list(store, data):
+    good, bad = make_session("good"), make_session("bad")
+    store.save(A, good)
+    store.save(A, bad)
+    with sqlite3.connect(store.db_path) as conn:
+        conn.execute("UPDATE conversations SET data = ? WHERE id = ?", (data, bad.id))
+    with pytest.raises(StudioError, match=f"Conversation {bad.id} in .* could not be read") as info:
+        store.load(A, bad.id)
+    assert "delete this conversation" in info.value.hint
+    with pytest.raises(StudioError, match="could not be read"):
+        store.rename(A, bad.id, "new")
+    assert {s.id for s in store.list(A)} == {good.id, bad.id}  # the listing reads columns, not the JSON
+    assert store.load(A, good.id) == good
+    assert store.delete(A, bad.id) is True and store.count(A) == 1
+
+
+def test_missing_conversation_hint_says_start_a_new_conversation(store):
+    for call in (lambda: store.load(A, "nope"), lambda: store.rename(A, "nope", "t")):
+        with pytest.raises(StudioError) as info:
+            call()
+        assert info.value.message == "conversation not found"
+        assert info.value.hint.endswith("start a new conversation.")
+    assert store.exists(A, "nope") is False
+
+
 def test_concurrent_saves_from_many_threads(store):
     errors: list[BaseException] = []
     ids: list[str] = []
