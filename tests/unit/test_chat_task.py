@@ -6,14 +6,15 @@ import threading
 
 import pytest
 
-import tests.support.scripted  # noqa: F401  registers the scripted engine
 from studio.config import load_config
 from studio.core.types import Message, Notice, TextDelta
 from studio.errors import InputError
 from studio.services import build_services
 from studio.tasks import chat
 from tests.support.apps import write_config
-from tests.support.scripted import ScriptedEngine
+from tests.support.scripted import Script, ScriptedEngine
+
+pytestmark = pytest.mark.usefixtures("scripted_engine")
 
 
 @pytest.fixture
@@ -25,7 +26,7 @@ def services(tmp_path):
 
 
 def test_trim_drops_whole_exchanges_and_keeps_system():
-    engine = ScriptedEngine("echo", 0)  # 512-token window; a message costs words + 4
+    engine = ScriptedEngine(Script(delay=0))  # 512-token window; a message costs words + 4
     msgs = [Message.of("system", "be brief")]
     for i in range(6):
         msgs += [Message.of("user", "word " * 60), Message.of("assistant", "reply " * 60)]
@@ -37,7 +38,7 @@ def test_trim_drops_whole_exchanges_and_keeps_system():
 
 
 def test_single_message_too_long_is_refused_with_numbers():
-    engine = ScriptedEngine("echo", 0)
+    engine = ScriptedEngine(Script(delay=0))
     with pytest.raises(InputError, match=r"takes 6\d\d tokens; this model's context window is 512"):
         chat.trim_history(engine, [Message.of("user", "w " * 600)], reply_room=64)
 
