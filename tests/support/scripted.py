@@ -36,7 +36,10 @@ ARTICLE_POSITIONS = "<Seg1>, <Seg99>"
 CAT_CAPTION = '"a cat sitting on a sofa"'
 ARTICLE = (ARTICLE_TEXT, ARTICLE_POSITIONS, CAT_CAPTION)
 
-REPLIES: dict[str, tuple[str, ...]] = {"article": ARTICLE, "article_text": (ARTICLE_TEXT,)}
+REWRITTEN = "Rewrited paragraph."
+
+# Reply lists a config can queue at load (`script:NAME:REPLIES`), for a studio in another process.
+REPLIES: dict[str, tuple[str, ...]] = {"article": ARTICLE, "article_text": (ARTICLE_TEXT,), "rewrite": (REWRITTEN,)}
 
 
 def _images(messages) -> list:
@@ -110,6 +113,13 @@ class ScriptedEngine:
         """Replies not yet given."""
         with self._lock:
             return list(self._queue)
+
+    def clear(self) -> list[str]:
+        """Drop the replies not yet given; returns them (a test's leftovers mean it asked fewer times)."""
+        with self._lock:
+            left = list(self._queue)
+            self._queue.clear()
+        return left
 
     def _reply_words(self, messages, max_tiles=None) -> list[str]:
         """The next reply's words: the oldest queued reply, else the script's default."""
