@@ -19,7 +19,8 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Iterator
+from types import MappingProxyType
+from typing import Callable, Iterator, Mapping
 
 from studio.core.types import EngineInfo, TextDelta
 from studio.engines import ENGINES
@@ -39,7 +40,8 @@ ARTICLE = (ARTICLE_TEXT, ARTICLE_POSITIONS, CAT_CAPTION)
 REWRITTEN = "Rewrited paragraph."
 
 # Reply lists a config can queue at load (`script:NAME:REPLIES`), for a studio in another process.
-REPLIES: dict[str, tuple[str, ...]] = {"article": ARTICLE, "article_text": (ARTICLE_TEXT,), "rewrite": (REWRITTEN,)}
+REPLIES: Mapping[str, tuple[str, ...]] = MappingProxyType(
+    {"article": ARTICLE, "article_text": (ARTICLE_TEXT,), "rewrite": (REWRITTEN,)})
 
 
 def _images(messages) -> list:
@@ -80,7 +82,7 @@ class Script:
     default: Callable = echo  # the reply with nothing queued: (messages, max_tiles) -> text
 
 
-SCRIPTS: dict[str, Script] = {
+SCRIPTS: Mapping[str, Script] = MappingProxyType({
     "echo": Script(),
     "html": Script(default=fixed(XSS)),
     "slow": Script(delay=0.2, default=fixed(LONG)),
@@ -89,7 +91,7 @@ SCRIPTS: dict[str, Script] = {
     "slowvision": Script(delay=0.2, images=True, default=counted_long),
     # Slow enough to kill the studio mid-write: about 15 s for the article's text, 6 s for an edit.
     "slowarticle": Script(delay=0.5, prefill=5.0),
-}
+})
 
 
 class ScriptedEngine:
@@ -103,7 +105,7 @@ class ScriptedEngine:
         self._queue: deque[str] = deque()
         self._lock = threading.Lock()
 
-    def enqueue(self, *replies: str) -> "ScriptedEngine":
+    def enqueue(self, *replies: str) -> ScriptedEngine:
         """Queue replies for the next generations, in order."""
         with self._lock:
             self._queue.extend(replies)
@@ -193,7 +195,7 @@ def scripted_registered() -> Iterator[None]:
 
 def scripted(services, name: str = "chat") -> ScriptedEngine:
     """The loaded scripted engine `name` of `services` (loading it if needed), to enqueue replies on."""
-    state = services.engines.wait(name, 60)
+    state = services.engines.wait(name, 300)
     engine = services.engines.get(name)
     if not isinstance(engine, ScriptedEngine):
         raise AssertionError(f"engine {name!r} is {type(engine).__name__}, not the scripted engine ({state})")

@@ -9,7 +9,14 @@ import pytest
 
 from studio.core.types import GenerationRequest, GenParams, Message
 from studio.engines import ENGINES
-from tests.support.scripted import ARTICLE, Script, ScriptedEngine, load_scripted, parse_model_path, scripted_registered
+from tests.support.scripted import (
+    ARTICLE,
+    Script,
+    ScriptedEngine,
+    load_scripted,
+    parse_model_path,
+    scripted_registered,
+)
 
 
 def reply(engine, text="hello there", max_new=512, cancel=None):
