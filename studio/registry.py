@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Callable, Generic, TypeVar
+from contextlib import contextmanager
+from typing import Callable, Generic, Iterator, TypeVar
 
 from studio.errors import UnknownName
 
@@ -26,6 +27,21 @@ class Registry(Generic[T]):
             return obj
 
         return deco
+
+    def unregister(self, name: str) -> T:
+        """Remove `name` and return what it named; UnknownName if it is not registered."""
+        obj = self.get(name)
+        del self._items[name]
+        return obj
+
+    @contextmanager
+    def registered(self, name: str, obj: T) -> Iterator[T]:
+        """`obj` registered as `name` inside the block only (tests, plugins tried for one run)."""
+        self.register(name)(obj)
+        try:
+            yield obj
+        finally:
+            self.unregister(name)
 
     def get(self, name: str) -> T:
         """The factory registered as `name`, or UnknownName listing the known names."""

@@ -14,6 +14,14 @@ os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="puyu-test-grad
 import pytest  # noqa: E402
 
 from tests.support.apps import embedded_cache_dir  # noqa: E402,F401  (session fixture)
+from tests.support.scripted import scripted_registered  # noqa: E402
+
+
+@pytest.fixture
+def scripted_engine():
+    """The scripted test engine registered as "scripted" in ENGINES for one test, removed afterwards."""
+    with scripted_registered():
+        yield
 
 
 # What makes a test slow: a fixture that loads the embedded SmolLM2, or a module whose tests all run

@@ -1,6 +1,6 @@
 """Article drafts are saved as they are written: listed while Write still streams, their text growing,
 reopened after a `kill -9` with a notice, and no image folder left without its draft. The scripted
-"slowarticle" engine streams slowly enough to look at (and kill) the studio mid-write."""
+engine's "slowarticle" script streams slowly enough to look at (and kill) the studio mid-write."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ from studio.core.article import ArticleDraft
 from studio.store import DraftStore
 from tests.e2e.helpers import connect, wait_for
 from tests.support.apps import REPO, running_app, write_config
+from tests.support.scripted import ARTICLE_TEXT, scripted
 from tests.support.studio_process import StudioProcess
 
 UPLOAD = REPO / "assets" / "gallery" / "astronaut.jpg"
@@ -56,6 +57,7 @@ def app(tmp_path_factory):
 
 def test_the_draft_is_listed_while_write_streams_and_its_text_grows(app):
     client, user = connect(app.url)
+    scripted(app.services).enqueue(ARTICLE_TEXT)
     job = submit_write(client, "A slow afternoon", [UPLOAD])
     first = wait_for(lambda: writing(app.services.drafts, user), "the draft row while Write streams")
     assert first.instruction == "A slow afternoon"
@@ -100,7 +102,9 @@ def test_a_draft_without_paragraphs_is_listed_opened_renamed_and_deleted(app, tm
 
 
 def test_kill_9_mid_write_and_mid_edit_loses_nothing_stored(tmp_path):
-    config = write_config(tmp_path, model_path="script:slowarticle")
+    # Each process queues its replies at load: the article's text, then (after the restart) the rewrite.
+    config = write_config(tmp_path, model_path="script:slowarticle:article_text")
+    config_edit = write_config(tmp_path, model_path="script:slowarticle:rewrite")
     data, log = tmp_path / "data", tmp_path / "studio.log"
     store = DraftStore(data / "drafts.db")
     studio = StudioProcess(config, data, log)
@@ -116,7 +120,7 @@ def test_kill_9_mid_write_and_mid_edit_loses_nothing_stored(tmp_path):
     assert written.status == "writing" and written.text() and Path(written.uploads[0]).is_file()
     assert orphan_folders(data) == []
 
-    studio = StudioProcess(config, data, log)
+    studio = StudioProcess(config_edit, data, log)
     studio.start()
     try:
         client, same = connect(studio.url, token=user)
@@ -133,7 +137,7 @@ def test_kill_9_mid_write_and_mid_edit_loses_nothing_stored(tmp_path):
     finally:
         studio.kill()
 
-    studio = StudioProcess(config, data, log)
+    studio = StudioProcess(config_edit, data, log)
     studio.start()
     try:
         client, _ = connect(studio.url, token=user)

@@ -1,6 +1,6 @@
 """The article tab over HTTP with gradio_client: the pipeline's steps, every edit, drafts per user and
-across a restart, and the three exports re-opened. The scripted article engine keeps the text
-predictable; retrieval from the shipped gallery and the exports are real."""
+across a restart, and the three exports re-opened. The scripted engine, told the pipeline's replies in
+the order it asks, keeps the text predictable; retrieval from the shipped gallery and the exports are real."""
 
 from __future__ import annotations
 
@@ -14,6 +14,7 @@ from gradio_client.exceptions import AppError
 
 from tests.e2e.helpers import connect
 from tests.support.apps import running_app, write_config
+from tests.support.scripted import ARTICLE, ARTICLE_TEXT, scripted
 
 SETTINGS = dict(beams=1, repetition_penalty=1.05, max_new_tokens=200, do_sample=False, seed=-1,
                 image_count="auto", model_selects=True)
@@ -34,14 +35,23 @@ def blocks_of(app, user):
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("article")
-    cfg = write_config(tmp, model_path="script:article")
+    cfg = write_config(tmp)
     with running_app(cfg, tmp / "data") as running:
         running.config_path, running.data_dir = cfg, tmp / "data"
         yield running
 
 
-def test_write_runs_every_step_and_places_gallery_images(app):
+@pytest.fixture
+def engine(app):
+    """The app's scripted engine; a test leaves none of the replies it queued unasked for."""
+    engine = scripted(app.services)
+    yield engine
+    assert engine.clear() == [], "replies queued that the pipeline never asked for"
+
+
+def test_write_runs_every_step_and_places_gallery_images(app, engine):
     client, user = connect(app.url)
+    engine.enqueue(*ARTICLE)
     outs, final = write(client, "A lazy afternoon")
     steps, notice, preview = final[0], final[1], final[2]
     for name in ("Write the text", "Split into paragraphs", "Choose image positions", "Write captions",
@@ -58,8 +68,10 @@ def test_write_runs_every_step_and_places_gallery_images(app):
     assert any("A lazy afternoon" in label for label, _ in [tuple(c) for c in final[7]["choices"]])
 
 
-def test_every_edit_and_undo(app):
+def test_every_edit_and_undo(app, engine):
     client, user = connect(app.url)
+    engine.enqueue(*ARTICLE, "Rewrited paragraph.", "Expandd paragraph.", "Shortend paragraph.",
+                   "Inserted paragraph.", "Inserted paragraph.")
     write(client, "Edits")
     def call(api, *args):
         return client.predict(*args, api_name=api)
@@ -91,8 +103,9 @@ def test_every_edit_and_undo(app):
         call("/article_rewrite", 99, "")
 
 
-def test_bad_titles(app):
+def test_bad_titles(app, engine):
     client, user = connect(app.url)
+    engine.enqueue(ARTICLE_TEXT)
     with pytest.raises(AppError, match="title is empty"):
         write(client, "   ")
     title = "../" + "长" * 300 + "/🐱\x00" + "x" * 200
@@ -103,7 +116,8 @@ def test_bad_titles(app):
     assert Path(path).name.endswith(".html") and "/" not in Path(path).name and ".." not in Path(path).name
 
 
-def test_two_users_at_once_get_their_own_articles(app):
+def test_two_users_at_once_get_their_own_articles(app, engine):
+    engine.enqueue(ARTICLE_TEXT, ARTICLE_TEXT)
     a, ua = connect(app.url)
     b, ub = connect(app.url)
     with ThreadPoolExecutor(2) as pool:
@@ -112,8 +126,9 @@ def test_two_users_at_once_get_their_own_articles(app):
     assert [d.title for d in app.services.drafts.list(ub)] == ["Title B"]
 
 
-def test_exports_reopen(app):
+def test_exports_reopen(app, engine):
     client, user = connect(app.url)
+    engine.enqueue(*ARTICLE)
     write(client, '=HYPERLINK("http://x")')
     md = client.predict(api_name="/article_export_markdown")[0]
     with zipfile.ZipFile(md) as z:
@@ -138,8 +153,9 @@ def test_exports_reopen(app):
     assert wb["Article"]._images
 
 
-def test_a_missing_image_file_does_not_break_export(app):
+def test_a_missing_image_file_does_not_break_export(app, engine):
     client, user = connect(app.url)
+    engine.enqueue(*ARTICLE)
     write(client, "Missing picture")
     draft = blocks_of(app, user)
     Path(next(b.image.path for b in draft.blocks if b.image)).unlink()
@@ -147,8 +163,9 @@ def test_a_missing_image_file_does_not_break_export(app):
     assert "missing on disk" in notice and Path(path).is_file()
 
 
-def test_drafts_survive_a_restart_and_reopen(app, tmp_path):
+def test_drafts_survive_a_restart_and_reopen(app, engine, tmp_path):
     client, user = connect(app.url)
+    engine.enqueue(*ARTICLE)
     write(client, "Keep me")
     draft_id = app.services.drafts.list(user)[0].id
     with running_app(app.config_path, app.data_dir) as second:
@@ -166,7 +183,7 @@ def test_drafts_survive_a_restart_and_reopen(app, tmp_path):
 
 def sources_app(tmp, sources_yaml: str):
     tmp.mkdir(parents=True, exist_ok=True)
-    cfg = write_config(tmp, model_path="script:article", extra="article:\n  sources:\n" + sources_yaml)
+    cfg = write_config(tmp, extra="article:\n  sources:\n" + sources_yaml)
     return running_app(cfg, tmp / "data")
 
 
@@ -186,6 +203,7 @@ def test_broken_gallery_and_html_provider_leave_positions_empty_and_say_why(tmp_
                 "      timeout_s: 2\n")
         with sources_app(tmp_path, yaml) as app:
             client, user = connect(app.url)
+            scripted(app.services).enqueue(*ARTICLE)
             _, final = write(client, "Nothing to show")
             notice = final[1]
             assert "No picture found for" in notice and "HTML" in notice, notice
@@ -201,6 +219,7 @@ def test_http_provider_images_are_used_and_a_slow_one_falls_back_to_the_gallery(
         yaml = f"    - kind: http\n      name: web\n      url_template: {server.url('/search')}?q={{query}}\n"
         with sources_app(tmp_path / "a", yaml) as app:
             client, user = connect(app.url)
+            scripted(app.services).enqueue(*ARTICLE)
             write(client, "From the web")
             placed = [b.image for b in blocks_of(app, user).blocks if b.image]
             assert placed and placed[0].source == "http" and Path(placed[0].path).is_file()
@@ -208,13 +227,14 @@ def test_http_provider_images_are_used_and_a_slow_one_falls_back_to_the_gallery(
                 "      timeout_s: 0.5\n    - kind: gallery\n")
         with sources_app(tmp_path / "b", yaml) as app:
             client, user = connect(app.url)
+            scripted(app.services).enqueue(*ARTICLE)
             _, final = write(client, "Slow web")
             assert "timed out" in final[1]
             placed = [b.image for b in blocks_of(app, user).blocks if b.image]
             assert placed and placed[0].source == "gallery"
 
 
-def test_exporting_an_empty_article_is_a_notice_not_an_error(app):
+def test_exporting_an_empty_article_is_a_notice_not_an_error(app, engine):
     client, _ = connect(app.url)
     for kind in ("markdown", "html", "xlsx"):
         path, _notice = client.predict(api_name=f"/article_export_{kind}")  # no error raised

@@ -14,6 +14,11 @@ from PIL import Image
 
 from tests.e2e.helpers import connect, reply_text
 from tests.support.apps import running_app, write_config
+from tests.support.scripted import scripted
+
+# The extraction tests' replies: schema-invalid JSON (in a fence), then what a re-asked model gives.
+INVALID_JSON = '```json\n{"title": 5}\n```'
+VALID_JSON = '{"title": "a cat", "objects": ["cat"]}'
 
 
 def image_file(folder: Path, name: str, size=(64, 48), colour=(200, 30, 30)) -> str:
@@ -40,8 +45,16 @@ def vision_app(tmp_path_factory):
 @pytest.fixture(scope="module")
 def json_app(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("json")
-    with running_app(write_config(tmp, model_path="script:json"), tmp / "data") as running:
+    with running_app(write_config(tmp, model_path="script:vision"), tmp / "data") as running:
         yield running
+
+
+@pytest.fixture
+def json_engine(json_app):
+    """The JSON app's scripted engine; a test leaves none of the replies it queued unasked for."""
+    engine = scripted(json_app.services)
+    yield engine
+    assert engine.clear() == [], "replies queued that extraction never asked for"
 
 
 @pytest.fixture(scope="module")
@@ -105,8 +118,9 @@ def test_images_sent_to_a_text_only_model_get_a_clear_message(text_app, tmp_path
     assert reply_text(out[0]) == "echo: hello"
 
 
-def test_json_extraction_re_asks_until_the_answer_matches_the_schema(json_app, tmp_path):
+def test_json_extraction_re_asks_until_the_answer_matches_the_schema(json_app, json_engine, tmp_path):
     client, _ = connect(json_app.url)
+    json_engine.enqueue(INVALID_JSON, VALID_JSON)
     schema = json.dumps({"type": "object", "properties": {"title": {"type": "string"},
                          "objects": {"type": "array", "items": {"type": "string"}}},
                          "required": ["title", "objects"]})
@@ -122,8 +136,9 @@ def test_json_extraction_re_asks_until_the_answer_matches_the_schema(json_app, t
     assert "Attempt 1" in notice
 
 
-def test_json_extraction_fails_clearly_after_the_retry_budget(json_app, tmp_path):
+def test_json_extraction_fails_clearly_after_the_retry_budget(json_app, json_engine, tmp_path):
     client, _ = connect(json_app.url)
+    json_engine.enqueue(INVALID_JSON)
     schema = json.dumps({"type": "object", "required": ["title", "objects"]})
     job = client.submit({"text": "", "files": [handle_file(image_file(tmp_path, "c.png"))]}, schema, "", 0, 6,
                         64, False, api_name="/vision_extract")
@@ -133,7 +148,7 @@ def test_json_extraction_fails_clearly_after_the_retry_budget(json_app, tmp_path
     assert "'objects' is a required property" in result["error"]
 
 
-def test_bad_schema_is_refused_before_anything_runs(json_app, tmp_path):
+def test_bad_schema_is_refused_before_anything_runs(json_app, json_engine, tmp_path):
     client, _ = connect(json_app.url)
     img = handle_file(image_file(tmp_path, "s.png"))
     with pytest.raises(AppError, match="not valid JSON"):
@@ -171,10 +186,11 @@ def test_thumbnails_live_in_the_studio_private_folder_and_a_planted_link_is_refu
     assert reply_text(final[0]).startswith("I see 1 image(s)")  # the next request is fine
 
 
-def test_extracted_json_file_is_private(json_app, tmp_path):
+def test_extracted_json_file_is_private(json_app, json_engine, tmp_path):
     import stat
 
     client, _ = connect(json_app.url)
+    json_engine.enqueue(INVALID_JSON, VALID_JSON)
     schema = json.dumps({"type": "object", "required": ["title", "objects"]})
     job = client.submit({"text": "", "files": [handle_file(image_file(tmp_path, "card.png"))]},
                         schema, "", 2, 6, 64, False, api_name="/vision_extract")

@@ -14,6 +14,7 @@ import pytest
 
 from studio.config import StudioConfig, load_config
 from studio.services import Services, build_services
+from tests.support.scripted import scripted_registered
 
 REPO = Path(__file__).resolve().parents[2]
 EMBEDDED_CONFIG = REPO / "configs" / "default.yaml"
@@ -53,8 +54,14 @@ class Running:
 @contextlib.contextmanager
 def running_app(config: Path | StudioConfig, data_dir: Path, cache_dir: Optional[Path] = None,
                 auth=None, wait_ready: bool = True) -> Iterator[Running]:
-    """Build Services + app exactly as launch.py does and serve it until the block ends."""
-    import tests.support.scripted  # noqa: F401  registers the scripted engine
+    """Build Services + app exactly as launch.py does and serve it until the block ends (the scripted
+    test engine registered meanwhile)."""
+    with scripted_registered(), _serve(config, data_dir, cache_dir, auth, wait_ready) as running:
+        yield running
+
+
+@contextlib.contextmanager
+def _serve(config, data_dir, cache_dir, auth, wait_ready) -> Iterator[Running]:
     from studio.ui.app import build_app
 
     cfg = config if isinstance(config, StudioConfig) else load_config(config)

@@ -1,6 +1,6 @@
 """The article task stores its draft as it goes: the row before the model is asked, the streamed text
-while it streams, every step, and how it ended. Real SQLite and real folders; the scripted article
-engine (no delay) is wrapped to look at the store each time it yields a word."""
+while it streams, every step, and how it ended. Real SQLite and real folders; the scripted engine (no
+delay), told the pipeline's replies in order, is wrapped to look at the store each time it yields a word."""
 
 from __future__ import annotations
 
@@ -19,20 +19,23 @@ from studio.store import DraftFiles, DraftStore
 from studio.tasks import article, article_edit, turn
 from tests.support.engine_calls import OnePool
 from tests.support.apps import write_config
-from tests.support.scripted import ScriptedEngine
+from tests.support.scripted import ARTICLE, ARTICLE_TEXT, Script, ScriptedEngine
 
 USER = "user-a"
 
 
 class Watching:
-    """The scripted article engine, noting the stored draft (or None) before each word it yields."""
+    """The scripted engine, noting the stored draft (or None) before each word it yields."""
 
     accepts_images = False
 
     def __init__(self, store: DraftStore, fail_at: int | None = None) -> None:
-        self.inner, self.store, self.fail_at = ScriptedEngine("article", 0.0), store, fail_at
+        self.inner, self.store, self.fail_at = ScriptedEngine(Script(delay=0)), store, fail_at
         self.seen: list = []
         self.calls = 0
+
+    def enqueue(self, *replies):
+        self.inner.enqueue(*replies)
 
     def prepare(self, messages, params, **kwargs):
         return self.inner.prepare(messages, params, **kwargs)
@@ -64,8 +67,8 @@ class Adopting(DraftFiles):
 
 
 @pytest.fixture
-def services(tmp_path):
-    cfg = load_config(write_config(tmp_path, model_path="script:article"))
+def services(tmp_path, scripted_engine):
+    cfg = load_config(write_config(tmp_path))
     drafts = DraftStore(tmp_path / "data" / "drafts.db")
     svc = Services(cfg, engines=None, store=None, data_dir=tmp_path / "data", drafts=drafts,
                    draft_files=Adopting(tmp_path / "data" / "drafts", drafts))
@@ -100,6 +103,7 @@ def stored(services, session):
 
 def test_the_row_exists_with_what_was_asked_before_the_model_answers(services, upload):
     session = ArticleSession()
+    services.engines.engine.enqueue(*ARTICLE)
     write(services, session, [upload], max_new_tokens=300, seed=7)
     engine = services.engines.engine
     _, first = engine.seen[0]
@@ -115,6 +119,7 @@ def test_the_row_exists_with_what_was_asked_before_the_model_answers(services, u
 def test_streamed_text_is_checkpointed_while_it_streams(services, monkeypatch):
     monkeypatch.setattr(turn, "CHECKPOINT_S", 0.0)  # every word is due, so no clock is involved
     session = ArticleSession()
+    services.engines.engine.enqueue(*ARTICLE)
     write(services, session)
     during_write = [d for call, d in services.engines.engine.seen if call == 1]
     texts = [d.text() for d in during_write]
@@ -127,6 +132,7 @@ def test_streamed_text_is_checkpointed_while_it_streams(services, monkeypatch):
 def test_checkpoints_are_timed_not_per_word(services, monkeypatch):
     monkeypatch.setattr(turn, "CHECKPOINT_S", 3600.0)
     session = ArticleSession()
+    services.engines.engine.enqueue(*ARTICLE)
     write(services, session)
     assert {d.text() for call, d in services.engines.engine.seen if call == 1} == {""}
     assert stored(services, session).text().startswith("Cats sleep a lot.")
@@ -134,6 +140,7 @@ def test_checkpoints_are_timed_not_per_word(services, monkeypatch):
 
 def test_every_step_is_stored_and_the_end_is_done(services, upload):
     session = ArticleSession()
+    services.engines.engine.enqueue(*ARTICLE)
     write(services, session, [upload])
     steps_seen = [d.step for call, d in services.engines.engine.seen]
     assert {"write", "positions", "captions"} <= set(steps_seen)
@@ -141,10 +148,12 @@ def test_every_step_is_stored_and_the_end_is_done(services, upload):
     assert (final.status, final.step) == ("done", "select")
     assert final == session.draft and final.images()
     assert services.drafts.list(USER)[0].status == "done"
+    assert services.engines.engine.inner.queued() == []  # text, positions and the one caption were asked for
 
 
 def test_a_stop_is_stored_as_stopped_with_the_text_so_far(services):
     session, cancel = ArticleSession(), threading.Event()
+    services.engines.engine.enqueue(ARTICLE_TEXT)
     events = []
     gen = article.run(services, USER, session, "Stop me", "", ArticleParams(), [], cancel)
     for event in gen:
@@ -158,6 +167,7 @@ def test_a_stop_is_stored_as_stopped_with_the_text_so_far(services):
 
 def test_a_closed_generator_is_stored_as_stopped(services):
     session = ArticleSession()
+    services.engines.engine.enqueue(ARTICLE_TEXT)
     write(services, session, close_after=5)
     final = stored(services, session)
     assert final.status == "stopped" and final.step == "write"
@@ -165,6 +175,7 @@ def test_a_closed_generator_is_stored_as_stopped(services):
 
 def test_a_model_failure_is_stored_as_failed_and_still_listed(services):
     services.engines = OnePool(Watching(services.drafts, fail_at=0))
+    services.engines.engine.enqueue(ARTICLE_TEXT)
     session = ArticleSession()
     with pytest.raises(StudioError, match="GPU fell over"):
         write(services, session)
@@ -175,6 +186,7 @@ def test_a_model_failure_is_stored_as_failed_and_still_listed(services):
 
 def test_a_model_edit_is_stored_before_and_after(services):
     session = ArticleSession()
+    services.engines.engine.enqueue(ARTICLE_TEXT, "Rewrited paragraph.")
     write(services, session, image_count=0)
     session.draft.blocks[0].text = "Typed but not yet stored."  # e.g. an edit whose save was lost
     engine = services.engines.engine

@@ -6,15 +6,16 @@ import threading
 
 import pytest
 
-import tests.support.scripted  # noqa: F401  registers the scripted engine
 from studio.config import load_config
 from studio.core.types import GenParams, Message, Notice, TextDelta
 from studio.errors import InputError
 from studio.services import build_services
 from studio.tasks import chat, turn
 from tests.support.apps import write_config
-from tests.support.scripted import ScriptedEngine
 from tests.support.engine_calls import prompt_tokens
+from tests.support.scripted import Script, ScriptedEngine
+
+pytestmark = pytest.mark.usefixtures("scripted_engine")
 
 
 @pytest.fixture
@@ -26,7 +27,7 @@ def services(tmp_path):
 
 
 def test_trim_drops_whole_exchanges_and_keeps_system():
-    engine = ScriptedEngine("echo", 0)  # 512-token window; a message costs words + 4
+    engine = ScriptedEngine(Script(delay=0))  # 512-token window; a message costs words + 4
     msgs = [Message.of("system", "be brief")]
     for i in range(6):
         msgs += [Message.of("user", "word " * 60), Message.of("assistant", "reply " * 60)]
@@ -41,7 +42,7 @@ def test_trim_drops_whole_exchanges_and_keeps_system():
 
 
 def test_single_message_too_long_is_refused_with_numbers():
-    engine = ScriptedEngine("echo", 0)
+    engine = ScriptedEngine(Script(delay=0))
     with pytest.raises(InputError, match=r"takes 6\d\d tokens; this model's context window is 512"):
         engine.prepare([Message.of("user", "w " * 600)], GenParams(max_new_tokens=64), fit="trim")
 

@@ -431,10 +431,9 @@ def test_sweep_never_follows_links_and_keeps_what_is_not_its_layout(files, tmp_p
     assert (user_dir / "ee55").is_symlink() and (files.root / ("f" * 32)).is_symlink() and notes.is_dir()
 
 
-def test_services_sweep_at_start_and_leave_an_unreadable_store_alone(tmp_path):
+def test_services_sweep_at_start_and_leave_an_unreadable_store_alone(tmp_path, scripted_engine):
     from studio.config import load_config
     from studio.services import build_services
-    import tests.support.scripted  # noqa: F401  registers the scripted engine
     from tests.support.apps import write_config
 
     cfg = load_config(write_config(tmp_path))
