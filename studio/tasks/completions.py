@@ -113,6 +113,9 @@ def to_messages(services: Services, raw: list[dict]) -> list[Message]:
     for i, msg in enumerate(raw):
         role = "system" if msg["role"] == "developer" else msg["role"]
         content = msg.get("content")
+        if role == "system" and content == "" and not out:
+            out.append(Message.of("system", ""))  # an explicitly empty system prompt: none, not the model's default
+            continue
         if content is None or content == "" or content == []:
             raise ParamError(f"messages[{i}] has no content.", f"messages[{i}].content")
         if isinstance(content, str):
@@ -134,7 +137,7 @@ def to_messages(services: Services, raw: list[dict]) -> list[Message]:
             if message.images:
                 raise ParamError(f"messages[{i}]: a system message cannot hold images.", f"messages[{i}].content")
             if out:  # several leading system messages: one system prompt
-                out[-1] = Message.of("system", out[-1].text + "\n\n" + message.text)
+                out[-1] = Message.of("system", "\n\n".join(t for t in (out[-1].text, message.text) if t))
                 continue
         out.append(message)
     if out[-1].role != "user":
