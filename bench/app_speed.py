@@ -24,7 +24,8 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 from studio.config import load_config  # noqa: E402
-from studio.core.types import GenerationRequest, GenParams, Message  # noqa: E402
+from studio.core.types import GenParams, Message  # noqa: E402
+from studio.engines.base import generate  # noqa: E402
 from studio.services import build_services  # noqa: E402
 
 PROMPT = "Write a long story about a lighthouse keeper and a storm."
@@ -50,7 +51,7 @@ def direct(engine) -> dict:
         t0 = time.perf_counter()
         first = None
         last = None
-        for d in engine.stream(GenerationRequest([Message.of("user", PROMPT)], params)):
+        for d in generate(engine, [Message.of("user", PROMPT)], params):
             if d.text and first is None:
                 first = time.perf_counter()
             if d.finish_reason:
@@ -98,9 +99,9 @@ def through_app(url: str, engine, users: int) -> dict:
     out = subprocess.run([sys.executable, __file__, "--client", url, str(users), str(runs)],
                          capture_output=True, text=True, check=True)
     results = json.loads(out.stdout.strip().splitlines()[-1])
-    empty = engine.count_tokens([Message.of("assistant", "")])
+    empty = engine.prepare([Message.of("assistant", "")], GenParams(max_new_tokens=1)).prompt_tokens
     for r in results:
-        r["tokens"] = engine.count_tokens([Message.of("assistant", r.pop("text"))]) - empty
+        r["tokens"] = engine.prepare([Message.of("assistant", r.pop("text"))], GenParams(max_new_tokens=1)).prompt_tokens - empty
         r["ttft_s"] = r["first"] - r["start"]
     if users == 1:
         return {"ttft_s": statistics.median(r["ttft_s"] for r in results),

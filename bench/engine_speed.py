@@ -46,7 +46,8 @@ def load_probe(cache_dir: str) -> None:
     """Child process: time imports, load_hf_engine and the first streamed token; print JSON."""
     t0 = time.perf_counter()
     from studio.config import load_config
-    from studio.core.types import GenerationRequest, GenParams, Message
+    from studio.core.types import GenParams, Message
+    from studio.engines.base import generate
     from studio.engines.base import LoadContext, Placement
     from studio.engines.hf import load_hf_engine
     import torch  # noqa: F401  (counted as import time)
@@ -56,9 +57,8 @@ def load_probe(cache_dir: str) -> None:
     cfg = load_config().engines["chat"]
     engine = load_hf_engine(cfg, LoadContext("chat", Placement("cpu"), Path(cache_dir), lambda f, t: None))
     t2 = time.perf_counter()
-    request = GenerationRequest([Message.of("user", PROMPTS[0])], GenParams(max_new_tokens=8, do_sample=False))
     first = None
-    for delta in engine.stream(request):
+    for delta in generate(engine, [Message.of("user", PROMPTS[0])], GenParams(max_new_tokens=8, do_sample=False)):
         if first is None and delta.text:
             first = time.perf_counter() - t2
     print(json.dumps({"imports_s": t1 - t0, "load_s": t2 - t1, "total_s": t2 - t0,
@@ -224,7 +224,8 @@ def compiled_lever(model, ids, refs, n: int, stops) -> dict:
 def engine_rows(cache_root: Path, n: int) -> list[dict]:
     """The real engine (default config) through Engine.stream: greedy and the config's sampling."""
     from studio.config import load_config
-    from studio.core.types import GenerationRequest, GenParams, Message
+    from studio.core.types import GenParams, Message
+    from studio.engines.base import generate
     from studio.engines.base import LoadContext, Placement
     from studio.engines.hf import load_hf_engine
 
@@ -237,7 +238,7 @@ def engine_rows(cache_root: Path, n: int) -> list[dict]:
         best = None
         for _ in range(2):
             t0, first = time.perf_counter(), None
-            for delta in engine.stream(GenerationRequest([Message.of("user", PROMPTS[0])], params)):
+            for delta in generate(engine, [Message.of("user", PROMPTS[0])], params):
                 first = first or (time.perf_counter() if delta.text else None)
             end = time.perf_counter()
             rate = (delta.completion_tokens - 1) / (end - first)

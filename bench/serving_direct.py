@@ -43,12 +43,13 @@ def summary(kind: str, users: int, wall: float, firsts: list[float], tokens: lis
 
 def engine_rows(engine, users_list: list[int], max_new: int, warm: int) -> list[dict]:
     """N threads each stream one request through the studio's engine object."""
-    from studio.core.types import GenerationRequest, GenParams, Message
+    from studio.core.types import GenParams, Message
+    from studio.engines.base import generate
 
     def one(i: int, start: float, new: int) -> tuple[float, int]:
-        req = GenerationRequest([Message.of("user", prompt(i))], GenParams(max_new_tokens=new, do_sample=False))
+        req = ([Message.of("user", prompt(i))], GenParams(max_new_tokens=new, do_sample=False))
         first, last = None, None
-        for d in engine.stream(req):
+        for d in generate(engine, *req):
             if d.text and first is None:
                 first = time.monotonic() - start
             last = d
@@ -149,7 +150,8 @@ def lmdeploy_library(pipe, users_list: list[int], max_new: int) -> tuple[list[di
 
 
 def load(kind: str, model_dir: str, max_batch: int, num_gpus: int = 1):
-    from studio.config import EngineConfig
+    from studio.engines.hf_loading import HFOptions
+    from studio.engines.lmdeploy_setup import LmdeployOptions
     from studio.engines import ENGINES, preflight
     from studio.engines.base import LoadContext, Placement
 
@@ -157,14 +159,14 @@ def load(kind: str, model_dir: str, max_batch: int, num_gpus: int = 1):
 
     if kind == "hf":
         device = "cuda" if torch.cuda.is_available() else "cpu"
-        cfg = EngineConfig(engine="hf", model_path=model_dir, device=device, dtype="bfloat16", context_window=4096)
+        cfg = HFOptions(model_path=model_dir, device=device, dtype="bfloat16", context_window=4096)
     else:
-        cfg = EngineConfig(engine="lmdeploy", model_path=model_dir, backend="pytorch", session_len=4096,
+        cfg = LmdeployOptions(model_path=model_dir, backend="pytorch", session_len=4096,
                            max_batch_size=max_batch)
     plan = preflight(cfg, num_gpus)
     ctx = LoadContext("chat", Placement(cfg.device, num_gpus), Path(tempfile.mkdtemp()), lambda f, t: None)
     t0 = time.monotonic()
-    engine = ENGINES.get(kind)(cfg, ctx)
+    engine = ENGINES.get(kind).load(cfg, ctx)
     return engine, {"plan": plan, "load_s": round(time.monotonic() - t0, 2)}
 
 
@@ -181,9 +183,10 @@ def main() -> None:
     meta["num_gpus"] = args.num_gpus
     if args.engine == "hf":
         meta["devices"] = engine.info().device
-    from studio.core.types import GenerationRequest, GenParams, Message
+    from studio.core.types import GenParams, Message
+    from studio.engines.base import generate
 
-    list(engine.stream(GenerationRequest([Message.of("user", "warm up")], GenParams(max_new_tokens=8, do_sample=False))))
+    list(generate(engine, [Message.of("user", "warm up")], GenParams(max_new_tokens=8, do_sample=False)))
     # lmdeploy tunes kernels per batch size and length on first use: warm up at the full length
     rows = engine_rows(engine, args.users, args.max_new, args.max_new if args.engine == "lmdeploy" else WARM_TOKENS)
     if args.engine == "lmdeploy":

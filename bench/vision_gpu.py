@@ -59,15 +59,16 @@ def run_one(kind: str, folder: Path, new_tokens: int, max_tiles: int) -> dict:
     """Load through the engine, then one text and one image request, timed."""
     import torch
 
-    from studio.config import EngineConfig
-    from studio.core.types import GenerationRequest, GenParams, ImagePart, Message, TextPart
+    from studio.engines.hf_loading import HFOptions
+    from studio.core.types import GenParams, ImagePart, Message, TextPart
+    from studio.engines.base import generate
     from studio.engines.base import LoadContext, Placement
     from studio.engines.hf import load_hf_engine
 
     torch.cuda.empty_cache()
     torch.cuda.reset_peak_memory_stats()
     base = torch.cuda.memory_allocated()
-    cfg = EngineConfig(model_path=str(folder), family=kind, device="cuda", dtype="bfloat16", context_window=8192)
+    cfg = HFOptions(model_path=str(folder), family=kind, device="cuda", dtype="bfloat16", context_window=8192)
     ctx = LoadContext(kind, Placement("cuda", 1), folder.parent / "cache", lambda f, t: None)
     t0 = time.perf_counter()
     engine = load_hf_engine(cfg, ctx)
@@ -83,16 +84,15 @@ def run_one(kind: str, folder: Path, new_tokens: int, max_tiles: int) -> dict:
         cases.append(("image", [Message("user", [ImagePart(picture()), TextPart("Describe this image.")])]))
     for label, messages in cases:
         for attempt in ("warm", "timed"):
-            req = GenerationRequest(messages, params, max_tiles=max_tiles)
             torch.cuda.synchronize()
             t0 = time.perf_counter()
             first, n = None, 0
-            for d in engine.stream(req):
+            for d in generate(engine, messages, params, max_tiles=max_tiles):
                 if d.text and first is None:
                     first = time.perf_counter() - t0
                 n = d.completion_tokens or n
             total = time.perf_counter() - t0
-        row[f"{label}_prompt_tokens"] = engine.count_tokens(messages, max_tiles)
+        row[f"{label}_prompt_tokens"] = engine.prepare(messages, params, max_tiles=max_tiles).prompt_tokens
         row[f"{label}_first_token_s"] = round(first or total, 4)
         row[f"{label}_tok_s"] = round((n - 1) / (total - (first or 0)), 1) if n > 1 else 0.0
         row[f"{label}_tokens"] = n

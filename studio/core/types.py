@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import threading
 from dataclasses import dataclass, field
 from typing import Any, Literal, Optional, Union
 
@@ -71,17 +70,6 @@ class GenParams(BaseModel):
     stop: tuple[str, ...] = ()
     # Beam search (the article demo's "beams"): the reply arrives whole, not streamed.
     num_beams: int = Field(1, ge=1, le=8)
-
-
-@dataclass
-class GenerationRequest:
-    """What an engine is asked to do; `cancel` set from any thread stops the compute."""
-
-    messages: list[Message]
-    params: GenParams = field(default_factory=GenParams)
-    cancel: threading.Event = field(default_factory=threading.Event)
-    # Most 448-px tiles per image for tiling vision models (None: the model's default).
-    max_tiles: Optional[int] = None
 
 
 @dataclass(frozen=True)

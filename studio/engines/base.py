@@ -244,3 +244,9 @@ class EngineBase:
             turns = turns[cut:]
             dropped += cut
         return system + turns, dropped, encoded
+
+
+def generate(engine: Engine, messages: list[Message], params: GenParams, cancel: Optional[threading.Event] = None,
+             max_tiles: Optional[int] = None) -> Iterator[TextDelta]:
+    """prepare, then stream: one engine call outside the tasks (benchmarks, parity scripts, warm-up)."""
+    return engine.stream(engine.prepare(messages, params, max_tiles=max_tiles), cancel or threading.Event())
