@@ -15,7 +15,7 @@ from typing import Any, Iterator, Optional
 from studio.core.types import EngineInfo, GenParams, Message, TextDelta
 from studio.engines.base import Encoded, EngineBase, LoadContext, Prepared
 from studio.engines.hf_loading import HFOptions
-from studio.families.base import ImageCost, PromptInputs
+from studio.families.base import ImageCost, PromptInputs, system_default
 
 log = logging.getLogger(__name__)
 
@@ -161,7 +161,7 @@ class HFEngine(EngineBase):
         self.accepts_images = bool(getattr(family, "accepts_images", False)) and self.vision is not None
         self.decoder = make_decoder(self.model)
         self.stop_ids = set(family.stop_token_ids(self.tokenizer, getattr(self.model, "generation_config", None)))
-        self.default_system_prompt = family.system_default(self.tokenizer)
+        self.default_system_prompt = system_default(family, self.tokenizer)
         # A model without a default: an explicit empty system prompt and none at all are the same prompt.
         self.keeps_empty_system = self.default_system_prompt is not None
         self._lock = threading.Lock()  # serialises generations: direct callers (CLI, API) too

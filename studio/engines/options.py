@@ -64,5 +64,6 @@ class LocalOptions(EngineOptions):
         if self.system_prompt is not None or self.family == "auto":
             return self.system_prompt
         from studio.families import FAMILIES
+        from studio.families.base import system_default
 
-        return FAMILIES.get(self.family)().system_default(None) if self.family in FAMILIES else None
+        return system_default(FAMILIES.get(self.family)(), None) if self.family in FAMILIES else None

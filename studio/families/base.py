@@ -25,10 +25,6 @@ class ModelFamily(Protocol):
     # The system prompt the official chat code uses when the user gives none (None: no default).
     default_system_prompt: Optional[str]
 
-    def system_default(self, tokenizer: Any) -> Optional[str]:
-        """The system prompt this model gets when a conversation has none (None: no default)."""
-        ...
-
     def build_prompt(self, tokenizer: Any, messages: list[Message]) -> str:
         """The prompt text for `messages`, ending with the assistant's generation prompt."""
         ...
@@ -40,6 +36,13 @@ class ModelFamily(Protocol):
     def stop_token_ids(self, tokenizer: Any, generation_config: Any = None) -> list[int]:
         """Ids that end a reply."""
         ...
+
+
+def system_default(family: ModelFamily, tokenizer: Any) -> Optional[str]:
+    """The system prompt the model gets when a conversation has none (None: no default): the family's,
+    or, for a family that reads it from the tokenizer's chat template (`system_default`), the template's."""
+    read = getattr(family, "system_default", None)
+    return read(tokenizer) if callable(read) else family.default_system_prompt
 
 
 @dataclass

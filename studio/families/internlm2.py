@@ -42,10 +42,6 @@ class InternLM2Family:
     accepts_images = False
     default_system_prompt: Optional[str] = META_INSTRUCTION
 
-    def system_default(self, tokenizer: Any) -> Optional[str]:
-        """The official chat code's default system prompt."""
-        return self.default_system_prompt
-
     def _turns(self, messages: list[Message]) -> list[tuple[str, str]]:
         """(role, text) turns, with the meta instruction first when no system message is given."""
         turns = [(m["role"], m["content"]) for m in text_messages(messages)]

@@ -122,10 +122,6 @@ class InternVL2Family:
     accepts_images = True
     default_system_prompt: Optional[str] = SYSTEM_MESSAGE
 
-    def system_default(self, tokenizer: Any) -> Optional[str]:
-        """The official chat code's default system prompt."""
-        return self.default_system_prompt
-
     def __init__(self, tiling: Optional[TilingSettings] = None) -> None:
         # Replaced by the checkpoint's own values (max_dynamic_patch …) when `load` reads config.json.
         self.tiling = tiling or TilingSettings()

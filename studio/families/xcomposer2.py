@@ -141,10 +141,6 @@ class XComposer2Family:
     accepts_images = True
     default_system_prompt: Optional[str] = META_INSTRUCTION
 
-    def system_default(self, tokenizer: Any) -> Optional[str]:
-        """The official chat code's default system prompt."""
-        return self.default_system_prompt
-
     def __init__(self, image_size: int = DEFAULT_IMAGE_SIZE, patch_size: int = PATCH_SIZE) -> None:
         # `load` replaces these with the checkpoint's img_size and the tower's patch size.
         self.image_size, self.patch_size = image_size, patch_size
