@@ -25,10 +25,9 @@ from studio.ui.i18n import EXAMPLES
 UI_FRAME_S = 0.05  # at most ~20 transcript updates a second while streaming
 
 
-def prompt_box(system_prompt: Optional[str]) -> gr.Textbox:
-    """The system prompt box for a session's prompt: None (default not known yet) shows empty with a hint."""
-    hint = "system_prompt_pending" if system_prompt is None else "system_prompt_none"
-    return gr.Textbox(value=system_prompt or "", placeholder=I18nData(hint))
+def prompt_hint(system_prompt: Optional[str]) -> gr.Textbox:
+    """The prompt box's placeholder for a session's prompt: None (the default is not known yet) says so."""
+    return gr.Textbox(placeholder=I18nData("system_prompt_pending" if system_prompt is None else "system_prompt_none"))
 
 
 @dataclass
@@ -51,7 +50,7 @@ class Settings:
     def values(self, session: ChatSession) -> dict:
         """What each control shows for `session`."""
         p = session.params
-        return {self.system_prompt: prompt_box(session.system_prompt), self.max_new_tokens: p.max_new_tokens,
+        return {self.system_prompt: session.system_prompt or "", self.max_new_tokens: p.max_new_tokens,
                 self.temperature: p.temperature, self.top_p: p.top_p, self.top_k: p.top_k,
                 self.repetition_penalty: p.repetition_penalty, self.do_sample: p.do_sample,
                 self.seed: -1 if p.seed is None else p.seed}
@@ -267,4 +266,14 @@ def show_default_prompt(services: Services, tab: ChatTab, session: ChatSession) 
     """The session and its prompt box, once the model's default has filled a prompt that waited for it."""
     if not resolve_prompt(services, session):
         return {}
-    return {tab.session: session, tab.settings.system_prompt: prompt_box(session.system_prompt)}
+    return {tab.session: session,
+            tab.settings.system_prompt: gr.Textbox(value=session.system_prompt, placeholder=I18nData("system_prompt_none"))}
+
+
+def hint_after(tab: ChatTab, event) -> None:
+    """After `event` shows a session, fit the prompt box's placeholder to it (a private step: the public
+    events return the box's plain value)."""
+    def hint(sess):
+        return prompt_hint(sess.system_prompt)
+
+    event.then(hint, [tab.session], [tab.settings.system_prompt], api_visibility="private", queue=False)

@@ -12,7 +12,7 @@ from studio.core.session import new_id
 from studio.errors import InputError
 from studio.services import Services
 from studio.tasks import chat as chat_task
-from studio.ui.chat_tab import ChatTab, resolve_prompt
+from studio.ui.chat_tab import ChatTab, hint_after, resolve_prompt
 from studio.ui.convert import conversation_choices, user_of
 from studio.ui.errors import user_errors
 
@@ -127,13 +127,15 @@ def wire(demo: gr.Blocks, services: Services, bar: Sidebar, chat: ChatTab, user_
     """Attach events; returns `after_save(event)` that refreshes the list after a chat event."""
     h, session = _Handlers(services, bar, chat, user_id), chat.session
     outs = [bar.conversations, *chat.session_outputs()]
-    demo.load(h.resume, [bar.token], [user_id, bar.token, *outs], js=READ_TOKEN_JS, api_name="resume").then(
-        None, [bar.token], None, js=STORE_TOKEN_JS)
-    bar.conversations.input(h.select, [bar.conversations, user_id], outs, api_name="select")
-    bar.new.click(h.new, [user_id], outs, api_name="new")
+    resumed = demo.load(h.resume, [bar.token], [user_id, bar.token, *outs], js=READ_TOKEN_JS, api_name="resume")
+    resumed.then(None, [bar.token], None, js=STORE_TOKEN_JS)
+    shown = [resumed, bar.conversations.input(h.select, [bar.conversations, user_id], outs, api_name="select"),
+             bar.new.click(h.new, [user_id], outs, api_name="new")]
     bar.rename_box.submit(h.rename, [bar.rename_box, session, user_id], [bar.conversations, session, bar.rename_box],
                           api_name="rename")
-    bar.delete.click(h.delete, [bar.confirm, session, user_id], outs, js=CONFIRM_JS, api_name="delete")
+    shown.append(bar.delete.click(h.delete, [bar.confirm, session, user_id], outs, js=CONFIRM_JS, api_name="delete"))
+    for event in shown:
+        hint_after(chat, event)
 
     def after_save(event):
         event.then(h.refresh, [user_id, session], bar.conversations, api_visibility="private")

@@ -1,0 +1,98 @@
+"""The chat tab's system prompt box in a real browser: empty with a hint while the model loads, the model's
+default once it has loaded (shown by the status timer), and an emptied box sends no system prompt."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+import threading
+from pathlib import Path
+
+import pytest
+
+from studio.engines import ENGINES
+from studio.tasks import chat as chat_task
+from tests.support.apps import running_app
+from tests.support.scripted import ScriptedEngine
+from tests.support.waits import wait_in_page, wait_until
+
+pytestmark = pytest.mark.browser
+CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
+if not Path(CHROMIUM).exists():
+    pytest.skip("Debian's chromium is not installed (apt-get install -y chromium)", allow_module_level=True)
+sync_api = pytest.importorskip("playwright.sync_api")
+
+DEFAULT = "You are a terse assistant."
+PENDING = "The model's default — shown once the model has loaded"
+NONE = "No system prompt"
+GATES: dict[str, threading.Event] = {}  # model_path → set when the gated model may finish loading
+
+if "gated" not in ENGINES:
+    @ENGINES.register("gated")
+    def _gated(cfg, ctx):
+        GATES[cfg.model_path].wait()
+        return ScriptedEngine("echo", 0.02)
+
+
+def _default_once_loaded(services, engine):
+    """The model's default as the task layer reports it: unknown (None) until the model is ready."""
+    return DEFAULT if services.engines.state(engine).state == "ready" else None
+
+
+def _resolve(services, session) -> bool:
+    """What chat_task.resolve_system_prompt does (used where the task layer does not have it yet)."""
+    if session.system_prompt is not None:
+        return False
+    default = chat_task.default_system_prompt(services, session.engine)
+    if default is None:
+        return False
+    session.system_prompt = default
+    return True
+
+
+@pytest.fixture
+def page():
+    with sync_api.sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+            "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"])
+        context = browser.new_context(viewport={"width": 1360, "height": 900}, locale="en-US")
+        yield context.new_page()
+        browser.close()
+
+
+def test_box_waits_for_the_default_then_sends_what_it_shows(page, tmp_path, monkeypatch):
+    monkeypatch.setattr(chat_task, "default_system_prompt", _default_once_loaded)
+    if not hasattr(chat_task, "resolve_system_prompt"):
+        monkeypatch.setattr(chat_task, "resolve_system_prompt", _resolve, raising=False)
+    gate = GATES.setdefault(str(tmp_path), threading.Event())
+    cfg = tmp_path / "gated.yaml"
+    cfg.write_text(textwrap.dedent(f"""\
+        engines:
+          chat:
+            engine: gated
+            family: auto
+            model_path: "{tmp_path}"
+        """), encoding="utf-8")
+    try:
+        with running_app(cfg, tmp_path / "data", wait_ready=False) as app:
+            page.goto(app.url)
+            wait_in_page(page, page.locator("#model-status"), "the model loading", text="loading")
+            page.get_by_text("Parameters").click()
+            box = page.locator("#system-prompt textarea")
+            wait_in_page(page, box, "the system prompt box", visible=True)
+            assert box.input_value() == "" and box.get_attribute("placeholder") == PENDING
+            gate.set()
+            wait_until(lambda: box.input_value() == DEFAULT, "the model's default in the box")
+            assert page.locator("#model-status").inner_text().startswith("🟢")
+            box.fill("")
+            wait_until(lambda: box.get_attribute("placeholder") == NONE, "the no-prompt hint")
+            page.locator("#chat-input textarea").fill("hello")
+            page.locator("#chat-input textarea").press("Enter")
+            wait_in_page(page, page.get_by_test_id("bot").last, "the reply", text="echo: hello")
+            user = page.evaluate("localStorage.getItem('puyu-user')")
+            conv = wait_until(lambda: app.services.store.list(user), "the conversation to be stored")[0]
+            assert app.services.store.load(user, conv.id).system_prompt == ""  # emptied box: no system prompt
+            page.locator("#new-chat").click()
+            wait_until(lambda: box.input_value() == DEFAULT, "a new conversation's default")
+    finally:
+        gate.set()
