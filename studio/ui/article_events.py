@@ -134,35 +134,32 @@ class _Editing:
     def __init__(self, services: Services, views: _Views) -> None:
         self.services, self.views = services, views
 
+    def _edit(self, change, block, sess, uid, request, *args, shown=None) -> dict:
+        """Apply `change(services, user, session, index, *args)`; show paragraph `shown(index, session)`."""
+        user, index = user_of(uid, request), _index(block)
+        change(self.services, user, sess, index, *args)
+        return self.views.edited(sess, user, index if shown is None else shown(index, sess))
+
     @user_errors
     def on_set_text(self, block, value, sess, uid, request: gr.Request):
-        user, index = user_of(uid, request), _index(block)
-        edit.set_text(self.services, user, sess, index, value)
-        return self.views.edited(sess, user, index)
+        return self._edit(edit.set_text, block, sess, uid, request, value)
 
     @user_errors
     def on_delete_block(self, block, sess, uid, request: gr.Request):
-        user, index = user_of(uid, request), _index(block)
-        edit.delete_block(self.services, user, sess, index)
-        return self.views.edited(sess, user, min(index, len(sess.draft.blocks) - 1))
+        return self._edit(edit.delete_block, block, sess, uid, request,
+                          shown=lambda index, s: min(index, len(s.draft.blocks) - 1))
 
     @user_errors
     def on_search(self, block, value, sess, uid, request: gr.Request):
-        user, index = user_of(uid, request), _index(block)
-        edit.search_image(self.services, user, sess, index, value)
-        return self.views.edited(sess, user, index)
+        return self._edit(edit.search_image, block, sess, uid, request, value)
 
     @user_errors
     def on_delete_image(self, block, sess, uid, request: gr.Request):
-        user, index = user_of(uid, request), _index(block)
-        edit.delete_image(self.services, user, sess, index)
-        return self.views.edited(sess, user, index)
+        return self._edit(edit.delete_image, block, sess, uid, request)
 
     @user_errors
     def on_pick(self, block, value, sess, uid, request: gr.Request):
-        user, index = user_of(uid, request), _index(block)
-        edit.pick_candidate(self.services, user, sess, index, int(value or 0))
-        return self.views.edited(sess, user, index)
+        return self._edit(edit.pick_candidate, block, sess, uid, request, int(value or 0))
 
     @user_errors
     def on_undo(self, block, sess, uid, request: gr.Request):
