@@ -101,7 +101,13 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
         # The drafts list sits in the sidebar: fill it once /resume has told us who the user is.
         user_id.change(*refresh_drafts, api_visibility="private")
     demo.queue(max_size=cfg.ui.queue_max_size, default_concurrency_limit=8)
-    launch_kwargs = dict(
+    return App(demo, _launch_kwargs(services, demo, i18n, lang))
+
+
+def _launch_kwargs(services: Services, demo: gr.Blocks, i18n: gr.I18n, lang: Optional[str]) -> dict:
+    """What launch() needs for this app: theme, early script, the /v1 routes, allowed paths, limits."""
+    cfg = services.config
+    return dict(
         i18n=i18n,
         theme=gr.themes.Soft(primary_hue="blue", secondary_hue="sky"),
         css_paths=[ASSETS / "theme.css"],
@@ -117,4 +123,3 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
         enable_monitoring=False,
         footer_links=["api"],
     )
-    return App(demo, launch_kwargs)
