@@ -4,16 +4,14 @@ default once it has loaded (shown by the status timer), and an emptied box sends
 from __future__ import annotations
 
 import shutil
-import textwrap
 import threading
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
-from studio.engines import ENGINES
 from studio.tasks import chat as chat_task
-from tests.support.apps import running_app
-from tests.support.scripted import ScriptedEngine
+from tests.support.apps import running_app, write_config
 from tests.support.waits import wait_in_page, wait_until
 
 pytestmark = pytest.mark.browser
@@ -25,13 +23,17 @@ sync_api = pytest.importorskip("playwright.sync_api")
 DEFAULT = "You are a terse assistant."
 PENDING = "The model's default — shown once the model has loaded"
 NONE = "No system prompt"
-GATES: dict[str, threading.Event] = {}  # model_path → set when the gated model may finish loading
 
-if "gated" not in ENGINES:
-    @ENGINES.register("gated")
-    def _gated(cfg, ctx):
-        GATES[cfg.model_path].wait()
-        return ScriptedEngine("echo", 0.02)
+
+def _loading_until(pool, gate: threading.Event) -> None:
+    """Make `pool` report its models as still loading until `gate` is set (the test decides when they load)."""
+    real = pool.state
+
+    def state(name):
+        st = real(name)
+        return st if gate.is_set() else replace(st, state="loading", progress=0.5, text="held by the test")
+
+    pool.state = state
 
 
 def _default_once_loaded(services, engine):
@@ -64,35 +66,25 @@ def test_box_waits_for_the_default_then_sends_what_it_shows(page, tmp_path, monk
     monkeypatch.setattr(chat_task, "default_system_prompt", _default_once_loaded)
     if not hasattr(chat_task, "resolve_system_prompt"):
         monkeypatch.setattr(chat_task, "resolve_system_prompt", _resolve, raising=False)
-    gate = GATES.setdefault(str(tmp_path), threading.Event())
-    cfg = tmp_path / "gated.yaml"
-    cfg.write_text(textwrap.dedent(f"""\
-        engines:
-          chat:
-            engine: gated
-            family: auto
-            model_path: "{tmp_path}"
-        """), encoding="utf-8")
-    try:
-        with running_app(cfg, tmp_path / "data", wait_ready=False) as app:
-            page.goto(app.url)
-            wait_in_page(page, page.locator("#model-status"), "the model loading", text="loading")
-            page.get_by_text("Parameters").click()
-            box = page.locator("#system-prompt textarea")
-            wait_in_page(page, box, "the system prompt box", visible=True)
-            assert box.input_value() == "" and box.get_attribute("placeholder") == PENDING
-            gate.set()
-            wait_until(lambda: box.input_value() == DEFAULT, "the model's default in the box")
-            assert page.locator("#model-status").inner_text().startswith("🟢")
-            box.fill("")
-            wait_until(lambda: box.get_attribute("placeholder") == NONE, "the no-prompt hint")
-            page.locator("#chat-input textarea").fill("hello")
-            page.locator("#chat-input textarea").press("Enter")
-            wait_in_page(page, page.get_by_test_id("bot").last, "the reply", text="echo: hello")
-            user = page.evaluate("localStorage.getItem('puyu-user')")
-            conv = wait_until(lambda: app.services.store.list(user), "the conversation to be stored")[0]
-            assert app.services.store.load(user, conv.id).system_prompt == ""  # emptied box: no system prompt
-            page.locator("#new-chat").click()
-            wait_until(lambda: box.input_value() == DEFAULT, "a new conversation's default")
-    finally:
+    gate = threading.Event()
+    with running_app(write_config(tmp_path), tmp_path / "data", wait_ready=False) as app:
+        _loading_until(app.services.engines, gate)
+        page.goto(app.url)
+        wait_in_page(page, page.locator("#model-status"), "the model loading", text="loading")
+        page.get_by_text("Parameters").click()
+        box = page.locator("#system-prompt textarea")
+        wait_in_page(page, box, "the system prompt box", visible=True)
+        assert box.input_value() == "" and box.get_attribute("placeholder") == PENDING
         gate.set()
+        wait_until(lambda: box.input_value() == DEFAULT, "the model's default in the box")
+        assert page.locator("#model-status").inner_text().startswith("🟢")
+        box.fill("")
+        wait_until(lambda: box.get_attribute("placeholder") == NONE, "the no-prompt hint")
+        page.locator("#chat-input textarea").fill("hello")
+        page.locator("#chat-input textarea").press("Enter")
+        wait_in_page(page, page.get_by_test_id("bot").last, "the reply", text="echo: hello")
+        user = page.evaluate("localStorage.getItem('puyu-user')")
+        conv = wait_until(lambda: app.services.store.list(user), "the conversation to be stored")[0]
+        assert app.services.store.load(user, conv.id).system_prompt == ""  # emptied box: no system prompt
+        page.locator("#new-chat").click()
+        wait_until(lambda: box.input_value() == DEFAULT, "a new conversation's default")
