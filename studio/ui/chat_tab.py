@@ -25,9 +25,20 @@ from studio.ui.i18n import EXAMPLES
 UI_FRAME_S = 0.05  # at most ~20 transcript updates a second while streaming
 
 
-def prompt_hint(system_prompt: Optional[str]) -> gr.Textbox:
-    """The prompt box's placeholder for a session's prompt: None (the default is not known yet) says so."""
-    return gr.Textbox(placeholder=I18nData("system_prompt_pending" if system_prompt is None else "system_prompt_none"))
+def _loaded(services: Services, engine: str) -> bool:
+    return services.engines.state(engine).state in ("ready", "failed")
+
+
+def prompt_hint(services: Services, session: ChatSession) -> gr.Textbox:
+    """The prompt box's placeholder for `session`: its prompt may be none, the model's default not known yet,
+    or (None once the model has loaded) a default the model does not disclose."""
+    if session.system_prompt is not None:
+        key = "system_prompt_none"
+    elif _loaded(services, session.engine):
+        key = "system_prompt_model"
+    else:
+        key = "system_prompt_pending"
+    return gr.Textbox(placeholder=I18nData(key))
 
 
 @dataclass
@@ -264,16 +275,18 @@ def resolve_prompt(services: Services, session: ChatSession) -> bool:
 
 def show_default_prompt(services: Services, tab: ChatTab, session: ChatSession) -> dict:
     """The session and its prompt box, once the model's default has filled a prompt that waited for it."""
-    if not resolve_prompt(services, session):
-        return {}
-    return {tab.session: session,
-            tab.settings.system_prompt: gr.Textbox(value=session.system_prompt, placeholder=I18nData("system_prompt_none"))}
+    if resolve_prompt(services, session):
+        return {tab.session: session, tab.settings.system_prompt: gr.Textbox(
+            value=session.system_prompt, placeholder=I18nData("system_prompt_none"))}
+    if session.system_prompt is None and _loaded(services, session.engine):  # loaded, and still no default
+        return {tab.settings.system_prompt: prompt_hint(services, session)}
+    return {}
 
 
-def hint_after(tab: ChatTab, event) -> None:
+def hint_after(services: Services, tab: ChatTab, event) -> None:
     """After `event` shows a session, fit the prompt box's placeholder to it (a private step: the public
     events return the box's plain value)."""
     def hint(sess):
-        return prompt_hint(sess.system_prompt)
+        return prompt_hint(services, sess)
 
     event.then(hint, [tab.session], [tab.settings.system_prompt], api_visibility="private", queue=False)

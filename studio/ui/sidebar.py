@@ -135,7 +135,7 @@ def wire(demo: gr.Blocks, services: Services, bar: Sidebar, chat: ChatTab, user_
                           api_name="rename")
     shown.append(bar.delete.click(h.delete, [bar.confirm, session, user_id], outs, js=CONFIRM_JS, api_name="delete"))
     for event in shown:
-        hint_after(chat, event)
+        hint_after(services, chat, event)
 
     def after_save(event):
         event.then(h.refresh, [user_id, session], bar.conversations, api_visibility="private")

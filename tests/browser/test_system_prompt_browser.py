@@ -23,6 +23,7 @@ sync_api = pytest.importorskip("playwright.sync_api")
 DEFAULT = "You are a terse assistant."
 PENDING = "The model's default — shown once the model has loaded"
 NONE = "No system prompt"
+UNDISCLOSED = "The model's own default (it does not say what it is)"
 
 
 def _loading_until(pool, gate: threading.Event) -> None:
@@ -62,19 +63,33 @@ def page():
         browser.close()
 
 
-def test_box_waits_for_the_default_then_sends_what_it_shows(page, tmp_path, monkeypatch):
-    monkeypatch.setattr(chat_task, "default_system_prompt", _default_once_loaded)
-    if not hasattr(chat_task, "resolve_system_prompt"):
-        monkeypatch.setattr(chat_task, "resolve_system_prompt", _resolve, raising=False)
+def _pending_box(page, app, gate):
+    """Open the page while the model is held loading; the prompt box, empty with the pending hint."""
+    _loading_until(app.services.engines, gate)
+    page.goto(app.url)
+    wait_in_page(page, page.locator("#model-status"), "the model loading", text="loading")
+    page.get_by_text("Parameters").click()
+    box = page.locator("#system-prompt textarea")
+    wait_in_page(page, box, "the system prompt box", visible=True)
+    assert box.input_value() == "" and box.get_attribute("placeholder") == PENDING
+    return box
+
+
+@pytest.fixture
+def task_contract(monkeypatch):
+    """chat_task's default system prompt as the test decides it (resolve_system_prompt where it is missing)."""
+    def use(default):
+        monkeypatch.setattr(chat_task, "default_system_prompt", default)
+        if not hasattr(chat_task, "resolve_system_prompt"):
+            monkeypatch.setattr(chat_task, "resolve_system_prompt", _resolve, raising=False)
+    return use
+
+
+def test_box_waits_for_the_default_then_sends_what_it_shows(page, tmp_path, task_contract):
+    task_contract(_default_once_loaded)
     gate = threading.Event()
     with running_app(write_config(tmp_path), tmp_path / "data", wait_ready=False) as app:
-        _loading_until(app.services.engines, gate)
-        page.goto(app.url)
-        wait_in_page(page, page.locator("#model-status"), "the model loading", text="loading")
-        page.get_by_text("Parameters").click()
-        box = page.locator("#system-prompt textarea")
-        wait_in_page(page, box, "the system prompt box", visible=True)
-        assert box.input_value() == "" and box.get_attribute("placeholder") == PENDING
+        box = _pending_box(page, app, gate)
         gate.set()
         wait_until(lambda: box.input_value() == DEFAULT, "the model's default in the box")
         assert page.locator("#model-status").inner_text().startswith("🟢")
@@ -88,3 +103,13 @@ def test_box_waits_for_the_default_then_sends_what_it_shows(page, tmp_path, monk
         assert app.services.store.load(user, conv.id).system_prompt == ""  # emptied box: no system prompt
         page.locator("#new-chat").click()
         wait_until(lambda: box.input_value() == DEFAULT, "a new conversation's default")
+
+
+def test_a_default_the_model_does_not_disclose_is_not_promised(page, tmp_path, task_contract):
+    task_contract(lambda services, engine: None)
+    gate = threading.Event()
+    with running_app(write_config(tmp_path), tmp_path / "data", wait_ready=False) as app:
+        box = _pending_box(page, app, gate)
+        gate.set()
+        wait_until(lambda: box.get_attribute("placeholder") == UNDISCLOSED, "the undisclosed-default hint")
+        assert box.input_value() == ""
