@@ -11,18 +11,17 @@ from starlette.middleware import Middleware
 
 from studio.api import api_routes
 from studio.api.auth import LaunchInfo
-from studio.core.article import ArticleSession
-from studio.core.session import ChatSession
 from studio.services import Services
 from studio.tasks import vision as vision_task
 from studio.ui.pacing import FramePacer
 from studio.ui import article_events, article_tab, chat_tab, sidebar, system_tab, vision_tab
 from studio.ui.early_script import EarlyScriptMiddleware, lang_script
-from studio.ui.convert import chatbot_messages, status_markdown
+from studio.ui.convert import status_markdown
 from studio.ui.i18n import EN, build_i18n
 from studio.ui.validate import CheckedBlocks
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
+CHAT_ENGINE = "chat"  # the engine the chat and article tabs talk to (configs name it so)
 
 
 THEME_ON_LOAD_JS = """() => {
@@ -45,56 +44,70 @@ def _status(services: Services) -> str:
     return "  \n".join(status_markdown(pool.label(n), pool.state(n)) for n in pool.names())
 
 
+def _status_tick(services: Services, status: gr.Markdown, timer: gr.Timer):
+    """The header's status line, and the timer kept running until every model is ready or has failed."""
+    def tick():
+        pool = services.engines
+        done = all(pool.state(n).state in ("ready", "failed") for n in pool.names())
+        return {status: _status(services), timer: gr.Timer(active=not done)}
+
+    return tick
+
+
+def _wire_status(services: Services, demo: gr.Blocks, status: gr.Markdown, timer: gr.Timer,
+                 chat: chat_tab.ChatTab) -> None:
+    """The header's model status: on load (public /status) and every second while a model loads."""
+    tick = _status_tick(services, status, timer)
+
+    def tick_and_prompt(sess):
+        # The chat's system prompt box shows the model's default as soon as loading makes it known.
+        return {**tick(), **chat_tab.show_default_prompt(services, chat, sess)}
+
+    timer.tick(tick_and_prompt, [chat.session], [status, timer, chat.session, chat.settings.system_prompt],
+               api_visibility="private", queue=False)
+    demo.load(tick, None, [status, timer], api_name="status", queue=False)
+
+
 def build_app(services: Services, lang: Optional[str] = None) -> App:
     """Build the UI over `services`; nothing is loaded or launched here."""
     i18n = build_i18n()
     cfg = services.config
+    # Which engine each tab talks to is decided here, once.
+    chat_engine, vision_engine = CHAT_ENGINE, vision_task.engine_name(services)
     with CheckedBlocks(title=cfg.ui.title, fill_height=True, delete_cache=(3600, 86400)) as demo:
         user_id = gr.State("")  # set by /resume; see chat_tab.user_of for clients that skip it
-        session = gr.State(ChatSession())
-        drafts_ui: dict = {}
         bar = sidebar.build(i18n, cfg.ui.title, f"/gradio_api/file={ASSETS / 'logo.svg'}",
-                            extra=lambda: drafts_ui.update(article_tab.build_drafts(i18n)))
+                            extra=article_tab.build_drafts)
         with gr.Row(elem_id="header"):
             status = gr.Markdown(_status(services), elem_id="model-status")
         timer = gr.Timer(1.0)
-        vision_session = gr.State(vision_task.new_session(services))
         with gr.Tabs():
             with gr.Tab(i18n("tab_chat"), id="chat"):
-                tab = chat_tab.build(i18n)
+                tab = chat_tab.build(i18n, chat_engine)
             with gr.Tab(i18n("tab_vision"), id="vision"):
-                vtab = vision_tab.build(i18n, services)
+                vtab = vision_tab.build(i18n, services, vision_engine)
             with gr.Tab(i18n("tab_article"), id="article") as article_tab_item:
-                atab = article_tab.build(i18n, drafts_ui)
+                atab = article_tab.build(i18n, bar.extra, chat_engine)
             with gr.Tab(i18n("tab_system"), id="system") as system_tab_item:
                 sys_ui = system_tab.build(i18n, services)
-
-        def tick():
-            pool = services.engines
-            done = all(pool.state(n).state in ("ready", "failed") for n in pool.names())
-            return _status(services), gr.Timer(active=not done)
-
-        timer.tick(tick, None, [status, timer], api_visibility="private", queue=False)
-        demo.load(tick, None, [status, timer], api_name="status", queue=False)
-
-        session_outputs = [tab.chatbot, tab.notice, tab.system_prompt, *tab.settings]
-
-        def session_values(sess):
-            return [chatbot_messages(sess), "", *chat_tab.settings_values(sess)]
-
-        after_save = sidebar.wire(demo, services, bar, session, user_id, session_outputs, session_values)
+        _wire_status(services, demo, status, timer, tab)
+        after_save = sidebar.wire(demo, services, bar, tab, user_id)
         pacer = FramePacer()  # one per app: all streams together stay within its update budget
-        chat_tab.wire(services, tab, session, user_id, after_save, pacer)
-        vision_tab.wire(services, vtab, vision_session, pacer)
-        article_session = gr.State(ArticleSession())
-        refresh_drafts = article_events.wire(services, atab, article_session, user_id,
-                                             EN["article_placeholder"], pacer)
+        chat_tab.wire(services, tab, user_id, after_save, pacer)
+        vision_tab.wire(services, vtab, pacer)
+        refresh_drafts = article_events.wire(services, atab, user_id, EN["article_placeholder"], pacer)
         article_tab_item.select(*refresh_drafts, api_name="article_drafts")
         system_tab.wire(services, sys_ui, system_tab_item)
         # The drafts list sits in the sidebar: fill it once /resume has told us who the user is.
         user_id.change(*refresh_drafts, api_visibility="private")
     demo.queue(max_size=cfg.ui.queue_max_size, default_concurrency_limit=8)
-    launch_kwargs = dict(
+    return App(demo, _launch_kwargs(services, demo, i18n, lang))
+
+
+def _launch_kwargs(services: Services, demo: gr.Blocks, i18n: gr.I18n, lang: Optional[str]) -> dict:
+    """What launch() needs for this app: theme, early script, the /v1 routes, allowed paths, limits."""
+    cfg = services.config
+    return dict(
         i18n=i18n,
         theme=gr.themes.Soft(primary_hue="blue", secondary_hue="sky"),
         css_paths=[ASSETS / "theme.css"],
@@ -110,4 +123,3 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
         enable_monitoring=False,
         footer_links=["api"],
     )
-    return App(demo, launch_kwargs)

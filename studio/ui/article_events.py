@@ -8,9 +8,10 @@ from typing import Optional
 
 import gradio as gr
 
-from studio.core.article import ArticleDraft, ArticleSession
+from studio.core.article import ArticleSession
 from studio.core.types import Notice, TextDelta
 from studio.errors import InputError
+from studio.exports import EXPORTS
 from studio.services import Services
 from studio.tasks import article as article_task
 from studio.tasks import article_edit as edit
@@ -21,14 +22,8 @@ from studio.ui.errors import user_errors
 from studio.ui.pacing import FramePacer
 from studio.ui.stops import StopSignals, run_key
 
-EXPORTS = {"markdown": "article_markdown_zip", "html": "article_html", "xlsx": "article_xlsx"}
 CONFIRM_DELETE_JS = """(c, s, u) => [confirm((navigator.language || '').toLowerCase().startsWith('zh')
   ? '确定删除这篇文章草稿吗？删除后无法恢复。' : 'Delete this article draft? This cannot be undone.'), s, u]"""
-
-
-def _draft_choices(services: Services, user: str) -> list[tuple[str, str]]:
-    return [(f"{s.title or 'Untitled'} · {s.blocks}¶ {s.images}🖼{STATUS_MARKS.get(s.status, '')}", s.id)
-            for s in services.drafts.list(user, 100)]
 
 
 def _index(value) -> Optional[int]:
@@ -38,32 +33,57 @@ def _index(value) -> Optional[int]:
         raise InputError(f"Unknown paragraph {value!r}.", "Pick a paragraph from the list.") from None
 
 
-def wire(services: Services, tab: ArticleTab, session: gr.State, user_id: gr.State, placeholder: str,
-         pacer: FramePacer):
-    """Attach the tab's events (API names start with article_); returns (fn, inputs, output) that
-    refreshes the drafts list, for the shell to run when the user is known."""
-    b = tab.buttons
-    model_queue = dict(concurrency_id="engine:chat", concurrency_limit=services.engines.concurrency("chat"))
-    stops = StopSignals()  # Stop sets the running write or edit's cancel event
-    views = [tab.preview, tab.block, tab.para_text, tab.caption, tab.candidates, tab.drafts, session]
+class _Views:
+    """What the tab shows for a session: the whole draft, one paragraph, the drafts list."""
 
-    def view(sess: ArticleSession, user: str, index: Optional[int] = None) -> list:
-        blocks = sess.draft.blocks
-        if index is None or not 0 <= index < len(blocks):
-            index = 0 if blocks else None
+    def __init__(self, services: Services, tab: ArticleTab, placeholder: str) -> None:
+        self.services, self.tab, self.placeholder = services, tab, placeholder
+
+    def drafts(self, sess: ArticleSession, user: str) -> dict:
+        """The sidebar's drafts list, the open draft selected if it is stored."""
+        choices = [(f"{s.title or 'Untitled'} · {s.blocks}¶ {s.images}🖼{STATUS_MARKS.get(s.status, '')}", s.id)
+                   for s in self.services.drafts.list(user, 100)]
+        value = sess.draft.id if any(c[1] == sess.draft.id for c in choices) else None
+        return {self.tab.drafts.drafts: gr.Radio(choices=choices, value=value)}
+
+    def paragraph(self, sess: ArticleSession, index: Optional[int]) -> dict:
+        """The text, caption and candidate images of paragraph `index` (none: empty fields)."""
+        tab, blocks = self.tab, sess.draft.blocks
         blk = blocks[index] if index is not None else None
         image = blk.image if blk else None
         gallery = [(c.path, c.label or c.source) for c in image.candidates] if image else []
-        drafts = _draft_choices(services, user)
-        return [preview_html(sess.draft, placeholder), gr.Dropdown(choices=block_choices(sess.draft), value=index),
-                blk.text if blk else "", image.caption if image else "", gallery,
-                gr.Radio(choices=drafts, value=sess.draft.id if any(d[1] == sess.draft.id for d in drafts) else None),
-                sess]
+        return {tab.para_text: blk.text if blk else "", tab.caption: image.caption if image else "",
+                tab.candidates: gallery}
 
-    def stream(events, sess, user, index=None):
+    def draft(self, sess: ArticleSession, user: str, index: Optional[int] = None) -> dict:
+        """Every view of the draft, paragraph `index` picked (the first when it does not exist)."""
+        if index is None or not 0 <= index < len(sess.draft.blocks):
+            index = 0 if sess.draft.blocks else None
+        tab = self.tab
+        return {tab.preview: preview_html(sess.draft, self.placeholder),
+                tab.block: gr.Dropdown(choices=block_choices(sess.draft), value=index),
+                **self.paragraph(sess, index), **self.drafts(sess, user), tab.session: sess}
+
+    def edited(self, sess: ArticleSession, user: str, index: Optional[int] = None) -> dict:
+        """After an edit with no model call: the notice cleared and the draft shown."""
+        return {self.tab.notice: "", **self.draft(sess, user, index)}
+
+
+class _Writing:
+    """Write and the model edits: streamed steps under one Stop per browser session."""
+
+    def __init__(self, services: Services, views: _Views, pacer: FramePacer) -> None:
+        self.services, self.views, self.tab, self.pacer = services, views, views.tab, pacer
+        self.stops = StopSignals()  # Stop sets the running write or edit's cancel event
+
+    def _frame(self, steps: dict, notice: str, sess, user, index) -> dict:
+        return {self.tab.steps: steps_markdown(steps), self.tab.notice: notice,
+                **self.views.draft(sess, user, index)}
+
+    def _stream(self, events, sess, user, index=None):
         steps, notice, shown = {}, "", 0.0
-        yield [steps_markdown(steps), notice, *view(sess, user, index)]
-        with pacer.streaming():
+        yield self._frame(steps, notice, sess, user, index)
+        with self.pacer.streaming():
             for ev in events:
                 if isinstance(ev, article_task.Step):
                     steps[ev.key] = ev
@@ -71,14 +91,14 @@ def wire(services: Services, tab: ArticleTab, session: gr.State, user_id: gr.Sta
                     notice = f"{notice}  \n{ev.text}" if notice else ev.text
                     if ev.level == "warning":
                         gr.Warning(ev.text)
-                elif isinstance(ev, TextDelta) and not pacer.due(shown, UI_FRAME_S):
+                elif isinstance(ev, TextDelta) and not self.pacer.due(shown, UI_FRAME_S):
                     continue
                 shown = time.monotonic()
-                yield [steps_markdown(steps), notice, *view(sess, user, index)]
-        yield [steps_markdown(steps), notice, *view(sess, user, index)]
+                yield self._frame(steps, notice, sess, user, index)
+        yield self._frame(steps, notice, sess, user, index)
 
     @user_errors
-    def on_write(instruction, material, uploads, beams, repetition_penalty, max_new_tokens, do_sample, seed,
+    def on_write(self, instruction, material, uploads, beams, repetition_penalty, max_new_tokens, do_sample, seed,
                  image_count, model_selects, sess, uid, request: gr.Request):
         from studio.images import load_image
 
@@ -88,138 +108,178 @@ def wire(services: Services, tab: ArticleTab, session: gr.State, user_id: gr.Sta
         paths = _paths(uploads)
         for path in paths:
             load_image(Path(path), name=Path(path).name)  # a broken upload is refused with its name
-        sess.draft, sess.undo = ArticleDraft(engine="chat"), []
+        sess.draft, sess.undo = self.tab.new_draft(), []
         # The task stores the draft first and only then copies the uploads into its folder.
-        with stops.run(run_key(request)) as cancel:
-            yield from stream(article_task.run(services, user, sess, instruction, material, params, paths, cancel),
-                              sess, user)
+        with self.stops.run(run_key(request)) as cancel:
+            events = article_task.run(self.services, user, sess, instruction, material, params, paths, cancel)
+            yield from self._stream(events, sess, user)
 
-    # Stop signals the run instead of cancelling the event (see studio/ui/stops.py).
-    outs = [tab.steps, tab.notice, *views]
-    stops.forget_on(b["write"].click, *(b[op].click for op in edit.MODEL_OPS))
-    b["write"].click(on_write, [*tab.inputs, session, user_id], outs, api_name="article_write", **model_queue)
-    for op in edit.MODEL_OPS:
-        def on_model_edit(block, guide, sess, uid, request: gr.Request, op=op):
-            user = user_of(uid, request)
-            index = _index(block)
+    def on_model_edit(self, op: str):
+        """The handler of model edit `op` (rewrite, expand, …) of the picked paragraph."""
+        @user_errors
+        def handler(block, guide, sess, uid, request: gr.Request):
+            user, index = user_of(uid, request), _index(block)
             target = index + 1 if op == "insert_after" else index
-            with stops.run(run_key(request)) as cancel:
-                yield from stream(edit.model_edit(services, user, sess, op, index, guide or "", cancel), sess, user,
-                                  target)
+            with self.stops.run(run_key(request)) as cancel:
+                events = edit.model_edit(self.services, user, sess, op, index, guide or "", cancel)
+                yield from self._stream(events, sess, user, target)
 
-        b[op].click(user_errors(on_model_edit), [tab.block, tab.guide, session, user_id], outs,
-                    api_name=f"article_{op}", **model_queue)
-    stops.stop_on(b["stop"].click)
+        handler.__name__ = f"on_{op}"
+        return handler
 
-    def simple(fn, name, extra=None, index_of=lambda i, s: i):
-        """An edit with no model call: (paragraph[, value]) → notice + views."""
-        def run(block, value, sess, uid, request):
-            user = user_of(uid, request)
-            index = _index(block)
-            fn(user, sess, index, *([] if extra is None else [value]))
-            return ["", *view(sess, user, index_of(index, sess))]
 
-        if extra is None:
-            def handler(block, sess, uid, request: gr.Request):
-                return run(block, None, sess, uid, request)
-            inputs = [tab.block, session, user_id]
-        else:
-            def handler(block, value, sess, uid, request: gr.Request):
-                return run(block, value, sess, uid, request)
-            inputs = [tab.block, extra, session, user_id]
-        handler.__name__ = f"on_{name}"
-        b[name].click(user_errors(handler), inputs, [tab.notice, *views], api_name=f"article_{name}")
+class _Editing:
+    """The edits that need no model call, undo, paragraph picking and exports."""
 
-    simple(lambda u, s, i, text: edit.set_text(services, u, s, i, text), "set_text", tab.para_text)
-    simple(lambda u, s, i: edit.delete_block(services, u, s, i), "delete_block",
-           index_of=lambda i, s: min(i, len(s.draft.blocks) - 1))
-    simple(lambda u, s, i, cap: edit.search_image(services, u, s, i, cap), "search", tab.caption)
-    simple(lambda u, s, i: edit.delete_image(services, u, s, i), "delete_image")
-    simple(lambda u, s, i, k: edit.pick_candidate(services, u, s, i, int(k or 0)), "pick", tab.candidate)
+    def __init__(self, services: Services, views: _Views) -> None:
+        self.services, self.views = services, views
 
-    def on_gallery_select(evt: gr.SelectData):
+    def _edit(self, change, block, sess, uid, request, *args, shown=None) -> dict:
+        """Apply `change(services, user, session, index, *args)`; show paragraph `shown(index, session)`."""
+        user, index = user_of(uid, request), _index(block)
+        change(self.services, user, sess, index, *args)
+        return self.views.edited(sess, user, index if shown is None else shown(index, sess))
+
+    @user_errors
+    def on_set_text(self, block, value, sess, uid, request: gr.Request):
+        return self._edit(edit.set_text, block, sess, uid, request, value)
+
+    @user_errors
+    def on_delete_block(self, block, sess, uid, request: gr.Request):
+        return self._edit(edit.delete_block, block, sess, uid, request,
+                          shown=lambda index, s: min(index, len(s.draft.blocks) - 1))
+
+    @user_errors
+    def on_search(self, block, value, sess, uid, request: gr.Request):
+        return self._edit(edit.search_image, block, sess, uid, request, value)
+
+    @user_errors
+    def on_delete_image(self, block, sess, uid, request: gr.Request):
+        return self._edit(edit.delete_image, block, sess, uid, request)
+
+    @user_errors
+    def on_pick(self, block, value, sess, uid, request: gr.Request):
+        return self._edit(edit.pick_candidate, block, sess, uid, request, int(value or 0))
+
+    @user_errors
+    def on_undo(self, block, sess, uid, request: gr.Request):
+        user = user_of(uid, request)
+        edit.undo(self.services, user, sess)
+        return self.views.edited(sess, user, _index(block))
+
+    def on_block(self, block, sess, uid, request: gr.Request):
+        return self.views.paragraph(sess, _index(block))
+
+    def on_gallery_select(self, evt: gr.SelectData):
         return evt.index
 
-    tab.candidates.select(on_gallery_select, None, tab.candidate, api_visibility="private")
+    def on_export(self, kind: str):
+        """The handler that downloads the draft as article export `kind` (a notice when it is empty)."""
+        tab = self.views.tab
 
-    @user_errors
-    def on_undo(block, sess, uid, request: gr.Request):
-        user = user_of(uid, request)
-        edit.undo(services, user, sess)
-        return ["", *view(sess, user, _index(block))]
-
-    b["undo"].click(on_undo, [tab.block, session, user_id], [tab.notice, *views], api_name="article_undo")
-
-    def on_block(block, sess, uid, request: gr.Request):
-        return view(sess, user_of(uid, request), _index(block))[2:5]
-
-    tab.block.input(on_block, [tab.block, session, user_id], [tab.para_text, tab.caption, tab.candidates],
-                    api_visibility="private")
-    _wire_exports(services, tab, session)
-    return _wire_drafts(services, tab, session, user_id, views, view)
-
-
-def _wire_exports(services: Services, tab: ArticleTab, session: gr.State) -> None:
-    from studio import exports
-
-    for kind, fn_name in EXPORTS.items():
         @user_errors
-        def on_export(sess, kind=kind, fn_name=fn_name):
+        def export(sess):
             if not sess.draft.blocks:
                 gr.Info("The article is empty: write it first, then export.")  # harmless: a notice, no file
-                return None, gr.skip()
-            result = getattr(exports, fn_name)(sess.draft)
+                return {tab.export_file: None}
+            result = EXPORTS.get(f"article_{kind}")(sess.draft, None)
             for w in result.warnings:
                 gr.Warning(w)
-            path = services.files.export(result.filename, result.data)
-            return str(path), "  \n".join(result.warnings)
+            path = self.services.files.export(result.filename, result.data)
+            return {tab.export_file: str(path), tab.notice: "  \n".join(result.warnings)}
 
-        tab.buttons[f"export_{kind}"].click(on_export, [session], [tab.export_file, tab.notice],
-                                            api_name=f"article_export_{kind}")
+        export.__name__ = f"on_export_{kind}"
+        return export
 
 
-def _wire_drafts(services: Services, tab: ArticleTab, session, user_id, views, view) -> None:
-    b = tab.buttons
+class _Drafts:
+    """The sidebar's drafts section: open, new, rename, delete, list."""
+
+    def __init__(self, services: Services, views: _Views) -> None:
+        self.services, self.views, self.tab = services, views, views.tab
+
+    def _opened(self, sess, user: str, notice: str = "") -> dict:
+        return {self.tab.drafts.rename_box: "", self.tab.notice: notice, **self.views.draft(sess, user)}
 
     @user_errors
-    def on_open(draft_id, sess, uid, request: gr.Request):
+    def on_open(self, draft_id, sess, uid, request: gr.Request):
         user = user_of(uid, request)
         if draft_id:
-            sess.draft, sess.undo = services.drafts.load(user, draft_id), []
-        return ["", status_notice(sess.draft), *view(sess, user)]
+            sess.draft, sess.undo = self.services.drafts.load(user, draft_id), []
+        return self._opened(sess, user, status_notice(sess.draft))
 
     @user_errors
-    def on_new(sess, uid, request: gr.Request):
-        sess.draft, sess.undo = ArticleDraft(engine="chat"), []
-        return ["", "", *view(sess, user_of(uid, request))]
+    def on_new(self, sess, uid, request: gr.Request):
+        sess.draft, sess.undo = self.tab.new_draft(), []
+        return self._opened(sess, user_of(uid, request))
 
     @user_errors
-    def on_rename(title, sess, uid, request: gr.Request):
+    def on_rename(self, title, sess, uid, request: gr.Request):
         user = user_of(uid, request)
-        if not services.drafts.exists(user, sess.draft.id):
+        if not self.services.drafts.exists(user, sess.draft.id):
             raise InputError("This article is not saved yet.", "Write it first, then rename it.")
-        sess.draft.title = services.drafts.rename(user, sess.draft.id, title or "")
-        return ["", "", *view(sess, user)]
+        sess.draft.title = self.services.drafts.rename(user, sess.draft.id, title or "")
+        return self._opened(sess, user)
 
     @user_errors
-    def on_delete(confirmed, sess, uid, request: gr.Request):
-        user = user_of(uid, request)
+    def on_delete(self, confirmed, sess, uid, request: gr.Request):
         if not confirmed:
-            return [gr.skip()] * (2 + len(views))
-        if services.drafts.delete(user, sess.draft.id):  # a draft with no paragraphs yet has a row too
-            services.draft_files.remove(user, sess.draft.id)
-        sess.draft, sess.undo = ArticleDraft(engine="chat"), []
-        return ["", "", *view(sess, user)]
+            return gr.skip()
+        user = user_of(uid, request)
+        if self.services.drafts.delete(user, sess.draft.id):  # a draft with no paragraphs yet has a row too
+            self.services.draft_files.remove(user, sess.draft.id)
+        sess.draft, sess.undo = self.tab.new_draft(), []
+        return self._opened(sess, user)
 
     @user_errors
-    def on_list(sess, uid, request: gr.Request):
-        return view(sess, user_of(uid, request))[5]
+    def on_list(self, sess, uid, request: gr.Request):
+        return self.views.drafts(sess, user_of(uid, request))
 
-    outs = [tab.rename_box, tab.notice, *views]
-    tab.drafts.input(on_open, [tab.drafts, session, user_id], outs, api_name="article_open")
-    b["new"].click(on_new, [session, user_id], outs, api_name="article_new")
-    tab.rename_box.submit(on_rename, [tab.rename_box, session, user_id], outs, api_name="article_rename")
+
+def _wire_writing(services: Services, tab: ArticleTab, user_id: gr.State, views: _Views, pacer: FramePacer) -> None:
+    h, b = _Writing(services, views, pacer), tab.buttons
+    model_queue = dict(concurrency_id=f"engine:{tab.engine}", concurrency_limit=services.engines.concurrency(tab.engine))
+    outs = [tab.steps, tab.notice, *tab.view_outputs()]
+    # Stop signals the run instead of cancelling the event (see studio/ui/stops.py).
+    h.stops.forget_on(b.write.click, *(button.click for button in b.model_edits.values()))
+    b.write.click(h.on_write, [*tab.settings.inputs(), tab.session, user_id], outs, api_name="article_write",
+                  **model_queue)
+    for op, button in b.model_edits.items():
+        button.click(h.on_model_edit(op), [tab.block, tab.guide, tab.session, user_id], outs,
+                     api_name=f"article_{op}", **model_queue)
+    h.stops.stop_on(b.stop.click)
+
+
+def _wire_editing(services: Services, tab: ArticleTab, user_id: gr.State, views: _Views) -> None:
+    h, b = _Editing(services, views), tab.buttons
+    outs, at, s = [tab.notice, *tab.view_outputs()], tab.block, tab.session
+    b.set_text.click(h.on_set_text, [at, tab.para_text, s, user_id], outs, api_name="article_set_text")
+    b.delete_block.click(h.on_delete_block, [at, s, user_id], outs, api_name="article_delete_block")
+    b.search.click(h.on_search, [at, tab.caption, s, user_id], outs, api_name="article_search")
+    b.delete_image.click(h.on_delete_image, [at, s, user_id], outs, api_name="article_delete_image")
+    b.pick.click(h.on_pick, [at, tab.candidate, s, user_id], outs, api_name="article_pick")
+    b.undo.click(h.on_undo, [at, s, user_id], outs, api_name="article_undo")
+    tab.candidates.select(h.on_gallery_select, None, tab.candidate, api_visibility="private")
+    tab.block.input(h.on_block, [at, s, user_id], tab.paragraph_outputs(), api_visibility="private")
+    for kind, button in b.exports.items():
+        button.click(h.on_export(kind), [s], [tab.export_file, tab.notice], api_name=f"article_export_{kind}")
+
+
+def _wire_drafts(services: Services, tab: ArticleTab, user_id: gr.State, views: _Views):
+    h, d, s = _Drafts(services, views), tab.drafts, tab.session
+    outs = [d.rename_box, tab.notice, *tab.view_outputs()]
+    d.drafts.input(h.on_open, [d.drafts, s, user_id], outs, api_name="article_open")
+    d.new.click(h.on_new, [s, user_id], outs, api_name="article_new")
+    d.rename_box.submit(h.on_rename, [d.rename_box, s, user_id], outs, api_name="article_rename")
     confirm = gr.Checkbox(visible=False)
-    b["delete_draft"].click(on_delete, [confirm, session, user_id], outs, api_name="article_delete",
-                            js=CONFIRM_DELETE_JS)
-    return on_list, [session, user_id], tab.drafts
+    d.delete.click(h.on_delete, [confirm, s, user_id], outs, api_name="article_delete", js=CONFIRM_DELETE_JS)
+    return h.on_list, [s, user_id], d.drafts
+
+
+def wire(services: Services, tab: ArticleTab, user_id: gr.State, placeholder: str, pacer: FramePacer):
+    """Attach the tab's events (API names start with article_); returns (fn, inputs, output) that
+    refreshes the drafts list, for the shell to run when the user is known."""
+    views = _Views(services, tab, placeholder)
+    _wire_writing(services, tab, user_id, views, pacer)
+    _wire_editing(services, tab, user_id, views)
+    return _wire_drafts(services, tab, user_id, views)

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from typing import Any
 
 import gradio as gr
 from pydantic import ValidationError
 
-from studio.core.article import ArticleDraft, ArticleParams
+from studio.core.article import ArticleDraft, ArticleParams, ArticleSession
 from studio.errors import InputError
+from studio.exports import export_kinds
+from studio.tasks import article_edit as edit
 from studio.ui.article_view import preview_html
 
 UI_FRAME_S = 0.1
@@ -17,10 +19,58 @@ IMAGE_COUNTS = ["auto"] + [str(n) for n in range(0, 16)]
 
 
 @dataclass
-class ArticleTab:
-    """The tab's components."""
+class ArticleSettings:
+    """What Write reads; field order is on_write's (and the public API's) argument order."""
 
-    inputs: list  # instruction, material, uploads, beams, repetition, max_new, sample, seed, images, model_selects
+    instruction: gr.Textbox
+    material: gr.Textbox
+    uploads: gr.File
+    beams: gr.Slider
+    repetition_penalty: gr.Slider
+    max_new_tokens: gr.Slider
+    do_sample: gr.Checkbox
+    seed: gr.Number
+    image_count: gr.Dropdown
+    model_selects: gr.Checkbox
+
+    def inputs(self) -> list:
+        """The controls in argument order."""
+        return [getattr(self, f.name) for f in fields(self)]
+
+
+@dataclass
+class DraftsSection:
+    """The article drafts section in the sidebar."""
+
+    drafts: gr.Radio
+    rename_box: gr.Textbox
+    new: gr.Button
+    delete: gr.Button
+
+
+@dataclass
+class ArticleButtons:
+    """The tab's buttons; `model_edits` by edit.MODEL_OPS name, `exports` by article export kind."""
+
+    write: gr.Button
+    stop: gr.Button
+    model_edits: dict[str, gr.Button]
+    set_text: gr.Button
+    delete_block: gr.Button
+    undo: gr.Button
+    search: gr.Button
+    delete_image: gr.Button
+    pick: gr.Button
+    exports: dict[str, gr.Button]
+
+
+@dataclass
+class ArticleTab:
+    """The tab's components, its per-browser session and the engine new drafts are written with."""
+
+    engine: str
+    session: gr.State
+    settings: ArticleSettings
     steps: gr.Markdown
     notice: gr.Markdown
     preview: gr.HTML
@@ -31,69 +81,93 @@ class ArticleTab:
     candidates: gr.Gallery
     candidate: gr.Number
     export_file: gr.File
-    drafts: gr.Radio
-    rename_box: gr.Textbox
-    buttons: dict
+    drafts: DraftsSection
+    buttons: ArticleButtons
+
+    def paragraph_outputs(self) -> list:
+        """What picking another paragraph updates."""
+        return [self.para_text, self.caption, self.candidates]
+
+    def view_outputs(self) -> list:
+        """What showing the draft updates: preview, paragraph picker and fields, drafts list, session."""
+        return [self.preview, self.block, *self.paragraph_outputs(), self.drafts.drafts, self.session]
+
+    def new_draft(self) -> ArticleDraft:
+        """An empty draft on the tab's engine."""
+        return ArticleDraft(engine=self.engine)
 
 
-def build(t, drafts: dict) -> ArticleTab:
+def _settings(t) -> ArticleSettings:
+    instruction = gr.Textbox(label=t("article_title"), lines=2, max_lines=6, elem_id="article-title",
+                             placeholder=t("article_title_hint"))
+    with gr.Accordion(t("article_material"), open=False):
+        material = gr.Textbox(show_label=False, lines=4, max_lines=12, elem_id="article-material")
+        uploads = gr.File(label=t("article_uploads"), file_count="multiple", elem_id="article-uploads")
+    with gr.Accordion(t("article_settings"), open=False):
+        with gr.Row():
+            beams = gr.Slider(1, 6, value=1, step=1, label=t("beams"))
+            rep = gr.Slider(1.0, 10.0, value=1.05, step=0.01, label=t("repetition_penalty"))
+        with gr.Row():
+            max_new = gr.Slider(50, 4096, value=700, step=10, label=t("max_new_tokens"))
+            seed = gr.Number(-1, precision=0, minimum=-1, label=t("seed"))
+        with gr.Row():
+            sample = gr.Checkbox(False, label=t("do_sample"))
+            selects = gr.Checkbox(True, label=t("model_selects"))
+        images = gr.Dropdown(IMAGE_COUNTS, value="auto", label=t("image_count"), elem_id="article-images")
+    return ArticleSettings(instruction, material, uploads, beams, rep, max_new, sample, seed, images, selects)
+
+
+def _button(t, key: str, elem: str) -> gr.Button:
+    return gr.Button(t(key), size="sm", elem_id=f"article-{elem}")
+
+
+def _editor(t) -> tuple[dict, dict]:
+    """The paragraph and image editor: its fields and its buttons, by ArticleTab / ArticleButtons field."""
+    block = gr.Dropdown([], label=t("paragraph"), elem_id="article-block", interactive=True)
+    guide = gr.Textbox(label=t("edit_guide"), lines=1, elem_id="article-guide")
+    with gr.Row():
+        model_edits = {op: _button(t, op, op.replace("_", "-")) for op in edit.MODEL_OPS}
+    para_text = gr.Textbox(label=t("paragraph_text"), lines=3, max_lines=12, elem_id="article-para")
+    with gr.Row():
+        set_text, delete_block = _button(t, "save_text", "save-text"), _button(t, "delete_paragraph", "delete-block")
+        undo = _button(t, "undo_edit", "undo")
+    caption = gr.Textbox(label=t("image_caption"), lines=1, elem_id="article-caption")
+    with gr.Row():
+        search, delete_image = _button(t, "search_image", "search"), _button(t, "delete_image", "delete-image")
+    candidates = gr.Gallery(label=t("candidates"), columns=4, height=160, allow_preview=False,
+                            elem_id="article-candidates")
+    candidate = gr.Number(0, precision=0, minimum=0, label=t("candidate_no"), elem_id="article-candidate")
+    pick = _button(t, "use_candidate", "pick")
+    return (dict(block=block, guide=guide, para_text=para_text, caption=caption, candidates=candidates,
+                 candidate=candidate),
+            dict(model_edits=model_edits, set_text=set_text, delete_block=delete_block, undo=undo, search=search,
+                 delete_image=delete_image, pick=pick))
+
+
+def build(t, drafts: DraftsSection, engine: str) -> ArticleTab:
     """Lay out the tab inside the current Blocks context (`drafts` from build_drafts, in the sidebar)."""
-    b = {}
+    session = gr.State(ArticleSession())
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
-            instruction = gr.Textbox(label=t("article_title"), lines=2, max_lines=6, elem_id="article-title",
-                                     placeholder=t("article_title_hint"))
-            with gr.Accordion(t("article_material"), open=False):
-                material = gr.Textbox(show_label=False, lines=4, max_lines=12, elem_id="article-material")
-                uploads = gr.File(label=t("article_uploads"), file_count="multiple", elem_id="article-uploads")
-            with gr.Accordion(t("article_settings"), open=False):
-                with gr.Row():
-                    beams = gr.Slider(1, 6, value=1, step=1, label=t("beams"))
-                    rep = gr.Slider(1.0, 10.0, value=1.05, step=0.01, label=t("repetition_penalty"))
-                with gr.Row():
-                    max_new = gr.Slider(50, 4096, value=700, step=10, label=t("max_new_tokens"))
-                    seed = gr.Number(-1, precision=0, minimum=-1, label=t("seed"))
-                with gr.Row():
-                    sample = gr.Checkbox(False, label=t("do_sample"))
-                    selects = gr.Checkbox(True, label=t("model_selects"))
-                images = gr.Dropdown(IMAGE_COUNTS, value="auto", label=t("image_count"), elem_id="article-images")
+            settings = _settings(t)
             with gr.Row():
-                b["write"] = gr.Button(t("write"), variant="primary", elem_id="article-write")
-                b["stop"] = gr.Button(t("stop"), variant="stop", elem_id="article-stop")
+                write = gr.Button(t("write"), variant="primary", elem_id="article-write")
+                stop = gr.Button(t("stop"), variant="stop", elem_id="article-stop")
             steps = gr.Markdown("", elem_id="article-steps")
         with gr.Column(scale=3):
             notice = gr.Markdown("", elem_id="article-notice")
             preview = gr.HTML(preview_html(ArticleDraft(), ""), elem_id="article-preview", padding=True)
             with gr.Accordion(t("article_edit"), open=True):
-                block = gr.Dropdown([], label=t("paragraph"), elem_id="article-block", interactive=True)
-                guide = gr.Textbox(label=t("edit_guide"), lines=1, elem_id="article-guide")
-                with gr.Row():
-                    for op in ("rewrite", "expand", "shorten", "insert_before", "insert_after"):
-                        b[op] = gr.Button(t(op), size="sm", elem_id=f"article-{op.replace('_', '-')}")
-                para_text = gr.Textbox(label=t("paragraph_text"), lines=3, max_lines=12, elem_id="article-para")
-                with gr.Row():
-                    b["set_text"] = gr.Button(t("save_text"), size="sm", elem_id="article-save-text")
-                    b["delete_block"] = gr.Button(t("delete_paragraph"), size="sm", elem_id="article-delete-block")
-                    b["undo"] = gr.Button(t("undo_edit"), size="sm", elem_id="article-undo")
-                caption = gr.Textbox(label=t("image_caption"), lines=1, elem_id="article-caption")
-                with gr.Row():
-                    b["search"] = gr.Button(t("search_image"), size="sm", elem_id="article-search")
-                    b["delete_image"] = gr.Button(t("delete_image"), size="sm", elem_id="article-delete-image")
-                candidates = gr.Gallery(label=t("candidates"), columns=4, height=160, allow_preview=False,
-                                        elem_id="article-candidates")
-                candidate = gr.Number(0, precision=0, minimum=0, label=t("candidate_no"), elem_id="article-candidate")
-                b["pick"] = gr.Button(t("use_candidate"), size="sm", elem_id="article-pick")
+                editor, edits = _editor(t)
             with gr.Row():
-                for kind in ("markdown", "html", "xlsx"):
-                    b[f"export_{kind}"] = gr.Button(t(f"export_{kind}"), size="sm", elem_id=f"article-export-{kind}")
+                exports = {kind: _button(t, f"export_{kind}", f"export-{kind}") for kind in export_kinds("article")}
             export_file = gr.File(show_label=False, interactive=False, elem_id="article-export-file")
-    b.update(drafts["buttons"])
-    return ArticleTab([instruction, material, uploads, beams, rep, max_new, sample, seed, images, selects], steps,
-                      notice, preview, block, guide, para_text, caption, candidates, candidate, export_file,
-                      drafts["list"], drafts["rename"], b)
+    return ArticleTab(engine=engine, session=session, settings=settings, steps=steps, notice=notice, preview=preview,
+                      export_file=export_file, drafts=drafts, **editor,
+                      buttons=ArticleButtons(write=write, stop=stop, exports=exports, **edits))
 
 
-def build_drafts(t) -> dict:
+def build_drafts(t) -> DraftsSection:
     """The article drafts section (placed in the sidebar): list, new, delete, rename."""
     with gr.Accordion(t("drafts"), open=True, elem_id="article-drafts-section"):
         drafts = gr.Radio([], show_label=False, elem_id="article-drafts", elem_classes=["conv-list"])
@@ -102,7 +176,7 @@ def build_drafts(t) -> dict:
             delete = gr.Button(t("delete"), size="sm", elem_id="article-delete-draft")
         rename = gr.Textbox(placeholder=t("rename_placeholder"), show_label=False, max_length=200,
                             submit_btn=t("rename"), elem_id="article-rename")
-    return {"list": drafts, "rename": rename, "buttons": {"new": new, "delete_draft": delete}}
+    return DraftsSection(drafts, rename, new, delete)
 
 
 def parse_params(beams, rep, max_new, sample, seed, images, selects) -> ArticleParams:

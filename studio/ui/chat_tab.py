@@ -3,15 +3,17 @@
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
+from typing import Optional
 
 import gradio as gr
+from gradio.i18n import I18nData
 from pydantic import ValidationError
 
 from studio.core.session import ChatSession
 from studio.core.types import GenParams, Notice, TextDelta
 from studio.errors import InputError
-from studio.exports.conversation import conversation_json, conversation_markdown, export_filename
+from studio.exports import EXPORTS, export_kinds
 from studio.services import Services
 from studio.tasks import chat as chat_task
 from studio.ui.convert import chatbot_messages, user_of
@@ -23,42 +25,122 @@ from studio.ui.i18n import EXAMPLES
 UI_FRAME_S = 0.05  # at most ~20 transcript updates a second while streaming
 
 
+def _loaded(services: Services, engine: str) -> bool:
+    return services.engines.state(engine).state in ("ready", "failed")
+
+
+def prompt_hint(services: Services, session: ChatSession) -> gr.Textbox:
+    """The prompt box's placeholder for `session`: its prompt may be none, the model's default not known yet,
+    or (None once the model has loaded) a default the model does not disclose."""
+    if session.system_prompt is not None:
+        key = "system_prompt_none"
+    elif _loaded(services, session.engine):
+        key = "system_prompt_model"
+    else:
+        key = "system_prompt_pending"
+    return gr.Textbox(placeholder=I18nData(key))
+
+
+@dataclass
+class Settings:
+    """The Parameters controls; field order is the handlers' (and the public API's) argument order."""
+
+    system_prompt: gr.Textbox
+    max_new_tokens: gr.Slider
+    temperature: gr.Slider
+    top_p: gr.Slider
+    top_k: gr.Slider
+    repetition_penalty: gr.Slider
+    do_sample: gr.Checkbox
+    seed: gr.Number
+
+    def inputs(self) -> list:
+        """The controls in argument order."""
+        return [getattr(self, f.name) for f in fields(self)]
+
+    def values(self, session: ChatSession) -> dict:
+        """What each control shows for `session`."""
+        p = session.params
+        return {self.system_prompt: session.system_prompt or "", self.max_new_tokens: p.max_new_tokens,
+                self.temperature: p.temperature, self.top_p: p.top_p, self.top_k: p.top_k,
+                self.repetition_penalty: p.repetition_penalty, self.do_sample: p.do_sample,
+                self.seed: -1 if p.seed is None else p.seed}
+
+
+@dataclass
+class ChatButtons:
+    """The tab's buttons; `exports` by export kind, one for each conversation export EXPORTS holds."""
+
+    stop: gr.Button
+    regen: gr.Button
+    undo: gr.Button
+    clear: gr.Button
+    exports: dict[str, gr.Button]
+
+
 @dataclass
 class ChatTab:
-    """The tab's components that other parts of the app read or update."""
+    """The tab's components, its per-browser session and the engine it talks to."""
 
+    engine: str
+    session: gr.State
     chatbot: gr.Chatbot
     textbox: gr.Textbox
     notice: gr.Markdown
-    system_prompt: gr.Textbox
-    settings: list  # sampling components, in GenParams order (see _params)
+    settings: Settings
     export_file: gr.File
-    buttons: dict  # stop, regen, undo, clear, exp_md, exp_json
+    buttons: ChatButtons
+
+    def reply_outputs(self) -> list:
+        """What a send, regenerate, undo or clear updates."""
+        return [self.chatbot, self.textbox, self.session, self.notice]
+
+    def session_outputs(self) -> list:
+        """What showing another conversation updates (the sidebar's events)."""
+        return [self.session, self.chatbot, self.notice, *self.settings.inputs()]
+
+    def session_values(self, session: ChatSession) -> dict:
+        """The values of `session_outputs` for `session`."""
+        return {self.session: session, self.chatbot: chatbot_messages(session), self.notice: "",
+                **self.settings.values(session)}
 
 
-def settings_values(session: ChatSession) -> list:
-    """Values for the system prompt box and the sampling controls of `session`."""
-    p = session.params
-    seed = -1 if p.seed is None else p.seed
-    return [session.system_prompt, p.max_new_tokens, p.temperature, p.top_p, p.top_k,
-            p.repetition_penalty, p.do_sample, seed]
-
-
-def _apply_settings(session: ChatSession, system_prompt, mnt, temp, top_p, top_k, rep, sample, seed) -> None:
+def _apply_settings(session: ChatSession, system_prompt: Optional[str], **params) -> None:
+    """Validate the controls into `session`; an empty box keeps a default the user has not seen yet."""
     try:
+        seed = params.pop("seed")
         session.params = GenParams(
-            max_new_tokens=int(mnt), temperature=float(temp), top_p=float(top_p), top_k=int(top_k),
-            repetition_penalty=float(rep), do_sample=bool(sample),
+            max_new_tokens=int(params["max_new_tokens"]), temperature=float(params["temperature"]),
+            top_p=float(params["top_p"]), top_k=int(params["top_k"]),
+            repetition_penalty=float(params["repetition_penalty"]), do_sample=bool(params["do_sample"]),
             seed=None if seed is None or int(seed) < 0 else int(seed),
         )
     except (ValidationError, TypeError, ValueError) as exc:
         first = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": ("?",), "msg": str(exc)}
         raise InputError(f"Invalid setting {first['loc'][0]}: {first['msg']}.", "Adjust it in Parameters.") from None
-    session.system_prompt = system_prompt or ""
+    # None means "the model's default, not known yet": the box was empty because there was nothing to show.
+    if system_prompt or session.system_prompt is not None:
+        session.system_prompt = system_prompt or ""
 
 
-def build(t) -> ChatTab:
-    """Lay out the tab inside the current Blocks context."""
+def _settings(t) -> Settings:
+    system_prompt = gr.Textbox("", label=t("system_prompt"), lines=3, max_lines=10, elem_id="system-prompt",
+                               placeholder=t("system_prompt_pending"))
+    with gr.Row():
+        mnt = gr.Slider(1, 8192, value=512, step=1, label=t("max_new_tokens"))
+        temp = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label=t("temperature"))
+        top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label=t("top_p"))
+    with gr.Row():
+        top_k = gr.Slider(0, 200, value=50, step=1, label=t("top_k"))
+        rep = gr.Slider(0.8, 2.0, value=1.1, step=0.01, label=t("repetition_penalty"))
+        seed = gr.Number(-1, precision=0, minimum=-1, maximum=2**32 - 1, label=t("seed"))
+    sample = gr.Checkbox(True, label=t("do_sample"))
+    return Settings(system_prompt, mnt, temp, top_p, top_k, rep, sample, seed)
+
+
+def build(t, engine: str) -> ChatTab:
+    """Lay out the tab inside the current Blocks context; it talks to `engine`."""
+    session = gr.State(ChatSession(engine=engine))
     chatbot = gr.Chatbot(
         elem_id="chatbot", show_label=False, height="62vh", buttons=["copy", "copy_all"],
         sanitize_html=True, allow_tags=False, render_markdown=True, placeholder=t("chat_placeholder"),
@@ -76,39 +158,31 @@ def build(t) -> ChatTab:
         clear = gr.Button(t("clear"), size="sm", elem_id="clear-btn")
     gr.Examples(EXAMPLES, inputs=[textbox], label=t("examples"))
     with gr.Accordion(t("parameters"), open=False):
-        system_prompt = gr.Textbox("", label=t("system_prompt"), lines=3, max_lines=10, elem_id="system-prompt")
-        with gr.Row():
-            mnt = gr.Slider(1, 8192, value=512, step=1, label=t("max_new_tokens"))
-            temp = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label=t("temperature"))
-            top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label=t("top_p"))
-        with gr.Row():
-            top_k = gr.Slider(0, 200, value=50, step=1, label=t("top_k"))
-            rep = gr.Slider(0.8, 2.0, value=1.1, step=0.01, label=t("repetition_penalty"))
-            seed = gr.Number(-1, precision=0, minimum=-1, maximum=2**32 - 1, label=t("seed"))
-        sample = gr.Checkbox(True, label=t("do_sample"))
+        settings = _settings(t)
     with gr.Accordion(t("export"), open=False):
         with gr.Row():
-            exp_md = gr.Button(t("export_md"), size="sm", elem_id="export-md")
-            exp_json = gr.Button(t("export_json"), size="sm", elem_id="export-json")
+            exports = {kind: gr.Button(t(f"chat_export_{kind}"), size="sm", elem_id=f"export-{kind}")
+                       for kind in export_kinds("conversation")}
         export_file = gr.File(show_label=False, interactive=False, elem_id="export-file")
-    return ChatTab(chatbot, textbox, notice, system_prompt, [mnt, temp, top_p, top_k, rep, sample, seed],
-                   export_file, dict(stop=stop, regen=regen, undo=undo, clear=clear, exp_md=exp_md, exp_json=exp_json))
+    return ChatTab(engine, session, chatbot, textbox, notice, settings, export_file,
+                   ChatButtons(stop, regen, undo, clear, exports))
 
 
-def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State, after_save,
-         pacer: FramePacer) -> None:
-    """Attach the tab's events; `after_save(event)` chains the sidebar refresh; `pacer` spaces updates."""
-    b = tab.buttons
-    settings = [tab.system_prompt, *tab.settings]
-    # Listeners that run the model share one queue per engine, so tabs never fight over it;
-    # an lmdeploy engine batches, so its queue lets max_batch_size requests run at once.
-    model_queue = dict(concurrency_id="engine:chat", concurrency_limit=services.engines.concurrency("chat"))
-    stops = StopSignals()  # one per app: what Stop sets for each browser session's running reply
+class _Handlers:
+    """The tab's event handlers over one app's Services (their parameter names are the public API's)."""
 
-    def stream(events, sess: ChatSession, box_value: str):
+    def __init__(self, services: Services, tab: ChatTab, pacer: FramePacer) -> None:
+        self.services, self.tab, self.pacer = services, tab, pacer
+        self.stops = StopSignals()  # one per app: what Stop sets for each browser session's running reply
+
+    def _frame(self, sess: ChatSession, box_value, notice: str) -> dict:
+        tab = self.tab
+        return {tab.chatbot: chatbot_messages(sess), tab.textbox: box_value, tab.session: sess, tab.notice: notice}
+
+    def _stream(self, events, sess: ChatSession, box_value):
         notice, level, shown = "", "info", 0.0
-        yield chatbot_messages(sess), box_value, sess, notice
-        with pacer.streaming():
+        yield self._frame(sess, box_value, notice)
+        with self.pacer.streaming():
             for ev in events:
                 if isinstance(ev, Notice):
                     notice, level = ev.text, ev.level
@@ -121,64 +195,98 @@ def wire(services: Services, tab: ChatTab, session: gr.State, user_id: gr.State,
                     notice = ""  # "waiting for the model" is over once text flows; warnings stay
                 # Every update re-sends the transcript: batch tokens into frames (fewer per stream when
                 # many users stream at once) so the server keeps up. The final update always goes out.
-                if isinstance(ev, TextDelta) and not ev.finish_reason and not pacer.due(shown, UI_FRAME_S):
+                if isinstance(ev, TextDelta) and not ev.finish_reason and not self.pacer.due(shown, UI_FRAME_S):
                     continue
                 shown = time.monotonic()
-                yield chatbot_messages(sess), box_value, sess, notice
+                yield self._frame(sess, box_value, notice)
         # The task has ended and saved: show exactly what was stored (an empty reply is gone).
-        yield chatbot_messages(sess), box_value, sess, notice
+        yield self._frame(sess, box_value, notice)
 
-    # Explicit parameter names: they are the public API's argument names (gradio_client, /call).
     @user_errors
-    def on_send(text, sess, uid, system_prompt, max_new_tokens, temperature, top_p, top_k,
+    def on_send(self, text, sess, uid, system_prompt, max_new_tokens, temperature, top_p, top_k,
                 repetition_penalty, do_sample, seed, request: gr.Request):
-        _apply_settings(sess, system_prompt, max_new_tokens, temperature, top_p, top_k,
-                        repetition_penalty, do_sample, seed)
-        chat_task.validate_prompt(services, text)
-        with stops.run(run_key(request)) as cancel:
-            yield from stream(chat_task.send(services, user_of(uid, request), sess, text, cancel), sess, "")
+        _apply_settings(sess, system_prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                        top_k=top_k, repetition_penalty=repetition_penalty, do_sample=do_sample, seed=seed)
+        chat_task.validate_prompt(self.services, text)
+        with self.stops.run(run_key(request)) as cancel:
+            events = chat_task.send(self.services, user_of(uid, request), sess, text, cancel)
+            yield from self._stream(events, sess, "")
 
     @user_errors
-    def on_regenerate(sess, uid, system_prompt, max_new_tokens, temperature, top_p, top_k,
+    def on_regenerate(self, sess, uid, system_prompt, max_new_tokens, temperature, top_p, top_k,
                       repetition_penalty, do_sample, seed, request: gr.Request):
-        _apply_settings(sess, system_prompt, max_new_tokens, temperature, top_p, top_k,
-                        repetition_penalty, do_sample, seed)
-        with stops.run(run_key(request)) as cancel:
-            yield from stream(chat_task.regenerate(services, user_of(uid, request), sess, cancel), sess, gr.skip())
+        _apply_settings(sess, system_prompt, max_new_tokens=max_new_tokens, temperature=temperature, top_p=top_p,
+                        top_k=top_k, repetition_penalty=repetition_penalty, do_sample=do_sample, seed=seed)
+        with self.stops.run(run_key(request)) as cancel:
+            events = chat_task.regenerate(self.services, user_of(uid, request), sess, cancel)
+            yield from self._stream(events, sess, gr.skip())
 
     @user_errors
-    def on_undo(sess, uid, request: gr.Request):
-        text = chat_task.undo(services, user_of(uid, request), sess)
-        return chatbot_messages(sess), text, sess, ""
+    def on_undo(self, sess, uid, request: gr.Request):
+        text = chat_task.undo(self.services, user_of(uid, request), sess)
+        return self._frame(sess, text, "")
 
     @user_errors
-    def on_clear(sess, uid, request: gr.Request):
-        chat_task.clear(services, user_of(uid, request), sess)
-        return [], "", sess, ""
+    def on_clear(self, sess, uid, request: gr.Request):
+        chat_task.clear(self.services, user_of(uid, request), sess)
+        return self._frame(sess, "", "")
 
-    outs = [tab.chatbot, tab.textbox, session, tab.notice]
+    def on_export(self, kind: str):
+        """The handler that downloads the conversation as export `kind` (a notice when it is empty)."""
+        @user_errors
+        def export(sess):
+            if not sess.messages:
+                gr.Info("This conversation is empty: chat first, then export.")  # harmless: a notice, no file
+                return None
+            result = EXPORTS.get(f"conversation_{kind}")(sess, self.services.engines.label(sess.engine))
+            return str(self.services.files.export(result.filename, result.data))
+
+        export.__name__ = f"on_export_{kind}"
+        return export
+
+
+def wire(services: Services, tab: ChatTab, user_id: gr.State, after_save, pacer: FramePacer) -> None:
+    """Attach the tab's events; `after_save(event)` chains the sidebar refresh; `pacer` spaces updates."""
+    h, b = _Handlers(services, tab, pacer), tab.buttons
+    # Listeners that run the model share one queue per engine, so tabs never fight over it;
+    # an lmdeploy engine batches, so its queue lets max_batch_size requests run at once.
+    model_queue = dict(concurrency_id=f"engine:{tab.engine}",
+                       concurrency_limit=services.engines.concurrency(tab.engine))
+    outs, settings = tab.reply_outputs(), tab.settings.inputs()
     # Stop signals the run instead of cancelling the event (see studio/ui/stops.py).
-    stops.forget_on(tab.textbox.submit, b["regen"].click)
-    send_ev = tab.textbox.submit(on_send, [tab.textbox, session, user_id, *settings], outs,
-                                 api_name="chat", **model_queue)
-    regen_ev = b["regen"].click(on_regenerate, [session, user_id, *settings], outs,
-                                api_name="regenerate", **model_queue)
-    for ev in (send_ev, regen_ev):
-        after_save(ev)
-    stops.stop_on(b["stop"].click, tab.textbox.stop)
-    after_save(b["undo"].click(on_undo, [session, user_id], outs, api_name="undo"))
-    after_save(b["clear"].click(on_clear, [session, user_id], outs, api_name="clear"))
+    h.stops.forget_on(tab.textbox.submit, b.regen.click)
+    after_save(tab.textbox.submit(h.on_send, [tab.textbox, tab.session, user_id, *settings], outs,
+                                  api_name="chat", **model_queue))
+    after_save(b.regen.click(h.on_regenerate, [tab.session, user_id, *settings], outs,
+                             api_name="regenerate", **model_queue))
+    h.stops.stop_on(b.stop.click, tab.textbox.stop)
+    after_save(b.undo.click(h.on_undo, [tab.session, user_id], outs, api_name="undo"))
+    after_save(b.clear.click(h.on_clear, [tab.session, user_id], outs, api_name="clear"))
     # The Chatbot's own trash icon must clear the saved conversation too, not just the view.
-    after_save(tab.chatbot.clear(on_clear, [session, user_id], outs, api_visibility="private"))
+    after_save(tab.chatbot.clear(h.on_clear, [tab.session, user_id], outs, api_visibility="private"))
+    for kind, button in b.exports.items():
+        button.click(h.on_export(kind), [tab.session], tab.export_file, api_name=f"export_{kind}")
 
-    @user_errors
-    def export(kind, sess, uid):
-        if not sess.messages:
-            gr.Info("This conversation is empty: chat first, then export.")  # harmless: a notice, no file
-            return None
-        model = services.engines.label(sess.engine)
-        data = conversation_markdown(sess, model) if kind == "md" else conversation_json(sess, model)
-        return str(services.files.export(export_filename(sess.display_title(), kind), data))
 
-    b["exp_md"].click(lambda s, u: export("md", s, u), [session, user_id], tab.export_file, api_name="export_markdown")
-    b["exp_json"].click(lambda s, u: export("json", s, u), [session, user_id], tab.export_file, api_name="export_json")
+def resolve_prompt(services: Services, session: ChatSession) -> bool:
+    """Fill a system prompt still waiting for the model's default, once it is known; True if it changed."""
+    return session.system_prompt is None and chat_task.resolve_system_prompt(services, session)
+
+
+def show_default_prompt(services: Services, tab: ChatTab, session: ChatSession) -> dict:
+    """The session and its prompt box, once the model's default has filled a prompt that waited for it."""
+    if resolve_prompt(services, session):
+        return {tab.session: session, tab.settings.system_prompt: gr.Textbox(
+            value=session.system_prompt, placeholder=I18nData("system_prompt_none"))}
+    if session.system_prompt is None and _loaded(services, session.engine):  # loaded, and still no default
+        return {tab.settings.system_prompt: prompt_hint(services, session)}
+    return {}
+
+
+def hint_after(services: Services, tab: ChatTab, event) -> None:
+    """After `event` shows a session, fit the prompt box's placeholder to it (a private step: the public
+    events return the box's plain value)."""
+    def hint(sess):
+        return prompt_hint(services, sess)
+
+    event.then(hint, [tab.session], [tab.settings.system_prompt], api_visibility="private", queue=False)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from typing import Any, Callable, Optional
 
 import gradio as gr
 
@@ -11,6 +12,7 @@ from studio.core.session import new_id
 from studio.errors import InputError
 from studio.services import Services
 from studio.tasks import chat as chat_task
+from studio.ui.chat_tab import ChatTab, hint_after, resolve_prompt
 from studio.ui.convert import conversation_choices, user_of
 from studio.ui.errors import user_errors
 
@@ -43,10 +45,11 @@ class Sidebar:
     new: gr.Button
     rename_box: gr.Textbox
     delete: gr.Button
+    extra: Any = None  # what `extra(t)` built (the article drafts section)
 
 
-def build(t, title: str, logo_url: str, extra=None) -> Sidebar:
-    """Lay out the sidebar inside the current Blocks context; `extra()` adds sections (article drafts)."""
+def build(t, title: str, logo_url: str, extra: Optional[Callable] = None) -> Sidebar:
+    """Lay out the sidebar inside the current Blocks context; `extra(t)` adds a section (article drafts)."""
     with gr.Sidebar(open=True, width=280, elem_id="sidebar"):
         gr.Markdown(f"<div class='brand'><img src='{logo_url}' alt=''/> {title}</div>")
         new = gr.Button(t("new_chat"), variant="primary", elem_id="new-chat")
@@ -54,8 +57,7 @@ def build(t, title: str, logo_url: str, extra=None) -> Sidebar:
         rename_box = gr.Textbox(placeholder=t("rename_placeholder"), show_label=False, elem_id="rename-box",
                                 max_length=200, submit_btn=t("rename"))
         delete = gr.Button(t("delete"), size="sm", variant="secondary", elem_id="delete-chat")
-        if extra is not None:
-            extra()
+        section = extra(t) if extra is not None else None
         with gr.Row():
             theme = gr.Button(t("theme"), size="sm", elem_id="theme-toggle")
             lang = gr.Button(t("language"), size="sm", elem_id="lang-toggle")
@@ -63,69 +65,79 @@ def build(t, title: str, logo_url: str, extra=None) -> Sidebar:
         confirm = gr.Checkbox(False, visible=False)
     theme.click(None, js=THEME_JS, api_visibility="private")
     lang.click(None, js=LANG_JS, api_visibility="private")
-    return Sidebar(conversations, token, confirm, new, rename_box, delete)
+    return Sidebar(conversations, token, confirm, new, rename_box, delete, section)
 
 
-def wire(demo: gr.Blocks, services: Services, bar: Sidebar, session: gr.State, user_id: gr.State,
-         session_outputs: list, session_values) -> callable:
-    """Attach events; returns `after_save(event)` that refreshes the list after a chat event."""
-    store = services.store
+class _Handlers:
+    """The sidebar's event handlers: each shows a conversation in the chat tab and the list beside it."""
 
-    def listing(uid: str, current: str):
-        return gr.Radio(choices=conversation_choices(store.list(uid), "…"), value=current or None)
+    def __init__(self, services: Services, bar: Sidebar, chat: ChatTab, user_id: gr.State) -> None:
+        self.services, self.store, self.bar, self.chat, self.user_id = services, services.store, bar, chat, user_id
 
-    def show(uid, sess):
-        return [listing(uid, sess.id if sess.messages else ""), sess, *session_values(sess)]
+    def _listing(self, uid: str, current: str) -> gr.Radio:
+        return gr.Radio(choices=conversation_choices(self.store.list(uid), "…"), value=current or None)
+
+    def _show(self, uid: str, sess) -> dict:
+        resolve_prompt(self.services, sess)  # a stored prompt may still wait for the model's default
+        return {self.bar.conversations: self._listing(uid, sess.id if sess.messages else ""),
+                **self.chat.session_values(sess)}
+
+    def _latest(self, uid: str):
+        summaries = self.store.list(uid)
+        return self.store.load(uid, summaries[0].id) if summaries else chat_task.new_session(self.services,
+                                                                                             self.chat.engine)
 
     @user_errors
-    def resume(token: str, request: gr.Request):
+    def resume(self, token: str, request: gr.Request):
         username = getattr(request, "username", None) if request else None
         uid = f"user:{username}" if username else (token if TOKEN_RE.match(token or "") else new_id())
-        summaries = store.list(uid)
-        sess = store.load(uid, summaries[0].id) if summaries else chat_task.new_session(services)
-        return [uid, "" if username else uid, *show(uid, sess)]
+        return {self.user_id: uid, self.bar.token: "" if username else uid, **self._show(uid, self._latest(uid))}
 
     @user_errors
-    def select(conv_id: str, uid: str, request: gr.Request):
+    def select(self, conv_id: str, uid: str, request: gr.Request):
         uid = user_of(uid, request)
-        return show(uid, store.load(uid, conv_id))
+        return self._show(uid, self.store.load(uid, conv_id))
 
     @user_errors
-    def new(uid: str, request: gr.Request):
-        uid = user_of(uid, request)
-        return show(uid, chat_task.new_session(services))
+    def new(self, uid: str, request: gr.Request):
+        return self._show(user_of(uid, request), chat_task.new_session(self.services, self.chat.engine))
 
     @user_errors
-    def rename(title: str, sess, uid: str, request: gr.Request):
+    def rename(self, title: str, sess, uid: str, request: gr.Request):
         uid = user_of(uid, request)
         if not sess.messages:
             raise InputError("Send a message first; empty conversations are not saved.", "")
-        sess.title = store.rename(uid, sess.id, title)  # the cleaned, stored title
-        return [listing(uid, sess.id), sess, ""]
+        sess.title = self.store.rename(uid, sess.id, title)  # the cleaned, stored title
+        return {self.bar.conversations: self._listing(uid, sess.id), self.chat.session: sess,
+                self.bar.rename_box: ""}
 
     @user_errors
-    def delete(confirmed: bool, sess, uid: str, request: gr.Request):
-        uid = user_of(uid, request)
+    def delete(self, confirmed: bool, sess, uid: str, request: gr.Request):
         if not confirmed:
-            return [gr.skip()] * (2 + len(session_outputs))
-        store.delete(uid, sess.id)
-        summaries = store.list(uid)
-        nxt = store.load(uid, summaries[0].id) if summaries else chat_task.new_session(services)
-        return show(uid, nxt)
+            return gr.skip()
+        uid = user_of(uid, request)
+        self.store.delete(uid, sess.id)
+        return self._show(uid, self._latest(uid))
 
-    outs = [bar.conversations, session, *session_outputs]
-    demo.load(resume, [bar.token], [user_id, bar.token, *outs], js=READ_TOKEN_JS, api_name="resume").then(
-        None, [bar.token], None, js=STORE_TOKEN_JS)
-    bar.conversations.input(select, [bar.conversations, user_id], outs, api_name="select")
-    bar.new.click(new, [user_id], outs, api_name="new")
-    bar.rename_box.submit(rename, [bar.rename_box, session, user_id], [bar.conversations, session, bar.rename_box],
+    def refresh(self, uid, sess, request: gr.Request):
+        return self._listing(user_of(uid, request), sess.id if sess.messages else "")
+
+
+def wire(demo: gr.Blocks, services: Services, bar: Sidebar, chat: ChatTab, user_id: gr.State) -> callable:
+    """Attach events; returns `after_save(event)` that refreshes the list after a chat event."""
+    h, session = _Handlers(services, bar, chat, user_id), chat.session
+    outs = [bar.conversations, *chat.session_outputs()]
+    resumed = demo.load(h.resume, [bar.token], [user_id, bar.token, *outs], js=READ_TOKEN_JS, api_name="resume")
+    resumed.then(None, [bar.token], None, js=STORE_TOKEN_JS)
+    shown = [resumed, bar.conversations.input(h.select, [bar.conversations, user_id], outs, api_name="select"),
+             bar.new.click(h.new, [user_id], outs, api_name="new")]
+    bar.rename_box.submit(h.rename, [bar.rename_box, session, user_id], [bar.conversations, session, bar.rename_box],
                           api_name="rename")
-    bar.delete.click(delete, [bar.confirm, session, user_id], outs, js=CONFIRM_JS, api_name="delete")
-
-    def refresh(uid, sess, request: gr.Request):
-        return listing(user_of(uid, request), sess.id if sess.messages else "")
+    shown.append(bar.delete.click(h.delete, [bar.confirm, session, user_id], outs, js=CONFIRM_JS, api_name="delete"))
+    for event in shown:
+        hint_after(services, chat, event)
 
     def after_save(event):
-        event.then(refresh, [user_id, session], bar.conversations, api_visibility="private")
+        event.then(h.refresh, [user_id, session], bar.conversations, api_visibility="private")
 
     return after_save

@@ -3,6 +3,8 @@ unloading, reloading or switching a model at run time."""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import gradio as gr
 
 from studio.errors import InputError
@@ -42,7 +44,25 @@ def models_markdown(services: Services) -> str:
     return "\n".join(rows)
 
 
-def build(t, services: Services) -> dict:
+@dataclass
+class SystemTab:
+    """The panel's components."""
+
+    devices: gr.Markdown
+    models: gr.Markdown
+    name: gr.Dropdown
+    path: gr.Textbox
+    unload: gr.Button
+    load: gr.Button
+    switch: gr.Button
+    timer: gr.Timer
+
+    def outputs(self) -> list:
+        """What every action refreshes."""
+        return [self.devices, self.models]
+
+
+def build(t, services: Services) -> SystemTab:
     """Lay out the panel inside the current Blocks context."""
     devices = gr.Markdown(stats_markdown(services.device_stats()), elem_id="system-devices")
     models = gr.Markdown(models_markdown(services), elem_id="system-models")
@@ -54,38 +74,45 @@ def build(t, services: Services) -> dict:
         unload = gr.Button(t("unload"), size="sm", elem_id="system-unload")
         load = gr.Button(t("load"), size="sm", elem_id="system-load")
         switch = gr.Button(t("switch"), size="sm", variant="primary", elem_id="system-switch")
-    timer = gr.Timer(2.0, active=False)
-    return dict(devices=devices, models=models, name=name, path=path, unload=unload, load=load, switch=switch,
-                timer=timer)
+    return SystemTab(devices, models, name, path, unload, load, switch, gr.Timer(2.0, active=False))
 
 
-def wire(services: Services, ui: dict, tab_item) -> None:
-    """Refresh while the panel is open; unload / load / switch (API: system_status, system_unload, …)."""
-    pool = services.engines
+class _Handlers:
+    """The panel's event handlers (their parameter names are the public API's)."""
 
-    def status():
-        return stats_markdown(services.device_stats()), models_markdown(services)
+    def __init__(self, services: Services, tab: SystemTab) -> None:
+        self.services, self.pool, self.tab = services, services.engines, tab
 
-    @user_errors
-    def on_unload(name):
-        pool.unload(name)
-        return status()
+    def status(self) -> dict:
+        return {self.tab.devices: stats_markdown(self.services.device_stats()),
+                self.tab.models: models_markdown(self.services)}
 
-    @user_errors
-    def on_load(name):
-        pool.start(name)
-        return status()
+    def on_open(self) -> dict:
+        return {**self.status(), self.tab.timer: gr.Timer(active=True)}
 
     @user_errors
-    def on_switch(name, path):
+    def on_unload(self, name):
+        self.pool.unload(name)
+        return self.status()
+
+    @user_errors
+    def on_load(self, name):
+        self.pool.start(name)
+        return self.status()
+
+    @user_errors
+    def on_switch(self, name, path):
         if not (path or "").strip():
             raise InputError("No model path given.", "Type the folder (or .gguf file) of the model to switch to.")
-        pool.switch(name, path)
-        return status()
+        self.pool.switch(name, path)
+        return self.status()
 
-    outs = [ui["devices"], ui["models"]]
-    tab_item.select(lambda: (*status(), gr.Timer(active=True)), None, [*outs, ui["timer"]], api_name="system_status")
-    ui["timer"].tick(status, None, outs, api_visibility="private", queue=False)
-    ui["unload"].click(on_unload, [ui["name"]], outs, api_name="system_unload")
-    ui["load"].click(on_load, [ui["name"]], outs, api_name="system_load")
-    ui["switch"].click(on_switch, [ui["name"], ui["path"]], outs, api_name="system_switch")
+
+def wire(services: Services, tab: SystemTab, tab_item) -> None:
+    """Refresh while the panel is open; unload / load / switch (API: system_status, system_unload, …)."""
+    h, outs = _Handlers(services, tab), tab.outputs()
+    tab_item.select(h.on_open, None, [*outs, tab.timer], api_name="system_status")
+    tab.timer.tick(h.status, None, outs, api_visibility="private", queue=False)
+    tab.unload.click(h.on_unload, [tab.name], outs, api_name="system_unload")
+    tab.load.click(h.on_load, [tab.name], outs, api_name="system_load")
+    tab.switch.click(h.on_switch, [tab.name, tab.path], outs, api_name="system_switch")

@@ -27,9 +27,23 @@ DEFAULT_TILES = 6  # InternVL2 allows 12; 6 keeps a CPU answer to seconds, and t
 
 
 @dataclass
-class VisionTab:
-    """The tab's components."""
+class VisionButtons:
+    """The tab's buttons."""
 
+    describe: gr.Button
+    ocr: gr.Button
+    stop: gr.Button
+    regen: gr.Button
+    clear: gr.Button
+    extract: gr.Button
+
+
+@dataclass
+class VisionTab:
+    """The tab's components, its per-browser session and the engine it talks to."""
+
+    engine: str
+    session: gr.State
     chatbot: gr.Chatbot
     box: gr.MultimodalTextbox
     notice: gr.Markdown
@@ -42,12 +56,25 @@ class VisionTab:
     retries: gr.Slider
     result: gr.JSON
     result_file: gr.File
-    buttons: dict
+    buttons: VisionButtons
+
+    def answer_outputs(self) -> list:
+        """What an answer updates."""
+        return [self.chatbot, self.box, self.session, self.notice]
+
+    def extraction_outputs(self) -> list:
+        """What an extraction (or clearing) updates: an answer's outputs and the result."""
+        return [*self.answer_outputs(), self.result, self.result_file]
+
+    def settings_inputs(self) -> list:
+        """The settings every question reads, in the handlers' argument order."""
+        return [self.tiles, self.max_new, self.sample]
 
 
-def build(t, services: Services) -> VisionTab:
-    """Lay out the tab inside the current Blocks context."""
-    cfg = services.config.engines[vision_task.engine_name(services)]
+def build(t, services: Services, engine: str) -> VisionTab:
+    """Lay out the tab inside the current Blocks context; it talks to `engine`."""
+    cfg = services.config.engines[engine]
+    session = gr.State(vision_task.new_session(services))
     with gr.Row():
         with gr.Column(scale=3):
             chatbot = gr.Chatbot(elem_id="vision-chatbot", show_label=False, height="56vh", buttons=["copy"],
@@ -81,9 +108,8 @@ def build(t, services: Services) -> VisionTab:
                 extract = gr.Button(t("extract"), variant="primary", elem_id="vision-extract")
                 result = gr.JSON(label=t("json_result"), elem_id="vision-result")
                 result_file = gr.File(show_label=False, interactive=False, elem_id="vision-result-file")
-    return VisionTab(chatbot, box, notice, cost, tiles, max_new, sample, schema, instructions, retries, result,
-                     result_file, dict(describe=describe, ocr=ocr, stop=stop, regen=regen, clear=clear,
-                                       extract=extract))
+    return VisionTab(engine, session, chatbot, box, notice, cost, tiles, max_new, sample, schema, instructions,
+                     retries, result, result_file, VisionButtons(describe, ocr, stop, regen, clear, extract))
 
 
 def _thumb(image: Any, files: PrivateFiles) -> str:
@@ -140,129 +166,124 @@ def _tiles(value: Any) -> int:
     return tiles
 
 
-def _stream(events, sess: ChatSession, pacer: FramePacer, files: PrivateFiles, extra: int = 0):
-    """Render task events: transcript, cleared input, session, notice (+ `extra` untouched outputs)."""
-    notice, shown = "", 0.0
-    tail = [gr.skip()] * extra
-    yield transcript(sess, files), gr.skip(), sess, notice, *tail
-    with pacer.streaming():
-        for ev in events:
-            if isinstance(ev, Notice):
-                notice = ev.text if not notice else f"{notice}  \n{ev.text}"
-                if ev.level == "warning":
-                    gr.Warning(ev.text)
-            elif isinstance(ev, TextDelta) and ev.finish_reason == "error":
-                raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
-            elif isinstance(ev, vision_task.Extraction):
-                tail = _extraction_outputs(ev, files)  # the result stays in every later update
-                yield transcript(sess, files), gr.skip(), sess, notice, *tail
-                continue
-            if isinstance(ev, TextDelta) and not ev.finish_reason and not pacer.due(shown, UI_FRAME_S):
-                continue
-            shown = time.monotonic()
-            yield transcript(sess, files), gr.skip(), sess, notice, *tail
-    yield transcript(sess, files), gr.skip(), sess, notice, *tail  # the end, as the session holds it
+class _Handlers:
+    """The tab's event handlers over one app's Services (their parameter names are the public API's)."""
 
+    def __init__(self, services: Services, tab: VisionTab, pacer: FramePacer, preview_key: gr.State) -> None:
+        self.services, self.tab, self.pacer, self.files = services, tab, pacer, services.files
+        self.preview_key = preview_key  # the images and tiles the cost line was worked out for
+        self.stops = StopSignals()  # Stop sets the running answer's cancel event (see studio/ui/stops.py)
 
-def _emptying_the_box(updates):
-    """The updates, the first of which also empties the input box (the images are in the transcript now)."""
-    for i, update in enumerate(updates):
-        yield (update[0], {"text": "", "files": []}, *update[2:]) if i == 0 else update
+    def _frame(self, sess: ChatSession, notice: str, result: dict) -> dict:
+        tab = self.tab
+        return {tab.chatbot: transcript(sess, self.files), tab.session: sess, tab.notice: notice, **result}
 
+    def _extraction(self, ev: vision_task.Extraction) -> dict:
+        tab = self.tab
+        if not ev.ok:
+            gr.Warning(ev.error)
+            return {tab.result: {"error": ev.error, "attempts": ev.attempts}, tab.result_file: None}
+        data = json.dumps(ev.data, ensure_ascii=False, indent=2).encode("utf-8")
+        return {tab.result: ev.data, tab.result_file: str(self.files.export("extracted.json", data))}
 
-def _extraction_outputs(ev: vision_task.Extraction, files: PrivateFiles) -> list:
-    if not ev.ok:
-        gr.Warning(ev.error)
-        return [{"error": ev.error, "attempts": ev.attempts}, None]
-    path = files.export("extracted.json", json.dumps(ev.data, ensure_ascii=False, indent=2).encode("utf-8"))
-    return [ev.data, str(path)]
+    def _stream(self, events, sess: ChatSession, empty_box: bool = False):
+        """Render task events; the first update empties the input box (its images are in the transcript now)."""
+        notice, shown, result = "", 0.0, {}
+        yield {**self._frame(sess, notice, result), **({self.tab.box: {"text": "", "files": []}} if empty_box else {})}
+        with self.pacer.streaming():
+            for ev in events:
+                if isinstance(ev, Notice):
+                    notice = ev.text if not notice else f"{notice}  \n{ev.text}"
+                    if ev.level == "warning":
+                        gr.Warning(ev.text)
+                elif isinstance(ev, TextDelta) and ev.finish_reason == "error":
+                    raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
+                elif isinstance(ev, vision_task.Extraction):
+                    result = self._extraction(ev)  # the result stays in every later update
+                elif isinstance(ev, TextDelta) and not ev.finish_reason and not self.pacer.due(shown, UI_FRAME_S):
+                    continue
+                shown = time.monotonic()
+                yield self._frame(sess, notice, result)
+        yield self._frame(sess, notice, result)  # the end, as the session holds it
 
-
-def wire(services: Services, tab: VisionTab, session: gr.State, pacer: FramePacer) -> None:
-    """Attach the tab's events (public API names: vision_ask, vision_describe, vision_ocr, …)."""
-    name = vision_task.engine_name(services)
-    model_queue = dict(concurrency_id=f"engine:{name}", concurrency_limit=services.engines.concurrency(name))
-    outs = [tab.chatbot, tab.box, session, tab.notice]
-
-    stops = StopSignals()  # Stop sets the running answer's cancel event (see studio/ui/stops.py)
-
-    def ask(value, sess, tiles, max_new, sample, request, preset=None):
+    def _ask(self, value, sess, tiles, max_new, sample, request, preset=None):
         _params(sess, max_new, sample)
         text = vision_task.PRESETS[preset] if preset else _text(value)
-        with stops.run(run_key(request)) as cancel:
-            events = vision_task.send(services, sess, text, _files(value), _tiles(tiles), cancel)
-            yield from _emptying_the_box(_stream(events, sess, pacer, services.files))
+        with self.stops.run(run_key(request)) as cancel:
+            events = vision_task.send(self.services, sess, text, _files(value), _tiles(tiles), cancel)
+            yield from self._stream(events, sess, empty_box=True)
 
     @user_errors
-    def on_ask(message, sess, max_tiles, max_new_tokens, do_sample, request: gr.Request):
-        yield from ask(message, sess, max_tiles, max_new_tokens, do_sample, request)
+    def on_ask(self, message, sess, max_tiles, max_new_tokens, do_sample, request: gr.Request):
+        yield from self._ask(message, sess, max_tiles, max_new_tokens, do_sample, request)
 
     @user_errors
-    def on_describe(message, sess, max_tiles, max_new_tokens, do_sample, request: gr.Request):
-        yield from ask(message, sess, max_tiles, max_new_tokens, do_sample, request, "describe")
+    def on_describe(self, message, sess, max_tiles, max_new_tokens, do_sample, request: gr.Request):
+        yield from self._ask(message, sess, max_tiles, max_new_tokens, do_sample, request, "describe")
 
     @user_errors
-    def on_ocr(message, sess, max_tiles, max_new_tokens, do_sample, request: gr.Request):
-        yield from ask(message, sess, max_tiles, max_new_tokens, do_sample, request, "ocr")
+    def on_ocr(self, message, sess, max_tiles, max_new_tokens, do_sample, request: gr.Request):
+        yield from self._ask(message, sess, max_tiles, max_new_tokens, do_sample, request, "ocr")
 
     @user_errors
-    def on_regenerate(sess, max_tiles, max_new_tokens, do_sample, request: gr.Request):
+    def on_regenerate(self, sess, max_tiles, max_new_tokens, do_sample, request: gr.Request):
         _params(sess, max_new_tokens, do_sample)
-        with stops.run(run_key(request)) as cancel:
-            yield from _stream(vision_task.regenerate(services, sess, _tiles(max_tiles), cancel), sess, pacer,
-                               services.files)
+        with self.stops.run(run_key(request)) as cancel:
+            yield from self._stream(vision_task.regenerate(self.services, sess, _tiles(max_tiles), cancel), sess)
 
     @user_errors
-    def on_extract(message, sess, schema, instructions, retries, max_tiles, max_new_tokens, do_sample,
+    def on_extract(self, message, sess, schema, instructions, retries, max_tiles, max_new_tokens, do_sample,
                    request: gr.Request):
         _params(sess, max_new_tokens, do_sample)
         json_extract.load_schema(schema)  # a broken schema is refused before anything else happens
-        with stops.run(run_key(request)) as cancel:
-            events = vision_task.extract(services, sess, schema, instructions or "", _files(message),
+        with self.stops.run(run_key(request)) as cancel:
+            events = vision_task.extract(self.services, sess, schema, instructions or "", _files(message),
                                          _tiles(max_tiles), int(retries), cancel)
-            yield from _emptying_the_box(_stream(events, sess, pacer, services.files, extra=2))
+            yield from self._stream(events, sess, empty_box=True)
 
-    def on_clear(sess):
+    def on_clear(self, sess):
         sess.messages.clear()
         sess.touch()
-        return [], gr.skip(), sess, "", None, None
+        return self._frame(sess, "", {self.tab.result: None, self.tab.result_file: None})
 
-    def preview(files, max_tiles) -> str:
+    def _cost(self, files, max_tiles) -> str:
         if not files:
             return ""
         try:
-            intakes = vision_task.load_images(services, files)
-            if services.engines.state(name).state != "ready":
+            intakes = vision_task.load_images(self.services, files)
+            if self.services.engines.state(self.tab.engine).state != "ready":
                 return f"{len(intakes)} image(s) ready."
-            engine = services.engines.get(name)
+            engine = self.services.engines.get(self.tab.engine)
             if not engine.accepts_images:
                 return f"⚠️ {engine.info().model} reads text only: images cannot be sent to it."
             return "🖼 " + vision_task.describe_costs(engine, intakes, _tiles(max_tiles))
         except StudioError as exc:
             return f"⚠️ {exc}"
 
-    def on_preview(value, max_tiles, last_key):
+    def on_preview(self, value, max_tiles, last_key):
         """What the attached images will cost (or why one cannot be used), before sending."""
         files = _files(value)
         key = json.dumps([files, max_tiles])
         if key == last_key:  # typing changes the box too: decode the images only when they change
-            return gr.skip(), last_key
-        return preview(files, max_tiles), key
+            return gr.skip()
+        return {self.tab.cost: self._cost(files, max_tiles), self.preview_key: key}
 
-    inputs = [tab.box, session, tab.tiles, tab.max_new, tab.sample]
-    b = tab.buttons
-    stops.forget_on(tab.box.submit, b["describe"].click, b["ocr"].click, b["regen"].click, b["extract"].click)
-    tab.box.submit(on_ask, inputs, outs, api_name="vision_ask", **model_queue)
-    b["describe"].click(on_describe, inputs, outs, api_name="vision_describe", **model_queue)
-    b["ocr"].click(on_ocr, inputs, outs, api_name="vision_ocr", **model_queue)
-    b["regen"].click(on_regenerate, [session, tab.tiles, tab.max_new, tab.sample], outs,
-                     api_name="vision_regenerate", **model_queue)
-    b["extract"].click(
-        on_extract, [tab.box, session, tab.schema, tab.instructions, tab.retries, tab.tiles, tab.max_new, tab.sample],
-        [*outs, tab.result, tab.result_file], api_name="vision_extract", **model_queue)
-    stops.stop_on(b["stop"].click, tab.box.stop)
-    b["clear"].click(on_clear, [session], [*outs, tab.result, tab.result_file], api_name="vision_clear")
-    tab.chatbot.clear(on_clear, [session], [*outs, tab.result, tab.result_file], api_visibility="private")
-    preview_key = gr.State("")
-    gr.on([tab.box.change, tab.tiles.release], on_preview, [tab.box, tab.tiles, preview_key],
-          [tab.cost, preview_key], api_visibility="private", queue=False)
+
+def wire(services: Services, tab: VisionTab, pacer: FramePacer) -> None:
+    """Attach the tab's events (public API names: vision_ask, vision_describe, vision_ocr, …)."""
+    h, b = _Handlers(services, tab, pacer, gr.State("")), tab.buttons
+    model_queue = dict(concurrency_id=f"engine:{tab.engine}", concurrency_limit=services.engines.concurrency(tab.engine))
+    settings, outs, extracted = tab.settings_inputs(), tab.answer_outputs(), tab.extraction_outputs()
+    asks = [tab.box, tab.session, *settings]
+    h.stops.forget_on(tab.box.submit, b.describe.click, b.ocr.click, b.regen.click, b.extract.click)
+    tab.box.submit(h.on_ask, asks, outs, api_name="vision_ask", **model_queue)
+    b.describe.click(h.on_describe, asks, outs, api_name="vision_describe", **model_queue)
+    b.ocr.click(h.on_ocr, asks, outs, api_name="vision_ocr", **model_queue)
+    b.regen.click(h.on_regenerate, [tab.session, *settings], outs, api_name="vision_regenerate", **model_queue)
+    b.extract.click(h.on_extract, [tab.box, tab.session, tab.schema, tab.instructions, tab.retries, *settings],
+                    extracted, api_name="vision_extract", **model_queue)
+    h.stops.stop_on(b.stop.click, tab.box.stop)
+    b.clear.click(h.on_clear, [tab.session], extracted, api_name="vision_clear")
+    tab.chatbot.clear(h.on_clear, [tab.session], extracted, api_visibility="private")
+    gr.on([tab.box.change, tab.tiles.release], h.on_preview, [tab.box, tab.tiles, h.preview_key],
+          [tab.cost, h.preview_key], api_visibility="private", queue=False)
