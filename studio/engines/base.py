@@ -68,6 +68,10 @@ class ContextOverflow(InputError):
 
     code = "context_length_exceeded"
 
+    def __init__(self, message: str, hint: str, prompt_tokens: int, window: int) -> None:
+        super().__init__(message, hint)
+        self.prompt_tokens, self.window = prompt_tokens, window
+
 
 class ImagesRefused(InputError):
     """Images sent to a model that reads text only (code for the API: images_not_supported)."""
@@ -194,9 +198,9 @@ class EngineBase:
         need = encoded.tokens
         if need + 1 >= window:
             raise ContextOverflow(
-                f"The prompt is {need:,} tokens; this model's {self.window_name} is {window:,} tokens "
+                f"The prompt is {need} tokens; this model's {self.window_name} is {window} tokens "
                 "and at least one must remain for the reply.",
-                "Shorten the message or the conversation, or start a new chat.")
+                "Shorten the message or the conversation, or start a new chat.", need, window)
         left = max(1, window - need - self.reserve)
         if params.max_new_tokens > left:
             params = params.model_copy(update={"max_new_tokens": left})
@@ -238,7 +242,7 @@ class EngineBase:
                 raise ContextOverflow(
                     f"The message takes {need:,} tokens; this model's {self.window_name} is "
                     f"{self.context_window:,} tokens, {room:,} of them kept for the reply.",
-                    "Shorten the message or the system prompt, or lower max new tokens.")
+                    "Shorten the message or the system prompt, or lower max new tokens.", need, self.context_window)
             # Drop a whole exchange so the history never starts with an assistant turn.
             cut = 2 if len(turns) > 2 and turns[1].role == "assistant" else 1
             turns = turns[cut:]

@@ -26,8 +26,14 @@ def generate(engine, request: GenerationRequest) -> Iterator[TextDelta]:
 
 
 def prompt_tokens(engine, messages: list[Message], max_tiles: Optional[int] = None) -> int:
-    """Tokens the prompt for `messages` takes (with the model's system prompt and the generation prompt)."""
-    return engine.prepare(messages, GenParams(max_new_tokens=1), max_tiles=max_tiles).prompt_tokens
+    """Tokens the prompt for `messages` takes (with the model's system prompt and the generation prompt),
+    also when it is too long for the model (prepare refuses it, saying how long it is)."""
+    from studio.engines.base import ContextOverflow
+
+    try:
+        return engine.prepare(messages, GenParams(max_new_tokens=1), max_tiles=max_tiles).prompt_tokens
+    except ContextOverflow as exc:
+        return exc.prompt_tokens
 
 
 class OnePool:
