@@ -31,6 +31,17 @@ def validate_prompt(services: Services, text: str) -> str:
     return text
 
 
+def validate_system_prompt(services: Services, text: str) -> str:
+    """A system prompt as typed (lone surrogates and NUL replaced; "" means none), or InputError."""
+    if text is not None and not isinstance(text, str):
+        raise InputError(f"The system prompt must be text, not {type(text).__name__}.", "Send it as a string.")
+    text = cleaned(text or "")
+    limit = services.config.ui.max_prompt_chars
+    if len(text) > limit:
+        raise InputError(f"The system prompt is {len(text):,} characters; the limit is {limit:,}.", "Shorten it.")
+    return text
+
+
 def merge_user_runs(messages: list[Message]) -> list[Message]:
     """Consecutive user messages as one turn (a blank line between), as chat templates expect turns to alternate."""
     out: list[Message] = []

@@ -106,7 +106,7 @@ class ChatTab:
 
 
 def _apply_settings(session: ChatSession, system_prompt: Optional[str], **params) -> None:
-    """Validate the controls into `session`; an empty box keeps a default the user has not seen yet."""
+    """Validate the controls into `session`; a system prompt that is given replaces the conversation's."""
     try:
         seed = params.pop("seed")
         session.params = GenParams(
@@ -118,9 +118,10 @@ def _apply_settings(session: ChatSession, system_prompt: Optional[str], **params
     except (ValidationError, TypeError, ValueError) as exc:
         first = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": ("?",), "msg": str(exc)}
         raise InputError(f"Invalid setting {first['loc'][0]}: {first['msg']}.", "Adjust it in Parameters.") from None
-    # None means "the model's default, not known yet": the box was empty because there was nothing to show.
-    if system_prompt or session.system_prompt is not None:
-        session.system_prompt = system_prompt or ""
+    # An empty value leaves the conversation's prompt as it is: API callers that leave the argument out send
+    # "", and the page tells an emptied box (no system prompt) through the box's own event (on_system_prompt).
+    if system_prompt:
+        session.system_prompt = system_prompt
 
 
 def _settings(t) -> Settings:
@@ -222,6 +223,15 @@ class _Handlers:
             yield from self._stream(events, sess, gr.skip())
 
     @user_errors
+    def on_system_prompt(self, system_prompt, sess):
+        """The box as the page sends it: its text, or, emptied, no system prompt at all (an empty box that
+        never showed a default leaves the model's default to come)."""
+        text = chat_task.validate_system_prompt(self.services, system_prompt)
+        if text or sess.system_prompt is not None:
+            sess.system_prompt = text
+        return {self.tab.session: sess}
+
+    @user_errors
     def on_undo(self, sess, uid, request: gr.Request):
         text = chat_task.undo(self.services, user_of(uid, request), sess)
         return self._frame(sess, text, "")
@@ -255,11 +265,17 @@ def wire(services: Services, tab: ChatTab, user_id: gr.State, after_save, pacer:
     outs, settings = tab.reply_outputs(), tab.settings.inputs()
     # Stop signals the run instead of cancelling the event (see studio/ui/stops.py).
     h.stops.forget_on(tab.textbox.submit, b.regen.click)
-    after_save(tab.textbox.submit(h.on_send, [tab.textbox, tab.session, user_id, *settings], outs,
-                                  api_name="chat", **model_queue))
-    after_save(b.regen.click(h.on_regenerate, [tab.session, user_id, *settings], outs,
-                             api_name="regenerate", **model_queue))
+    # The page first hands over the prompt box as it stands (emptied: none); API callers that call /chat
+    # directly and leave system_prompt out keep the conversation's (see _apply_settings).
+    box = [tab.settings.system_prompt, tab.session]
+    send = tab.textbox.submit(h.on_system_prompt, box, [tab.session], api_name="system_prompt", queue=False)
+    after_save(send.then(h.on_send, [tab.textbox, tab.session, user_id, *settings], outs,
+                         api_name="chat", **model_queue))
+    regen = b.regen.click(h.on_system_prompt, box, [tab.session], api_visibility="private", queue=False)
+    after_save(regen.then(h.on_regenerate, [tab.session, user_id, *settings], outs,
+                          api_name="regenerate", **model_queue))
     h.stops.stop_on(b.stop.click, tab.textbox.stop)
+
     after_save(b.undo.click(h.on_undo, [tab.session, user_id], outs, api_name="undo"))
     after_save(b.clear.click(h.on_clear, [tab.session, user_id], outs, api_name="clear"))
     # The Chatbot's own trash icon must clear the saved conversation too, not just the view.

@@ -22,16 +22,13 @@ def _session(prompt):
     return sess
 
 
-def test_an_empty_box_keeps_a_default_not_yet_known():
-    sess = _session(None)
-    _apply_settings(sess, "", **PARAMS)
-    assert sess.system_prompt is None and sess.params.max_new_tokens == 64
-
-
-def test_an_emptied_box_means_no_system_prompt():
-    sess = _session(DEFAULT)
-    _apply_settings(sess, "", **PARAMS)
-    assert sess.system_prompt == ""
+def test_an_empty_value_leaves_the_conversations_prompt_as_it_is():
+    # An API caller that leaves system_prompt out sends "": the conversation keeps what it has (the model's
+    # default, known or not yet); the page empties the prompt through the box's own event instead.
+    for before in (None, "", DEFAULT):
+        sess = _session(before)
+        _apply_settings(sess, "", **PARAMS)
+        assert sess.system_prompt == before and sess.params.max_new_tokens == 64
 
 
 def test_text_in_the_box_is_sent_exactly():
@@ -78,6 +75,9 @@ def test_the_shown_default_is_sent_and_an_emptied_box_sends_none(app):
     assert reply_text(final[0]) == "echo: first"
     stored = app.services.store.list(user)[0].id
     assert app.services.store.load(user, stored).system_prompt == DEFAULT
+    chat(client, "second")  # left out: the conversation's prompt stays
+    assert app.services.store.load(user, stored).system_prompt == DEFAULT
+    client.predict("", api_name="/system_prompt")  # the box emptied (what the page sends at each edit)
     chat(client, "second", system_prompt="")
     assert app.services.store.load(user, stored).system_prompt == ""
     chat(client, "third", system_prompt="Only French.")
