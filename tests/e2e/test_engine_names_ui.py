@@ -10,10 +10,10 @@ from studio.config import load_config
 from studio.services import build_services
 from studio.ui.app import build_app
 
+pytestmark = pytest.mark.usefixtures("scripted_engine")
+
 
 def _queues(tmp_path, engines: str) -> dict[str, str]:
-    import tests.support.scripted  # noqa: F401  registers the scripted engine
-
     cfg = tmp_path / "engines.yaml"
     cfg.write_text("engines:\n" + textwrap.indent(textwrap.dedent(engines), "  "), encoding="utf-8")
     services = build_services(load_config(cfg), tmp_path / "data")
