@@ -14,7 +14,7 @@ from studio.engines.base import Engine
 from studio.errors import InputError
 from studio.services import Services
 from studio.tasks import json_extract, turn
-from studio.tasks.chat import validate_prompt
+from studio.tasks.user_text import validate_prompt
 
 PRESETS = {
     "describe": "Describe this image in detail.",
