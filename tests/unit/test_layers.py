@@ -18,6 +18,8 @@ FORBIDDEN = {
     "tasks": {"ui", "cli", "launcher"},
     "api": {"ui", "cli", "launcher"},
     "sources": {"tasks", "ui", "services", "store", "exports", "cli", "launcher", "engines"},
+    "tools": {"tasks", "ui", "services", "store", "exports", "cli", "launcher", "engines", "families", "api",
+              "sources"},
 }
 HEAVY = {"torch", "transformers", "gguf", "accelerate", "lmdeploy", "openai", "sentence_transformers"}
 

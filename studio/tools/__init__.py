@@ -1,0 +1,1 @@
+"""Agent tools: what a model may call (OpenAI function schemas), and where the calls run (a sandbox)."""
