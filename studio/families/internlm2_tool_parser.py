@@ -35,6 +35,11 @@ class NativeCall:
     problem: str = ""
     closed: bool = True  # False when the reply ended before <|action_end|>
 
+    def as_tool_call(self) -> dict:
+        """The call as a rendering `tool_call` dict; `raw` keeps the prompt exactly as the model wrote it."""
+        key = "code" if self.kind == "interpreter" else "arguments"
+        return {"kind": self.kind, "name": self.name, key: self.arguments, "raw": self.raw}
+
 
 @dataclass(frozen=True)
 class TextDelta:
@@ -160,6 +165,13 @@ class NativeToolParser:
     def call(self) -> Optional[NativeCall]:
         """The call to run (the first), if any."""
         return self.calls[0] if self.calls else None
+
+    def assistant_message(self) -> dict:
+        """The reply as a rendering message: the text before the call, and the first call if any."""
+        message: dict = {"role": "assistant", "content": self.text}
+        if self.call is not None:
+            message["tool_call"] = self.call.as_tool_call()
+        return message
 
     def feed(self, piece: str) -> list[Event]:
         """Events for one more piece of streamed text."""

@@ -46,8 +46,8 @@ KIND_MARKERS = {"plugin": PLUGIN, "interpreter": INTERPRETER}
 
 # chat_format.md's interpreter system prompt (English), as the model was shown it.
 INTERPRETER_PROMPT = "\n".join([
-    "You now have access to a Jupyter notebook environment supporting Python code execution. Just send code "
-    "to python to run in this stateful environment. This feature is suitable for:",
+    ("You now have access to a Jupyter notebook environment supporting Python code execution. Just send code "
+     "to python to run in this stateful environment. This feature is suitable for:"),
     "- Data analysis or processing (such as data manipulation and graphic creation)",
     "- Complex calculations (such as math and physics problems)",
     "- Programming examples (for understanding programming concepts or language features)",
@@ -75,11 +75,13 @@ _HINT = "Build the conversation from dicts with role, content, and optionally na
 
 def _function(tool: Mapping[str, Any]) -> dict:
     """The function part of an OpenAI `tools` entry (or a bare function schema)."""
-    fn = tool.get("function", tool) if tool.get("type", "function") == "function" else None
+    shown = json.dumps(tool, ensure_ascii=False, default=str)[:200]
+    hint = 'Give each tool as {"type": "function", "function": {"name": …, "description": …, "parameters": {…}}}.'
+    if tool.get("type", "function") != "function":
+        raise InputError(f"Tool entry {shown} is of type {tool.get('type')!r}; only function tools exist.", hint)
+    fn = tool.get("function", tool)
     if not isinstance(fn, Mapping) or not isinstance(fn.get("name"), str) or not fn["name"]:
-        raise InputError(f"Tool entry {json.dumps(tool, ensure_ascii=False, default=str)[:200]} has no function name.",
-                         'Give each tool as {"type": "function", "function": {"name": …, "description": …, '
-                         '"parameters": {…}}}.')
+        raise InputError(f"Tool entry {shown} has no function name.", hint)
     out = {"name": fn["name"], "description": str(fn.get("description") or "")}
     out["parameters"] = dict(fn.get("parameters") or {"type": "object", "properties": {}, "required": []})
     return out

@@ -190,6 +190,8 @@ def test_plugin_prompt_template_wraps_the_list():
         plugin_turn_content([WEATHER_TOOL], template="Tools follow.")
     with pytest.raises(InputError, match="no function name"):
         plugin_turn_content([{"type": "function", "function": {"description": "nameless"}}])
+    with pytest.raises(InputError, match="only function tools"):
+        plugin_turn_content([{"type": "retrieval"}])
 
 
 def test_file_turn_content_is_json():
@@ -244,6 +246,21 @@ def test_decoded_reply_keeps_markers_and_parses(tok):
     parser = NativeToolParser()
     shown = shown_text(parser.feed(decoded) + parser.finish())
     assert shown == text and parser.call.arguments == {"location": "Shanghai"}
+    stray = [*plain_ids(tok, "Done."), 92540, 92543, *plain_ids(tok, " Really."), 92542]
+    assert decode_keeping_markers(tok, stray) == "Done.<|action_end|> Really."
+
+
+@pytest.mark.parametrize("reply", [
+    "Sure, I will search.<|action_start|><|plugin|>\n{\"name\":\"f\" , \"parameters\":{}}<|action_end|>",
+    "I have processed the data.\n\n<|action_start|><|interpreter|>\n```python\nx = 2\nprint(x)\n```<|action_end|>",
+    "No call this time.",
+])
+def test_parsed_reply_renders_back_exactly_as_written(reply, sp):
+    _, parser = parse(list(reply))
+    message = parser.assistant_message()
+    suffix = "\n" if "<|interpreter|>" in reply else ""
+    assert render_text([message], False, False) == f"<|im_start|>assistant\n{reply}{suffix}<|im_end|>\n"
+    assert render_ids(sp, [message], False, False) == official_ids(sp, render_text([message], False, False))
 
 
 # ---------------------------------------------------------------- the streamed-call parser
@@ -308,17 +325,17 @@ def test_interpreter_call_streamed_at_every_split():
         (done,) = [e for e in events if isinstance(e, CallFinished)]
         assert (done.call.kind, done.call.name, done.call.arguments, done.call.problem) == (
             "interpreter", "python", code, "")
-        assert "<|" not in shown_text(events)
+        assert "<|" not in shown_text(events) and parser.call == done.call
 
 
 @pytest.mark.parametrize("reply", [
-    "Let me check. <|action_start|> <|plugin|>\n\n  {  \"name\" : \"get_current_weather\" ,\n"
-    "  \"parameters\":{\"location\":\"Shanghai\"}}  \n<|action_end|>\n",
+    ("Let me check. <|action_start|> <|plugin|>\n\n  {  \"name\" : \"get_current_weather\" ,\n"
+     "  \"parameters\":{\"location\":\"Shanghai\"}}  \n<|action_end|>\n"),
     "Let me check. <|action_start|>\n<|plugin|>" + WEATHER_JSON + "<|action_end|>",
     "Let me check. <|plugin|>\n" + WEATHER_JSON + "<|action_end|>",  # lagent accepts the bare marker
     "Let me check. <|action_start|>" + WEATHER_JSON + "<|action_end|>",  # kind marker left out
-    "Let me check. <|action_start|><|plugin|>\n"
-    '{"name": "get_current_weather", "arguments": "{\\"location\\": \\"Shanghai\\"}"}<|action_end|>',
+    ("Let me check. <|action_start|><|plugin|>\n"
+     '{"name": "get_current_weather", "arguments": "{\\"location\\": \\"Shanghai\\"}"}<|action_end|>'),
 ])
 def test_whitespace_and_format_variations(reply):
     for pieces in splits(reply):
@@ -340,7 +357,7 @@ def test_reply_stopped_without_action_end():
 def test_invalid_json_gives_a_call_with_the_raw_text_and_a_problem():
     bad = '{"name": "get_current_weather", "parameters": {"location": Shanghai}}'
     for pieces in splits(f"Checking.<|action_start|><|plugin|>\n{bad}<|action_end|>"):
-        events, parser = parse(pieces)
+        _, parser = parse(pieces)
         call = parser.call
         assert call.name == "get_current_weather" and call.arguments == "\n" + bad
         assert "not valid JSON" in call.problem and call.closed
