@@ -11,13 +11,14 @@ from __future__ import annotations
 import json
 import re
 from dataclasses import dataclass
+from types import MappingProxyType
 from typing import Any, Optional, Union
 
 from studio.families.internlm2 import IM_END, IM_START
 from studio.families.internlm2_tools import ACTION_END, ACTION_START, INTERPRETER, PLUGIN
 
 _MARKERS = (ACTION_START, ACTION_END, PLUGIN, INTERPRETER, IM_END, IM_START)
-_KINDS = {PLUGIN: "plugin", INTERPRETER: "interpreter"}
+_KINDS = MappingProxyType({PLUGIN: "plugin", INTERPRETER: "interpreter"})
 # The official format writes the name first: {"name": "…", "parameters": …}; that is what streams early.
 _NAME_FIRST = re.compile(r'\s*\{\s*"name"\s*:\s*("(?:[^"\\]|\\.)*")')
 _FENCE = re.compile(r"^\s*```[^\n`]*\n?(.*?)(?:\n?```\s*)?$", re.S)
@@ -42,7 +43,7 @@ class NativeCall:
 
 
 @dataclass(frozen=True)
-class TextDelta:
+class ReplyText:
     """Reply text to show."""
 
     text: str
@@ -80,7 +81,7 @@ class CallFinished:
     ignored: bool = False
 
 
-Event = Union[TextDelta, CallStarted, CallNamed, CallDelta, CallFinished]
+Event = Union[ReplyText, CallStarted, CallNamed, CallDelta, CallFinished]
 
 
 def _held_suffix(text: str) -> int:
@@ -208,7 +209,7 @@ class NativeToolParser:
         if self.calls:
             return []  # text after the first call is not part of this step's reply
         self.text += text
-        return [TextDelta(text)]
+        return [ReplyText(text)]
 
     def _marker(self, marker: str) -> list[Event]:
         events: list[Event] = []

@@ -26,6 +26,7 @@ Choices where the sources differ (all checked against chat_format.md's examples)
 from __future__ import annotations
 
 import json
+from types import MappingProxyType
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
 from studio.errors import InputError
@@ -37,12 +38,13 @@ INTERPRETER, PLUGIN = "<|interpreter|>", "<|plugin|>"
 ACTION_START_ID, ACTION_END_ID, INTERPRETER_ID, PLUGIN_ID = 92541, 92540, 92539, 92538
 
 # Every special token this format places, by name (chat_format.md's table).
-SPECIAL_IDS: dict[str, int] = {IM_START: IM_START_ID, IM_END: IM_END_ID, ACTION_START: ACTION_START_ID,
-                               ACTION_END: ACTION_END_ID, INTERPRETER: INTERPRETER_ID, PLUGIN: PLUGIN_ID}
+SPECIAL_IDS: Mapping[str, int] = MappingProxyType({
+    IM_START: IM_START_ID, IM_END: IM_END_ID, ACTION_START: ACTION_START_ID, ACTION_END: ACTION_END_ID,
+    INTERPRETER: INTERPRETER_ID, PLUGIN: PLUGIN_ID})
 # What a decoder must write out as text so the parser sees the call (other special ids are skipped).
-KEPT_MARKERS: dict[int, str] = {ACTION_START_ID: ACTION_START, ACTION_END_ID: ACTION_END,
-                                INTERPRETER_ID: INTERPRETER, PLUGIN_ID: PLUGIN}
-KIND_MARKERS = {"plugin": PLUGIN, "interpreter": INTERPRETER}
+KEPT_MARKERS: Mapping[int, str] = MappingProxyType({
+    ACTION_START_ID: ACTION_START, ACTION_END_ID: ACTION_END, INTERPRETER_ID: INTERPRETER, PLUGIN_ID: PLUGIN})
+KIND_MARKERS: Mapping[str, str] = MappingProxyType({"plugin": PLUGIN, "interpreter": INTERPRETER})
 
 # chat_format.md's interpreter system prompt (English), as the model was shown it.
 INTERPRETER_PROMPT = "\n".join([
@@ -65,8 +67,8 @@ INTERPRETER_PROMPT_CN = (
 PLUGIN_PROMPT_CN = ("你可以使用如下工具：\n{prompt}\n如果你已经获得足够信息，请直接给出答案. 避免不必要的工具调用! "
                     "同时注意你可以使用的工具，不要随意捏造！")
 
-_NAMES = {"system": ("plugin", "interpreter"), "environment": ("plugin", "interpreter"), "user": ("file",),
-          "assistant": ()}
+_NAMES = MappingProxyType({"system": ("plugin", "interpreter"), "environment": ("plugin", "interpreter"),
+                           "user": ("file",), "assistant": ()})
 _HINT = "Build the conversation from dicts with role, content, and optionally name or tool_call."
 
 

@@ -14,7 +14,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from studio.errors import InputError  # noqa: E402
 from studio.families.internlm2_tool_parser import (  # noqa: E402
-    CallDelta, CallFinished, CallNamed, CallStarted, NativeToolParser, TextDelta)
+    CallDelta, CallFinished, CallNamed, CallStarted, NativeToolParser, ReplyText)
 from studio.families.internlm2_tools import (  # noqa: E402
     INTERPRETER_PROMPT, PLUGIN_PROMPT_CN, decode_keeping_markers, file_turn_content, marker_for_id,
     plugin_turn_content, render_ids, render_text, tool_stop_token_ids)
@@ -267,7 +267,7 @@ def test_parsed_reply_renders_back_exactly_as_written(reply, sp):
 
 
 def shown_text(events) -> str:
-    return "".join(e.text for e in events if isinstance(e, TextDelta))
+    return "".join(e.text for e in events if isinstance(e, ReplyText))
 
 
 def parse(pieces) -> tuple[list, NativeToolParser]:
@@ -300,7 +300,7 @@ def test_plugin_call_streamed_at_every_split():
         assert (call.kind, call.name, call.arguments, call.problem, call.closed) == (
             "plugin", "get_current_weather", {"location": "Shanghai"}, "", True)
         assert call.raw == "\n" + WEATHER_JSON and parser.call == call
-        kinds = [type(e) for e in events if not isinstance(e, (TextDelta, CallDelta))]
+        kinds = [type(e) for e in events if not isinstance(e, (ReplyText, CallDelta))]
         assert kinds == [CallStarted, CallNamed, CallFinished]
         assert "".join(e.text for e in events if isinstance(e, CallDelta)) == "\n" + WEATHER_JSON
 
