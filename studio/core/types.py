@@ -7,7 +7,7 @@ from typing import Any, Literal, Optional, Union
 
 from pydantic import BaseModel, ConfigDict, Field
 
-Role = Literal["system", "user", "assistant"]
+Role = Literal["system", "user", "assistant", "tool"]
 FinishReason = Literal["stop", "length", "cancelled", "error"]
 
 
@@ -38,6 +38,11 @@ class Message:
     content: list[Part] = field(default_factory=list)
     # A reply cut short by a crash or an error: saved as far as it got, labelled, ready to regenerate.
     partial: bool = False
+    # Agent turns: an assistant message may end in a tool call ({"kind": "plugin", "name", "arguments"} or
+    # {"kind": "interpreter", "code"}, "raw" as the model wrote it); a "tool" message is a call's result and
+    # `name` says whose ("plugin" or "interpreter"); a system message named "plugin"/"interpreter" declares them.
+    name: Optional[str] = None
+    tool_call: Optional[dict] = None
 
     @classmethod
     def of(cls, role: Role, text: str, partial: bool = False) -> "Message":

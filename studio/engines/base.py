@@ -58,6 +58,7 @@ class Prepared:
     prompt_tokens: int
     payload: Any  # the engine's own form of the request (prompt ids, wire messages, a JSON body)
     max_tiles: Optional[int] = None
+    tools: tuple[dict, ...] = ()  # OpenAI function schemas the model may call in this reply
     image_costs: tuple[ImageCost, ...] = ()
     dropped: int = 0  # earliest messages left out to fit the window (fit="trim")
     notices: tuple[Notice, ...] = field(default_factory=tuple)
@@ -79,6 +80,12 @@ class ImagesRefused(InputError):
     code = "images_not_supported"
 
 
+class ToolsRefused(InputError):
+    """Tools offered to a model that cannot call them (code for the API: tools_not_supported)."""
+
+    code = "tools_not_supported"
+
+
 class Engine(Protocol):
     """A loaded model that streams text; thread-safe as far as `batches` says."""
 
@@ -88,8 +95,8 @@ class Engine(Protocol):
     context_window: int
 
     def prepare(self, messages: list[Message], params: GenParams, *, max_tiles: Optional[int] = None,
-                fit: Fit = "refuse") -> Prepared:
-        """One valid request, or InputError (ContextOverflow, ImagesRefused) saying what to change."""
+                fit: Fit = "refuse", tools: tuple[dict, ...] = ()) -> Prepared:
+        """One valid request, or InputError (ContextOverflow, ImagesRefused, ToolsRefused) saying what to change."""
         ...
 
     def stream(self, prepared: Prepared, cancel: threading.Event) -> Iterator[TextDelta]:
@@ -127,6 +134,8 @@ class EngineBase:
     reserve = 0  # tokens kept free beyond the prompt (a count that may be a little short)
     vision_hint = "Load a vision model (e.g. --config configs/internvl2-2b.yaml), or remove the images."
     unloaded_hint = "Restart the studio to load it again."
+    tools_hint = ("Load a model that calls tools, e.g. InternLM2-Chat "
+                  "(--config configs/internlm2-chat-1_8b.yaml --model-path /path/to/internlm2-chat-1_8b).")
     # The model's own system prompt (the family's or the chat template's), used unless the config sets one.
     default_system_prompt: Optional[str] = None
     # Whether an explicit empty system message reaches the model (else it is left out: the same "none"
@@ -144,8 +153,10 @@ class EngineBase:
         """The model's name in messages."""
         return self.options.display_name()
 
-    def _encode(self, messages: list[Message], max_tiles: Optional[int], final: bool) -> Encoded:
-        """The prompt's token count; with `final`, also the request in the engine's own form."""
+    def _encode(self, messages: list[Message], max_tiles: Optional[int], final: bool,
+                tools: tuple[dict, ...] = ()) -> Encoded:
+        """The prompt's token count; with `final`, also the request in the engine's own form (with `tools`
+        declared to the model, for engines that call tools)."""
         raise NotImplementedError
 
     def _image_cost(self, image: Any, max_tiles: Optional[int]) -> ImageCost:
@@ -168,7 +179,7 @@ class EngineBase:
         return self._image_cost(image, max_tiles or self.options.max_tiles)
 
     def prepare(self, messages: list[Message], params: GenParams, *, max_tiles: Optional[int] = None,
-                fit: Fit = "refuse") -> Prepared:
+                fit: Fit = "refuse", tools: tuple[dict, ...] = ()) -> Prepared:
         """One valid request: system prompt applied, images checked, prompt counted, fitted to the window.
 
         fit="refuse": a prompt that leaves no room for a reply is refused (API clients keep their own
@@ -181,12 +192,15 @@ class EngineBase:
         if images and not self.accepts_images:
             raise ImagesRefused(f"This model ({self.label()}) reads text only; the conversation has "
                                 f"{images} image(s).", self.vision_hint)
+        tools = tuple(tools)
+        if (tools or any(m.role == "tool" or m.tool_call for m in messages)) and not self.tools:
+            raise ToolsRefused(f"This model ({self.label()}) cannot call tools.", self.tools_hint)
         sent = self._with_system(list(messages))
         window = self.context_window
         dropped, notices, encoded = 0, [], None
         if fit == "trim":
             room = min(params.max_new_tokens, window // 2)
-            sent, dropped, encoded = self._trim(sent, window - room, room, tiles)
+            sent, dropped, encoded = self._trim(sent, window - room, room, tiles, tools)
             if dropped:
                 lost = images - sum(len(m.images) for m in sent)
                 shown = f" ({lost} image(s))" if lost else ""
@@ -194,7 +208,7 @@ class EngineBase:
                                       f"the model's {window:,}-token context window.", "warning"))
             params = params.model_copy(update={"max_new_tokens": room})
         if encoded is None or encoded.payload is None:
-            encoded = self._encode(sent, tiles, final=True)  # the trim's last count is reused when complete
+            encoded = self._encode(sent, tiles, final=True, tools=tools)  # the trim's last count, when complete
         need = encoded.tokens
         if need + 1 >= window:
             raise ContextOverflow(
@@ -205,7 +219,7 @@ class EngineBase:
         if params.max_new_tokens > left:
             params = params.model_copy(update={"max_new_tokens": left})
         costs = tuple(self._image_cost(img, tiles) for m in sent for img in m.images)
-        return Prepared(sent, params, need, encoded.payload, max_tiles, costs, dropped, tuple(notices))
+        return Prepared(sent, params, need, encoded.payload, max_tiles, tools, costs, dropped, tuple(notices))
 
     def stream(self, prepared: Prepared, cancel: threading.Event) -> Iterator[TextDelta]:
         """Yield text deltas, the last with a finish reason and the token counts."""
@@ -226,15 +240,15 @@ class EngineBase:
             return messages
         return [Message.of("system", prompt), *messages]
 
-    def _trim(self, messages: list[Message], budget: int, room: int,
-              tiles: Optional[int]) -> tuple[list[Message], int, Optional[Encoded]]:
+    def _trim(self, messages: list[Message], budget: int, room: int, tiles: Optional[int],
+              tools: tuple[dict, ...] = ()) -> tuple[list[Message], int, Optional[Encoded]]:
         """Drop the oldest whole exchanges until the prompt fits `budget` tokens; (messages, dropped,
         the last count)."""
         system = [m for m in messages[:1] if m.role == "system"]
         turns = messages[len(system):]
         dropped, encoded = 0, None
         while turns:
-            encoded = self._encode(system + turns, tiles, final=False)
+            encoded = self._encode(system + turns, tiles, final=False, tools=tools)
             need = encoded.tokens
             if need <= budget:
                 break

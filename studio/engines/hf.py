@@ -15,6 +15,7 @@ from typing import Any, Iterator, Optional
 from studio.core.types import EngineInfo, GenParams, Message, TextDelta
 from studio.engines.base import Encoded, EngineBase, LoadContext, Prepared
 from studio.engines.hf_loading import HFOptions
+from studio.families import TOOL_FORMATS
 from studio.families.base import ImageCost, PromptInputs, system_default
 
 log = logging.getLogger(__name__)
@@ -143,6 +144,11 @@ class _TextAssembler:
         return piece
 
 
+def _uses_tools(messages: list[Message], tools) -> bool:
+    """True when a prompt declares tools or holds tool calls or results (it then takes the tool format)."""
+    return bool(tools) or any(m.role == "tool" or m.tool_call or m.name for m in messages)
+
+
 class HFEngine(EngineBase):
     """A transformers causal LM behind the Engine protocol; one generation at a time."""
 
@@ -162,6 +168,9 @@ class HFEngine(EngineBase):
         self.decoder = make_decoder(self.model)
         self.stop_ids = set(family.stop_token_ids(self.tokenizer, getattr(self.model, "generation_config", None)))
         self.default_system_prompt = system_default(family, self.tokenizer)
+        # A family with a native tool-call format (InternLM2) can run the agent: its tool turns, its stops.
+        self.tool_format = TOOL_FORMATS.get(family.name)() if family.name in TOOL_FORMATS else None
+        self.tools = self.tool_format is not None
         # A model without a default: an explicit empty system prompt and none at all are the same prompt.
         self.keeps_empty_system = self.default_system_prompt is not None
         self._lock = threading.Lock()  # serialises generations: direct callers (CLI, API) too
@@ -176,9 +185,13 @@ class HFEngine(EngineBase):
         files = self.loaded.files
         return self.cfg.label or (files.gguf.stem if files.gguf else files.model_dir.name)
 
-    def _encode(self, messages: list[Message], max_tiles: Optional[int], final: bool) -> Encoded:
+    def _encode(self, messages: list[Message], max_tiles: Optional[int], final: bool, tools=()) -> Encoded:
         """Prompt ids (a vision prompt's preprocessed images only with `final`); InputError for unreadable images."""
         with self._tok_lock:
+            if self.tool_format is not None and _uses_tools(messages, tools):  # the family's native tool format
+                fmt = self.tool_format
+                ids = fmt.render_ids(self.tokenizer, fmt.native_messages(messages, tools))
+                return Encoded(len(ids), PromptInputs(ids))
             if self.accepts_images and final:
                 prompt = self.family.prepare(self.tokenizer, messages, max_tiles)
                 return Encoded(len(prompt.ids), prompt)
@@ -191,7 +204,9 @@ class HFEngine(EngineBase):
         return self.family.image_cost(image, max_tiles)
 
     def _generate(self, prepared: Prepared, cancel: threading.Event) -> Iterator[TextDelta]:
-        return self._serve(prepared.payload, prepared.params, cancel)
+        markers = self.tool_format.KEPT_MARKERS if (
+            self.tool_format is not None and _uses_tools(prepared.messages, prepared.tools)) else {}
+        return self._serve(prepared.payload, prepared.params, cancel, markers)
 
     def _acquire(self, cancel: threading.Event) -> bool:
         """Wait for the model; False if the request is cancelled first."""
@@ -200,7 +215,8 @@ class HFEngine(EngineBase):
                 return False
         return True
 
-    def _serve(self, prompt: PromptInputs, params: GenParams, cancel: threading.Event) -> Iterator[TextDelta]:
+    def _serve(self, prompt: PromptInputs, params: GenParams, cancel: threading.Event,
+               markers: Optional[dict] = None) -> Iterator[TextDelta]:
         # The lock is taken on the caller's thread; only the compute moves to the engine thread,
         # so a waiting caller never occupies that thread.
         if not self._acquire(cancel):
@@ -212,7 +228,7 @@ class HFEngine(EngineBase):
 
             gen = beam_generate(self.model, self.tokenizer, prompt.ids, max_new, self.stop_ids, params, cancel)
         else:
-            gen = self._run(prompt, params, cancel)
+            gen = self._run(prompt, params, cancel, markers or {})
         try:
             while True:
                 try:
@@ -246,7 +262,10 @@ class HFEngine(EngineBase):
         finally:
             self.vision.set_adapter_mask(None)  # decoding is text only
 
-    def _run(self, prompt: PromptInputs, params: GenParams, cancel: threading.Event) -> Iterator[TextDelta]:
+    def _run(self, prompt: PromptInputs, params: GenParams, cancel: threading.Event,
+             markers: dict) -> Iterator[TextDelta]:
+        """Decode token by token; `markers` (tool calls) are written out as text, and the last one that ends
+        a call (`<|action_end|>`) ends the reply."""
         import torch
 
         ids, max_new = prompt.ids, params.max_new_tokens
@@ -266,7 +285,15 @@ class HFEngine(EngineBase):
                     finish = "stop"
                     break
                 done += 1
-                piece, hit = text.push(token)
+                if token in markers:  # what was held back, then the marker; text after it decodes afresh
+                    yield TextDelta(text=text.flush() + markers[token])
+                    text = _TextAssembler(self.tokenizer, params.stop, self._tok_lock)
+                    if token == self.tool_format.ACTION_END_ID:  # the call is complete
+                        finish = "stop"
+                        break
+                    piece, hit = "", False
+                else:
+                    piece, hit = text.push(token)
                 if piece:
                     yield TextDelta(text=piece)
                 if hit:

@@ -115,7 +115,7 @@ class LmdeployEngine(EngineBase):
         except Exception:  # no chat template: the estimate still guards the session length
             return estimate_tokens(messages)
 
-    def _encode(self, messages: list[Message], max_tiles: Optional[int], final: bool) -> Encoded:
+    def _encode(self, messages: list[Message], max_tiles: Optional[int], final: bool, tools=()) -> Encoded:
         return Encoded(self._count(messages, max_tiles), wire_messages(messages, max_tiles))
 
     def _image_cost(self, image: Any, max_tiles: Optional[int]) -> ImageCost:

@@ -100,7 +100,7 @@ class OpenAICompatEngine(EngineBase):
         """The server's model and where it is."""
         return f"{self.model} at {self.host}"
 
-    def _encode(self, messages: list[Message], max_tiles: Optional[int], final: bool) -> Encoded:
+    def _encode(self, messages: list[Message], max_tiles: Optional[int], final: bool, tools=()) -> Encoded:
         """An estimate (no tokenizer here): characters / 3, + 4 per message, + IMAGE_TOKENS per image."""
         return Encoded(estimate_tokens(messages), messages)
 

@@ -33,3 +33,14 @@ def _xcomposer2():
     from studio.families.xcomposer2 import XComposer2Family
 
     return XComposer2Family()
+
+
+# Native tool-call formats, by family: prompts with tool turns, the stops that end a call, the markers kept.
+TOOL_FORMATS: Registry = Registry("tool format")
+
+
+@TOOL_FORMATS.register("internlm2")
+def _internlm2_tools():
+    from studio.families import internlm2_tools
+
+    return internlm2_tools

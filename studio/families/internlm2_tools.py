@@ -190,6 +190,30 @@ def render_ids(tokenizer: Any, messages: Sequence[Mapping[str, Any]], add_genera
     return ids + plain_ids(tokenizer, pending)
 
 
+# ---------------------------------------------------------------- the studio's messages in this format
+
+INTERPRETER_TOOL = "python"  # the interpreter, as a tool name: declared in its own system turn
+
+
+def native_messages(messages: Sequence[Any], tools: Sequence[Mapping[str, Any]] = ()) -> list[dict]:
+    """The studio's Messages (studio.core.types) as this format's dicts, with `tools` declared after the first
+    system turn: the interpreter (a tool named "python") in its own turn, the other tools in the plugin turn."""
+    plugins = [t for t in tools if _function(t).get("name") != INTERPRETER_TOOL]
+    declared = ([{"role": "system", "name": "interpreter", "content": INTERPRETER_PROMPT}]
+                if len(plugins) < len(tools) else [])
+    declared += [{"role": "system", "name": "plugin", "content": plugin_turn_content(plugins)}] if plugins else []
+    out: list[dict] = []
+    for m in messages:
+        item: dict = {"role": "environment" if m.role == "tool" else m.role, "content": m.text}
+        if m.name:
+            item["name"] = m.name
+        if m.tool_call:
+            item["tool_call"] = dict(m.tool_call)
+        out.append(item)
+    at = 1 if out and out[0]["role"] == "system" and not out[0].get("name") else 0
+    return out[:at] + declared + out[at:]
+
+
 # ---------------------------------------------------------------- stops and decoding
 
 

@@ -160,7 +160,7 @@ class ScriptedEngine(EngineBase):
         words = self._reply_words(prepared.messages, prepared.max_tiles)
         return self._stream_words(words, prepared.params.max_new_tokens, cancel)
 
-    def _encode(self, messages, max_tiles, final: bool) -> Encoded:
+    def _encode(self, messages, max_tiles, final: bool, tools=()) -> Encoded:
         """Words + 4 per message, 100 per image (a 512-token window)."""
         return Encoded(sum(len(m.text.split()) + 4 + 100 * len(m.images) for m in messages), messages)
 
