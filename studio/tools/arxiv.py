@@ -45,10 +45,12 @@ class ArxivSearch:
 
     spec = SPEC
 
-    def __init__(self, base_url: str = ARXIV_API, timeout_s: float = 15.0, abstract_chars: int = 600) -> None:
+    def __init__(self, base_url: str = ARXIV_API, timeout_s: float = 15.0, abstract_chars: int = 600,
+                 trust_env: bool = True) -> None:
         self.base_url = base_url
         self.timeout_s = timeout_s
         self.abstract_chars = abstract_chars
+        self.trust_env = trust_env  # HTTP(S)_PROXY from the environment, as many users behind a proxy need
 
     def run(self, arguments: Any, cancel: threading.Event) -> ToolResult:
         """Search arXiv; offline, slow, failing or odd answers come back as an error result saying so."""
@@ -60,8 +62,19 @@ class ArxivSearch:
             problems = ["argument 'query' is empty; give some keywords"]
         if problems:
             return ToolResult(error="; ".join(problems), seconds=time.monotonic() - started)
-        text, error = self._search(arguments["query"].strip(), arguments.get("max_results", 3), cancel)
+        text, error = self._search_or_stop(arguments["query"].strip(), arguments.get("max_results", 3), cancel)
         return ToolResult(text=text, error=error, seconds=time.monotonic() - started)
+
+    def _search_or_stop(self, query: str, max_results: int, cancel: threading.Event) -> tuple[str, str]:
+        """The search in a worker thread, so Stop answers at once even while a connection hangs."""
+        box: list[tuple[str, str]] = []
+        worker = threading.Thread(target=lambda: box.append(self._search(query, max_results, cancel)),
+                                  name="arxiv-search", daemon=True)
+        worker.start()
+        while worker.is_alive() and not cancel.is_set():
+            worker.join(0.1)
+        # A hanging request stays behind until its own timeout ends it; its answer is not waited for.
+        return box[0] if box else ("", "The search was stopped.")
 
     def _search(self, query: str, max_results: int, cancel: threading.Event) -> tuple[str, str]:
         if cancel.is_set():
@@ -89,7 +102,7 @@ class ArxivSearch:
         """The response body, read in chunks so Stop is seen between them and a huge answer is cut off."""
         chunks, size = [], 0
         with httpx.stream("GET", self.base_url, params=params, timeout=self.timeout_s,
-                          follow_redirects=True, trust_env=False) as response:
+                          follow_redirects=True, trust_env=self.trust_env) as response:
             response.raise_for_status()
             for chunk in response.iter_bytes():
                 if cancel.is_set():

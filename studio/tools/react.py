@@ -142,12 +142,12 @@ def parse_react(text: str, names: list[str] | None = None) -> ReactStep:
         if kind == "response":  # the model invented a tool result: nothing after it counts
             break
         if kind == "final":
-            return ReactStep(_join(thought), final_answer=_clean(text[mark.end():]))
+            return _final_step(_join(thought), text[mark.end():])
         if kind == "thought":
             inline = INLINE_FINAL.search(text, mark.end(), end)
             if inline:  # "Thought: … Final Answer: …" on one line, as lagent's prompt shows it
                 thought.append(_clean(text[mark.end():inline.start()]))
-                return ReactStep(_join(thought), final_answer=_clean(text[inline.end():]))
+                return _final_step(_join(thought), text[inline.end():])
             thought.append(_clean(text[mark.end():end]))
         elif kind == "action":
             return _action_step(_join(thought), text, marks, i, names)
@@ -156,6 +156,11 @@ def parse_react(text: str, names: list[str] | None = None) -> ReactStep:
     if not text.strip():
         return ReactStep(problem="the reply was empty")
     return ReactStep(_join(thought), problem="there is neither an Action nor a Final Answer")
+
+
+def _final_step(thought: str, answer: str) -> ReactStep:
+    answer = _clean(answer)
+    return ReactStep(thought, final_answer=answer, problem="" if answer else "the Final Answer is empty")
 
 
 def _section_end(marks: list[re.Match], i: int, text: str) -> int:

@@ -63,7 +63,8 @@ def build_spec(name: str, doc: str, params: list[Param], where: str) -> ToolSpec
         raise SchemaError(f"{where}: {name!r} is not a valid tool name.", "Use letters, digits and _ only.")
     summary, arg_docs = parse_docstring(doc)
     if not summary:
-        raise SchemaError(f"{where} has no docstring.", "Its first line tells the model what the tool does.")
+        what = "has no docstring" if not doc.strip() else "has a docstring without a summary line first"
+        raise SchemaError(f"{where} {what}.", "Its first line tells the model what the tool does.")
     properties, required = {}, []
     for p in params:
         schema = annotation_schema(p.annotation, f"parameter {p.name!r} of {where}")

@@ -17,6 +17,7 @@ TYPE_NAMES: dict[str, Any] = {"str": str, "int": int, "float": float, "bool": bo
                               "List": list, "Dict": dict, "None": None, "Optional": typing.Optional,
                               "Union": typing.Union, "Literal": typing.Literal}
 RESULT_MARK = "\x1epuyu-tool-result\x1e"  # starts the one line of the call's JSON result, whatever it printed
+RESULT_CHARS = 20_000  # a tool's result and its printed text are each cut to this many characters
 FIX_HINT = ("Give each public function type annotations and a docstring, use literal defaults, "
             "or start its name with _ to keep it out of the tools.")
 
@@ -124,32 +125,38 @@ def _subscript(node: ast.Subscript, where: str) -> Any:
     raise SchemaError(f"the annotation of {where} ({ast.unparse(node)}) cannot be given to a model")
 
 
-def call_code(path: str | Path, name: str, arguments: dict) -> str:
-    """Python source that imports the tool file by path, calls `name(**arguments)` and prints a JSON result line."""
+def call_code(path: str | Path, name: str, arguments: dict, limit: int = RESULT_CHARS) -> str:
+    """Python source that imports the tool file by path, calls `name(**arguments)` and prints one JSON line."""
     if not isinstance(arguments, dict):
         raise StudioError(f"The arguments of {name} must be a JSON object.", "Check them with check_arguments first.")
-    # Wrapped in a function so nothing is left in a stateful interpreter's namespace.
+    # Wrapped in a function so nothing is left in a stateful interpreter's namespace; what the tool prints
+    # is captured and capped so the one result line always fits in the interpreter's capped output.
     return f"""def __puyu_tool_call():
-    import importlib.util, json, sys, traceback
+    import contextlib, importlib.util, io, json, sys, traceback
     path, name, arguments = {str(Path(path).resolve())!r}, {name!r}, json.loads({json.dumps(arguments)!r})
+    printed, limit = io.StringIO(), {int(limit)}
     try:
-        spec = importlib.util.spec_from_file_location("puyu_user_tool", path)
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = module  # dataclasses and pickling look the module up there
-        spec.loader.exec_module(module)
-        out = {{"result": getattr(module, name)(**arguments)}}
-    except Exception as exc:
+        with contextlib.redirect_stdout(printed):
+            spec = importlib.util.spec_from_file_location("puyu_user_tool", path)
+            module = importlib.util.module_from_spec(spec)
+            sys.modules[spec.name] = module  # dataclasses and pickling look the module up there
+            spec.loader.exec_module(module)
+            result = getattr(module, name)(**arguments)
+        text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False, default=repr)
+        out = {{"text": text[:limit], "truncated": len(text) > limit}}
+    except BaseException as exc:  # SystemExit and KeyboardInterrupt from a tool are its failure too
         frames = traceback.extract_tb(exc.__traceback__)
         line = next((f.lineno for f in reversed(frames) if f.filename == path), None)
-        out = {{"error": f"{{type(exc).__name__}}: {{exc}}", "line": line}}
-    print({RESULT_MARK!r} + json.dumps(out, ensure_ascii=False, default=repr), flush=True)
+        out = {{"error": f"{{type(exc).__name__}}: {{exc}}"[:limit], "line": line}}
+    out["printed"] = printed.getvalue()[:limit]
+    print({RESULT_MARK!r} + json.dumps(out, ensure_ascii=False), flush=True)
 __puyu_tool_call()
 del __puyu_tool_call
 """
 
 
 def read_call_output(output: str, name: str = "the tool") -> ToolResult:
-    """The ToolResult of a call_code run from its printed output (what the function printed comes first)."""
+    """The ToolResult of a call_code run from what it printed."""
     before, mark, after = output.rpartition(RESULT_MARK)
     if not mark:
         return ToolResult(text=output.strip(), error=f"{name} ended without a result (it was stopped or crashed).")
@@ -157,10 +164,9 @@ def read_call_output(output: str, name: str = "the tool") -> ToolResult:
         out = json.loads(after.splitlines()[0] if after else "")
     except (ValueError, IndexError):
         return ToolResult(text=before.strip(), error=f"{name} returned an unreadable result.")
-    printed = before.strip()
+    printed = out.get("printed", "").strip()
     if "error" in out:
         where = f" (line {out['line']} of the tool file)" if out.get("line") else ""
         return ToolResult(text=printed, error=f"{name} failed{where}: {out['error']}")
-    result = out.get("result")
-    text = result if isinstance(result, str) else json.dumps(result, ensure_ascii=False)
+    text = out.get("text", "") + (" … (truncated)" if out.get("truncated") else "")
     return ToolResult(text="\n".join(t for t in (printed, text) if t))

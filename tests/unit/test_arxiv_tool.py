@@ -9,6 +9,7 @@ import pytest
 
 from studio.tools.arxiv import ArxivSearch, parse_feed
 from tests.support.arxiv_server import SAMPLE, arxiv_server
+from tests.support.waits import wait_until
 
 NETWORK = "needs the network"
 
@@ -20,7 +21,7 @@ def server():
 
 
 def search(url, arguments, **kwargs):
-    return ArxivSearch(base_url=url, **kwargs).run(arguments, threading.Event())
+    return ArxivSearch(base_url=url, trust_env=False, **kwargs).run(arguments, threading.Event())
 
 
 def test_results_give_titles_authors_dates_and_capped_abstracts(server):
@@ -96,8 +97,22 @@ def test_stop_before_the_search_makes_no_request(server):
     before = len(server.queries)
     cancel = threading.Event()
     cancel.set()
-    result = ArxivSearch(base_url=server.url()).run({"query": "llm"}, cancel)
+    result = ArxivSearch(base_url=server.url(), trust_env=False).run({"query": "llm"}, cancel)
     assert not result.ok and "stopped" in result.error and len(server.queries) == before
+
+
+def test_stop_while_the_server_hangs_returns_without_waiting_for_the_timeout(server):
+    before = len(server.queries)
+    cancel = threading.Event()
+    box = []
+    tool = ArxivSearch(base_url=server.url("/hang"), timeout_s=600, trust_env=False)
+    runner = threading.Thread(target=lambda: box.append(tool.run({"query": "llm"}, cancel)), daemon=True)
+    runner.start()
+    wait_until(lambda: len(server.queries) > before, "the request to reach the fake server")
+    assert not box  # still waiting on the hanging server
+    cancel.set()
+    wait_until(lambda: box, "the stopped search to return")
+    assert not box[0].ok and box[0].error == "The search was stopped."  # not the 600 s timeout's error
 
 
 def test_parse_feed_reads_the_sample():

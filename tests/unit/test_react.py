@@ -121,6 +121,7 @@ def test_raw_code_input_stays_text_for_the_interpreter():
     ("Action: arxiv_search\nAction Input: {\"query\": \"x\",}", "the Action Input is not valid JSON"),
     ("Action: arxiv_search\nAction Input: {\"query\": \"x\"} and then more", "text after its JSON object"),
     ("Action: arxiv_search\nAction Input: {'query': 'x'}", "the Action Input is not valid JSON"),
+    ("Thought: done\nFinal Answer:   \n", "the Final Answer is empty"),
 ])
 def test_malformed_replies_say_what_is_wrong(text, problem):
     step = parse_react(text, NAMES)

@@ -93,7 +93,16 @@ def odd_type(x: set[int]) -> int:
     return 0
 
 
-@pytest.mark.parametrize("fn, words", [(undocumented, "no docstring"), (unannotated, "no type annotation"),
+def summaryless(x: int) -> int:
+    """
+    Args:
+        x: a number.
+    """
+    return x
+
+
+@pytest.mark.parametrize("fn, words", [(undocumented, "no docstring"),
+                                       (summaryless, "a docstring without a summary line first"), (unannotated, "no type annotation"),
                                        (variadic, "*args"), (odd_type, "cannot be given to a model")])
 def test_functions_that_cannot_be_tools_are_refused_with_the_reason(fn, words):
     with pytest.raises(SchemaError) as info:

@@ -150,3 +150,27 @@ def test_call_code_leaves_nothing_in_a_stateful_namespace(tmp_path):
 def test_output_without_a_result_line_is_an_error():
     result = read_call_output("partial output\nKilled", "magic_maker")
     assert not result.ok and "ended without a result" in result.error and result.text == "partial output\nKilled"
+
+
+def test_huge_results_and_prints_are_capped_in_the_child(tmp_path):
+    path = write(tmp_path, '''
+        def flood(n: int) -> str:
+            """Prints and returns a lot."""
+            print("p" * n)
+            return "r" * n
+        ''')
+    out = run_child(call_code(path, "flood", {"n": 1_000_000}, limit=100), tmp_path)
+    assert len(out) < 1000
+    result = read_call_output(out, "flood")
+    assert result.ok and result.text == "p" * 100 + "\n" + "r" * 100 + " … (truncated)"
+
+
+def test_a_tool_calling_sys_exit_is_a_failure_not_a_silent_end(tmp_path):
+    path = write(tmp_path, '''
+        import sys
+        def leave(code: int) -> str:
+            """Exits."""
+            sys.exit(code)
+        ''')
+    result = read_call_output(run_child(call_code(path, "leave", {"code": 3}), tmp_path), "leave")
+    assert result.error == "leave failed (line 5 of the tool file): SystemExit: 3"
