@@ -50,6 +50,23 @@ def load_tool_file(path: str | Path) -> list[ToolSpec]:
     return specs
 
 
+def load_tool_folder(folder: str | Path) -> list[tuple[Path, ToolSpec]]:
+    """Every tool of the *.py files in a folder (sorted), each with its file; a name used twice is an error."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise ToolFileError(f"The tool folder {folder} does not exist or is not a folder.",
+                            "Create it, or fix the tools folder in the config.")
+    tools = [(path, spec) for path in sorted(folder.glob("*.py")) if not path.name.startswith("_")
+             for spec in load_tool_file(path)]
+    seen: dict[str, Path] = {}
+    for path, spec in tools:
+        if spec.name in seen:
+            raise ToolFileError(f"The tool {spec.name} is defined in both {seen[spec.name]} and {path}.",
+                                "Rename one of them: the model calls tools by name.")
+        seen[spec.name] = path
+    return tools
+
+
 def _parse(path: Path) -> ast.Module:
     try:
         source = path.read_text(encoding="utf-8")

@@ -9,7 +9,7 @@ import textwrap
 
 import pytest
 
-from studio.tools.user_tools import ToolFileError, call_code, load_tool_file, read_call_output
+from studio.tools.user_tools import ToolFileError, call_code, load_tool_file, load_tool_folder, read_call_output
 
 GOOD = '''
 """My tools."""
@@ -174,3 +174,20 @@ def test_a_tool_calling_sys_exit_is_a_failure_not_a_silent_end(tmp_path):
         ''')
     result = read_call_output(run_child(call_code(path, "leave", {"code": 3}), tmp_path), "leave")
     assert result.error == "leave failed (line 5 of the tool file): SystemExit: 3"
+
+
+def test_a_tool_folder_gives_each_tool_with_its_file(tmp_path):
+    write(tmp_path, "def b_tool(x: int) -> int:\n    '''B.'''\n", "b.py")
+    write(tmp_path, "def a_tool(x: int) -> int:\n    '''A.'''\n", "a.py")
+    write(tmp_path, "broken(", "_skipped.py")
+    (tmp_path / "notes.txt").write_text("not a tool")
+    assert [(p.name, s.name) for p, s in load_tool_folder(tmp_path)] == [("a.py", "a_tool"), ("b.py", "b_tool")]
+
+
+def test_a_tool_folder_refuses_a_name_in_two_files_and_a_missing_folder(tmp_path):
+    write(tmp_path, "def same(x: int) -> int:\n    '''One.'''\n", "one.py")
+    write(tmp_path, "def same(x: int) -> int:\n    '''Two.'''\n", "two.py")
+    with pytest.raises(ToolFileError, match=r"The tool same is defined in both .*one\.py and .*two\.py"):
+        load_tool_folder(tmp_path)
+    with pytest.raises(ToolFileError, match="does not exist"):
+        load_tool_folder(tmp_path / "nope")
