@@ -68,6 +68,7 @@ _NAMES = "|".join(sorted((re.escape(a).replace(r"\ ", r"[ \t]+") for a in _ALIAS
 MARKER = re.compile(rf"^[ \t>*\-]*\**[ \t]*({_NAMES})[ \t]*\**[ \t]*[:：][ \t]*\**[ \t]*", re.I | re.M)
 INLINE_FINAL = re.compile(r"(?<![A-Za-z])(final[ \t]+answer|最终答案)[ \t]*\**[ \t]*[:：][ \t]*\**[ \t]*", re.I)
 FENCE_LINE = re.compile(r"^[ \t]*```[\w+-]*[ \t]*$")
+TRIGGERS = ":：}`"  # a marker's colon, a JSON object's end, a closing fence
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,8 @@ class ReactStream:
         """Add streamed text; True when the Action Input is complete."""
         if self.end is None:
             self.buffer += delta
-            self.end = _action_end(self.buffer)
+            if any(c in delta for c in TRIGGERS):  # a step can only complete on one of these: skip the rescan
+                self.end = _action_end(self.buffer)
         return self.done
 
     def step(self) -> ReactStep:
@@ -249,6 +251,8 @@ def _action_end(text: str) -> int | None:
         kind = _name_for(mark.group(1))
         if kind == "final":
             return None  # a final answer runs to the end of the reply
+        if kind == "response":  # the model started inventing the tool's result: stop before it
+            return len(text[:mark.start()].rstrip())
         if kind == "thought" and INLINE_FINAL.search(text, mark.end(), marks[i + 1].start() if i + 1 < len(marks)
                                                      else len(text)):
             return None

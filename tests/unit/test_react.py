@@ -216,3 +216,11 @@ def test_stream_of_a_fenced_json_input_on_the_marker_line():
     stream = ReactStream(NAMES)
     assert feed_all(stream, text, 4) is not None
     assert stream.text.endswith('{"query": "InternLM"}') and stream.step().arguments == {"query": "InternLM"}
+
+
+def test_stream_stops_at_an_invented_response_even_without_an_action():
+    stream = ReactStream(NAMES)
+    assert not stream.feed("Thought: I will just say it\n")
+    assert stream.feed("Response: 42\nFinal Answer: 42")
+    assert stream.text == "Thought: I will just say it"
+    assert stream.step().problem == "there is neither an Action nor a Final Answer"
