@@ -134,6 +134,16 @@ class ApiConfig(_Frozen):
         return value
 
 
+class AgentConfig(_Frozen):
+    """The agent tab's tools: the sandboxed Python interpreter, ArXiv search, and the user's own tool files."""
+
+    tools_folder: Optional[str] = None  # *.py files of typed, documented functions (read, never imported)
+    arxiv: bool = True  # needs the network; offline it says so
+    arxiv_url: str = "http://export.arxiv.org/api/query"
+    max_steps: int = Field(5, ge=1, le=20)
+    interpreter_timeout_s: float = Field(30.0, gt=0, le=600)
+
+
 class StudioConfig(_Frozen):
     """The whole config file; each engine block is validated by its own engine's options class."""
 
@@ -141,6 +151,7 @@ class StudioConfig(_Frozen):
     engines: dict[str, EngineOptions]
     article: ArticleConfig = ArticleConfig()
     api: ApiConfig = ApiConfig()
+    agent: AgentConfig = AgentConfig()
 
     @field_validator("engines", mode="before")
     @classmethod

@@ -17,6 +17,7 @@ from studio.store.conversations import ConversationStore
 from studio.store.draft_files import DraftFiles
 from studio.store.drafts import DraftStore
 from studio.store.private_files import PrivateFiles
+from studio.tools.pool import ToolPool
 
 log = logging.getLogger(__name__)
 
@@ -202,6 +203,7 @@ class Services:
     draft_files: Optional[DraftFiles] = None
     sources: Optional[SourcePool] = None
     files: Optional[PrivateFiles] = None  # thumbnails and downloads: private folders under the data dir
+    tools: Optional[ToolPool] = None  # the agent's tools: one sandboxed interpreter per conversation
 
     def device_stats(self) -> list:
         """Live memory of each GPU and of RAM (studio.engines.devices.DeviceStat)."""
@@ -214,7 +216,9 @@ class Services:
         return self.sources.get() if self.sources else []
 
     def close(self) -> None:
-        """Release models; the stores need no closing."""
+        """Release models and stop the agent's interpreters; the stores need no closing."""
+        if self.tools is not None:
+            self.tools.close()
         self.engines.close()
 
 
@@ -236,9 +240,19 @@ def build_services(config: StudioConfig, data_dir: Path, num_gpus: int = 1,
         draft_files=DraftFiles(data_dir / "drafts"),
         sources=SourcePool(config, cache_dir / "sources"),
         files=PrivateFiles(data_dir),
+        tools=build_tool_pool(config, data_dir),
     )
     sweep_draft_folders(services.drafts, services.draft_files)
     return services
+
+
+def build_tool_pool(config: StudioConfig, data_dir: Path) -> ToolPool:
+    """The agent's tools from the config; a broken tool file stops the start with its path and line."""
+    from studio.tools.user_tools import load_tool_folder
+
+    agent = config.agent
+    files = load_tool_folder(agent.tools_folder) if agent.tools_folder else []
+    return ToolPool(data_dir / "agent", files, agent.arxiv_url if agent.arxiv else None, agent.interpreter_timeout_s)
 
 
 def sweep_draft_folders(drafts: DraftStore, files: DraftFiles) -> int:

@@ -92,8 +92,7 @@ class ChatSession:
             title=data.get("title", ""),
             system_prompt=_stored_system_prompt(data),
             # Rows written before replies were checkpointed have no "partial" key: complete replies.
-            messages=[Message(m["role"], [TextPart(m["content"])], bool(m.get("partial", False)))
-                      for m in data.get("messages", [])],
+            messages=[_stored_message(m) for m in data.get("messages", [])],
             params=GenParams(**data.get("params", {})),
             engine=data.get("engine", "chat"),
             created=data.get("created", time.time()),
@@ -110,8 +109,17 @@ def _stored_system_prompt(data: dict) -> Optional[str]:
 
 
 def _message_dict(m: Message) -> dict:
-    """One stored message; the partial flag is written only when set, so complete rows stay as before."""
+    """One stored message; the partial flag and agent fields are written only when set, so rows stay as before."""
     data = {"role": m.role, "content": m.text}
     if m.partial:
         data["partial"] = True
+    for key in ("name", "tool_call", "meta"):
+        if getattr(m, key):
+            data[key] = getattr(m, key)
     return data
+
+
+def _stored_message(data: dict) -> Message:
+    """A message written by `_message_dict` (rows from before checkpoints have no "partial": complete)."""
+    return Message(data["role"], [TextPart(data["content"])], bool(data.get("partial", False)),
+                   name=data.get("name"), tool_call=data.get("tool_call"), meta=data.get("meta"))

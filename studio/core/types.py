@@ -43,6 +43,8 @@ class Message:
     # `name` says whose ("plugin" or "interpreter"); a system message named "plugin"/"interpreter" declares them.
     name: Optional[str] = None
     tool_call: Optional[dict] = None
+    # What the agent tab shows of a tool step (status, seconds, images, error); never sent to the model.
+    meta: Optional[dict] = None
 
     @classmethod
     def of(cls, role: Role, text: str, partial: bool = False) -> "Message":

@@ -80,7 +80,7 @@ def ready_engine(services: Services, name: str, cancel: Optional[threading.Event
 def run(services: Services, name: str, messages: list[Message], params: GenParams, cancel: threading.Event, *,
         max_tiles: Optional[int] = None, fit: Fit = "refuse", wait_s: float = LOAD_WAIT_S,
         on_text: Optional[Callable[[Reply], None]] = None,
-        checkpoint: Optional[Callable[[Reply], None]] = None) -> Iterator[TurnEvent]:
+        checkpoint: Optional[Callable[[Reply], None]] = None, tools: tuple[dict, ...] = ()) -> Iterator[TurnEvent]:
     """Notices while the model loads, Started, the trim notice, then the deltas; returns the Reply.
 
     `on_text(reply)` runs after every delta, before it is yielded (what the caller shows or keeps);
@@ -94,7 +94,7 @@ def run(services: Services, name: str, messages: list[Message], params: GenParam
         if engine is None:
             reply.finish_reason = "cancelled"
             return reply
-        prepared = engine.prepare(messages, params, max_tiles=max_tiles, fit=fit)
+        prepared = engine.prepare(messages, params, max_tiles=max_tiles, fit=fit, tools=tools)
         yield Started(prepared, engine)
         yield from prepared.notices
         stream = engine.stream(prepared, cancel)

@@ -81,6 +81,7 @@ class Script:
     prefill: float = 0.0  # extra seconds before a reply's first word, like a model reading its prompt
     load_steps: int = 0  # load in this many 0.5 s steps, reporting progress like a real model
     images: bool = False  # whether it accepts images
+    tools: bool = False  # whether it calls tools natively (queued replies then hold InternLM2's call markers)
     default: Callable = echo  # the reply with nothing queued: (messages, max_tiles) -> text
 
 
@@ -90,6 +91,7 @@ SCRIPTS: Mapping[str, Script] = MappingProxyType({
     "slow": Script(delay=0.2, default=fixed(LONG)),
     "slowload": Script(load_steps=6),
     "vision": Script(images=True, default=vision_report),
+    "agent": Script(tools=True),
     "slowvision": Script(delay=0.2, images=True, default=counted_long),
     # Slow enough to kill the studio mid-write: about 15 s for the article's text, 6 s for an edit.
     "slowarticle": Script(delay=0.5, prefill=5.0),
@@ -117,6 +119,7 @@ class ScriptedEngine(EngineBase):
         super().__init__(options, 512)
         self.script, self.name = script, name
         self.accepts_images = script.images
+        self.tools = script.tools
         self._queue: deque[str] = deque()
         self._lock = threading.Lock()
 

@@ -201,3 +201,66 @@ def test_remote_prepare_sends_the_system_prompt_only_when_set():
     assert configured.prompt_tokens == (len("Be brief.") // 3 + 4) + (len("Hello there") // 3 + 4) + 3
     with pytest.raises(ImagesRefused, match="accepts_images"):
         engine.prepare([PICTURE], P)
+
+
+# --- tools: InternLM2 gets them in its own turns; models without a tool format refuse them -------------
+
+ADD = {"type": "function", "function": {"name": "add", "description": "Add two numbers.", "parameters": {
+    "type": "object", "properties": {"a": {"type": "integer"}, "b": {"type": "integer"}}, "required": ["a", "b"]}}}
+
+
+def test_hf_internlm2_declares_tools_in_its_native_turns(internlm2, monkeypatch):
+    from studio.families.internlm2_tools import INTERPRETER_PROMPT, plugin_turn_content, render_ids
+
+    monkeypatch.setattr(internlm2, "context_window", 4096)  # the tool turns are long
+    assert internlm2.tools
+    python = {"type": "function", "function": {"name": "python", "description": "Run code."}}
+    prepared = internlm2.prepare([USER], P, tools=(ADD, python))
+    expected = render_ids(internlm2.tokenizer, [
+        {"role": "system", "content": META_INSTRUCTION},
+        {"role": "system", "name": "interpreter", "content": INTERPRETER_PROMPT},
+        {"role": "system", "name": "plugin", "content": plugin_turn_content([ADD])},
+        {"role": "user", "content": "Hello there"}])
+    assert prepared.payload.ids == expected and prepared.tools == (ADD, python)
+    # A call and its result, later in the conversation, in the official turns.
+    call = Message.of("assistant", "Adding.")
+    call.tool_call = {"kind": "plugin", "name": "add", "arguments": {"a": 1, "b": 2}}
+    result = Message.of("tool", "3")
+    result.name = "plugin"
+    ids = internlm2.prepare([USER, call, result], P, tools=(ADD,)).payload.ids
+    assert ids == render_ids(internlm2.tokenizer, [
+        {"role": "system", "content": META_INSTRUCTION},
+        {"role": "system", "name": "plugin", "content": plugin_turn_content([ADD])},
+        {"role": "user", "content": "Hello there"},
+        {"role": "assistant", "content": "Adding.", "tool_call": call.tool_call},
+        {"role": "environment", "name": "plugin", "content": "3"}])
+
+
+def test_tools_are_refused_by_engines_without_a_tool_format():
+    from studio.engines.base import ToolsRefused
+
+    with pytest.raises(ToolsRefused, match="cannot call tools") as err:
+        _remote().prepare([USER], P, tools=(ADD,))
+    assert err.value.code == "tools_not_supported" and "InternLM2" in err.value.hint
+
+
+def test_hf_internlm2_streams_the_call_markers_and_ends_at_action_end(internlm2, monkeypatch):
+    import threading
+
+    from studio.engines import hf
+    from studio.families.internlm2_tool_parser import NativeToolParser
+
+    tok = internlm2.tokenizer
+    body = plain_ids(tok, '\n{"name": "add", "parameters": {"a": 1, "b": 2}}')
+    script = iter([*plain_ids(tok, "Adding."), 92541, 92538, *body, 92540, *plain_ids(tok, "never shown")])
+    monkeypatch.setattr(hf._Sampler, "pick", lambda self, logits: next(script))  # the model "writes" a call
+    monkeypatch.setattr(internlm2, "context_window", 4096)
+    prepared = internlm2.prepare([USER], GenParams(max_new_tokens=200, do_sample=False), tools=(ADD,))
+    deltas = list(internlm2.stream(prepared, threading.Event()))
+    text = "".join(d.text for d in deltas)
+    assert text.startswith("Adding.<|action_start|><|plugin|>\n{") and text.endswith("<|action_end|>")
+    assert deltas[-1].finish_reason == "stop" and "never shown" not in text
+    parser = NativeToolParser()
+    parser.feed(text)
+    parser.finish()
+    assert parser.call.name == "add" and parser.call.arguments == {"a": 1, "b": 2}

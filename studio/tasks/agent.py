@@ -1,0 +1,240 @@
+"""The agent (智能体): a model that calls tools step by step, on the turn loop, saved as it goes.
+
+A model with a native tool-call format (InternLM2) gets the tools declared in its own turns and its calls
+are parsed from the markers it writes; any other model gets the ReAct text protocol. Each step is stored
+with the conversation: the assistant's message carrying the call, then the tool's result.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from dataclasses import dataclass, field
+from typing import Any, Iterator, Optional, Union
+
+from studio.core.session import ChatSession
+from studio.core.types import GenParams, Message, Notice, TextDelta
+from studio.errors import InputError
+from studio.services import Services
+from studio.tasks import turn
+from studio.tasks.user_text import validate_prompt
+from studio.tools.base import Tool, ToolResult
+
+MAX_STEPS = 20
+REACT_STOPS = ("Response:", "Observation:")  # a ReAct model stops here, so the tool answers, not the model
+
+
+@dataclass(frozen=True)
+class AgentOptions:
+    """What one run of the agent may do."""
+
+    tools: tuple[str, ...] = ()  # plugin tools by name (the interpreter is the `interpreter` switch)
+    interpreter: bool = True
+    max_steps: int = 5
+    params: GenParams = field(default_factory=lambda: GenParams(max_new_tokens=512, do_sample=False))
+
+
+@dataclass(frozen=True)
+class StepUpdate:
+    """A tool step as it stands: the call (an assistant message) and, once it has run, its result."""
+
+    index: int
+    call: Message
+    result: Optional[Message] = None
+
+
+AgentEvent = Union[Notice, TextDelta, StepUpdate]
+
+
+def engine_name(services: Services) -> str:
+    """The engine behind the agent tab: one named `agent` if configured, else the chat engine."""
+    return "agent" if "agent" in services.config.engines else "chat"
+
+
+def new_session(services: Services) -> ChatSession:
+    """A fresh agent conversation."""
+    name = engine_name(services)
+    return ChatSession(engine=name, params=services.config.engines[name].defaults)
+
+
+def run(services: Services, user_id: str, session: ChatSession, text: str, options: AgentOptions,
+        cancel: Optional[threading.Event] = None) -> Iterator[AgentEvent]:
+    """Ask the agent: the user's message is stored at once, then each step as it ends, then the answer."""
+    text = validate_prompt(services, text)
+    cancel = cancel or threading.Event()
+    steps = max(1, min(int(options.max_steps), MAX_STEPS))
+    session.messages.append(Message.of("user", text))
+    _save(services, user_id, session)
+    tools = services.tools.tools(user_id, session.id, options.tools, options.interpreter)
+    try:
+        engine = yield from turn.ready_engine(services, session.engine, cancel)
+        if engine is None:
+            return
+        native = engine.tools
+        for index in range(steps):
+            last = index == steps - 1
+            reply, call = yield from _step(services, session, tools, options, native, last, cancel)
+            if cancel.is_set() or call is None:
+                session.messages.append(Message.of("assistant", reply, partial=cancel.is_set()))
+                return
+            yield from _call(services, user_id, session, tools, index, reply, call, cancel)
+            if cancel.is_set():
+                return
+        session.messages.append(Message.of("assistant", f"(Stopped after {steps} steps without a final answer.)"))
+    finally:
+        _save(services, user_id, session)
+
+
+def _step(services: Services, session: ChatSession, tools: dict[str, Tool], options: AgentOptions, native: bool,
+          last: bool, cancel: threading.Event) -> Iterator[AgentEvent]:
+    """One model turn, its text streamed (without call markers); returns (its text, the call it made or None)."""
+    if native:
+        return (yield from _native_step(services, session, tools, options, cancel))
+    return (yield from _react_step(services, session, tools, options, last, cancel))
+
+
+def _native_step(services, session, tools, options, cancel) -> Iterator[AgentEvent]:
+    from studio.families.internlm2_tool_parser import NativeToolParser, ReplyText
+
+    parser, shown = NativeToolParser(), []
+    specs = tuple(t.spec.openai() for t in tools.values())
+    events = turn.run(services, session.engine, session.prompt_messages(), options.params, cancel, tools=specs)
+    for event in turn.shown(events):
+        if isinstance(event, TextDelta):
+            pieces = [e.text for e in parser.feed(event.text) if isinstance(e, ReplyText)]
+            if event.finish_reason:
+                pieces += [e.text for e in parser.finish() if isinstance(e, ReplyText)]
+            shown += pieces
+            event = TextDelta("".join(pieces), event.finish_reason, event.error, event.completion_tokens,
+                              event.prompt_tokens)
+        yield event
+    found = parser.call
+    return "".join(shown).strip(), None if found is None else _native_call(found)
+
+
+def _react_step(services, session, tools, options, last, cancel) -> Iterator[AgentEvent]:
+    from studio.tools import react
+
+    system = react.react_system_prompt([t.spec for t in tools.values()]) if tools else ""
+    messages = _react_messages(session.prompt_messages(), system, last)
+    params = options.params.model_copy(update={"stop": REACT_STOPS})
+    reply = yield from turn.shown(turn.run(services, session.engine, messages, params, cancel))
+    step = react.parse_react(reply.text, list(tools))
+    if step.is_final:
+        return step.final_answer.strip(), None
+    if step.problem:  # off the format: the model is told what was wrong and asked again (a bounded retry)
+        return step.thought, {"kind": "plugin", "name": step.action or "?", "arguments": None,
+                              "raw": reply.text, "problem": react.react_retry(step.problem)}
+    return step.thought, {"kind": "interpreter" if step.action == "python" else "plugin", "name": step.action,
+                          "arguments": step.arguments, "raw": step.action_input}
+
+
+def _native_call(found: Any) -> dict:
+    """A native call as the message's tool_call (the interpreter's code as its arguments)."""
+    call = {"kind": found.kind, "name": found.name or "python", "raw": found.raw}
+    if found.kind == "interpreter":
+        call["code"] = found.arguments if isinstance(found.arguments, str) else found.raw
+    else:
+        call["arguments"] = found.arguments
+    if found.problem:
+        call["problem"] = found.problem
+    return call
+
+
+def _react_messages(messages: list[Message], system: str, last: bool) -> list[Message]:
+    """The conversation for a ReAct model: the protocol in the system prompt, calls and results as text."""
+    from studio.tools import react
+
+    out = []
+    for m in messages:
+        if m.role == "tool":
+            out.append(Message.of("user", react.react_observation(ToolResult(text=m.text, error=(m.meta or {}).get(
+                "error", "")))))
+        elif m.tool_call:
+            call = m.tool_call
+            out.append(Message.of("assistant", f"Thought: {m.text}\nAction: {call.get('name')}\nAction Input: "
+                                               f"{call.get('raw') or call.get('arguments')}"))
+        else:
+            out.append(m)
+    if system:
+        head = f"{out[0].text}\n\n{system}" if out and out[0].role == "system" else system
+        out = [Message.of("system", head), *(out[1:] if out and out[0].role == "system" else out)]
+    if last:
+        out.append(Message.of("user", react.react_force_stop()))
+    return out
+
+
+def _call(services: Services, user_id: str, session: ChatSession, tools: dict[str, Tool], index: int, thought: str,
+          call: dict, cancel: threading.Event) -> Iterator[AgentEvent]:
+    """Run one tool call; the call and its result are stored as two messages."""
+    asked = Message.of("assistant", thought)
+    asked.tool_call, asked.meta = call, {"status": "running"}
+    session.messages.append(asked)
+    _save(services, user_id, session)
+    yield StepUpdate(index, asked)
+    started = time.monotonic()
+    result = _run_tool(tools, call, cancel)
+    status = "cancelled" if cancel.is_set() else ("error" if result.error else "done")
+    asked.meta = {"status": status, "seconds": round(time.monotonic() - started, 2)}
+    saved = _store_images(services, user_id, session, index, result.images)
+    answer = Message.of("tool", result.text if not result.error else f"{result.text}\n{result.error}".strip())
+    answer.name = "interpreter" if call["kind"] == "interpreter" else "plugin"
+    answer.meta = {"status": status, "error": result.error, "images": saved, "tool": call.get("name"),
+                   "seconds": round(result.seconds, 2)}
+    session.messages.append(answer)
+    _save(services, user_id, session)
+    yield StepUpdate(index, asked, answer)
+
+
+def _run_tool(tools: dict[str, Tool], call: dict, cancel: threading.Event) -> ToolResult:
+    """The result of a call; a bad call (unknown tool, unreadable arguments) is an error result the model sees."""
+    if call.get("problem"):
+        return ToolResult(error=f"The call could not be read: {call['problem']}")
+    name = "python" if call["kind"] == "interpreter" else call.get("name")
+    tool = tools.get(name)
+    if tool is None:
+        known = ", ".join(tools) or "none"
+        return ToolResult(error=f"There is no tool {name!r}; the tools are: {known}.")
+    arguments = call.get("code") if name == "python" and "code" in call else call.get("arguments")
+    try:
+        return tool.run(arguments, cancel)
+    except Exception as exc:  # a tool must never take the agent down: the model is told, the loop goes on
+        return ToolResult(error=f"{name} failed: {type(exc).__name__}: {exc}")
+
+
+def _store_images(services: Services, user_id: str, session: ChatSession, index: int,
+                  images: tuple[bytes, ...]) -> list[str]:
+    """Figures a tool made, written to the studio's private files; their paths."""
+    out = []
+    for k, data in enumerate(images):
+        path = services.files.export(f"agent-{session.id[:8]}-step{index + 1}-{k + 1}.png", data)
+        out.append(str(path))
+    return out
+
+
+def _save(services: Services, user_id: str, session: ChatSession) -> None:
+    session.touch()
+    services.store.save(user_id, session)
+
+
+def clear(services: Services, user_id: str, session: ChatSession) -> None:
+    """Empty the conversation and stop its interpreter (its variables go with it)."""
+    services.tools.forget(user_id, session.id)
+    session.messages.clear()
+    services.store.delete(user_id, session.id)
+
+
+def check_options(services: Services, tools: Any, interpreter: Any, max_steps: Any) -> AgentOptions:
+    """The tab's controls as AgentOptions, or InputError naming what is wrong."""
+    known = set(services.tools.names())
+    names = tuple(tools or ())
+    unknown = [n for n in names if n not in known]
+    if unknown:
+        raise InputError(f"Unknown tool(s): {', '.join(map(str, unknown))}.", f"Pick from: {', '.join(known) or 'none'}.")
+    try:
+        steps = int(max_steps)
+    except (TypeError, ValueError):
+        raise InputError(f"Max steps must be a number, not {max_steps!r}.", f"Use 1 to {MAX_STEPS}.") from None
+    if not 1 <= steps <= MAX_STEPS:
+        raise InputError(f"Max steps is {steps}; it must be 1 to {MAX_STEPS}.", "Lower it.")
+    return AgentOptions(names, bool(interpreter), steps)

@@ -1,0 +1,147 @@
+"""The agent loop on the turn pipeline, with the scripted engine: InternLM2's native calls and the ReAct
+protocol, a user tool run in the sandboxed interpreter, bad calls told to the model, steps stored."""
+
+from __future__ import annotations
+
+import textwrap
+import threading
+
+import pytest
+
+from studio.config import load_config
+from studio.core.types import Notice, TextDelta
+from studio.services import build_services
+from studio.tasks import agent
+from tests.support.apps import write_config
+from tests.support.scripted import scripted
+
+pytestmark = pytest.mark.usefixtures("scripted_engine")
+
+TOOL_FILE = '''\
+def add(a: int, b: int) -> int:
+    """Add two whole numbers.
+
+    Args:
+        a: the first number
+        b: the second number
+    """
+    return a + b
+'''
+
+
+def _services(tmp_path, script: str):
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "maths.py").write_text(TOOL_FILE, encoding="utf-8")
+    extra = textwrap.dedent(f"""\
+        agent:
+          tools_folder: {tools}
+          arxiv: false
+        """)
+    s = build_services(load_config(write_config(tmp_path, model_path=f"script:{script}", extra=extra)),
+                       tmp_path / "data")
+    return s
+
+
+@pytest.fixture
+def native(tmp_path):
+    s = _services(tmp_path, "agent")
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def plain(tmp_path):
+    s = _services(tmp_path, "echo")
+    yield s
+    s.close()
+
+
+def _record_prompts(engine, monkeypatch) -> list:
+    seen, real = [], engine.prepare
+
+    def prepare(messages, params, **kwargs):
+        seen.append((list(messages), kwargs.get("tools", ())))
+        return real(messages, params, **kwargs)
+
+    monkeypatch.setattr(engine, "prepare", prepare)
+    return seen
+
+
+CALL = '<|action_start|><|plugin|>\n{"name": "add", "parameters": {"a": 2, "b": 40}}<|action_end|>'
+
+
+def test_a_native_call_runs_the_user_tool_and_the_answer_follows(native, monkeypatch):
+    engine = scripted(native)
+    engine.enqueue(f"I will add them.{CALL}", "2 + 40 = 42.")
+    seen = _record_prompts(engine, monkeypatch)
+    session = agent.new_session(native)
+    events = list(agent.run(native, "u1", session, "What is 2 + 40?", agent.AgentOptions(tools=("add",),
+                                                                                          interpreter=False)))
+    steps = [e for e in events if isinstance(e, agent.StepUpdate)]
+    assert [s.result is None for s in steps] == [True, False]
+    done = steps[-1]
+    assert done.call.tool_call["name"] == "add" and done.call.tool_call["arguments"] == {"a": 2, "b": 40}
+    assert done.call.text == "I will add them." and done.result.text == "42" and done.result.meta["status"] == "done"
+    shown = "".join(e.text for e in events if isinstance(e, TextDelta))
+    assert "<|action_start|>" not in shown and "I will add them." in shown and "2 + 40 = 42." in shown
+    # The tools were declared to the model; the second prompt carries the call and its result.
+    assert [t["function"]["name"] for t in seen[0][1]] == ["add"]
+    second = seen[1][0]
+    assert [m.role for m in second[-3:]] == ["user", "assistant", "tool"] and second[-1].text == "42"
+    # Stored as it went: the user's message, the call, the result, the answer — and read back the same.
+    stored = native.store.load("u1", session.id)
+    assert [(m.role, m.name) for m in stored.messages] == [("user", None), ("assistant", None), ("tool", "plugin"),
+                                                          ("assistant", None)]
+    assert stored.messages[1].tool_call["arguments"] == {"a": 2, "b": 40} and stored.messages[3].text == "2 + 40 = 42."
+
+
+@pytest.mark.parametrize("reply, problem", [
+    ('<|action_start|><|plugin|>\n{"name": "nope", "parameters": {}}<|action_end|>', "There is no tool 'nope'"),
+    ('<|action_start|><|plugin|>\n{"name": "add", "parameters": {"a": 1}}<|action_end|>', "add: "),
+    ('<|action_start|><|plugin|>\n{"name": "add", "parameters": {"a": 1,<|action_end|>', "could not be read"),
+])
+def test_a_bad_call_is_an_observation_and_the_loop_goes_on(native, reply, problem):
+    scripted(native).enqueue(reply, "Sorry, done.")
+    session = agent.new_session(native)
+    events = list(agent.run(native, "u1", session, "go", agent.AgentOptions(tools=("add",), interpreter=False)))
+    result = [e for e in events if isinstance(e, agent.StepUpdate)][-1].result
+    assert result.meta["status"] == "error" and problem in result.meta["error"]
+    assert session.messages[-1].text == "Sorry, done."
+
+
+def test_the_step_limit_ends_the_run_with_a_clear_message(native):
+    scripted(native).enqueue(CALL, CALL, CALL)
+    session = agent.new_session(native)
+    list(agent.run(native, "u1", session, "loop", agent.AgentOptions(tools=("add",), interpreter=False, max_steps=2)))
+    assert [m.role for m in session.messages].count("tool") == 2
+    assert "Stopped after 2 steps" in session.messages[-1].text
+
+
+def test_a_model_without_native_calls_gets_the_react_protocol(plain, monkeypatch):
+    engine = scripted(plain)
+    engine.enqueue('Thought: I need the sum.\nAction: add\nAction Input: {"a": 5, "b": 6}', "Final Answer: 11")
+    seen = _record_prompts(engine, monkeypatch)
+    session = agent.new_session(plain)
+    list(agent.run(plain, "u1", session, "5 + 6?", agent.AgentOptions(tools=("add",), interpreter=False)))
+    assert "Action Input" in seen[0][0][0].text and seen[0][1] == ()  # the protocol, in the system prompt
+    assert "Response: 11" in seen[1][0][-1].text  # the observation, fed back as text
+    assert session.messages[-1].text == "11"
+    assert [m.role for m in session.messages] == ["user", "assistant", "tool", "assistant"]
+
+
+def test_options_from_the_tab_are_checked(native):
+    with pytest.raises(Exception, match="Unknown tool"):
+        agent.check_options(native, ["rm_rf"], True, 3)
+    with pytest.raises(Exception, match="must be 1 to 20"):
+        agent.check_options(native, [], True, 99)
+    assert agent.check_options(native, ["add"], False, "4") == agent.AgentOptions(("add",), False, 4)
+
+
+def test_stop_while_the_model_loads_keeps_the_message(native):
+    cancel = threading.Event()
+    cancel.set()
+    session = agent.new_session(native)
+    events = list(agent.run(native, "u1", session, "hello", agent.AgentOptions(), cancel))
+    assert all(isinstance(e, Notice) for e in events)
+    assert [m.text for m in native.store.load("u1", session.id).messages][0] == "hello"
