@@ -1,0 +1,67 @@
+"""Child side: the limits a sandboxed interpreter puts on itself before any user code runs."""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import resource
+import sys
+
+CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
+# files outside the Python install that Python, numpy or matplotlib read at run time
+SYSTEM_READABLE = ("/usr", "/lib", "/lib64", "/etc/ld.so.cache", "/etc/localtime", "/etc/mime.types",
+                   "/dev/urandom", "/dev/random", "/dev/zero", "/sys/devices/system/cpu", "/proc/self")
+SYSTEM_WRITABLE = ("/dev/null",)
+
+
+def set_limits(config: dict) -> None:
+    """Memory, file size, open files, no core dumps; the CPU budget is set per call by the parent."""
+    resource.setrlimit(resource.RLIMIT_AS, (config["memory_bytes"],) * 2)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (config["file_bytes"],) * 2)
+    resource.setrlimit(resource.RLIMIT_NOFILE, (config["open_files"],) * 2)
+    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+
+
+def leave_network() -> None:
+    """Move into an empty network namespace (as root directly, otherwise inside a user namespace)."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.unshare(CLONE_NEWNET) == 0:
+        return
+    if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"unshare(CLONE_NEWNET): {os.strerror(code)}")
+
+
+def python_paths() -> list[str]:
+    """The Python install and the import path, which the code must keep reading."""
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
+    roots.update(p for p in sys.path if p and os.path.isdir(p) and any(p.startswith(r) for r in roots))
+    return sorted(os.path.realpath(p) for p in roots) + sorted(roots)
+
+
+def attempt(name: str, step, active: list[str], missing: dict[str, str]) -> bool:
+    """Run one protection step, noting it as active or why it is missing."""
+    try:
+        extra = step()
+    except (OSError, ValueError, AttributeError) as exc:
+        missing[name] = str(exc) or type(exc).__name__
+        return False
+    active.extend(extra if isinstance(extra, list) else [name])
+    return True
+
+
+def apply(config: dict, folder: str) -> tuple[list[str], dict[str, str]]:
+    """Apply every protection this machine offers; returns (active names, missing name -> reason)."""
+    from studio.tools import landlock, seccomp
+
+    active, missing = ["separate process"], {}
+    attempt("rlimits", lambda: set_limits(config), active, missing)
+    attempt("no network (namespace)", leave_network, active, missing)
+    readable = python_paths() + list(SYSTEM_READABLE)
+    writable = [folder, *SYSTEM_WRITABLE]
+    attempt("filesystem (landlock)", lambda: landlock.restrict(readable, writable),
+            active, missing)
+    if attempt("seccomp", seccomp.install, active, missing):
+        active.remove("seccomp")
+        active += ["no network (seccomp)", "no programs (seccomp)"]
+    return active, missing
