@@ -73,7 +73,7 @@ def run_cell(code: str, namespace: dict, number: int, cap: int) -> dict:
     """Run one cell; stdout, stderr, the last value's repr, a traceback when it failed, figures."""
     name = f"<cell {number}>"
     linecache.cache[name] = (len(code), None, code.splitlines(keepends=True), name)
-    out, err, value, error = CappedText(cap), CappedText(cap), "", ""
+    out, err, value, error = CappedText(cap), CappedText(cap), CappedText(cap), ""
     with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         try:
             body, last = split_cell(code, name)
@@ -82,15 +82,15 @@ def run_cell(code: str, namespace: dict, number: int, cap: int) -> dict:
                 result = eval(compile(last, name, "eval"), namespace)
                 if result is not None:
                     namespace["_"] = result
-                    value = repr(result)[:cap]
+                    value.write(repr(result))
         except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt must not end the child
             error = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
         try:
             images = figures()
         except Exception as exc:  # noqa: BLE001 - a broken figure must not lose the cell's output
             images, error = [], error or f"Could not save a figure: {exc}"
-    return {"stdout": out.text(), "stderr": err.text(), "value": value, "error": error[-cap:], "images": images,
-            "dropped": out.dropped + err.dropped, "cpu": cpu_seconds()}
+    return {"stdout": out.text(), "stderr": err.text(), "value": value.text(), "error": error[-cap:],
+            "images": images, "dropped": out.dropped + err.dropped + value.dropped, "cpu": cpu_seconds()}
 
 
 def serve(requests: int, replies: int, cap: int) -> None:

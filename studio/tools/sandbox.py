@@ -166,7 +166,7 @@ class Sandbox:
         while True:
             if cancel.is_set():
                 self.kill()
-                return Outcome(None, "cancelled", "stopped on request")
+                return Outcome(None, "cancelled", "the run was cancelled")
             if time.monotonic() > deadline:
                 self.kill()
                 return Outcome(None, "timeout", f"it ran past the {limit_s:g} s time limit")
