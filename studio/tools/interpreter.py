@@ -56,7 +56,7 @@ class Interpreter:
 
     spec = SPEC
 
-    def __init__(self, folder: Path, limits: Limits = Limits()) -> None:
+    def __init__(self, folder: Path, limits: Limits | None = None) -> None:
         self.sandbox = Sandbox(Path(folder), limits)
         self.lost = False
 
@@ -87,8 +87,9 @@ class Interpreter:
         """Start the child when none runs; True when that lost the variables of an earlier one."""
         if self.sandbox.alive:
             return False
+        fresh = self.lost or self.sandbox.child is not None  # a child that died between calls lost them too
         self.sandbox.start(cancel)
-        fresh, self.lost = self.lost, False
+        self.lost = False
         return fresh
 
     def result(self, outcome: Outcome, fresh: bool) -> ToolResult:

@@ -12,8 +12,9 @@ import sys
 import tempfile
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 from studio.errors import StudioError
 from studio.tools import wire
@@ -72,59 +73,94 @@ def death(returncode: int | None, limits: Limits) -> str:
     return f"it exited with status {returncode}"
 
 
+@dataclass
+class Child:
+    """One running child: its process, the two pipe ends the parent keeps, its stderr log."""
+
+    process: subprocess.Popen
+    requests: int  # parent writes requests here
+    replies: int  # parent reads replies here
+    log: Any
+    decoder: wire.Decoder = field(default_factory=wire.Decoder)
+    cpu_used: float = 0.0
+
+    def end(self) -> None:
+        """Kill the whole process group, reap it, close the pipes and the log."""
+        with_suppressed(os.killpg, self.process.pid, signal.SIGKILL)
+        with_suppressed(self.process.wait, 30)
+        for fd in (self.requests, self.replies):
+            with_suppressed(os.close, fd)
+        self.log.close()
+
+    def stderr_tail(self) -> str:
+        """The last of what the child wrote to its stderr (startup errors land there)."""
+        try:
+            self.log.seek(0)
+            return self.log.read()[-2000:].decode("utf-8", "replace").strip()
+        except (OSError, ValueError):
+            return ""
+
+
 class Sandbox:
     """One confined child process; `request` sends a message and waits for the reply, a stop or a limit."""
 
-    def __init__(self, folder: Path, limits: Limits = Limits()) -> None:
-        self.folder, self.limits = Path(folder), limits
-        self.process: subprocess.Popen | None = None
+    def __init__(self, folder: Path, limits: Limits | None = None) -> None:
+        self.folder, self.limits = Path(folder), limits or Limits()
+        self.child: Child | None = None
         self.protections: list[str] = []
         self.missing: dict[str, str] = {}
-        self.lock = threading.Lock()
+        self.lock = threading.Lock()  # one request at a time; kill() from elsewhere only signals
 
     @property
     def alive(self) -> bool:
         """True while the child runs."""
-        return self.process is not None and self.process.poll() is None
+        return self.child is not None and self.child.process.poll() is None
 
     @property
     def pid(self) -> int | None:
         """The child's process id (also its process group's)."""
-        return self.process.pid if self.process else None
+        return self.child.process.pid if self.child else None
 
     def start(self, cancel: threading.Event | None = None) -> list[str]:
         """Start the child and check its protections; SandboxUnavailable when the essential ones are missing."""
         if not sys.platform.startswith("linux"):
             raise SandboxUnavailable("The Python interpreter's sandbox needs Linux (seccomp, rlimits).",
                                      "Run the studio on Linux to use the interpreter.")
-        self.kill()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        self.folder.chmod(0o700)
-        self.spawn()
-        hello = self.wait_reply(cancel or threading.Event(), self.limits.start_s)
+        with self.lock:
+            self.end()
+            self.folder.mkdir(parents=True, exist_ok=True)
+            self.folder.chmod(0o700)
+            self.child = self.spawn()
+            hello = self.wait_reply(self.child, cancel or threading.Event(), self.limits.start_s)
+        if hello.ended == "cancelled":
+            raise StudioError("Stopped while the Python interpreter was starting.", "Run the code again.")
         if hello.reply is None:
-            self.kill()
             raise SandboxUnavailable(f"The Python interpreter did not start: {hello.detail}.",
                                      "Check that the studio's Python can run; the details are above.")
         self.protections, self.missing = hello.reply["protections"], hello.reply["missing"]
         self.refuse_if_unsafe()
         return self.protections
 
-    def spawn(self) -> None:
+    def spawn(self) -> Child:
         """Launch the child in its own session with two pipes (requests in, replies out)."""
-        req_r, self.req_w = os.pipe()
-        self.rep_r, rep_w = os.pipe()
-        config = json.dumps({k: v for k, v in asdict(self.limits).items()})
-        self.log = tempfile.TemporaryFile()
+        req_r, req_w = os.pipe()
+        rep_r, rep_w = os.pipe()
+        log = tempfile.TemporaryFile()  # noqa: SIM115 - lives as long as the child; Child.end closes it
         try:
-            self.process = subprocess.Popen(
-                [sys.executable, "-I", "-c", BOOT, str(ROOT), str(req_r), str(rep_w), str(self.folder), config],
+            process = subprocess.Popen(
+                [sys.executable, "-I", "-c", BOOT, str(ROOT), str(req_r), str(rep_w), str(self.folder),
+                 json.dumps(asdict(self.limits))],
                 cwd=self.folder, env=child_env(self.folder), pass_fds=(req_r, rep_w), stdin=subprocess.DEVNULL,
-                stdout=subprocess.DEVNULL, stderr=self.log, start_new_session=True)
+                stdout=subprocess.DEVNULL, stderr=log, start_new_session=True)
+        except OSError:
+            for fd in (req_w, rep_r):
+                os.close(fd)
+            log.close()
+            raise
         finally:
             os.close(req_r)
             os.close(rep_w)
-        self.decoder = wire.Decoder()
+        return Child(process, req_w, rep_r, log)
 
     def refuse_if_unsafe(self) -> None:
         """SandboxUnavailable naming what is missing and why, unless the essential protections are active."""
@@ -142,78 +178,68 @@ class Sandbox:
     def request(self, message: dict, cancel: threading.Event) -> Outcome:
         """Send one message within the per-call CPU budget; wait for the reply, a stop or the wall-clock limit."""
         with self.lock:
-            self.budget_cpu()
+            child = self.child
+            if child is None:
+                return Outcome(None, "crashed", "it was closed")
+            self.budget_cpu(child)
             try:
-                wire.send(self.req_w, message)
+                wire.send(child.requests, message)
             except OSError:
-                return self.crashed()
-            return self.wait_reply(cancel, self.limits.wall_s)
+                return self.crashed(child)
+            return self.wait_reply(child, cancel, self.limits.wall_s)
 
-    def budget_cpu(self) -> None:
+    def budget_cpu(self, child: Child) -> None:
         """Give the child `cpu_s` more CPU seconds than it has used (it cannot change its own limits)."""
-        used = getattr(self, "cpu_used", 0.0)
-        soft = math.ceil(used) + self.limits.cpu_s
-        try:
-            import resource
+        import resource  # Linux only: imported here so the module loads anywhere
 
-            resource.prlimit(self.process.pid, resource.RLIMIT_CPU, (soft, resource.RLIM_INFINITY))
-        except (OSError, ProcessLookupError):
-            pass  # the child is gone: the send that follows reports it
+        soft = math.ceil(child.cpu_used) + self.limits.cpu_s
+        with_suppressed(resource.prlimit, child.process.pid, resource.RLIMIT_CPU, (soft, resource.RLIM_INFINITY))
 
-    def wait_reply(self, cancel: threading.Event, limit_s: float) -> Outcome:
+    def wait_reply(self, child: Child, cancel: threading.Event, limit_s: float) -> Outcome:
         """Read the reply, polling for a stop, the deadline and the child's end."""
         deadline = time.monotonic() + limit_s
         while True:
             if cancel.is_set():
-                self.kill()
+                self.end()
                 return Outcome(None, "cancelled", "the run was cancelled")
             if time.monotonic() > deadline:
-                self.kill()
+                self.end()
                 return Outcome(None, "timeout", f"it ran past the {limit_s:g} s time limit")
-            ready, _, _ = select.select([self.rep_r], [], [], POLL_S)
-            if not ready:
-                continue
-            data = os.read(self.rep_r, 1 << 20)
-            if not data:
-                return self.crashed()
-            reply = self.decoder.feed(data)
+            ready, _, _ = select.select([child.replies], [], [], POLL_S)
+            data = os.read(child.replies, 1 << 20) if ready else None
+            if data == b"":
+                return self.crashed(child)
+            reply = child.decoder.feed(data) if data else None
             if reply is not None:
-                self.cpu_used = reply.get("cpu", 0.0)
+                child.cpu_used = reply.get("cpu", 0.0)
                 return Outcome(reply)
 
-    def crashed(self) -> Outcome:
-        """The child ended on its own: say how (and keep what it wrote to stderr for the details)."""
+    def crashed(self, child: Child) -> Outcome:
+        """The child ended on its own (or was killed from outside): say how, with its stderr's last words."""
         try:
-            code = self.process.wait(timeout=30)
+            code = child.process.wait(timeout=30)
         except subprocess.TimeoutExpired:
             code = None
-        detail = death(code, self.limits)
-        tail = self.stderr_tail()
-        self.kill()
-        return Outcome(None, "crashed", f"{detail}{': ' + tail if tail else ''}")
+        tail = child.stderr_tail()
+        self.end()
+        return Outcome(None, "crashed", f"{death(code, self.limits)}{': ' + tail if tail else ''}")
 
-    def stderr_tail(self) -> str:
-        """The last lines the child wrote to its stderr (startup errors land there)."""
-        try:
-            self.log.seek(0)
-            return self.log.read()[-2000:].decode("utf-8", "replace").strip()
-        except (OSError, ValueError, AttributeError):
-            return ""
+    def end(self) -> None:
+        """End the child (the caller holds the lock)."""
+        child, self.child = self.child, None
+        if child is not None:
+            child.end()
 
     def kill(self) -> None:
-        """Kill the child's whole process group and close the pipes; removes no files."""
-        process, self.process = self.process, None
-        if process is not None:
-            with_suppressed(os.killpg, process.pid, signal.SIGKILL)
-            with_suppressed(process.wait, 30)
-        for name in ("req_w", "rep_r"):
-            fd = self.__dict__.pop(name, None)
-            if fd is not None:
-                with_suppressed(os.close, fd)
-        log = self.__dict__.pop("log", None)
-        if log is not None:
-            log.close()
-        self.cpu_used = 0.0
+        """Kill the child's process group; removes no files. During a request it only signals: the request
+        thread then sees the end and cleans up."""
+        if self.lock.acquire(blocking=False):
+            try:
+                self.end()
+            finally:
+                self.lock.release()
+        elif (child := self.child) is not None:
+            with_suppressed(os.killpg, child.process.pid, signal.SIGKILL)
 
 
 def with_suppressed(function, *args) -> None:

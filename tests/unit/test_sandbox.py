@@ -7,7 +7,6 @@ import os
 import socket
 import sqlite3
 import threading
-from pathlib import Path
 
 import pytest
 
