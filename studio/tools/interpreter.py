@@ -71,6 +71,10 @@ class Interpreter:
             self.sandbox.start()
         return list(self.sandbox.protections)
 
+    def missing(self) -> dict[str, str]:
+        """The protections this machine could not apply, each with the reason (after `protections()`)."""
+        return dict(self.sandbox.missing)
+
     def run(self, arguments: Any, cancel: threading.Event) -> ToolResult:
         """Run one cell; never raises: problems come back as an error result."""
         started = time.monotonic()

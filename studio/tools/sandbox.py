@@ -55,7 +55,7 @@ class Outcome:
 def child_env(folder: Path) -> dict[str, str]:
     """A minimal environment: nothing of the server's (it may hold tokens), one thread per math library."""
     env = {"PATH": "/usr/bin:/bin", "HOME": str(folder), "TMPDIR": str(folder), "MPLBACKEND": "Agg",
-           "MPLCONFIGDIR": str(folder / ".matplotlib"), "LANG": "C.UTF-8", "PYTHONDONTWRITEBYTECODE": "1"}
+           "MPLCONFIGDIR": str(folder / ".matplotlib"), "LANG": "C.UTF-8"}
     env.update({k: "1" for k in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")})
     return env
 
@@ -209,7 +209,11 @@ class Sandbox:
             data = os.read(child.replies, 1 << 20) if ready else None
             if data == b"":
                 return self.crashed(child)
-            reply = child.decoder.feed(data) if data else None
+            try:
+                reply = child.decoder.feed(data) if data else None
+            except ValueError as exc:  # too large or not JSON: the code wrote on the pipe or made huge images
+                self.end()
+                return Outcome(None, "crashed", f"its reply could not be read ({exc})")
             if reply is not None:
                 child.cpu_used = reply.get("cpu", 0.0)
                 return Outcome(reply)

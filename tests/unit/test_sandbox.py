@@ -258,6 +258,13 @@ def test_stop_during_a_long_run_kills_the_child(interp):
     assert interp.sandbox.pid != pid
 
 
+def test_garbage_written_on_the_reply_pipe_is_a_clear_error(interp):
+    # the child's end of the reply pipe is the fd number in its argv (after -c, the code root, the request fd)
+    result = run(interp, "import os, sys\nos.write(int(sys.argv[3]), b'\\xff' * 64)")
+    assert "The interpreter ended" in result.error and "could not be read" in result.error
+    assert_next_call_works(interp, fresh=True)
+
+
 def test_a_segfault_is_a_clear_error_and_the_next_call_works(interp):
     run(interp, "kept = 1")
     result = run(interp, "import ctypes\nctypes.string_at(0)")
