@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 import shutil
 import threading
@@ -119,10 +120,13 @@ class Interpreter:
         self.folder.chmod(0o700)
         target = self.folder / safe_name(name or source.name)
         stem, suffix, n = target.stem, target.suffix, 1
-        while target.exists():
+        while os.path.lexists(target):
             n += 1
             target = self.folder / f"{stem}_{n}{suffix}"
-        shutil.copyfile(source, target)
+        # O_EXCL|O_NOFOLLOW: never write through a link the code may have planted in its folder
+        fd = os.open(target, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with open(source, "rb") as reader, os.fdopen(fd, "wb") as writer:
+            shutil.copyfileobj(reader, writer)
         return target.name
 
     def close(self) -> None:

@@ -13,7 +13,11 @@ PR_SET_NO_NEW_PRIVS = 38
 
 EXECUTE, WRITE_FILE, READ_FILE, READ_DIR = 1 << 0, 1 << 1, 1 << 2, 1 << 3
 REFER, TRUNCATE, IOCTL_DEV = 1 << 13, 1 << 14, 1 << 15
+MAKE_CHAR, MAKE_SOCK, MAKE_BLOCK, MAKE_SYM = 1 << 6, 1 << 9, 1 << 11, 1 << 12
 FILE_RIGHTS = EXECUTE | WRITE_FILE | READ_FILE | TRUNCATE | IOCTL_DEV
+# never granted, even in the writable folder: device nodes would reach the raw disk, symlinks could lure the
+# studio (which reads the folder) elsewhere, sockets have no use there
+WITHHELD = MAKE_CHAR | MAKE_BLOCK | MAKE_SYM | MAKE_SOCK
 NET_TCP = (1 << 0) | (1 << 1)  # bind and connect (ABI 4)
 SCOPE_ALL = (1 << 0) | (1 << 1)  # abstract unix sockets and signals outside the sandbox (ABI 6)
 
@@ -93,7 +97,7 @@ def restrict(readable: list[str], writable: list[str]) -> list[str]:
         for path in readable:
             allow(lib, ruleset, path, EXECUTE | READ_FILE | READ_DIR)
         for path in writable:
-            allow(lib, ruleset, path, everything)
+            allow(lib, ruleset, path, everything & ~WITHHELD)
         check(lib.prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0), "no_new_privs")
         check(lib.syscall(RESTRICT_SELF, ruleset, 0), "landlock restrict_self")
     finally:

@@ -12,6 +12,9 @@ CLONE_THREAD = 0x00010000
 
 NETWORK = ("socket", "socketpair", "connect", "bind", "listen", "accept", "accept4")
 PROGRAMS = ("execve", "execveat", "fork", "vfork")
+# Landlock does not cover metadata: without these, code running as root could chmod/chown any file
+METADATA = ("chmod", "fchmodat", "fchmodat2", "chown", "lchown", "fchownat", "setxattr", "lsetxattr",
+            "removexattr", "lremovexattr", "mknod", "mknodat")
 # escapes from the other limits: changing rlimits, namespaces, tracing, io_uring (it can open sockets itself)
 OTHERS = ("setrlimit", "prlimit64", "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "ptrace",
           "process_vm_readv", "process_vm_writev", "bpf", "perf_event_open", "io_uring_setup", "keyctl",
@@ -63,7 +66,7 @@ def install() -> None:
     if not ctx:
         raise OSError("seccomp_init failed")
     try:
-        for name in NETWORK + PROGRAMS + OTHERS:
+        for name in NETWORK + PROGRAMS + METADATA + OTHERS:
             add_rule(lib, ctx, errno_action(errno.EPERM), name)
         # clone3 hides its flags in memory seccomp cannot read: ENOSYS makes glibc fall back to clone
         add_rule(lib, ctx, errno_action(errno.ENOSYS), "clone3")

@@ -84,6 +84,16 @@ def test_an_upload_name_cannot_leave_the_folder(tool, tmp_path):
     assert safe_name("..") == "upload" and safe_name(".bashrc") == "bashrc"
 
 
+def test_an_upload_never_writes_through_a_link_in_the_folder(tool, tmp_path):
+    tool.folder.mkdir(parents=True)
+    outside = tmp_path / "outside.txt"
+    (tool.folder / "data.csv").symlink_to(outside)  # dangling: exists() would say False
+    upload = tmp_path / "u.csv"
+    upload.write_text("a,b")
+    assert tool.add_file(upload, "data.csv") == "data_2.csv"
+    assert not outside.exists() and (tool.folder / "data_2.csv").read_text() == "a,b"
+
+
 def test_a_missing_upload_is_an_input_error(tool, tmp_path):
     with pytest.raises(InputError, match="does not exist"):
         tool.add_file(tmp_path / "gone.csv", "gone.csv")

@@ -202,6 +202,24 @@ def test_the_data_dir_and_ssh_keys_cannot_be_read(interp, layout):
     assert_next_call_works(interp, fresh=False)
 
 
+def test_files_outside_cannot_be_chmodded_or_chowned(interp, layout):
+    database = layout["data"] / "studio.db"
+    mode = database.stat().st_mode
+    for code in (f"import os\nos.chmod({str(database)!r}, 0o777)", f"import os\nos.chown({str(database)!r}, 1, 1)"):
+        assert "PermissionError" in run(interp, code).error
+    assert database.stat().st_mode == mode and database.stat().st_uid == os.getuid()
+
+
+def test_links_and_device_nodes_cannot_be_made(interp, layout):
+    need(interp, "filesystem (landlock)")
+    assert "PermissionError" in run(interp, "import os\nos.symlink('/etc/passwd', 'passwd')").error
+    error = run(interp, f"os.link({str(layout['data'] / 'studio.db')!r}, 'db')").error
+    assert "PermissionError" in error or "Invalid cross-device link" in error  # Landlock answers EXDEV here
+    assert "PermissionError" in run(interp, "import stat\nos.mknod('disk', stat.S_IFBLK | 0o600, os.makedev(8, 0))").error
+    assert not any(os.path.lexists(interp.folder / n) for n in ("passwd", "db", "disk"))
+    assert run(interp, "os.mkdir('sub'); open('sub/f', 'w').write('ok')").ok  # ordinary files and folders are fine
+
+
 def test_the_server_environment_is_not_passed_on(layout, monkeypatch):
     monkeypatch.setenv("PUYU_TEST_TOKEN", "hf_secret")
     tool = make(layout)
