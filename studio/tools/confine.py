@@ -8,6 +8,7 @@ import resource
 import sys
 
 CLONE_NEWUSER, CLONE_NEWNET = 0x10000000, 0x40000000
+PR_CAPBSET_DROP, PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, CAP_VERSION_3 = 24, 47, 4, 0x20080522
 # files outside the Python install that Python, numpy or matplotlib read at run time
 SYSTEM_READABLE = ("/usr", "/lib", "/lib64", "/etc/ld.so.cache", "/etc/localtime", "/etc/mime.types",
                    "/dev/urandom", "/dev/random", "/dev/zero", "/sys/devices/system/cpu", "/proc/self")
@@ -30,6 +31,26 @@ def leave_network() -> None:
     if libc.unshare(CLONE_NEWUSER | CLONE_NEWNET) != 0:
         code = ctypes.get_errno()
         raise OSError(code, f"unshare(CLONE_NEWNET): {os.strerror(code)}")
+
+
+class CapHeader(ctypes.Structure):
+    """struct __user_cap_header_struct."""
+
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+def drop_capabilities() -> None:
+    """Give up every capability (a studio run as root would otherwise hand them all to the code)."""
+    from studio.tools import seccomp
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.prctl(PR_CAP_AMBIENT, PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)
+    for cap in range(64):
+        libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0)  # EPERM without CAP_SETPCAP, EINVAL past the last: both fine
+    data = (ctypes.c_uint32 * 6)()  # effective, permitted, inheritable for both 32-bit halves: all zero
+    if libc.syscall(seccomp.syscall_number("capset"), ctypes.byref(CapHeader(CAP_VERSION_3, 0)), data) != 0:
+        code = ctypes.get_errno()
+        raise OSError(code, f"capset: {os.strerror(code)}")
 
 
 def python_paths() -> list[str]:
@@ -57,6 +78,7 @@ def apply(config: dict, folder: str) -> tuple[list[str], dict[str, str]]:
     active, missing = ["separate process"], {}
     attempt("rlimits", lambda: set_limits(config), active, missing)
     attempt("no network (namespace)", leave_network, active, missing)
+    attempt("no capabilities", drop_capabilities, active, missing)
     readable = python_paths() + list(SYSTEM_READABLE)
     writable = [folder, *SYSTEM_WRITABLE]
     attempt("filesystem (landlock)", lambda: landlock.restrict(readable, writable),

@@ -19,7 +19,10 @@ METADATA = ("chmod", "fchmodat", "fchmodat2", "chown", "lchown", "fchownat", "se
 OTHERS = ("setrlimit", "prlimit64", "unshare", "setns", "mount", "umount2", "pivot_root", "chroot", "ptrace",
           "process_vm_readv", "process_vm_writev", "bpf", "perf_event_open", "io_uring_setup", "keyctl",
           "add_key", "request_key", "kexec_load", "init_module", "finit_module", "delete_module", "reboot",
-          "swapon", "swapoff")
+          "swapon", "swapoff", "open_by_handle_at", "name_to_handle_at", "sethostname", "setdomainname",
+          "settimeofday", "clock_settime", "clock_adjtime", "adjtimex", "iopl", "ioperm", "syslog", "quotactl",
+          "acct", "userfaultfd", "fanotify_init", "fsopen", "fsmount", "fspick", "open_tree", "move_mount",
+          "mount_setattr")
 
 
 class ArgCmp(ctypes.Structure):
@@ -46,6 +49,11 @@ def load_library() -> ctypes.CDLL:
     lib.seccomp_load.argtypes = [ctypes.c_void_p]
     lib.seccomp_release.argtypes = [ctypes.c_void_p]
     return lib
+
+
+def syscall_number(name: str) -> int:
+    """This architecture's number for a syscall (negative when it has none)."""
+    return load_library().seccomp_syscall_resolve_name(name.encode())
 
 
 def add_rule(lib: ctypes.CDLL, ctx: int, action: int, name: str, *cmps: ArgCmp) -> None:

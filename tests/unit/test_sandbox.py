@@ -3,6 +3,7 @@ next call works."""
 
 from __future__ import annotations
 
+import ast
 import os
 import socket
 import sqlite3
@@ -218,6 +219,15 @@ def test_links_and_device_nodes_cannot_be_made(interp, layout):
     assert "PermissionError" in run(interp, "import stat\nos.mknod('disk', stat.S_IFBLK | 0o600, os.makedev(8, 0))").error
     assert not any(os.path.lexists(interp.folder / n) for n in ("passwd", "db", "disk"))
     assert run(interp, "os.mkdir('sub'); open('sub/f', 'w').write('ok')").ok  # ordinary files and folders are fine
+
+
+def test_the_code_holds_no_capabilities(interp):
+    need(interp, "no capabilities")
+    code = "dict(l.split(':') for l in open('/proc/self/status').read().splitlines() if l.startswith('Cap'))"
+    caps = {k: int(v.strip(), 16) for k, v in ast.literal_eval(run(interp, code).text).items()}
+    assert caps["CapEff"] == caps["CapPrm"] == caps["CapAmb"] == 0
+    if os.geteuid() == 0:
+        assert caps["CapBnd"] == 0
 
 
 def test_the_server_environment_is_not_passed_on(layout, monkeypatch):
