@@ -85,6 +85,9 @@ class Interpreter:
             outcome = self.sandbox.request({"code": code}, cancel)
         except StudioError as exc:
             return ToolResult(error=str(exc), seconds=time.monotonic() - started)
+        except OSError as exc:  # the folder cannot be made, Python cannot be started, ...
+            return ToolResult(error=f"The Python interpreter could not start: {exc}. Check the studio's data "
+                                    "folder is writable.", seconds=time.monotonic() - started)
         result = self.result(outcome, fresh)
         return ToolResult(result.text, result.images, result.error, time.monotonic() - started)
 

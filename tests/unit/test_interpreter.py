@@ -172,3 +172,10 @@ def test_close_during_a_run_ends_it_with_an_error_result(tool):
     worker.join(timeout=600)
     assert results and "The interpreter ended" in results[0].error
     assert tool.run("2 + 2", NEVER).text.endswith("4")
+
+
+def test_a_folder_that_cannot_be_made_is_an_error_result(tmp_path):
+    (tmp_path / "data").write_text("a file where the folder should go")
+    tool = Interpreter(tmp_path / "data" / "agent" / "c1")
+    result = tool.run("1", NEVER)
+    assert result.error.startswith("The Python interpreter could not start:") and "data folder" in result.error
