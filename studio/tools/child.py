@@ -16,6 +16,7 @@ import traceback
 from studio.tools import confine, wire
 
 MAX_IMAGES = 8
+SHORTENED = "… [traceback shortened]\n"
 
 
 class CappedText(io.TextIOBase):
@@ -69,6 +70,13 @@ def figures() -> list[str]:
     return images
 
 
+def describe(exc: BaseException) -> str:
+    """The traceback from the cell down (a syntax error: just where it is), without this module's frames."""
+    if isinstance(exc, SyntaxError):
+        return "".join(traceback.format_exception_only(type(exc), exc))
+    return "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
+
+
 def run_cell(code: str, namespace: dict, number: int, cap: int) -> dict:
     """Run one cell; stdout, stderr, the last value's repr, a traceback when it failed, figures."""
     name = f"<cell {number}>"
@@ -84,12 +92,14 @@ def run_cell(code: str, namespace: dict, number: int, cap: int) -> dict:
                     namespace["_"] = result
                     value.write(repr(result))
         except BaseException as exc:  # noqa: BLE001 - SystemExit and KeyboardInterrupt must not end the child
-            error = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__.tb_next))
+            error = describe(exc)
         try:
             images = figures()
         except Exception as exc:  # noqa: BLE001 - a broken figure must not lose the cell's output
             images, error = [], error or f"Could not save a figure: {exc}"
-    return {"stdout": out.text(), "stderr": err.text(), "value": value.text(), "error": error[-cap:],
+    if len(error) > cap:  # the end of a traceback says what went wrong: keep that
+        error = SHORTENED + error[len(SHORTENED) - cap:]
+    return {"stdout": out.text(), "stderr": err.text(), "value": value.text(), "error": error,
             "images": images, "dropped": out.dropped + err.dropped + value.dropped, "cpu": cpu_seconds()}
 
 

@@ -57,6 +57,7 @@ def test_missing_or_wrong_arguments_are_an_error_result(tool, arguments):
 def test_a_syntax_error_is_reported_and_the_next_call_works(tool):
     result = tool.run("def broken(:\n  pass", NEVER)
     assert "SyntaxError" in result.error and "<cell 1>" in result.error
+    assert "studio/tools" not in result.error and "ast.py" not in result.error
     assert tool.run("1 + 1", NEVER).text == "2"
 
 
@@ -179,3 +180,9 @@ def test_a_folder_that_cannot_be_made_is_an_error_result(tmp_path):
     tool = Interpreter(tmp_path / "data" / "agent" / "c1")
     result = tool.run("1", NEVER)
     assert result.error.startswith("The Python interpreter could not start:") and "data folder" in result.error
+
+
+def test_a_huge_traceback_keeps_its_end(tool):
+    result = tool.run("raise ValueError('v' * 100_000 + ' the end')", NEVER)
+    assert result.error.startswith("… [traceback shortened]") and result.error.rstrip().endswith("v the end")
+    assert len(result.error) < 20_000
