@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+import pwd
 import resource
 import sys
 
@@ -53,11 +54,18 @@ def drop_capabilities() -> None:
         raise OSError(code, f"capset: {os.strerror(code)}")
 
 
-def python_paths() -> list[str]:
-    """The Python install and the import path, which the code must keep reading."""
-    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix}
-    roots.update(p for p in sys.path if p and os.path.isdir(p) and any(p.startswith(r) for r in roots))
-    return sorted(os.path.realpath(p) for p in roots) + sorted(roots)
+def within(path: str, root: str) -> bool:
+    """True when `path` is `root` or lies beneath it (after resolving links)."""
+    path, root = os.path.realpath(path), os.path.realpath(root)
+    return path == root or path.startswith(root.rstrip("/") + "/")
+
+
+def python_paths(entries: list[str], private: list[str]) -> list[str]:
+    """The Python install and import path the code must keep reading, less any folder holding a private one
+    (a data dir inside a checkout on sys.path would otherwise become readable)."""
+    roots = {sys.prefix, sys.base_prefix, sys.exec_prefix, sys.base_exec_prefix, *entries}
+    keep = {r for r in roots if r and os.path.isdir(r) and not any(within(p, r) for p in private)}
+    return sorted(keep)
 
 
 def attempt(name: str, step, active: list[str], missing: dict[str, str]) -> bool:
@@ -79,7 +87,8 @@ def apply(config: dict, folder: str) -> tuple[list[str], dict[str, str]]:
     attempt("rlimits", lambda: set_limits(config), active, missing)
     attempt("no network (namespace)", leave_network, active, missing)
     attempt("no capabilities", drop_capabilities, active, missing)
-    readable = python_paths() + list(SYSTEM_READABLE)
+    home = pwd.getpwuid(os.getuid()).pw_dir
+    readable = python_paths(sys.path, [folder, home]) + list(SYSTEM_READABLE)
     writable = [folder, *SYSTEM_WRITABLE]
     attempt("filesystem (landlock)", lambda: landlock.restrict(readable, writable),
             active, missing)

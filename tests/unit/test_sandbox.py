@@ -7,10 +7,12 @@ import ast
 import os
 import socket
 import sqlite3
+import sys
 import threading
 
 import pytest
 
+from studio.tools.confine import python_paths
 from studio.tools.interpreter import FRESH, Interpreter
 from studio.tools.sandbox import Limits
 from tests.support.waits import wait_until
@@ -228,6 +230,16 @@ def test_the_code_holds_no_capabilities(interp):
     assert caps["CapEff"] == caps["CapPrm"] == caps["CapAmb"] == 0
     if os.geteuid() == 0:
         assert caps["CapBnd"] == 0
+
+
+def test_an_import_path_holding_the_data_dir_is_not_made_readable(tmp_path):
+    checkout, folder = tmp_path / "checkout", tmp_path / "checkout" / "data" / "agent" / "c1"
+    folder.mkdir(parents=True)
+    (tmp_path / "lib").mkdir()
+    readable = python_paths([str(checkout), str(tmp_path / "lib"), str(tmp_path / "missing")], [str(folder)])
+    assert str(tmp_path / "lib") in readable
+    assert str(checkout) not in readable and str(tmp_path / "missing") not in readable
+    assert sys.base_prefix in readable
 
 
 def test_the_server_environment_is_not_passed_on(layout, monkeypatch):
