@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from studio.config import load_config
-from studio.core.types import Notice, TextDelta
+from studio.core.types import TextDelta
 from studio.services import build_services
 from studio.tasks import agent
 from tests.support.apps import write_config
@@ -138,10 +138,32 @@ def test_options_from_the_tab_are_checked(native):
     assert agent.check_options(native, ["add"], False, "4") == agent.AgentOptions(("add",), False, 4)
 
 
-def test_stop_while_the_model_loads_keeps_the_message(native):
+def test_stop_before_the_first_word_keeps_the_message_and_runs_no_tool(native):
+    scripted(native).enqueue(CALL)
     cancel = threading.Event()
     cancel.set()
     session = agent.new_session(native)
-    events = list(agent.run(native, "u1", session, "hello", agent.AgentOptions(), cancel))
-    assert all(isinstance(e, Notice) for e in events)
-    assert [m.text for m in native.store.load("u1", session.id).messages][0] == "hello"
+    events = list(agent.run(native, "u1", session, "hello", agent.AgentOptions(tools=("add",)), cancel))
+    assert not any(isinstance(e, agent.StepUpdate) for e in events)
+    stored = native.store.load("u1", session.id).messages
+    assert stored[0].text == "hello" and all(m.role != "tool" for m in stored)
+    scripted(native).clear()
+
+
+def test_stop_during_a_tool_run_kills_it_and_the_next_call_works(native):
+    engine = scripted(native)
+    loop = '<|action_start|><|interpreter|>\n```python\nwhile True: pass\n```<|action_end|>'
+    engine.enqueue(loop)
+    session, cancel = agent.new_session(native), threading.Event()
+    events = []
+    for event in agent.run(native, "u1", session, "spin", agent.AgentOptions(interpreter=True), cancel):
+        events.append(event)
+        if isinstance(event, agent.StepUpdate) and event.result is None:
+            threading.Timer(1.0, cancel.set).start()  # Stop, while the tool runs
+    result = [e for e in events if isinstance(e, agent.StepUpdate)][-1].result
+    assert result.meta["status"] == "cancelled"
+    assert native.store.load("u1", session.id).messages[-1].meta["status"] == "cancelled"
+    engine.enqueue('<|action_start|><|interpreter|>\n```python\nprint(6 * 7)\n```<|action_end|>', "42.")
+    list(agent.run(native, "u1", session, "again", agent.AgentOptions(interpreter=True)))
+    last = [m for m in session.messages if m.role == "tool"][-1]
+    assert last.meta["status"] == "done" and "42" in last.text  # a fresh interpreter after the Stop
