@@ -30,8 +30,10 @@ class ToolPool:
         key = _key(user_id, conversation_id)
         with self._lock:
             if key not in self._interpreters:
+                for path in (self.root, self.root / key):  # private: the code and its files are the user's
+                    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+                    path.chmod(0o700)
                 folder = self.root / key
-                folder.mkdir(mode=0o700, parents=True, exist_ok=True)
                 self._interpreters[key] = Interpreter(folder, Limits(wall_s=self.timeout_s))
             return self._interpreters[key]
 

@@ -167,3 +167,22 @@ def test_stop_during_a_tool_run_kills_it_and_the_next_call_works(native):
     list(agent.run(native, "u1", session, "again", agent.AgentOptions(interpreter=True)))
     last = [m for m in session.messages if m.role == "tool"][-1]
     assert last.meta["status"] == "done" and "42" in last.text  # a fresh interpreter after the Stop
+
+
+def test_a_broken_tool_file_stops_the_start_with_its_path_and_line(tmp_path):
+    from studio.tools.user_tools import ToolFileError
+
+    tools = tmp_path / "tools"
+    tools.mkdir()
+    (tools / "broken.py").write_text("def add(a: int, b: int) -> int:\n    return (a +\n", encoding="utf-8")
+    cfg = write_config(tmp_path, model_path="script:agent", extra=f"agent:\n  tools_folder: {tools}\n")
+    with pytest.raises(ToolFileError, match=r"broken\.py.*line [23]"):
+        build_services(load_config(cfg), tmp_path / "data")
+
+
+def test_each_conversation_has_its_own_private_interpreter_folder(native):
+    a = native.tools.interpreter("u1", "conv-a")
+    b = native.tools.interpreter("u1", "conv-b")
+    assert a is native.tools.interpreter("u1", "conv-a") and a.folder != b.folder
+    for folder in (a.folder, a.folder.parent):
+        assert folder.stat().st_mode & 0o777 == 0o700
