@@ -204,6 +204,7 @@ class Services:
     sources: Optional[SourcePool] = None
     files: Optional[PrivateFiles] = None  # thumbnails and downloads: private folders under the data dir
     tools: Optional[ToolPool] = None  # the agent's tools: one sandboxed interpreter per conversation
+    agent_store: Optional[ConversationStore] = None  # the agent tab's conversations (apart from the chat list)
 
     def device_stats(self) -> list:
         """Live memory of each GPU and of RAM (studio.engines.devices.DeviceStat)."""
@@ -241,6 +242,7 @@ def build_services(config: StudioConfig, data_dir: Path, num_gpus: int = 1,
         sources=SourcePool(config, cache_dir / "sources"),
         files=PrivateFiles(data_dir),
         tools=build_tool_pool(config, data_dir),
+        agent_store=ConversationStore(data_dir / "agent.db"),
     )
     sweep_draft_folders(services.drafts, services.draft_files)
     return services

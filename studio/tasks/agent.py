@@ -214,14 +214,14 @@ def _store_images(services: Services, user_id: str, session: ChatSession, index:
 
 def _save(services: Services, user_id: str, session: ChatSession) -> None:
     session.touch()
-    services.store.save(user_id, session)
+    services.agent_store.save(user_id, session)  # kept apart from the chat tab's list
 
 
 def clear(services: Services, user_id: str, session: ChatSession) -> None:
     """Empty the conversation and stop its interpreter (its variables go with it)."""
     services.tools.forget(user_id, session.id)
     session.messages.clear()
-    services.store.delete(user_id, session.id)
+    services.agent_store.delete(user_id, session.id)
 
 
 def check_options(services: Services, tools: Any, interpreter: Any, max_steps: Any) -> AgentOptions:

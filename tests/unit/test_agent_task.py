@@ -90,7 +90,8 @@ def test_a_native_call_runs_the_user_tool_and_the_answer_follows(native, monkeyp
     second = seen[1][0]
     assert [m.role for m in second[-3:]] == ["user", "assistant", "tool"] and second[-1].text == "42"
     # Stored as it went: the user's message, the call, the result, the answer — and read back the same.
-    stored = native.store.load("u1", session.id)
+    stored = native.agent_store.load("u1", session.id)
+    assert native.store.list("u1") == []  # the chat tab's list does not show agent conversations
     assert [(m.role, m.name) for m in stored.messages] == [("user", None), ("assistant", None), ("tool", "plugin"),
                                                           ("assistant", None)]
     assert stored.messages[1].tool_call["arguments"] == {"a": 2, "b": 40} and stored.messages[3].text == "2 + 40 = 42."
@@ -145,7 +146,7 @@ def test_stop_before_the_first_word_keeps_the_message_and_runs_no_tool(native):
     session = agent.new_session(native)
     events = list(agent.run(native, "u1", session, "hello", agent.AgentOptions(tools=("add",)), cancel))
     assert not any(isinstance(e, agent.StepUpdate) for e in events)
-    stored = native.store.load("u1", session.id).messages
+    stored = native.agent_store.load("u1", session.id).messages
     assert stored[0].text == "hello" and all(m.role != "tool" for m in stored)
     scripted(native).clear()
 
@@ -162,7 +163,7 @@ def test_stop_during_a_tool_run_kills_it_and_the_next_call_works(native):
             threading.Timer(1.0, cancel.set).start()  # Stop, while the tool runs
     result = [e for e in events if isinstance(e, agent.StepUpdate)][-1].result
     assert result.meta["status"] == "cancelled"
-    assert native.store.load("u1", session.id).messages[-1].meta["status"] == "cancelled"
+    assert native.agent_store.load("u1", session.id).messages[-1].meta["status"] == "cancelled"
     engine.enqueue('<|action_start|><|interpreter|>\n```python\nprint(6 * 7)\n```<|action_end|>', "42.")
     list(agent.run(native, "u1", session, "again", agent.AgentOptions(interpreter=True)))
     last = [m for m in session.messages if m.role == "tool"][-1]
