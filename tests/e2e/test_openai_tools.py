@@ -172,3 +172,42 @@ def test_bad_tools_and_tool_messages_are_400_naming_the_param(app, kwargs, param
         client(app).chat.completions.create(**body)
     err = e.value.body
     assert err["param"] == param and words in err["message"], err
+
+
+@pytest.fixture(scope="module")
+def front(app, tmp_path_factory):
+    """A second studio whose chat engine is the first studio's /v1 (its scripted agent model), as a remote."""
+    tmp = tmp_path_factory.mktemp("front")
+    config = tmp / "front.yaml"
+    config.write_text(f"engines:\n  chat:\n    engine: openai_compat\n    base_url: {app.url}v1\n"
+                      f"    remote_model: agent\n    api_key: {KEY}\napi: {{keys: [{KEY}]}}\n", encoding="utf-8")
+    with running_app(config, tmp / "data") as running:
+        assert running.services.engines.wait("chat", 30).state == "ready"
+        yield running
+
+
+def test_studio_to_studio_tool_calls_pass_through_streamed_and_not(front, engine):
+    assert front.services.engines.get("chat").tools
+    engine.enqueue(f"Let me look.{CALL}", CALL)
+    reply = client(front).chat.completions.create(model="chat", messages=ASK, tools=[WEATHER]).choices[0]
+    assert reply.finish_reason == "tool_calls" and reply.message.content == "Let me look."
+    call = reply.message.tool_calls[0]
+    assert call.id.startswith("call_") and json.loads(call.function.arguments) == {"city": "Paris"}
+    chunks = list(client(front).chat.completions.create(model="chat", messages=ASK, tools=[WEATHER], stream=True))
+    pieces = [t for c in chunks if c.choices for t in (c.choices[0].delta.tool_calls or [])]
+    assert pieces[0].function.name == "get_weather"
+    assert json.loads("".join(p.function.arguments or "" for p in pieces)) == {"city": "Paris"}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+
+
+def test_studio_to_studio_the_result_reaches_the_model(front, engine, monkeypatch):
+    seen = recorded(engine, monkeypatch)
+    engine.enqueue("It is sunny in Paris.")
+    history = [*ASK, _call(id_="call_front1"), {"role": "tool", "tool_call_id": "call_front1", "content": "sunny"}]
+    reply = client(front).chat.completions.create(model="chat", messages=history, tools=[WEATHER]).choices[0]
+    assert (reply.finish_reason, reply.message.content) == ("stop", "It is sunny in Paris.")
+    asked, result = seen[0].messages[-2:]
+    assert (asked.tool_call["name"], asked.tool_call["arguments"], asked.tool_call["id"]) == (
+        "get_weather", {"city": "Paris"}, "call_front1")
+    assert (result.role, result.name, result.text) == ("tool", "plugin", "sunny")
+    assert seen[0].tools == (WEATHER,)
