@@ -103,7 +103,7 @@ class OpenAICompatEngine(EngineBase):
 
     def _encode(self, messages: list[Message], max_tiles: Optional[int], final: bool, tools=()) -> Encoded:
         """An estimate (no tokenizer here): characters / 3, + 4 per message, + IMAGE_TOKENS per image."""
-        return Encoded(estimate_tokens(messages), messages)
+        return Encoded(estimate_tokens(messages, tuple(tools)), messages)
 
     def _image_cost(self, image: Any, max_tiles: Optional[int]) -> ImageCost:
         return ImageCost(1, IMAGE_TOKENS)  # the server's real cost is unknown here

@@ -38,10 +38,13 @@ class Unreachable(StudioError):
     """The model server cannot be reached at all."""
 
 
-def estimate_tokens(messages: list[Message]) -> int:
+def estimate_tokens(messages: list[Message], tools: tuple[dict, ...] = ()) -> int:
     """Characters / 3 (English runs ~4, Chinese ~1-1.5 per token: /3 errs towards trimming) + 4 per message
-    for the role markers, + IMAGE_TOKENS per image, + 3 for the generation prompt."""
-    return sum(len(m.text) // 3 + 4 + IMAGE_TOKENS * len(m.images) for m in messages) + 3
+    for the role markers, + IMAGE_TOKENS per image, + 3 for the generation prompt; tool schemas and calls
+    count by their JSON's characters."""
+    calls = sum(len(json.dumps(m.tool_call, ensure_ascii=False, default=str)) // 3 for m in messages if m.tool_call)
+    schemas = len(json.dumps(list(tools), ensure_ascii=False)) // 3 if tools else 0
+    return sum(len(m.text) // 3 + 4 + IMAGE_TOKENS * len(m.images) for m in messages) + 3 + calls + schemas
 
 
 def model_window(entry: dict) -> Optional[int]:

@@ -238,10 +238,13 @@ def test_hf_internlm2_declares_tools_in_its_native_turns(internlm2, monkeypatch)
 
 def test_tools_are_refused_by_engines_without_a_tool_format():
     from studio.engines.base import ToolsRefused
+    from tests.support.scripted import ScriptedEngine
 
     with pytest.raises(ToolsRefused, match="cannot call tools") as err:
-        _remote().prepare([USER], P, tools=(ADD,))
+        ScriptedEngine().prepare([USER], P, tools=(ADD,))
     assert err.value.code == "tools_not_supported" and "InternLM2" in err.value.hint
+    # The remote engine leaves it to the server (one without tool support answers HTTP 400).
+    assert _remote().prepare([USER], P, tools=(ADD,)).tools == (ADD,)
 
 
 def test_hf_internlm2_streams_the_call_markers_and_ends_at_action_end(internlm2, monkeypatch):

@@ -135,3 +135,11 @@ def test_the_agent_runs_a_call_the_remote_server_made(fake, tmp_path):
     assert [t["function"]["name"] for t in first["tools"]] == ["add"]
     assert second["messages"][-2]["tool_calls"][0]["id"] == "call_fake1"
     assert second["messages"][-1] == {"role": "tool", "tool_call_id": "call_fake1", "content": "42"}
+
+
+def test_the_token_estimate_counts_tool_schemas_and_calls():
+    from studio.engines.openai_wire import estimate_tokens
+
+    plain = estimate_tokens([Message.of("user", "hi")])
+    assert estimate_tokens([Message.of("user", "hi")], (WEATHER,)) > plain + 30
+    assert estimate_tokens(history()) > estimate_tokens([Message.of(m.role, m.text) for m in history()]) + 20
