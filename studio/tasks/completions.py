@@ -302,6 +302,9 @@ def with_calls(deltas: Iterator[TextDelta]) -> Iterator[Union[TextDelta, ToolCal
         text = "".join(e.text for e in events if isinstance(e, ReplyText))
         calls = [e.call.as_tool_call() for e in events if isinstance(e, CallFinished)]
         calls += [delta.tool_call] if delta.tool_call else []
+        # A call without even a function name cannot be a tool_calls entry: the client sees what the model wrote.
+        text += "".join(c.get("raw") or "" for c in calls if not c.get("name"))
+        calls = [c for c in calls if c.get("name")]
         if text:
             yield TextDelta(text)
         for call in calls:

@@ -211,3 +211,13 @@ def test_studio_to_studio_the_result_reaches_the_model(front, engine, monkeypatc
         "get_weather", {"city": "Paris"}, "call_front1")
     assert (result.role, result.name, result.text) == ("tool", "plugin", "sunny")
     assert seen[0].tools == (WEATHER,)
+
+
+def test_a_broken_call_is_passed_on_as_written(app, engine):
+    engine.enqueue('<|action_start|><|plugin|>\n{"name": "get_weather", "parameters": {"city": }<|action_end|>',
+                   '<|action_start|><|plugin|>\n{"nam<|action_end|>')
+    message = client(app).chat.completions.create(model="agent", messages=ASK, tools=[WEATHER]).choices[0].message
+    call = message.tool_calls[0]  # the client's own JSON parsing tells it what is wrong, as with OpenAI
+    assert call.function.name == "get_weather" and '"city": }' in call.function.arguments
+    reply = client(app).chat.completions.create(model="agent", messages=ASK, tools=[WEATHER]).choices[0]
+    assert (reply.finish_reason, reply.message.tool_calls, reply.message.content.strip()) == ("stop", None, '{"nam')
