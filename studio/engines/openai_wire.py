@@ -137,7 +137,7 @@ def call_from_wire(name: str, arguments: str, call_id: Optional[str] = None) -> 
         call = {"kind": "interpreter", "name": name, "code": args["code"]}
     else:
         call = {"kind": "plugin", "name": name, "arguments": args}
-    call["raw"] = arguments
+    # No "raw" here: that key holds a call as InternLM2 wrote it natively, and would replace its prompt body.
     if problem:
         call["problem"] = problem
     return {**call, "id": call_id} if call_id else call

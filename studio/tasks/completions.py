@@ -303,7 +303,7 @@ def with_calls(deltas: Iterator[TextDelta]) -> Iterator[Union[TextDelta, ToolCal
         calls = [e.call.as_tool_call() for e in events if isinstance(e, CallFinished)]
         calls += [delta.tool_call] if delta.tool_call else []
         # A call without even a function name cannot be a tool_calls entry: the client sees what the model wrote.
-        text += "".join(c.get("raw") or "" for c in calls if not c.get("name"))
+        text += "".join(c.get("raw") or str(c.get("arguments") or "") for c in calls if not c.get("name"))
         calls = [c for c in calls if c.get("name")]
         if text:
             yield TextDelta(text)

@@ -146,3 +146,12 @@ def test_the_token_estimate_counts_tool_schemas_and_calls():
     plain = estimate_tokens([Message.of("user", "hi")])
     assert estimate_tokens([Message.of("user", "hi")], (WEATHER,)) > plain + 30
     assert estimate_tokens(history()) > estimate_tokens([Message.of(m.role, m.text) for m in history()]) + 20
+
+
+def test_a_wire_call_renders_as_internlm2s_official_call_body():
+    from studio.engines.openai_wire import call_from_wire
+    from studio.families.internlm2_tools import call_body
+
+    plugin = call_from_wire("get_weather", '{"city": "Paris"}', "call_1")
+    assert call_body(plugin) == '\n{"name": "get_weather", "parameters": {"city": "Paris"}}'
+    assert call_body(call_from_wire("python", '{"code": "print(1)"}')) == "\n```python\nprint(1)\n```"
