@@ -162,8 +162,8 @@ def wire_messages(messages: list[Message]) -> list[dict]:
     for i, m in enumerate(messages):
         if m.tool_call:
             last_id = m.tool_call.get("id") or f"call_{i}"
-            out.append({"role": "assistant", "content": m.text or None,
-                        "tool_calls": [call_to_wire(m.tool_call, last_id)]})
+            # "" rather than null: servers whose chat templates join strings (lmdeploy) fail on null.
+            out.append({"role": "assistant", "content": m.text, "tool_calls": [call_to_wire(m.tool_call, last_id)]})
             continue
         if m.role == "tool":
             out.append({"role": "tool", "tool_call_id": last_id, "content": m.text})

@@ -59,7 +59,7 @@ def test_tools_and_the_history_go_on_the_wire_and_streamed_calls_are_assembled(f
                                                                           "function": {
             "name": "get_weather", "arguments": '{"city": "Paris"}'}}]},
         {"role": "tool", "tool_call_id": "call_x", "content": "sunny"},
-        {"role": "assistant", "content": None, "tool_calls": [{"id": "call_3", "type": "function", "function": {
+        {"role": "assistant", "content": "", "tool_calls": [{"id": "call_3", "type": "function", "function": {
             "name": "python", "arguments": '{"code": "print(1)"}'}}]},
         {"role": "tool", "tool_call_id": "call_3", "content": "1"}]
     assert [d.text for d in deltas if d.text] == ["Checking."]
