@@ -221,3 +221,12 @@ def test_a_broken_call_is_passed_on_as_written(app, engine):
     assert call.function.name == "get_weather" and '"city": }' in call.function.arguments
     reply = client(app).chat.completions.create(model="agent", messages=ASK, tools=[WEATHER]).choices[0]
     assert (reply.finish_reason, reply.message.tool_calls, reply.message.content.strip()) == ("stop", None, '{"nam')
+
+
+def test_the_clients_stream_helper_assembles_the_call(app, engine):
+    engine.enqueue(f"Let me look.{CALL}")
+    with client(app).chat.completions.stream(model="agent", messages=ASK, tools=[WEATHER]) as stream:
+        final = stream.get_final_completion().choices[0]
+    assert final.finish_reason == "tool_calls" and final.message.content == "Let me look."
+    (call,) = final.message.tool_calls
+    assert call.function.name == "get_weather" and json.loads(call.function.arguments) == {"city": "Paris"}
