@@ -22,7 +22,7 @@ from studio.api.streaming import BodyLimit, EngineStream, cancel_on_disconnect, 
 from studio.errors import InputError, ModelNotReady, StudioError
 from studio.services import Services
 from studio.tasks import completions
-from studio.tasks.completions import Job, ParamError, Started, UnknownModel
+from studio.tasks.completions import Job, ParamError, Started, ToolCallOut, UnknownModel
 
 log = logging.getLogger(__name__)
 MAX_BODY = 64 * 2**20  # a few base64 images fit; more is refused before it fills memory
@@ -93,9 +93,14 @@ async def _events(job: Job, started: Started, events: AsyncIterator, include_usa
     """The SSE body: role, content deltas, finish (or an error event), optional usage, [DONE]."""
     cid, created = f"chatcmpl-{secrets.token_hex(12)}", int(time.time())
     yield _sse(schemas.chunk(cid, job.model, created, {"role": "assistant", "content": ""}))
-    prompt, done = started.prompt_tokens, 0
+    prompt, done, called = started.prompt_tokens, 0, False
     try:
         async for delta in events:
+            if isinstance(delta, ToolCallOut):
+                called = True
+                for piece in schemas.call_pieces(delta.index, delta.call):
+                    yield _sse(schemas.chunk(cid, job.model, created, {"tool_calls": [piece]}))
+                continue
             if delta.text:
                 yield _sse(schemas.chunk(cid, job.model, created, {"content": delta.text}))
             if delta.finish_reason == "error":
@@ -103,7 +108,7 @@ async def _events(job: Job, started: Started, events: AsyncIterator, include_usa
                 break
             if delta.finish_reason:
                 prompt, done = delta.prompt_tokens or prompt, delta.completion_tokens
-                yield _sse(schemas.chunk(cid, job.model, created, {}, FINISH[delta.finish_reason]))
+                yield _sse(schemas.chunk(cid, job.model, created, {}, _finish(delta.finish_reason, called)))
     except StudioError as exc:
         yield _sse(schemas.error_body(str(exc), "server_error"))
     except Exception:  # never a hung or silently cut stream: say so, with an id for the log
@@ -116,16 +121,25 @@ async def _events(job: Job, started: Started, events: AsyncIterator, include_usa
     yield _sse("[DONE]")
 
 
+def _finish(reason: str, called: bool) -> str:
+    """OpenAI's finish reason: "tool_calls" when the reply ended in calls (unless it was cut at the length)."""
+    return "tool_calls" if called and reason == "stop" else FINISH[reason]
+
+
 async def _collect(job: Job, started: Started, events: AsyncIterator) -> dict:
     """The whole reply as one chat.completion; an engine error becomes a 500."""
-    text, last = "", None
+    text, last, calls = "", None, []
     async for delta in events:
+        if isinstance(delta, ToolCallOut):
+            calls.append(delta.call)
+            continue
         text += delta.text
         last = delta if delta.finish_reason else last
     if last is None or last.finish_reason == "error":
         raise ApiError(500, (last.error if last else None) or "Generation ended without a result.", "server_error")
     tokens = schemas.usage(last.prompt_tokens or started.prompt_tokens, last.completion_tokens)
-    return schemas.completion(f"chatcmpl-{secrets.token_hex(12)}", job.model, text, FINISH[last.finish_reason], tokens)
+    return schemas.completion(f"chatcmpl-{secrets.token_hex(12)}", job.model, text,
+                              _finish(last.finish_reason, bool(calls)), tokens, calls)
 
 
 def build_api(services: Services, launch: Callable[[], LaunchInfo]) -> FastAPI:

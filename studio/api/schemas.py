@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import re
 import time
-from typing import Annotated, Any, Literal, Optional, Union
+from typing import Annotated, Literal, Optional, Union
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 
@@ -43,11 +44,63 @@ class ImageContent(_Wire):
 ContentPart = Annotated[Union[TextContent, ImageContent], Field(discriminator="type")]
 
 
-class ChatMessage(_Wire):
-    """One input message; `developer` is OpenAI's newer name for `system`."""
+def _tool_name(name: str) -> str:
+    if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", name):
+        raise ValueError(f"{name!r} is not a valid function name: use 1 to 64 letters, digits, _ or -")
+    return name
 
-    role: Literal["system", "developer", "user", "assistant"]
+
+def _object_schema(schema: dict) -> dict:
+    if schema.get("type", "object") != "object":
+        raise ValueError(f'parameters must be a JSON Schema of type "object", not {schema.get("type")!r}')
+    return schema
+
+
+class FunctionDef(_Wire):
+    """A function the model may call: its name, what it does, and a JSON Schema of its arguments."""
+
+    name: Annotated[str, AfterValidator(_tool_name)]
+    description: Optional[Text] = None
+    parameters: Annotated[dict, AfterValidator(_object_schema)] = Field(
+        default_factory=lambda: {"type": "object", "properties": {}})
+
+
+class ToolDef(_Wire):
+    """One entry of `tools`: only functions exist."""
+
+    type: Literal["function"] = "function"
+    function: FunctionDef
+
+
+class FunctionCall(_Wire):
+    """A call as the model made it: the arguments are a JSON string."""
+
+    name: Text
+    arguments: Text = "{}"
+
+
+class ToolCall(_Wire):
+    """An assistant message's call, echoed back in the history."""
+
+    id: Text
+    type: Literal["function"] = "function"
+    function: FunctionCall
+
+
+class NamedToolChoice(_Wire):
+    """tool_choice naming one function."""
+
+    type: Literal["function"] = "function"
+    function: dict
+
+
+class ChatMessage(_Wire):
+    """One input message; `developer` is OpenAI's newer name for `system`; `tool` answers a call."""
+
+    role: Literal["system", "developer", "user", "assistant", "tool"]
     content: Union[Text, list[ContentPart], None] = None
+    tool_calls: Optional[list[ToolCall]] = None
+    tool_call_id: Optional[Text] = None
 
 
 class StreamOptions(_Wire):
@@ -75,7 +128,9 @@ class ChatCompletionRequest(_Wire):
     frequency_penalty: Optional[float] = None
     presence_penalty: Optional[float] = None
     logprobs: Optional[bool] = None
-    tools: Optional[list[Any]] = None
+    tools: Optional[list[ToolDef]] = None
+    tool_choice: Union[Literal["auto", "none", "required"], NamedToolChoice, None] = None
+    parallel_tool_calls: Optional[bool] = None  # accepted; the model decides how many calls it makes
 
 
 def error_body(message: str, type_: str = "invalid_request_error", param: Optional[str] = None,
@@ -95,10 +150,13 @@ def usage(prompt: int, completion: int) -> dict:
     return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion}
 
 
-def completion(cid: str, model: str, text: str, finish: str, tokens: dict) -> dict:
-    """A whole (non-streamed) chat.completion."""
+def completion(cid: str, model: str, text: str, finish: str, tokens: dict, calls: list[dict] = ()) -> dict:
+    """A whole (non-streamed) chat.completion; with tool `calls` the content is the text before them, or null."""
+    message: dict = {"role": "assistant", "content": text}
+    if calls:
+        message = {"role": "assistant", "content": text if text.strip() else None, "tool_calls": list(calls)}
     return {"id": cid, "object": "chat.completion", "created": int(time.time()), "model": model,
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": text},
+            "choices": [{"index": 0, "message": message,
                          "logprobs": None, "finish_reason": finish}],
             "usage": tokens}
 
@@ -111,3 +169,11 @@ def chunk(cid: str, model: str, created: int, delta: Optional[dict] = None, fini
     if tokens is not None:
         body["usage"] = tokens
     return body
+
+
+def call_pieces(index: int, call: dict) -> list[dict]:
+    """A tool call as OpenAI streams it: id, type and name first (empty arguments), then the arguments."""
+    function = call["function"]
+    return [{"index": index, "id": call["id"], "type": "function",
+             "function": {"name": function["name"], "arguments": ""}},
+            {"index": index, "function": {"arguments": function["arguments"]}}]

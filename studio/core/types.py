@@ -88,6 +88,10 @@ class TextDelta:
     error: Optional[str] = None
     completion_tokens: int = 0
     prompt_tokens: int = 0
+    # A call a remote server returned already parsed (OpenAI tool_calls), as a Message.tool_call dict
+    # ({"kind": "plugin", "name", "arguments", "id"} or {"kind": "interpreter", "code", "id"}); local
+    # models write their calls into `text` as markers instead.
+    tool_call: Optional[dict] = None
 
 
 @dataclass(frozen=True)

@@ -88,6 +88,7 @@ class OpenAICompatEngine(EngineBase):
     """A model behind an OpenAI-compatible HTTP server; the server batches concurrent requests."""
 
     batches = True
+    tools = True  # the server decides: one that cannot call tools answers HTTP 400, shown as the error
     vision_hint = "Set accepts_images: true if the server's model reads images, or remove them."
 
     def __init__(self, cfg: RemoteOptions, client: Any, model: str, window: int, images: bool = False) -> None:
@@ -102,13 +103,13 @@ class OpenAICompatEngine(EngineBase):
 
     def _encode(self, messages: list[Message], max_tiles: Optional[int], final: bool, tools=()) -> Encoded:
         """An estimate (no tokenizer here): characters / 3, + 4 per message, + IMAGE_TOKENS per image."""
-        return Encoded(estimate_tokens(messages), messages)
+        return Encoded(estimate_tokens(messages, tuple(tools)), messages)
 
     def _image_cost(self, image: Any, max_tiles: Optional[int]) -> ImageCost:
         return ImageCost(1, IMAGE_TOKENS)  # the server's real cost is unknown here
 
-    def body(self, messages: list[Message], p: GenParams) -> dict:
-        """The JSON body of a streamed chat completion."""
+    def body(self, messages: list[Message], p: GenParams, tools: tuple[dict, ...] = ()) -> dict:
+        """The JSON body of a streamed chat completion (with the tools the model may call)."""
         greedy = not p.do_sample or p.temperature == 0
         body = {"model": self.model, "messages": wire_messages(messages), "stream": True,
                 "stream_options": {"include_usage": True}, "max_tokens": p.max_new_tokens,
@@ -119,10 +120,12 @@ class OpenAICompatEngine(EngineBase):
             body["seed"] = p.seed
         if p.stop:
             body["stop"] = list(p.stop)
+        if tools:
+            body["tools"] = [dict(t) for t in tools]
         return body
 
     def _generate(self, prepared: Prepared, cancel: threading.Event) -> Iterator[TextDelta]:
-        return self._serve(self.body(prepared.messages, prepared.params), cancel)
+        return self._serve(self.body(prepared.messages, prepared.params, prepared.tools), cancel)
 
     def _serve(self, body: dict, cancel: threading.Event) -> Iterator[TextDelta]:
         lines: queue.Queue = queue.Queue()
@@ -150,6 +153,11 @@ class OpenAICompatEngine(EngineBase):
                     finish, error = decoder.end()
                 elif kind == "fail":
                     finish, error = "error", value
+            if error and body.get("tools") and error.startswith("HTTP 400"):
+                error += (" (the request offered tools: the server may not support tool calls; lmdeploy needs "
+                          "`api_server … --tool-call-parser internlm`)")
+            if not error and finish != "cancelled":
+                yield from (TextDelta(tool_call=call) for call in decoder.tool_calls())
             if error:
                 shown = sum(map(len, text))
                 where = f" (the reply broke off after {shown} characters)" if shown else ""

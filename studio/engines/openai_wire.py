@@ -38,10 +38,13 @@ class Unreachable(StudioError):
     """The model server cannot be reached at all."""
 
 
-def estimate_tokens(messages: list[Message]) -> int:
+def estimate_tokens(messages: list[Message], tools: tuple[dict, ...] = ()) -> int:
     """Characters / 3 (English runs ~4, Chinese ~1-1.5 per token: /3 errs towards trimming) + 4 per message
-    for the role markers, + IMAGE_TOKENS per image, + 3 for the generation prompt."""
-    return sum(len(m.text) // 3 + 4 + IMAGE_TOKENS * len(m.images) for m in messages) + 3
+    for the role markers, + IMAGE_TOKENS per image, + 3 for the generation prompt; tool schemas and calls
+    count by their JSON's characters."""
+    calls = sum(len(json.dumps(m.tool_call, ensure_ascii=False, default=str)) // 3 for m in messages if m.tool_call)
+    schemas = len(json.dumps(list(tools), ensure_ascii=False)) // 3 if tools else 0
+    return sum(len(m.text) // 3 + 4 + IMAGE_TOKENS * len(m.images) for m in messages) + 3 + calls + schemas
 
 
 def model_window(entry: dict) -> Optional[int]:
@@ -118,10 +121,53 @@ def _png_url(image: Any) -> str:
     return "data:image/png;base64," + base64.b64encode(to_png_bytes(image)).decode("ascii")
 
 
+INTERPRETER_TOOL = "python"  # the interpreter as an OpenAI function: {"code": "…"}
+
+
+def call_from_wire(name: str, arguments: str, call_id: Optional[str] = None) -> dict:
+    """An OpenAI function call (arguments as a JSON string) as a Message.tool_call dict; arguments that are
+    not a JSON object give a call with a `problem` saying so (the raw text kept)."""
+    try:
+        args = json.loads(arguments) if arguments.strip() else {}
+    except ValueError as exc:
+        args, problem = arguments, f"The call's arguments are not valid JSON: {exc}."
+    else:
+        problem = "" if isinstance(args, dict) else "The call's arguments are not a JSON object."
+    if not problem and name == INTERPRETER_TOOL and isinstance(args.get("code"), str):
+        call = {"kind": "interpreter", "name": name, "code": args["code"]}
+    else:
+        call = {"kind": "plugin", "name": name, "arguments": args}
+    # No "raw" here: that key holds a call as InternLM2 wrote it natively, and would replace its prompt body.
+    if problem:
+        call["problem"] = problem
+    return {**call, "id": call_id} if call_id else call
+
+
+def call_to_wire(call: dict, call_id: str) -> dict:
+    """A Message.tool_call dict as an OpenAI `tool_calls` entry (arguments as a JSON string)."""
+    if call.get("kind") == "interpreter":
+        name, arguments = call.get("name") or INTERPRETER_TOOL, json.dumps({"code": call.get("code", "")})
+    else:
+        args = call.get("arguments")
+        name = call.get("name") or ""
+        arguments = args if isinstance(args, str) else json.dumps(args if args is not None else {},
+                                                                 ensure_ascii=False)
+    return {"id": call_id, "type": "function", "function": {"name": name, "arguments": arguments}}
+
+
 def wire_messages(messages: list[Message]) -> list[dict]:
-    """Messages as OpenAI chat messages: plain strings, or parts with PNG data URLs for images."""
-    out = []
-    for m in messages:
+    """Messages as OpenAI chat messages: plain strings, or parts with PNG data URLs for images; a tool call
+    as `tool_calls`, its result as a `tool` message answering the call's id."""
+    out, last_id = [], "call_0"
+    for i, m in enumerate(messages):
+        if m.tool_call:
+            last_id = m.tool_call.get("id") or f"call_{i}"
+            # "" rather than null: servers whose chat templates join strings (lmdeploy) fail on null.
+            out.append({"role": "assistant", "content": m.text, "tool_calls": [call_to_wire(m.tool_call, last_id)]})
+            continue
+        if m.role == "tool":
+            out.append({"role": "tool", "tool_call_id": last_id, "content": m.text})
+            continue
         if not m.images:
             out.append({"role": m.role, "content": m.text})
             continue
@@ -138,6 +184,7 @@ class SseDecoder:
         self.finish: Optional[str] = None
         self.prompt_tokens = self.completion_tokens = self.chunks = 0
         self._event = ""
+        self._calls: dict[int, dict] = {}  # streamed tool_calls by index: id, name, arguments so far
 
     def feed(self, line: str) -> list[tuple[str, Optional[str], Optional[str]]]:
         """Handle one line; a non-None finish reason means the reply is over."""
@@ -169,12 +216,33 @@ class SseDecoder:
         self.prompt_tokens = usage.get("prompt_tokens") or self.prompt_tokens
         self.completion_tokens = usage.get("completion_tokens") or self.completion_tokens
         choice = (obj.get("choices") or [{}])[0] or {}
-        piece = (choice.get("delta") or {}).get("content") or ""
+        delta = choice.get("delta") or {}
+        piece = delta.get("content") or ""
+        self._add_calls(delta.get("tool_calls"))
         self.chunks += bool(piece)
         self.finish = choice.get("finish_reason") or self.finish
         if self.finish == "error":
             return piece, "error", "the server ended the reply with an error"
         return piece, None, None
+
+    def _add_calls(self, pieces: Any) -> None:
+        """Assemble streamed tool_calls: the first piece of an index has its id and name, later ones
+        append to the arguments (OpenAI's streaming form; a server may also send a call whole)."""
+        for k, piece in enumerate(pieces if isinstance(pieces, list) else []):
+            if not isinstance(piece, dict):
+                continue
+            index = piece.get("index", k) if isinstance(piece.get("index", k), int) else k
+            call = self._calls.setdefault(index, {"id": None, "name": "", "arguments": ""})
+            function = piece.get("function") if isinstance(piece.get("function"), dict) else {}
+            call["id"] = call["id"] or piece.get("id")
+            call["name"] += function.get("name") or ""
+            arguments = function.get("arguments") or ""
+            # Some servers send the arguments as an object rather than the JSON string OpenAI specifies.
+            call["arguments"] += arguments if isinstance(arguments, str) else json.dumps(arguments)
+
+    def tool_calls(self) -> list[dict]:
+        """The calls the reply made, as Message.tool_call dicts, in index order."""
+        return [call_from_wire(c["name"], c["arguments"], c["id"]) for _, c in sorted(self._calls.items())]
 
     def end(self) -> tuple[str, Optional[str]]:
         """The stream closed: (finish reason, error); a reply without a finish reason was cut off."""

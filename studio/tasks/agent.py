@@ -96,11 +96,13 @@ def _step(services: Services, session: ChatSession, tools: dict[str, Tool], opti
 def _native_step(services, session, tools, options, cancel) -> Iterator[AgentEvent]:
     from studio.families.internlm2_tool_parser import NativeToolParser, ReplyText
 
-    parser, shown = NativeToolParser(), []
+    parser, shown, given = NativeToolParser(), [], None
     specs = tuple(t.spec.openai() for t in tools.values())
     events = turn.run(services, session.engine, session.prompt_messages(), options.params, cancel, tools=specs)
     for event in turn.shown(events):
         if isinstance(event, TextDelta):
+            # A remote server hands its call over already parsed; a local model writes markers into the text.
+            given = given or event.tool_call
             pieces = [e.text for e in parser.feed(event.text) if isinstance(e, ReplyText)]
             if event.finish_reason:
                 pieces += [e.text for e in parser.finish() if isinstance(e, ReplyText)]
@@ -109,6 +111,8 @@ def _native_step(services, session, tools, options, cancel) -> Iterator[AgentEve
                               event.prompt_tokens)
         yield event
     found = parser.call
+    if given is not None:
+        return "".join(shown).strip(), dict(given)
     return "".join(shown).strip(), None if found is None else _native_call(found)
 
 

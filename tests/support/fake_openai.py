@@ -14,6 +14,9 @@ Every route lives under an optional mode prefix, so one server can misbehave per
     notjson     an SSE data line that is not JSON
     drop        three words, then the connection is cut (no final chunk)
     errorevent  two words, then `data: {"error": …}`, then the stream ends
+    toolcall    "Checking." then the call `tool_call` (name, arguments JSON) as OpenAI streams tool_calls:
+                id, type and name first, the arguments in three pieces; finish_reason "tool_calls"
+    notools     HTTP 400 "tools are not supported" when the request offers tools (a server without a parser)
 `next_mode`, when set, makes the next chat completion misbehave in that mode whatever its URL (once).
 With `api_key` set, requests without `Authorization: Bearer <key>` get HTTP 401.
 `words_sent` counts words actually written; `streams_open` how many replies are still being written.
@@ -27,7 +30,8 @@ import time
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Optional
 
-MODES = {"long", "slowfirst", "slowchunks", "error500", "html", "garbage", "notjson", "drop", "errorevent"}
+MODES = {"long", "slowfirst", "slowchunks", "error500", "html", "garbage", "notjson", "drop", "errorevent",
+         "toolcall", "notools"}
 
 
 class _Handler(BaseHTTPRequestHandler):
@@ -109,6 +113,9 @@ class _Handler(BaseHTTPRequestHandler):
             srv.stopping.wait(srv.slow_s)
         if mode == "error500":
             return self.send_json(500, {"error": {"message": "model crashed: CUDA out of memory", "code": 500}})
+        if mode == "notools" and body.get("tools"):
+            return self.send_json(400, {"error": {"message": "This server does not support tools.",
+                                                  "type": "invalid_request_error"}})
         if mode == "html":
             return self.send_body(200, "text/html", b"<!doctype html><html><body><h1>Welcome to nginx!</h1></body></html>")
         self.send_response(200)
@@ -121,6 +128,8 @@ class _Handler(BaseHTTPRequestHandler):
         if mode == "notjson":
             self._event(b"{broken")
             return self._chunk(b"")
+        if mode == "toolcall":
+            return self._stream_call()
         words = self._words(mode, body)[: body.get("max_tokens") or 10**6]
         with srv.lock:
             srv.streams_open += 1
@@ -156,6 +165,22 @@ class _Handler(BaseHTTPRequestHandler):
         self._chunk(b"")
 
 
+    def _stream_call(self) -> None:
+        name, arguments = self.server.tool_call
+        self._event(self._delta("Checking."))
+        third = max(1, len(arguments) // 3)
+        pieces = [{"index": 0, "id": "call_fake1", "type": "function", "function": {"name": name, "arguments": ""}}]
+        pieces += [{"index": 0, "function": {"arguments": arguments[i:i + third]}}
+                   for i in range(0, len(arguments), third)]
+        for piece in pieces:
+            chunk = self._delta()
+            chunk["choices"][0]["delta"] = {"tool_calls": [piece]}
+            self._event(chunk)
+        self._event(self._delta(finish="tool_calls"))
+        self._event(b"[DONE]")
+        self._chunk(b"")
+
+
 class FakeOpenAI(ThreadingHTTPServer):
     """Serves the routes above on a free port until closed; use as a context manager."""
 
@@ -167,6 +192,7 @@ class FakeOpenAI(ThreadingHTTPServer):
         self.models, self.api_key, self.slow_s, self.word_delay = list(models), api_key, slow_s, word_delay
         self.bodies: list[dict] = []
         self.next_mode: Optional[str] = None
+        self.tool_call = ("get_weather", '{"city": "Paris"}')  # what mode toolcall calls
         self.words_sent = 0
         self.streams_open = 0
         self.lock = threading.Lock()

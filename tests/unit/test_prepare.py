@@ -236,12 +236,34 @@ def test_hf_internlm2_declares_tools_in_its_native_turns(internlm2, monkeypatch)
         {"role": "environment", "name": "plugin", "content": "3"}])
 
 
+def test_an_openai_history_with_tool_calls_gives_the_same_internlm2_prompt(internlm2, monkeypatch):
+    from studio.tasks.completions import to_messages
+
+    monkeypatch.setattr(internlm2, "context_window", 4096)
+    services = SimpleNamespace(config=SimpleNamespace(ui=SimpleNamespace(max_prompt_chars=10_000,
+                                                                         max_images_per_message=4)))
+    wire = to_messages(services, [
+        {"role": "user", "content": "Hello there"},
+        {"role": "assistant", "content": "Adding.", "tool_calls": [
+            {"id": "call_1", "type": "function", "function": {"name": "add", "arguments": '{"a": 1, "b": 2}'}}]},
+        {"role": "tool", "tool_call_id": "call_1", "content": "3"}])
+    call = Message.of("assistant", "Adding.")
+    call.tool_call = {"kind": "plugin", "name": "add", "arguments": {"a": 1, "b": 2}}
+    result = Message.of("tool", "3")
+    result.name = "plugin"
+    assert (internlm2.prepare(wire, P, tools=(ADD,)).payload.ids
+            == internlm2.prepare([USER, call, result], P, tools=(ADD,)).payload.ids)
+
+
 def test_tools_are_refused_by_engines_without_a_tool_format():
     from studio.engines.base import ToolsRefused
+    from tests.support.scripted import ScriptedEngine
 
     with pytest.raises(ToolsRefused, match="cannot call tools") as err:
-        _remote().prepare([USER], P, tools=(ADD,))
+        ScriptedEngine().prepare([USER], P, tools=(ADD,))
     assert err.value.code == "tools_not_supported" and "InternLM2" in err.value.hint
+    # The remote engine leaves it to the server (one without tool support answers HTTP 400).
+    assert _remote().prepare([USER], P, tools=(ADD,)).tools == (ADD,)
 
 
 def test_hf_internlm2_streams_the_call_markers_and_ends_at_action_end(internlm2, monkeypatch):
