@@ -75,7 +75,8 @@ def run(services: Services, user_id: str, session: ChatSession, text: str, optio
             last = index == steps - 1
             reply, call = yield from _step(services, session, tools, options, native, last, cancel)
             if cancel.is_set() or call is None:
-                session.messages.append(Message.of("assistant", reply, partial=cancel.is_set()))
+                if reply or not cancel.is_set():  # a reply stopped before its first word leaves nothing
+                    session.messages.append(Message.of("assistant", reply, partial=cancel.is_set()))
                 return
             yield from _call(services, user_id, session, tools, index, reply, call, cancel)
             if cancel.is_set():
@@ -109,6 +110,8 @@ def _native_step(services, session, tools, options, cancel) -> Iterator[AgentEve
             shown += pieces
             event = TextDelta("".join(pieces), event.finish_reason, event.error, event.completion_tokens,
                               event.prompt_tokens)
+        if isinstance(event, TextDelta) and event.finish_reason == "error":
+            _failed(session, "".join(shown), event.error)
         yield event
     found = parser.call
     if given is not None:
@@ -123,6 +126,8 @@ def _react_step(services, session, tools, options, last, cancel) -> Iterator[Age
     messages = _react_messages(session.prompt_messages(), system, last)
     params = options.params.model_copy(update={"stop": REACT_STOPS})
     reply = yield from turn.shown(turn.run(services, session.engine, messages, params, cancel))
+    if reply.failed:
+        _failed(session, reply.text, reply.error)
     step = react.parse_react(reply.text, list(tools))
     if step.is_final:
         return step.final_answer.strip(), None
@@ -131,6 +136,13 @@ def _react_step(services, session, tools, options, last, cancel) -> Iterator[Age
                               "raw": reply.text, "problem": react.react_retry(step.problem)}
     return step.thought, {"kind": "interpreter" if step.action == "python" else "plugin", "name": step.action,
                           "arguments": step.arguments, "raw": step.action_input}
+
+
+def _failed(session: ChatSession, text: str, error: Optional[str]) -> None:
+    """The model broke off: what it wrote is kept (labelled partial) and the failure is said."""
+    if text.strip():
+        session.messages.append(Message.of("assistant", text, partial=True))
+    raise InputError(f"The model failed: {error}", "Try again; if it repeats, check the model.")
 
 
 def _native_call(found: Any) -> dict:

@@ -187,3 +187,22 @@ def test_each_conversation_has_its_own_private_interpreter_folder(native):
     assert a is native.tools.interpreter("u1", "conv-a") and a.folder != b.folder
     for folder in (a.folder, a.folder.parent):
         assert folder.stat().st_mode & 0o777 == 0o700
+
+
+def test_a_model_failure_keeps_what_was_written_and_says_so(native, monkeypatch):
+    from studio.errors import InputError
+
+    engine = scripted(native)
+    real = engine._generate
+
+    def failing(prepared, cancel):
+        yield TextDelta("Half a thought")
+        yield TextDelta(finish_reason="error", error="the GPU fell over")
+
+    monkeypatch.setattr(engine, "_generate", failing)
+    session = agent.new_session(native)
+    with pytest.raises(InputError, match="the GPU fell over"):
+        list(agent.run(native, "u1", session, "go", agent.AgentOptions(tools=("add",), interpreter=False)))
+    stored = native.agent_store.load("u1", session.id).messages
+    assert [m.role for m in stored] == ["user", "assistant"] and stored[1].partial
+    monkeypatch.setattr(engine, "_generate", real)
