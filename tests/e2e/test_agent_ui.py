@@ -1,0 +1,120 @@
+"""The agent tab over HTTP (gradio_client) on the scripted engine that writes InternLM2's native calls:
+a two-step run (the interpreter, then a user tool) to an answer, Stop during a tool run, steps after a restart."""
+
+from __future__ import annotations
+
+import textwrap
+
+import pytest
+from gradio_client.client import Status
+
+from tests.e2e.helpers import connect, reply_text, wait_for
+from tests.support.apps import running_app, write_config
+from tests.support.scripted import scripted
+
+TOOL_FILE = '''\
+def add(a: int, b: int) -> int:
+    """Add two whole numbers.
+
+    Args:
+        a: the first number
+        b: the second number
+    """
+    return a + b
+'''
+PYTHON = '<|action_start|><|interpreter|>\n```python\nx = (10 - 3) / 2\nprint("x =", x)\n```<|action_end|>'
+ADD = '<|action_start|><|plugin|>\n{"name": "add", "parameters": {"a": 2, "b": 40}}<|action_end|>'
+SPIN = '<|action_start|><|interpreter|>\n```python\nwhile True: pass\n```<|action_end|>'
+
+
+def _config(tmp_path):
+    tools = tmp_path / "tools"
+    tools.mkdir(exist_ok=True)
+    (tools / "maths.py").write_text(TOOL_FILE, encoding="utf-8")
+    extra = textwrap.dedent(f"""\
+        agent:
+          tools_folder: {tools}
+          arxiv: false
+        """)
+    return write_config(tmp_path, model_path="script:agent", extra=extra)
+
+
+def _steps(chatbot: list) -> list[dict]:
+    return [m for m in chatbot if m["role"] == "assistant" and (m.get("metadata") or {}).get("title")]
+
+
+def _text(message: dict) -> str:
+    content = message["content"]
+    if isinstance(content, list):
+        return "".join(p if isinstance(p, str) else p.get("text", "") or "" for p in content)
+    return content if isinstance(content, str) else ""
+
+
+def _send(client, text: str, **kw):
+    job = client.submit(text, tools=["add"], interpreter=True, max_steps=5, files=None,
+                        api_name="/agent_send", **kw)
+    outs = list(job)
+    return outs, job.outputs()[-1]
+
+
+@pytest.fixture
+def app(tmp_path):
+    with running_app(_config(tmp_path), tmp_path / "data") as running:
+        yield running
+
+
+def test_two_steps_to_an_answer_show_as_collapsible_steps_and_survive_a_restart(tmp_path):
+    config, data = _config(tmp_path), tmp_path / "data"
+    with running_app(config, data) as app:
+        scripted(app.services).enqueue(f"Solve it with Python.{PYTHON}", f"Now check with add.{ADD}",
+                                       "x = 3.5, and 2 + 40 = 42.")
+        client, user = connect(app.url)
+        outs, final = _send(client, "已知 2x+3=10，求x")
+        chatbot = final[0]
+        steps = _steps(chatbot)
+        assert [s["metadata"]["status"] for s in steps] == ["done", "done"]
+        assert steps[0]["metadata"]["title"].startswith("🐍 python · x = (10 - 3) / 2")
+        assert steps[1]["metadata"]["title"] == '🛠 add(a=2, b=40)'
+        assert all(s["metadata"]["duration"] >= 0 for s in steps)
+        assert "x = 3.5" in _text(steps[0]) and "```python" in _text(steps[0])
+        assert "Solve it with Python." in _text(steps[0]) and "42" in _text(steps[1])
+        assert reply_text(chatbot) == "x = 3.5, and 2 + 40 = 42."
+        # While it ran, a step was shown pending before it was done.
+        seen = [s["metadata"]["status"] for out in outs for s in _steps(out[0])]
+        assert "pending" in seen
+    with running_app(config, data) as again:  # the same data folder, a new process state
+        client, _ = connect(again.url, user)
+        chatbot = client.predict(api_name="/agent_resume")[0]
+        assert [s["metadata"]["title"] for s in _steps(chatbot)] == [s["metadata"]["title"] for s in steps]
+        assert reply_text(chatbot) == "x = 3.5, and 2 + 40 = 42."
+
+
+def test_stop_during_a_tool_run_kills_it_and_the_next_request_works(app):
+    engine = scripted(app.services)
+    engine.enqueue(SPIN)
+    client, user = connect(app.url)
+    job = client.submit("spin", tools=[], interpreter=True, max_steps=3, files=None, api_name="/agent_send")
+    wait_for(lambda: any(s["metadata"]["status"] == "pending" for out in job.outputs() for s in _steps(out[0])),
+             "the interpreter step to start")
+    client.predict(api_name="/agent_stop")
+    wait_for(lambda: job.status().code == Status.FINISHED, "the run to end after Stop")
+    step = _steps(job.outputs()[-1][0])[-1]
+    assert step["metadata"]["status"] == "done" and step["metadata"]["title"].startswith("⏹")
+    assert "Stopped" in _text(step)
+    engine.enqueue('<|action_start|><|interpreter|>\n```python\nprint(6 * 7)\n```<|action_end|>', "It is 42.")
+    _, final = _send(client, "again")
+    last = _steps(final[0])[-1]
+    assert "42" in _text(last) and reply_text(final[0]) == "It is 42."
+
+
+def test_clear_empties_the_conversation_and_bad_options_get_a_message(app):
+    from gradio_client.exceptions import AppError
+
+    scripted(app.services).enqueue("Just 4.")
+    client, user = connect(app.url)
+    with pytest.raises(AppError, match="not in the list of choices"):
+        client.predict("hi", tools=["nope"], interpreter=True, max_steps=5, files=None, api_name="/agent_send")
+    _, final = _send(client, "2 + 2?")
+    assert reply_text(final[0]) == "Just 4."
+    assert client.predict(api_name="/agent_clear")[0] == []
+    assert app.services.store.list(user) == []
