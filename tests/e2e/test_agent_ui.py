@@ -27,7 +27,7 @@ ADD = '<|action_start|><|plugin|>\n{"name": "add", "parameters": {"a": 2, "b": 4
 SPIN = '<|action_start|><|interpreter|>\n```python\nwhile True: pass\n```<|action_end|>'
 
 
-def _config(tmp_path):
+def _config(tmp_path, model_path: str = "script:agent"):
     tools = tmp_path / "tools"
     tools.mkdir(exist_ok=True)
     (tools / "maths.py").write_text(TOOL_FILE, encoding="utf-8")
@@ -36,7 +36,7 @@ def _config(tmp_path):
           tools_folder: {tools}
           arxiv: false
         """)
-    return write_config(tmp_path, model_path="script:agent", extra=extra)
+    return write_config(tmp_path, model_path=model_path, extra=extra)
 
 
 def _steps(chatbot: list) -> list[dict]:
@@ -118,3 +118,38 @@ def test_clear_empties_the_conversation_and_bad_options_get_a_message(app):
     assert reply_text(final[0]) == "Just 4."
     assert client.predict(api_name="/agent_clear")[0] == []
     assert app.services.store.list(user) == []
+
+
+def test_an_uploaded_csv_is_copied_for_the_interpreter_and_named_to_the_model(app, tmp_path):
+    from gradio_client import handle_file
+
+    csv = tmp_path / "scores.csv"
+    csv.write_text("name,score\nann,3\nbob,5\n", encoding="utf-8")
+    read = ('<|action_start|><|interpreter|>\n```python\nimport csv\nrows = list(csv.DictReader(open("scores.csv")))'
+            '\nprint(sum(int(r["score"]) for r in rows))\n```<|action_end|>')
+    scripted(app.services).enqueue(read, "The scores add up to 8.")
+    client, user = connect(app.url)
+    job = client.submit("分析这个 CSV", tools=[], interpreter=True, max_steps=3, files=[handle_file(str(csv))],
+                        api_name="/agent_send")
+    chatbot = job.result()[0]
+    assert "scores.csv" in _text(chatbot[0])  # the message names the file to the model
+    assert "8" in _text(_steps(chatbot)[0]) and reply_text(chatbot) == "The scores add up to 8."
+
+
+def test_the_tab_says_which_sandbox_protections_are_active(app):
+    client, _ = connect(app.url)
+    out = client.predict(api_name="/agent_resume")
+    # Outputs (the session state is not sent): chatbot, textbox, notice, files, panel, protections.
+    assert out[0] == [] and out[4] == ""  # a fresh conversation; this model calls tools, so no panel
+    line = out[5]
+    assert line.startswith("🛡 **Sandbox protections active**") or line.startswith("⛔"), line
+
+
+def test_a_model_without_native_tool_calls_gets_the_panel_and_react(tmp_path):
+    with running_app(_config(tmp_path, "script:echo"), tmp_path / "data") as app:
+        scripted(app.services).enqueue("Thought: easy.\nFinal Answer: 4")
+        client, _ = connect(app.url)
+        assert "configs/internlm2-chat-1_8b.yaml" in client.predict(api_name="/agent_resume")[4]
+        _, final = _send(client, "2 + 2?")
+        assert reply_text(final[0]) == "4"  # the ReAct protocol, no red error
+        assert "cannot call tools natively" in final[4]
