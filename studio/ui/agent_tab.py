@@ -121,7 +121,8 @@ class _Handlers:
             pool.forget(*PROBE)
         line = "🛡 **Sandbox protections active** · 沙箱保护: " + ", ".join(active)
         if missing:
-            line += "  \n⚠️ Not available here · 此机器不支持: " + "; ".join(f"{k} ({v})" for k, v in missing.items())
+            gaps = "; ".join(f"{k} ({v})" for k, v in missing.items())
+            line += f"  \n⚠️ Not available here · 此机器不支持: {gaps}"
         return line
 
     def _frame(self, sess: ChatSession, box, notice: str, live: str = "") -> dict:
@@ -197,7 +198,9 @@ class _Handlers:
 def wire(services: Services, tab: AgentTab, user_id: gr.State, pacer: FramePacer) -> None:
     """Attach the tab's events (public: agent_send, agent_stop, agent_clear, agent_new, agent_resume)."""
     h = _Handlers(services, tab, pacer)
-    model_queue = dict(concurrency_id=f"engine:{tab.engine}", concurrency_limit=services.engines.concurrency(tab.engine))
+    # The agent shares its engine's queue with the other tabs, so they never fight over one model.
+    model_queue = {"concurrency_id": f"engine:{tab.engine}",
+                   "concurrency_limit": services.engines.concurrency(tab.engine)}
     outs = tab.outputs()
     h.stops.forget_on(tab.textbox.submit)
     tab.textbox.submit(h.on_send, [tab.textbox, tab.session, user_id, tab.tools, tab.interpreter, tab.max_steps,

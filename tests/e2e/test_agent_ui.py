@@ -92,7 +92,7 @@ def test_two_steps_to_an_answer_show_as_collapsible_steps_and_survive_a_restart(
 def test_stop_during_a_tool_run_kills_it_and_the_next_request_works(app):
     engine = scripted(app.services)
     engine.enqueue(SPIN)
-    client, user = connect(app.url)
+    client, _ = connect(app.url)
     job = client.submit("spin", tools=[], interpreter=True, max_steps=3, files=None, api_name="/agent_send")
     wait_for(lambda: any(s["metadata"]["status"] == "pending" for out in job.outputs() for s in _steps(out[0])),
              "the interpreter step to start")
@@ -107,17 +107,27 @@ def test_stop_during_a_tool_run_kills_it_and_the_next_request_works(app):
     assert "42" in _text(last) and reply_text(final[0]) == "It is 42."
 
 
-def test_clear_empties_the_conversation_and_bad_options_get_a_message(app):
+def _python(code: str) -> str:
+    return f"<|action_start|><|interpreter|>\n```python\n{code}\n```<|action_end|>"
+
+
+def test_clear_empties_the_conversation_and_stops_the_interpreter(app):
     from gradio_client.exceptions import AppError
 
-    scripted(app.services).enqueue("Just 4.")
+    engine = scripted(app.services)
+    engine.enqueue(_python("y = 5\nprint(y)"), "Set.")
     client, user = connect(app.url)
     with pytest.raises(AppError, match="not in the list of choices"):
         client.predict("hi", tools=["nope"], interpreter=True, max_steps=5, files=None, api_name="/agent_send")
-    _, final = _send(client, "2 + 2?")
-    assert reply_text(final[0]) == "Just 4."
+    _, final = _send(client, "set y")
+    assert "5" in _text(_steps(final[0])[0]) and reply_text(final[0]) == "Set."
     assert client.predict(api_name="/agent_clear")[0] == []
     assert app.services.store.list(user) == []
+    engine.enqueue(_python("print(y)"), "Gone.")
+    _, final = _send(client, "y?")
+    assert "NameError" in _text(_steps(final[0])[0])  # a new interpreter: the variable went with Clear
+    assert len(client.predict(api_name="/agent_new")[0]) == 0
+    assert len(app.services.store.list(user)) == 1  # New keeps the stored conversation
 
 
 def test_an_uploaded_csv_is_copied_for_the_interpreter_and_named_to_the_model(app, tmp_path):
@@ -128,7 +138,7 @@ def test_an_uploaded_csv_is_copied_for_the_interpreter_and_named_to_the_model(ap
     read = ('<|action_start|><|interpreter|>\n```python\nimport csv\nrows = list(csv.DictReader(open("scores.csv")))'
             '\nprint(sum(int(r["score"]) for r in rows))\n```<|action_end|>')
     scripted(app.services).enqueue(read, "The scores add up to 8.")
-    client, user = connect(app.url)
+    client, _ = connect(app.url)
     job = client.submit("分析这个 CSV", tools=[], interpreter=True, max_steps=3, files=[handle_file(str(csv))],
                         api_name="/agent_send")
     chatbot = job.result()[0]
@@ -142,7 +152,7 @@ def test_the_tab_says_which_sandbox_protections_are_active(app):
     # Outputs (the session state is not sent): chatbot, textbox, notice, files, panel, protections.
     assert out[0] == [] and out[4] == ""  # a fresh conversation; this model calls tools, so no panel
     line = out[5]
-    assert line.startswith("🛡 **Sandbox protections active**") or line.startswith("⛔"), line
+    assert line.startswith(("🛡 **Sandbox protections active**", "⛔")), line
 
 
 def test_a_model_without_native_tool_calls_gets_the_panel_and_react(tmp_path):
