@@ -13,6 +13,7 @@ import gradio as gr
 from studio.core.session import ChatSession
 from studio.core.types import Notice, TextDelta
 from studio.errors import InputError, StudioError
+from studio.exports import EXPORTS, export_kinds
 from studio.services import Services
 from studio.tasks import agent as agent_task
 from studio.ui.agent_view import agent_messages
@@ -45,6 +46,8 @@ class AgentTab:
     stop: gr.Button
     clear: gr.Button
     new: gr.Button
+    exports: dict[str, gr.Button]
+    export_file: gr.File
 
     def outputs(self) -> list:
         """What a send, clear, new or resume updates."""
@@ -75,8 +78,13 @@ def build(t, services: Services, engine: str) -> AgentTab:
         files = gr.File(label=t("agent_files"), file_count="multiple", elem_id="agent-files",
                         file_types=[".csv", ".tsv", ".txt", ".json", ".xlsx", "image"])
         protections = gr.Markdown("", elem_id="agent-protections")
+    with gr.Accordion(t("export"), open=False):
+        with gr.Row():
+            exports = {kind: gr.Button(t(f"chat_export_{kind}"), size="sm", elem_id=f"agent-export-{kind}")
+                       for kind in export_kinds("conversation")}
+        export_file = gr.File(show_label=False, interactive=False, elem_id="agent-export-file")
     return AgentTab(engine, session, chatbot, textbox, notice, panel, protections, tools, interpreter,
-                    max_steps, files, stop, clear, new)
+                    max_steps, files, stop, clear, new, exports, export_file)
 
 
 def _upload_note(names: list[str]) -> str:
@@ -182,6 +190,19 @@ class _Handlers:
     def on_new(self, sess, uid, request: gr.Request):
         return self._frame(agent_task.new_session(self.services), "", "")
 
+    def on_export(self, kind: str):
+        """The handler that downloads the conversation, its steps included, as export `kind`."""
+        @user_errors
+        def export(sess):
+            if not sess.messages:
+                gr.Info("This conversation is empty: ask the agent first, then export.")
+                return None
+            result = EXPORTS.get(f"conversation_{kind}")(sess, self.services.engines.label(sess.engine))
+            return str(self.services.files.export(result.filename, result.data))
+
+        export.__name__ = f"on_agent_export_{kind}"
+        return export
+
     @user_errors
     def on_resume(self, uid, request: gr.Request):
         """The user's last agent conversation (one with tool steps), else a fresh one."""
@@ -196,7 +217,8 @@ class _Handlers:
 
 
 def wire(services: Services, tab: AgentTab, user_id: gr.State, pacer: FramePacer) -> None:
-    """Attach the tab's events (public: agent_send, agent_stop, agent_clear, agent_new, agent_resume)."""
+    """Attach the tab's events (public: agent_send, agent_stop, agent_clear, agent_new, agent_resume,
+    agent_export_<kind>)."""
     h = _Handlers(services, tab, pacer)
     # The agent shares its engine's queue with the other tabs, so they never fight over one model.
     model_queue = {"concurrency_id": f"engine:{tab.engine}",
@@ -211,6 +233,8 @@ def wire(services: Services, tab: AgentTab, user_id: gr.State, pacer: FramePacer
     tab.clear.click(h.on_clear, [tab.session, user_id], outs, api_name="agent_clear")
     tab.chatbot.clear(h.on_clear, [tab.session, user_id], outs, api_visibility="private")
     tab.new.click(h.on_new, [tab.session, user_id], outs, api_name="agent_new")
+    for kind, button in tab.exports.items():
+        button.click(h.on_export(kind), [tab.session], tab.export_file, api_name=f"agent_export_{kind}")
     # /resume sets the user; then the page shows that user's last agent conversation (API clients, which do
     # not run the page's change events, call /agent_resume after /resume).
     user_id.change(h.on_resume, [user_id], [*outs, tab.protections], api_name="agent_resume")

@@ -3,7 +3,9 @@ a two-step run (the interpreter, then a user tool) to an answer, Stop during a t
 
 from __future__ import annotations
 
+import json
 import textwrap
+from pathlib import Path
 
 import pytest
 from gradio_client.client import Status
@@ -82,6 +84,12 @@ def test_two_steps_to_an_answer_show_as_collapsible_steps_and_survive_a_restart(
         # While it ran, a step was shown pending before it was done.
         seen = [s["metadata"]["status"] for out in outs for s in _steps(out[0])]
         assert "pending" in seen
+        md = Path(client.predict(api_name="/agent_export_markdown")).read_text(encoding="utf-8")
+        assert "<details><summary>Tool call: python</summary>" in md and "x = (10 - 3) / 2" in md
+        assert "### Tool result · add (done" in md
+        doc = json.loads(Path(client.predict(api_name="/agent_export_json")).read_text(encoding="utf-8"))
+        assert [m["role"] for m in doc["messages"]] == ["user", "assistant", "tool", "assistant", "tool", "assistant"]
+        assert doc["messages"][3]["tool_call"]["arguments"] == {"a": 2, "b": 40}
     with running_app(config, data) as again:  # the same data folder, a new process state
         client, _ = connect(again.url, user)
         chatbot = client.predict(api_name="/agent_resume")[0]
