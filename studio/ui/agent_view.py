@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 from typing import Optional
 
 from studio.core.session import ChatSession
@@ -89,8 +90,12 @@ def step_message(index: int, call: Message, result: Optional[Message]) -> dict:
         metadata["duration"] = float((call.meta or {})["seconds"])
     if meta.get("status") in ("error", "cancelled"):
         metadata["title"] = f"{'⚠️' if meta['status'] == 'error' else '⏹'} {metadata['title']}"
+    paths = [str(p) for p in (meta.get("images") or ())]
+    images = [{"path": p, "alt_text": f"figure {k + 1} of step {index + 1}"} for k, p in enumerate(paths)
+              if Path(p).is_file()]
+    if len(images) < len(paths):  # figures live among the studio's temporary files, which are swept
+        parts.append(f"*({len(paths) - len(images)} figure(s) no longer available)*")
     text = "\n\n".join(parts)
-    images = [{"path": p, "alt_text": f"figure of step {index + 1}"} for p in (meta.get("images") or ())]
     return {"role": "assistant", "content": [text, *images] if images else text, "metadata": metadata}
 
 

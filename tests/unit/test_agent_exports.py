@@ -10,12 +10,12 @@ from studio.exports.conversation import conversation_json, conversation_markdown
 from studio.ui.agent_view import RESULT_CAP, agent_messages, call_summary
 
 
-def _session() -> ChatSession:
+def _session(figure: str = "/x/fig.png") -> ChatSession:
     call = Message.of("assistant", "I will compute it.")
     call.tool_call = {"kind": "interpreter", "name": "python", "code": "print('```', 7 * 6)", "raw": "..."}
     call.meta = {"status": "done", "seconds": 0.25}
     result = Message.of("tool", "``` 42")
-    result.name, result.meta = "interpreter", {"status": "done", "error": "", "images": ["/x/fig.png"],
+    result.name, result.meta = "interpreter", {"status": "done", "error": "", "images": [figure],
                                                "tool": "python", "seconds": 0.2}
     plug = Message.of("assistant", "")
     plug.tool_call = {"kind": "plugin", "name": "add", "arguments": {"a": 2, "b": 40}, "raw": "{}"}
@@ -47,17 +47,24 @@ def test_json_keeps_the_steps_and_reads_them_back():
         [(m.role, m.name, m.tool_call, m.meta) for m in session.messages]
 
 
-def test_chatbot_messages_make_each_step_a_titled_collapsible_message():
-    shown = agent_messages(_session())
+def test_chatbot_messages_make_each_step_a_titled_collapsible_message(tmp_path):
+    png = tmp_path / "fig.png"
+    png.write_bytes(b"\x89PNG")
+    shown = agent_messages(_session(str(png)))
     assert [m["role"] for m in shown] == ["user", "assistant", "assistant", "assistant"]
     python, add = shown[1], shown[2]
     assert python["metadata"] == {"title": "🐍 python · print('```', 7 * 6)", "id": "step-0", "status": "done",
                                   "duration": 0.25}
     text, figure = python["content"]
     assert "I will compute it." in text and "````python" in text and "``` 42" in text
-    assert figure["path"] == "/x/fig.png"
+    assert figure["path"] == str(png)
     assert add["metadata"]["title"] == "⚠️ 🛠 add(a=2, b=40)" and "**Error**" in add["content"]
     assert shown[3]["content"] == "It is 42."
+
+
+def test_a_figure_that_is_gone_is_said_so_not_sent():
+    step = agent_messages(_session("/nonexistent/fig.png"))[1]
+    assert isinstance(step["content"], str) and "1 figure(s) no longer available" in step["content"]
 
 
 def test_a_running_step_is_pending_and_long_output_is_capped():
