@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 from typing import Optional
+from urllib.parse import quote
 
 from studio.core.session import ChatSession
 from studio.core.text import cleaned
@@ -74,6 +75,16 @@ def _result_block(result: Message) -> list[str]:
     return parts
 
 
+def _figures(index: int, paths: list[str]) -> list[str]:
+    """A step's figures as Markdown images: Gradio shows a collapsible message's text parts only, so a
+    figure is linked through the file route (the studio's private files are an allowed path)."""
+    there = [p for p in paths if Path(p).is_file()]
+    shown = [f"![figure {k + 1} of step {index + 1}](/gradio_api/file={quote(p)})" for k, p in enumerate(there)]
+    if len(there) < len(paths):  # figures live among the studio's temporary files, which are swept
+        shown.append(f"*({len(paths) - len(there)} figure(s) no longer available)*")
+    return shown
+
+
 def step_message(index: int, call: Message, result: Optional[Message]) -> dict:
     """One tool step: title (tool and arguments), status, duration; thought, call, result, figures inside."""
     meta = {**(call.meta or {}), **((result.meta or {}) if result is not None else {})}
@@ -90,13 +101,8 @@ def step_message(index: int, call: Message, result: Optional[Message]) -> dict:
         metadata["duration"] = float((call.meta or {})["seconds"])
     if meta.get("status") in ("error", "cancelled"):
         metadata["title"] = f"{'⚠️' if meta['status'] == 'error' else '⏹'} {metadata['title']}"
-    paths = [str(p) for p in (meta.get("images") or ())]
-    images = [{"path": p, "alt_text": f"figure {k + 1} of step {index + 1}"} for k, p in enumerate(paths)
-              if Path(p).is_file()]
-    if len(images) < len(paths):  # figures live among the studio's temporary files, which are swept
-        parts.append(f"*({len(paths) - len(images)} figure(s) no longer available)*")
-    text = "\n\n".join(parts)
-    return {"role": "assistant", "content": [text, *images] if images else text, "metadata": metadata}
+    parts += _figures(index, [str(p) for p in (meta.get("images") or ())])
+    return {"role": "assistant", "content": "\n\n".join(parts), "metadata": metadata}
 
 
 def agent_messages(session: ChatSession, live: str = "") -> list[dict]:

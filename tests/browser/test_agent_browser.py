@@ -3,10 +3,15 @@ to its call and result; screenshots of both are kept."""
 
 from __future__ import annotations
 
+import io
 import shutil
 import time
 
 import pytest
+from PIL import Image
+
+from studio.core.types import Message
+from studio.tasks import agent as agent_task
 
 from tests.browser.test_browser import ARTIFACTS, browser, page  # noqa: F401  (fixtures)
 from tests.e2e.helpers import wait_for
@@ -70,3 +75,37 @@ def test_agent_steps_show_collapsed_and_expand_on_click(page, tmp_path):  # noqa
         assert "I will solve it with Python." in first.inner_text()
         expanded = _shot(page, tmp_path, "agent-steps-expanded.png")
         assert collapsed.stat().st_size > 0 and expanded.stat().st_size > 0
+
+
+def _stored_run(app, user: str) -> None:
+    """An agent conversation with a figure, stored for `user` as the agent task stores one."""
+    buffer = io.BytesIO()
+    Image.new("RGB", (240, 160), (30, 120, 200)).save(buffer, format="PNG")
+    figure = app.services.files.export("agent-step1-1.png", buffer.getvalue())
+    call = Message.of("assistant", "Plot the data.")
+    call.tool_call = {"kind": "interpreter", "name": "python", "code": "plt.plot([1, 2, 3])", "raw": ""}
+    call.meta = {"status": "done", "seconds": 0.4}
+    result = Message.of("tool", "[<matplotlib.lines.Line2D>]")
+    result.name, result.meta = "interpreter", {"status": "done", "error": "", "images": [str(figure)],
+                                               "tool": "python", "seconds": 0.4}
+    session = agent_task.new_session(app.services)
+    session.messages = [Message.of("user", "画一条线"), call, result, Message.of("assistant", "Here is the line.")]
+    app.services.store.save(user, session)
+
+
+def test_a_stored_run_is_shown_again_on_load_with_its_figure(page, tmp_path):  # noqa: F811
+    user = "ab" * 16
+    with running_app(_config(tmp_path), tmp_path / "data") as app:
+        _stored_run(app, user)
+        page.add_init_script(f"localStorage.setItem('puyu-user', '{user}')")
+        page.goto(app.url)
+        page.get_by_role("tab", name="Agent · 智能体").click()
+        chat = page.locator("#agent-chatbot")
+        wait_in_page(page, chat, "the stored run", text="Here is the line.")
+        step = chat.locator(".thought-group").first
+        step.locator("[role=button]").first.click()
+        steady_height(step.locator(".content"), "the step to open")
+        img = step.locator("img")
+        wait_for(lambda: img.count() and img.first.evaluate("i => i.complete && i.naturalWidth") == 240,
+                 "the figure to load")
+        _shot(page, tmp_path, "agent-figure-resumed.png")
