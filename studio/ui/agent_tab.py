@@ -227,7 +227,6 @@ def wire(services: Services, tab: AgentTab, user_id: gr.State, pacer: FramePacer
     h.stops.forget_on(tab.textbox.submit)
     tab.textbox.submit(h.on_send, [tab.textbox, tab.session, user_id, tab.tools, tab.interpreter, tab.max_steps,
                                    tab.files], outs, api_name="agent_send", **model_queue)
-    h.stops.stop_on(tab.textbox.stop)
     # Stop runs outside the queue, or it would wait behind the very run it stops.
     tab.stop.click(h.on_stop, None, None, api_name="agent_stop", queue=False, show_progress="hidden")
     tab.clear.click(h.on_clear, [tab.session, user_id], outs, api_name="agent_clear")
