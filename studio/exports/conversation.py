@@ -18,8 +18,8 @@ from studio.exports.filenames import export_filename  # noqa: F401  (re-exported
 FORMAT = "puyu-studio.conversation"
 VERSION = 1
 MAX_IMPORT_BYTES = 64 * 1024 * 1024
-ROLES = ("system", "user", "assistant")
-ROLE_HEADINGS = {"system": "System", "user": "User", "assistant": "Assistant"}
+ROLES = ("system", "user", "assistant", "tool")
+ROLE_HEADINGS = {"system": "System", "user": "User", "assistant": "Assistant", "tool": "Tool result"}
 _ID_PATTERN = re.compile(r"[A-Za-z0-9_-]{1,64}")
 _SURROGATES = re.compile("[\ud800-\udfff]")
 # The characters that can start inline markup (emphasis, code, links, HTML, entities, strikethrough)
@@ -52,10 +52,37 @@ def _fence(text: str, info: str) -> str:
     return f"{bar}{info}\n{text}\n{bar}"
 
 
-def _message_block(message: Message) -> str:
-    """One `### Role` section with the message text verbatim in a fence."""
+def _step_call(call: dict) -> str:
+    """An agent's tool call as a collapsible block: the code as Python, plugin arguments as JSON."""
+    name = str(call.get("name") or "python")
+    if call.get("kind") == "interpreter":
+        body = _fence(str(call.get("code") or call.get("raw") or ""), "python")
+    else:
+        args = call.get("arguments")
+        body = _fence(json.dumps(args, ensure_ascii=False, indent=2, default=str) if args is not None
+                      else str(call.get("raw") or ""), "json")
+    return f"<details><summary>Tool call: {_escape_inline(name)}</summary>\n\n{body}\n\n</details>"
+
+
+def _heading(message: Message) -> str:
+    """The section heading: the role, and for agent steps the tool, its status and time."""
     heading = ROLE_HEADINGS.get(message.role, message.role.title())
-    parts = [f"### {heading}", ""]
+    meta = message.meta or {}
+    if message.tool_call:
+        heading += f" · calls {message.tool_call.get('name') or 'python'}"
+    elif message.role == "tool":
+        heading += f" · {meta.get('tool') or message.name or 'tool'}"
+    if meta.get("status"):
+        heading += f" ({meta['status']}, {meta.get('seconds', 0)} s)"
+    return _escape_inline(heading)
+
+
+def _message_block(message: Message) -> str:
+    """One `### Role` section with the message text verbatim in a fence (a tool call after it, collapsible)."""
+    parts = [f"### {_heading(message)}", ""]
+    figures = len((message.meta or {}).get("images") or ())
+    if figures:
+        parts += [f"*({figures} figure{'s' if figures != 1 else ''} not included in this export)*", ""]
     if message.images:
         count = len(message.images)
         parts += [f"*({count} image{'s' if count != 1 else ''} not included in this export)*", ""]
@@ -63,6 +90,8 @@ def _message_block(message: Message) -> str:
         parts += ["*(this reply was interrupted before it finished)*", ""]
     info = "markdown" if message.role == "assistant" else "text"
     parts.append(_fence(message.text, info))
+    if message.tool_call:
+        parts += ["", _step_call(message.tool_call)]
     return "\n".join(parts)
 
 
@@ -178,7 +207,11 @@ def _messages(raw: Any) -> list[Message]:
                 f"Message {i + 1} of the export is malformed.",
                 f'Each message needs "role" (one of {", ".join(ROLES)}) and a text "content".',
             )
-        messages.append(Message(item["role"], [TextPart(item["content"])], item.get("partial") is True))
+        message = Message(item["role"], [TextPart(item["content"])], item.get("partial") is True)
+        message.name = item["name"] if isinstance(item.get("name"), str) else None
+        message.tool_call = item["tool_call"] if isinstance(item.get("tool_call"), dict) else None
+        message.meta = item["meta"] if isinstance(item.get("meta"), dict) else None
+        messages.append(message)
     return messages
 
 

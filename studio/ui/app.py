@@ -12,9 +12,10 @@ from starlette.middleware import Middleware
 from studio.api import api_routes
 from studio.api.auth import LaunchInfo
 from studio.services import Services
+from studio.tasks import agent as agent_task
 from studio.tasks import vision as vision_task
 from studio.ui.pacing import FramePacer
-from studio.ui import article_events, article_tab, chat_tab, sidebar, system_tab, vision_tab
+from studio.ui import agent_tab, article_events, article_tab, chat_tab, sidebar, system_tab, vision_tab
 from studio.ui.early_script import EarlyScriptMiddleware, lang_script
 from studio.ui.convert import status_markdown
 from studio.ui.i18n import EN, build_i18n
@@ -74,6 +75,7 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
     cfg = services.config
     # Which engine each tab talks to is decided here, once.
     chat_engine, vision_engine = CHAT_ENGINE, vision_task.engine_name(services)
+    agent_engine = agent_task.engine_name(services)
     with CheckedBlocks(title=cfg.ui.title, fill_height=True, delete_cache=(3600, 86400)) as demo:
         user_id = gr.State("")  # set by /resume; see chat_tab.user_of for clients that skip it
         bar = sidebar.build(i18n, cfg.ui.title, f"/gradio_api/file={ASSETS / 'logo.svg'}",
@@ -88,6 +90,8 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
                 vtab = vision_tab.build(i18n, services, vision_engine)
             with gr.Tab(i18n("tab_article"), id="article") as article_tab_item:
                 atab = article_tab.build(i18n, bar.extra, chat_engine)
+            with gr.Tab(i18n("tab_agent"), id="agent"):
+                agtab = agent_tab.build(i18n, services, agent_engine)
             with gr.Tab(i18n("tab_system"), id="system") as system_tab_item:
                 sys_ui = system_tab.build(i18n, services)
         _wire_status(services, demo, status, timer, tab)
@@ -95,6 +99,7 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
         pacer = FramePacer()  # one per app: all streams together stay within its update budget
         chat_tab.wire(services, tab, user_id, after_save, pacer)
         vision_tab.wire(services, vtab, pacer)
+        agent_tab.wire(services, agtab, user_id, pacer)
         refresh_drafts = article_events.wire(services, atab, user_id, EN["article_placeholder"], pacer)
         article_tab_item.select(*refresh_drafts, api_name="article_drafts")
         system_tab.wire(services, sys_ui, system_tab_item)

@@ -89,6 +89,16 @@ EN = {
     "settings": "Settings",
     "model": "Model",
     "chat_placeholder": "**Puyu Studio** — ask anything. Your conversations are saved on this machine.",
+    "tab_agent": "Agent · 智能体",
+    "agent_placeholder": "**Agent** — the model can run Python and call tools. Each step shows its call and result; click one to expand it.",
+    "agent_input": "Ask the agent… (Enter sends)",
+    "agent_clear": "🗑 Clear (stops the interpreter)",
+    "agent_new": "＋ New agent conversation",
+    "agent_tools": "Tools",
+    "agent_interpreter": "数据分析 · Data analysis (Python interpreter)",
+    "agent_max_steps": "Max steps",
+    "agent_plugins": "Plugins",
+    "agent_files": "Files for the interpreter (CSV, images…)",
 }
 
 ZH = {
@@ -176,6 +186,16 @@ ZH = {
     "settings": "设置",
     "model": "模型",
     "chat_placeholder": "**浦语 Studio** — 想问什么都可以。对话保存在本机。",
+    "tab_agent": "智能体",
+    "agent_placeholder": "**智能体** — 模型可以运行 Python、调用工具。每一步显示调用与结果，点击展开。",
+    "agent_input": "向智能体提问…（回车发送）",
+    "agent_clear": "🗑 清空（停止解释器）",
+    "agent_new": "＋ 新的智能体对话",
+    "agent_tools": "工具",
+    "agent_interpreter": "数据分析（Python 解释器）",
+    "agent_max_steps": "最大步数",
+    "agent_plugins": "插件",
+    "agent_files": "给解释器的文件（CSV、图片…）",
 }
 
 # Under a reply cut short by a crash or an error. It is part of the transcript value, which the server
@@ -188,6 +208,21 @@ EXAMPLES = [
     "用 Python 写一个快速排序，并解释它的时间复杂度。",
     "Give me five name ideas for a cat who loves books.",
 ]
+
+# The lesson's agent demo: an equation solved with Python, an ArXiv search, a CSV analysis (upload one first).
+AGENT_EXAMPLES = [
+    "已知 2x+3=10，求x",
+    "帮我搜索 InternLM2 Technical Report",
+    "分析我上传的 CSV 文件：列出各列的均值，并画出第一列的直方图。",
+]
+
+# Shown above the agent's transcript when the model has no native tool calls. Server-rendered, so both languages.
+NO_NATIVE_TOOLS = (
+    "ℹ️ **{model} cannot call tools natively** — the agent falls back to the ReAct text protocol, which small "
+    "models rarely follow. For the lesson's agent, start InternLM2-Chat:  \n"
+    "`python launch.py --config configs/internlm2-chat-1_8b.yaml --model-path /path/to/internlm2-chat-1_8b`  \n"
+    "该模型不支持原生工具调用，将改用 ReAct 文本协议（小模型往往无法遵循）。请用上面的命令启动 InternLM2-Chat。"
+)
 
 
 def build_i18n() -> gr.I18n:

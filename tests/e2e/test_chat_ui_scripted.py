@@ -42,7 +42,9 @@ def test_endpoints_are_the_intended_ones(app):
                      "/article_search", "/article_delete_image", "/article_pick", "/article_undo",
                      "/article_export_markdown", "/article_export_html", "/article_export_xlsx", "/article_open",
                      "/article_new", "/article_rename", "/article_delete", "/article_drafts",
-                     "/system_status", "/system_unload", "/system_load", "/system_switch"}
+                     "/system_status", "/system_unload", "/system_load", "/system_switch",
+                     "/agent_send", "/agent_stop", "/agent_clear", "/agent_new", "/agent_resume",
+                     "/agent_export_markdown", "/agent_export_json"}
 
 
 def test_stream_grows_and_conversation_is_listed(app):

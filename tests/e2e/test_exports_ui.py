@@ -49,6 +49,7 @@ def test_the_ui_offers_what_the_registry_holds(app):
     named = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
     offered = {n for n in named if "export" in n}
     assert offered == ({f"/export_{k}" for k in export_kinds("conversation")}
+                       | {f"/agent_export_{k}" for k in export_kinds("conversation")}
                        | {f"/article_export_{k}" for k in export_kinds("article")})
     chat(client, "export this")
     path = Path(client.predict(api_name="/export_markdown"))
