@@ -220,12 +220,9 @@ def _run_tool(tools: dict[str, Tool], call: dict, cancel: threading.Event) -> To
 
 def _store_images(services: Services, user_id: str, session: ChatSession, index: int,
                   images: tuple[bytes, ...]) -> list[str]:
-    """Figures a tool made, written to the studio's private files; their paths."""
-    out = []
-    for k, data in enumerate(images):
-        path = services.files.export(f"agent-{session.id[:8]}-step{index + 1}-{k + 1}.png", data)
-        out.append(str(path))
-    return out
+    """Figures a tool made, kept with the conversation (private, never swept); their paths."""
+    return [str(services.tools.save_figure(user_id, session.id, f"step{index + 1}-{k + 1}.png", data))
+            for k, data in enumerate(images)]
 
 
 def _save(services: Services, user_id: str, session: ChatSession) -> None:

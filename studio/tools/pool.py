@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import os
 import threading
 from pathlib import Path
 from typing import Any, Optional
@@ -19,6 +20,9 @@ class ToolPool:
 
     def __init__(self, root: Path, tool_files: list, arxiv_url: Optional[str], timeout_s: float) -> None:
         self.root, self.tool_files, self.arxiv_url, self.timeout_s = Path(root), tool_files, arxiv_url, timeout_s
+        # Figures are kept with the conversation (served to the page from here), apart from the interpreters'
+        # folders, which hold the code's own files.
+        self.figures_root = self.root.parent / "agent-figures"
         self._interpreters: dict[str, Any] = {}
         self._lock = threading.Lock()
 
@@ -52,6 +56,17 @@ class ToolPool:
 
                 out[spec.name] = UserTool(spec, path, self.interpreter(user_id, conversation_id))
         return out
+
+    def save_figure(self, user_id: str, conversation_id: str, name: str, data: bytes) -> Path:
+        """Keep one figure a tool made, in the conversation's private folder; its path."""
+        folder = self.figures_root / _key(user_id, conversation_id)
+        for path in (self.figures_root, folder):
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            path.chmod(0o700)
+        target = folder / name
+        with open(target, "wb", opener=lambda p, flags: os.open(p, flags | os.O_NOFOLLOW, 0o600)) as f:
+            f.write(data)
+        return target
 
     def names(self) -> list[str]:
         """Every plugin tool the config offers (the interpreter aside)."""

@@ -24,7 +24,6 @@ from studio.ui.pacing import FramePacer
 from studio.ui.stops import StopSignals, run_key
 
 UI_FRAME_S = 0.05
-RESUME_LOOKBACK = 20  # conversations searched for the user's last agent conversation on page load
 PROBE = ("sandbox-probe", "protections")  # a throwaway interpreter that reports what this machine applies
 
 
@@ -205,14 +204,10 @@ class _Handlers:
 
     @user_errors
     def on_resume(self, uid, request: gr.Request):
-        """The user's last agent conversation (one with tool steps), else a fresh one."""
-        uid, store = user_of(uid, request), self.services.store
-        for summary in store.list(uid, RESUME_LOOKBACK):
-            sess = store.load(uid, summary.id)
-            if any(m.role == "tool" or m.tool_call for m in sess.messages):
-                break
-        else:
-            sess = agent_task.new_session(self.services)
+        """The user's last agent conversation (agent conversations have a store of their own), else a fresh one."""
+        uid, store = user_of(uid, request), self.services.agent_store
+        latest = store.list(uid, 1)
+        sess = store.load(uid, latest[0].id) if latest else agent_task.new_session(self.services)
         return {**self._frame(sess, gr.skip(), ""), self.tab.protections: self.protections()}
 
 

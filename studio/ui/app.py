@@ -122,7 +122,7 @@ def _launch_kwargs(services: Services, demo: gr.Blocks, i18n: gr.I18n, lang: Opt
                                                                       bool(getattr(demo, "share", False))))},
         js=THEME_ON_LOAD_JS,
         # Thumbnails and downloads are written to the studio's private folder; Gradio copies them from there.
-        allowed_paths=[str(ASSETS), str(services.files.root)],
+        allowed_paths=[str(ASSETS), str(services.files.root), str(services.tools.figures_root)],
         max_file_size=cfg.ui.max_file_size,
         show_error=False,
         enable_monitoring=False,

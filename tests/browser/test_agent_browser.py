@@ -90,7 +90,7 @@ def _stored_run(app, user: str) -> None:
                                                "tool": "python", "seconds": 0.4}
     session = agent_task.new_session(app.services)
     session.messages = [Message.of("user", "画一条线"), call, result, Message.of("assistant", "Here is the line.")]
-    app.services.store.save(user, session)
+    app.services.agent_store.save(user, session)
 
 
 def test_a_stored_run_is_shown_again_on_load_with_its_figure(page, tmp_path):  # noqa: F811

@@ -130,12 +130,12 @@ def test_clear_empties_the_conversation_and_stops_the_interpreter(app):
     _, final = _send(client, "set y")
     assert "5" in _text(_steps(final[0])[0]) and reply_text(final[0]) == "Set."
     assert client.predict(api_name="/agent_clear")[0] == []
-    assert app.services.store.list(user) == []
+    assert app.services.agent_store.list(user) == []
     engine.enqueue(_python("print(y)"), "Gone.")
     _, final = _send(client, "y?")
     assert "NameError" in _text(_steps(final[0])[0])  # a new interpreter: the variable went with Clear
     assert len(client.predict(api_name="/agent_new")[0]) == 0
-    assert len(app.services.store.list(user)) == 1  # New keeps the stored conversation
+    assert len(app.services.agent_store.list(user)) == 1  # New keeps the stored conversation
 
 
 def test_an_uploaded_csv_is_copied_for_the_interpreter_and_named_to_the_model(app, tmp_path):

@@ -206,3 +206,31 @@ def test_a_model_failure_keeps_what_was_written_and_says_so(native, monkeypatch)
     stored = native.agent_store.load("u1", session.id).messages
     assert [m.role for m in stored] == ["user", "assistant"] and stored[1].partial
     monkeypatch.setattr(engine, "_generate", real)
+
+
+def test_figures_are_kept_with_the_conversation_in_a_private_folder(native, monkeypatch):
+    import io
+
+    from PIL import Image
+
+    from studio.tools.base import ToolResult, ToolSpec
+
+    buf = io.BytesIO()
+    Image.new("RGB", (8, 6), (0, 0, 255)).save(buf, "PNG")
+
+    class Plot:
+        spec = ToolSpec("plot", "Draw a picture.")
+
+        def run(self, arguments, cancel):
+            return ToolResult(text="drawn", images=(buf.getvalue(),))
+
+    monkeypatch.setattr(native.tools, "tools", lambda *a: {"plot": Plot()})
+    scripted(native).enqueue('<|action_start|><|plugin|>\n{"name": "plot", "parameters": {}}<|action_end|>', "Done.")
+    session = agent.new_session(native)
+    list(agent.run(native, "u1", session, "draw", agent.AgentOptions(tools=("plot",), interpreter=False)))
+    (path,) = native.agent_store.load("u1", session.id).messages[2].meta["images"]
+    from pathlib import Path
+
+    saved = Path(path)
+    assert saved.read_bytes() == buf.getvalue() and saved.is_relative_to(native.tools.figures_root)
+    assert saved.parent.stat().st_mode & 0o777 == 0o700 and saved.stat().st_mode & 0o777 == 0o600
