@@ -230,7 +230,13 @@ class EngineBase:
     # ---- shared steps ------------------------------------------------------------------------------
 
     def _with_system(self, messages: list[Message]) -> list[Message]:
-        """The system prompt applied once: the conversation's own, else the configured or model default."""
+        """The system prompt applied once: the conversation's own, else the configured or model default.
+        Named system messages in front (the agent's tool prompts) are not the system prompt: they stay first."""
+        lead = 0
+        while lead < len(messages) and messages[lead].role == "system" and messages[lead].name:
+            lead += 1
+        if lead:
+            return messages[:lead] + self._with_system(messages[lead:])
         if messages and messages[0].role == "system":
             if messages[0].text or self.keeps_empty_system:
                 return messages

@@ -160,6 +160,8 @@ def wire_messages(messages: list[Message]) -> list[dict]:
     as `tool_calls`, its result as a `tool` message answering the call's id."""
     out, last_id = [], "call_0"
     for i, m in enumerate(messages):
+        if m.role == "system" and m.name:
+            continue  # a prompt for a native tool turn (the agent tab's); the server renders `tools` itself
         if m.tool_call:
             last_id = m.tool_call.get("id") or f"call_{i}"
             # "" rather than null: servers whose chat templates join strings (lmdeploy) fail on null.

@@ -197,13 +197,21 @@ INTERPRETER_TOOL = "python"  # the interpreter, as a tool name: declared in its 
 
 def native_messages(messages: Sequence[Any], tools: Sequence[Mapping[str, Any]] = ()) -> list[dict]:
     """The studio's Messages (studio.core.types) as this format's dicts, with `tools` declared after the first
-    system turn: the interpreter (a tool named "python") in its own turn, the other tools in the plugin turn."""
+    system turn: the interpreter (a tool named "python") in its own turn, the other tools in the plugin turn.
+
+    A system message named "interpreter" gives that turn's prompt; one named "plugin" gives the template
+    (`{prompt}` where the tool list goes, as lagent's PLUGIN_PROMPT_CN) — the agent tab's editable prompts."""
+    given = {m.name: m.text for m in messages if m.role == "system" and m.name in ("plugin", "interpreter")}
     plugins = [t for t in tools if _function(t).get("name") != INTERPRETER_TOOL]
-    declared = ([{"role": "system", "name": "interpreter", "content": INTERPRETER_PROMPT}]
+    declared = ([{"role": "system", "name": "interpreter", "content": given.get("interpreter") or INTERPRETER_PROMPT}]
                 if len(plugins) < len(tools) else [])
-    declared += [{"role": "system", "name": "plugin", "content": plugin_turn_content(plugins)}] if plugins else []
+    if plugins:
+        content = plugin_turn_content(plugins, given.get("plugin") or None)
+        declared.append({"role": "system", "name": "plugin", "content": content})
     out: list[dict] = []
     for m in messages:
+        if m.role == "system" and m.name in given:
+            continue  # a prompt for a declared turn, placed with it above
         item: dict = {"role": "environment" if m.role == "tool" else m.role, "content": m.text}
         if m.name:
             item["name"] = m.name

@@ -15,6 +15,7 @@ from typing import Any, Iterator, Optional, Union
 from studio.core.session import ChatSession
 from studio.core.types import GenParams, Message, Notice, TextDelta
 from studio.errors import InputError
+from studio.families.internlm2_tools import INTERPRETER_PROMPT, PLUGIN_PROMPT_CN  # noqa: F401  (the tab's hints)
 from studio.services import Services
 from studio.tasks import turn
 from studio.tasks.user_text import validate_prompt
@@ -31,6 +32,9 @@ class AgentOptions:
     tools: tuple[str, ...] = ()  # plugin tools by name (the interpreter is the `interpreter` switch)
     interpreter: bool = True
     max_steps: int = 5
+    # The lesson's editable prompts ("": the official ones): the plugin prompt wraps the tool list ({prompt}).
+    plugin_prompt: str = ""
+    interpreter_prompt: str = ""
     params: GenParams = field(default_factory=lambda: GenParams(max_new_tokens=512, do_sample=False))
 
 
@@ -99,7 +103,8 @@ def _native_step(services, session, tools, options, cancel) -> Iterator[AgentEve
 
     parser, shown, given = NativeToolParser(), [], None
     specs = tuple(t.spec.openai() for t in tools.values())
-    events = turn.run(services, session.engine, session.prompt_messages(), options.params, cancel, tools=specs)
+    messages = _with_tool_prompts(session.prompt_messages(), options)
+    events = turn.run(services, session.engine, messages, options.params, cancel, tools=specs)
     for event in turn.shown(events):
         if isinstance(event, TextDelta):
             # A remote server hands its call over already parsed; a local model writes markers into the text.
@@ -117,6 +122,17 @@ def _native_step(services, session, tools, options, cancel) -> Iterator[AgentEve
     if given is not None:
         return "".join(shown).strip(), dict(given)
     return "".join(shown).strip(), None if found is None else _native_call(found)
+
+
+def _with_tool_prompts(messages: list[Message], options: AgentOptions) -> list[Message]:
+    """The edited plugin and interpreter prompts as named system messages (the engine places them)."""
+    head = []
+    for name, text in (("interpreter", options.interpreter_prompt), ("plugin", options.plugin_prompt)):
+        if text.strip():
+            prompt = Message.of("system", text)
+            prompt.name = name
+            head.append(prompt)
+    return head + messages if head else messages
 
 
 def _react_step(services, session, tools, options, last, cancel) -> Iterator[AgentEvent]:
@@ -251,3 +267,17 @@ def check_options(services: Services, tools: Any, interpreter: Any, max_steps: A
     if not 1 <= steps <= MAX_STEPS:
         raise InputError(f"Max steps is {steps}; it must be 1 to {MAX_STEPS}.", "Lower it.")
     return AgentOptions(names, bool(interpreter), steps)
+
+
+def with_prompts(services: Services, options: AgentOptions, plugin_prompt: Any, interpreter_prompt: Any) -> AgentOptions:
+    """`options` with the tab's edited prompts (checked as typed text; a plugin prompt needs `{prompt}`)."""
+    from dataclasses import replace
+
+    from studio.tasks.user_text import validate_system_prompt
+
+    plugin = validate_system_prompt(services, plugin_prompt or "")
+    if plugin.strip() and "{prompt}" not in plugin:
+        raise InputError("The plugin prompt has no {prompt}, where the list of tools goes.",
+                         "Add {prompt} to it, or empty it to use the official prompt.")
+    return replace(options, plugin_prompt=plugin,
+                   interpreter_prompt=validate_system_prompt(services, interpreter_prompt or ""))

@@ -42,6 +42,8 @@ class AgentTab:
     interpreter: gr.Checkbox
     max_steps: gr.Slider
     files: gr.File
+    plugin_prompt: gr.Textbox
+    interpreter_prompt: gr.Textbox
     stop: gr.Button
     clear: gr.Button
     new: gr.Button
@@ -77,13 +79,19 @@ def build(t, services: Services, engine: str) -> AgentTab:
         files = gr.File(label=t("agent_files"), file_count="multiple", elem_id="agent-files",
                         file_types=[".csv", ".tsv", ".txt", ".json", ".xlsx", "image"])
         protections = gr.Markdown("", elem_id="agent-protections")
+    with gr.Accordion(t("agent_prompts"), open=False):
+        # The lesson's sidebar had these three: the system prompt is the model's (InternLM2's meta instruction).
+        plugin_prompt = gr.Textbox("", label=t("agent_plugin_prompt"), lines=3, max_lines=10,
+                                   placeholder=agent_task.PLUGIN_PROMPT_CN, elem_id="agent-plugin-prompt")
+        interpreter_prompt = gr.Textbox("", label=t("agent_interpreter_prompt"), lines=3, max_lines=10,
+                                        placeholder=agent_task.INTERPRETER_PROMPT, elem_id="agent-interpreter-prompt")
     with gr.Accordion(t("export"), open=False):
         with gr.Row():
             exports = {kind: gr.Button(t(f"chat_export_{kind}"), size="sm", elem_id=f"agent-export-{kind}")
                        for kind in export_kinds("conversation")}
         export_file = gr.File(show_label=False, interactive=False, elem_id="agent-export-file")
     return AgentTab(engine, session, chatbot, textbox, notice, panel, protections, tools, interpreter,
-                    max_steps, files, stop, clear, new, exports, export_file)
+                    max_steps, files, plugin_prompt, interpreter_prompt, stop, clear, new, exports, export_file)
 
 
 def _upload_note(names: list[str]) -> str:
@@ -149,8 +157,10 @@ class _Handlers:
         return _upload_note([interp.add_file(p, Path(p).name) for p in paths])
 
     @user_errors
-    def on_send(self, text, sess, uid, tools, interpreter, max_steps, files, request: gr.Request):
+    def on_send(self, text, sess, uid, tools, interpreter, max_steps, files, plugin_prompt, interpreter_prompt,
+                request: gr.Request):
         options = agent_task.check_options(self.services, tools, interpreter, max_steps)
+        options = agent_task.with_prompts(self.services, options, plugin_prompt, interpreter_prompt)
         uid = user_of(uid, request)
         text = (text or "") + self._attach(uid, sess, bool(interpreter), files)
         with self.stops.run(run_key(request)) as cancel:
@@ -221,7 +231,7 @@ def wire(services: Services, tab: AgentTab, user_id: gr.State, pacer: FramePacer
     outs = tab.outputs()
     h.stops.forget_on(tab.textbox.submit)
     tab.textbox.submit(h.on_send, [tab.textbox, tab.session, user_id, tab.tools, tab.interpreter, tab.max_steps,
-                                   tab.files], outs, api_name="agent_send", **model_queue)
+                                   tab.files, tab.plugin_prompt, tab.interpreter_prompt], outs, api_name="agent_send", **model_queue)
     # Stop runs outside the queue, or it would wait behind the very run it stops.
     tab.stop.click(h.on_stop, None, None, api_name="agent_stop", queue=False, show_progress="hidden")
     tab.clear.click(h.on_clear, [tab.session, user_id], outs, api_name="agent_clear")

@@ -97,6 +97,9 @@ EN = {
     "agent_tools": "Tools",
     "agent_interpreter": "数据分析 · Data analysis (Python interpreter)",
     "agent_max_steps": "Max steps",
+    "agent_prompts": "Prompts",
+    "agent_plugin_prompt": "Plugin prompt ({prompt} is where the tool list goes; empty: the official list alone)",
+    "agent_interpreter_prompt": "Interpreter prompt (empty: InternLM2's official one)",
     "agent_plugins": "Plugins",
     "agent_files": "Files for the interpreter (CSV, images…)",
 }
@@ -194,6 +197,9 @@ ZH = {
     "agent_tools": "工具",
     "agent_interpreter": "数据分析（Python 解释器）",
     "agent_max_steps": "最大步数",
+    "agent_prompts": "提示词",
+    "agent_plugin_prompt": "插件提示词（{prompt} 处放工具列表；留空：只用官方的工具列表）",
+    "agent_interpreter_prompt": "数据分析提示词（留空：InternLM2 官方的提示词）",
     "agent_plugins": "插件",
     "agent_files": "给解释器的文件（CSV、图片…）",
 }

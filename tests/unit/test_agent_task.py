@@ -234,3 +234,35 @@ def test_figures_are_kept_with_the_conversation_in_a_private_folder(native, monk
     saved = Path(path)
     assert saved.read_bytes() == buf.getvalue() and saved.is_relative_to(native.tools.figures_root)
     assert saved.parent.stat().st_mode & 0o777 == 0o700 and saved.stat().st_mode & 0o777 == 0o600
+
+
+def test_the_edited_plugin_and_interpreter_prompts_reach_the_models_tool_turns(native, monkeypatch):
+    engine = scripted(native)
+    engine.enqueue("Nothing to call.")
+    seen = _record_prompts(engine, monkeypatch)
+    options = agent.with_prompts(native, agent.AgentOptions(tools=("add",)), "Tools you may use:\n{prompt}",
+                                 "Run Python here.")
+    list(agent.run(native, "u1", agent.new_session(native), "hi", options))
+    named = {m.name: m.text for m in seen[0][0] if m.role == "system" and m.name}
+    assert named == {"plugin": "Tools you may use:\n{prompt}", "interpreter": "Run Python here."}
+    prepared = engine.prepare(seen[0][0], agent.AgentOptions().params)
+    assert [m.name for m in prepared.messages if m.role == "system"] == ["interpreter", "plugin"]  # no default here
+
+    with pytest.raises(Exception, match=r"no \{prompt\}"):
+        agent.with_prompts(native, options, "No placeholder here.", "")
+
+
+def test_edited_prompts_take_the_place_of_the_official_ones_in_internlm2s_turns():
+    from studio.core.types import Message
+    from studio.families.internlm2_tools import INTERPRETER_PROMPT, native_messages
+
+    add = {"type": "function", "function": {"name": "add", "description": "Add.", "parameters": {}}}
+    python = {"type": "function", "function": {"name": "python", "description": "Run code."}}
+    plugin, interp = Message.of("system", "Use these:\n{prompt}"), Message.of("system", "Mine.")
+    plugin.name, interp.name = "plugin", "interpreter"
+    turns = native_messages([interp, plugin, Message.of("system", "Meta."), Message.of("user", "hi")], (add, python))
+    assert [(t["role"], t.get("name")) for t in turns] == [("system", None), ("system", "interpreter"),
+                                                          ("system", "plugin"), ("user", None)]
+    assert turns[1]["content"] == "Mine." and turns[2]["content"].startswith("Use these:\n[")
+    official = native_messages([Message.of("system", "Meta."), Message.of("user", "hi")], (add, python))
+    assert official[1]["content"] == INTERPRETER_PROMPT and official[2]["content"].startswith("[")

@@ -286,3 +286,16 @@ def test_hf_internlm2_streams_the_call_markers_and_ends_at_action_end(internlm2,
     parser.feed(text)
     parser.finish()
     assert parser.call.name == "add" and parser.call.arguments == {"a": 1, "b": 2}
+
+
+def test_hf_internlm2_keeps_the_meta_instruction_when_the_tool_prompts_are_edited(internlm2, monkeypatch):
+    from studio.families.internlm2_tools import plugin_turn_content, render_ids
+
+    monkeypatch.setattr(internlm2, "context_window", 4096)
+    plugin = Message.of("system", "Tools:\n{prompt}")
+    plugin.name = "plugin"
+    prepared = internlm2.prepare([plugin, USER], P, tools=(ADD,))
+    assert prepared.payload.ids == render_ids(internlm2.tokenizer, [
+        {"role": "system", "content": META_INSTRUCTION},
+        {"role": "system", "name": "plugin", "content": plugin_turn_content([ADD], "Tools:\n{prompt}")},
+        {"role": "user", "content": "Hello there"}])
