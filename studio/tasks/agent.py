@@ -15,10 +15,12 @@ from typing import Any, Iterator, Optional, Union
 from studio.core.session import ChatSession
 from studio.core.types import GenParams, Message, Notice, TextDelta
 from studio.errors import InputError
-from studio.families.internlm2_tools import INTERPRETER_PROMPT, PLUGIN_PROMPT_CN  # noqa: F401  (the tab's hints)
+from studio.families.internlm2_tools import (  # noqa: F401  (the tab's hints)
+    INTERPRETER_PROMPT, META_PROMPT_CN, PLUGIN_PROMPT_CN,
+)
 from studio.services import Services
 from studio.tasks import turn
-from studio.tasks.user_text import validate_prompt
+from studio.tasks.user_text import validate_prompt, validate_system_prompt
 from studio.tools.base import Tool, ToolResult
 
 MAX_STEPS = 20
@@ -272,8 +274,6 @@ def check_options(services: Services, tools: Any, interpreter: Any, max_steps: A
 def with_prompts(services: Services, options: AgentOptions, plugin_prompt: Any, interpreter_prompt: Any) -> AgentOptions:
     """`options` with the tab's edited prompts (checked as typed text; a plugin prompt needs `{prompt}`)."""
     from dataclasses import replace
-
-    from studio.tasks.user_text import validate_system_prompt
 
     plugin = validate_system_prompt(services, plugin_prompt or "")
     if plugin.strip() and "{prompt}" not in plugin:

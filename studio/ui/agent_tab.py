@@ -42,6 +42,7 @@ class AgentTab:
     interpreter: gr.Checkbox
     max_steps: gr.Slider
     files: gr.File
+    system_prompt: gr.Textbox
     plugin_prompt: gr.Textbox
     interpreter_prompt: gr.Textbox
     stop: gr.Button
@@ -80,7 +81,9 @@ def build(t, services: Services, engine: str) -> AgentTab:
                         file_types=[".csv", ".tsv", ".txt", ".json", ".xlsx", "image"])
         protections = gr.Markdown("", elem_id="agent-protections")
     with gr.Accordion(t("agent_prompts"), open=False):
-        # The lesson's sidebar had these three: the system prompt is the model's (InternLM2's meta instruction).
+        # The lesson's sidebar had these three; empty boxes keep the model's own (InternLM2's meta instruction).
+        system_prompt = gr.Textbox("", label=t("agent_system_prompt"), lines=2, max_lines=10,
+                                   placeholder=agent_task.META_PROMPT_CN, elem_id="agent-system-prompt")
         plugin_prompt = gr.Textbox("", label=t("agent_plugin_prompt"), lines=3, max_lines=10,
                                    placeholder=agent_task.PLUGIN_PROMPT_CN, elem_id="agent-plugin-prompt")
         interpreter_prompt = gr.Textbox("", label=t("agent_interpreter_prompt"), lines=3, max_lines=10,
@@ -91,7 +94,7 @@ def build(t, services: Services, engine: str) -> AgentTab:
                        for kind in export_kinds("conversation")}
         export_file = gr.File(show_label=False, interactive=False, elem_id="agent-export-file")
     return AgentTab(engine, session, chatbot, textbox, notice, panel, protections, tools, interpreter,
-                    max_steps, files, plugin_prompt, interpreter_prompt, stop, clear, new, exports, export_file)
+                    max_steps, files, system_prompt, plugin_prompt, interpreter_prompt, stop, clear, new, exports, export_file)
 
 
 def _upload_note(names: list[str]) -> str:
@@ -157,9 +160,11 @@ class _Handlers:
         return _upload_note([interp.add_file(p, Path(p).name) for p in paths])
 
     @user_errors
-    def on_send(self, text, sess, uid, tools, interpreter, max_steps, files, plugin_prompt, interpreter_prompt,
-                request: gr.Request):
+    def on_send(self, text, sess, uid, tools, interpreter, max_steps, files, system_prompt, plugin_prompt,
+                interpreter_prompt, request: gr.Request):
         options = agent_task.check_options(self.services, tools, interpreter, max_steps)
+        if system_prompt:  # empty: the conversation keeps its own (at first, the model's default)
+            sess.system_prompt = agent_task.validate_system_prompt(self.services, system_prompt)
         options = agent_task.with_prompts(self.services, options, plugin_prompt, interpreter_prompt)
         uid = user_of(uid, request)
         text = (text or "") + self._attach(uid, sess, bool(interpreter), files)
@@ -231,7 +236,8 @@ def wire(services: Services, tab: AgentTab, user_id: gr.State, pacer: FramePacer
     outs = tab.outputs()
     h.stops.forget_on(tab.textbox.submit)
     tab.textbox.submit(h.on_send, [tab.textbox, tab.session, user_id, tab.tools, tab.interpreter, tab.max_steps,
-                                   tab.files, tab.plugin_prompt, tab.interpreter_prompt], outs, api_name="agent_send", **model_queue)
+                                   tab.files, tab.system_prompt, tab.plugin_prompt,
+                                   tab.interpreter_prompt], outs, api_name="agent_send", **model_queue)
     # Stop runs outside the queue, or it would wait behind the very run it stops.
     tab.stop.click(h.on_stop, None, None, api_name="agent_stop", queue=False, show_progress="hidden")
     tab.clear.click(h.on_clear, [tab.session, user_id], outs, api_name="agent_clear")

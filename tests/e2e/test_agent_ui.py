@@ -171,3 +171,27 @@ def test_a_model_without_native_tool_calls_gets_the_panel_and_react(tmp_path):
         _, final = _send(client, "2 + 2?")
         assert reply_text(final[0]) == "4"  # the ReAct protocol, no red error
         assert "cannot call tools natively" in final[4]
+
+
+def test_the_prompt_boxes_reach_the_conversation_and_the_models_tool_turns(app, monkeypatch):
+    engine = scripted(app.services)
+    seen, real = [], engine.prepare
+
+    def prepare(messages, params, **kwargs):
+        seen.append(list(messages))
+        return real(messages, params, **kwargs)
+
+    monkeypatch.setattr(engine, "prepare", prepare)
+    engine.enqueue("Answered without tools.")
+    client, user = connect(app.url)
+    _send(client, "hi", system_prompt="Be exact.", plugin_prompt="Tools:\n{prompt}",
+          interpreter_prompt="Python lives here.")
+    sent = {(m.role, m.name): m.text for m in seen[-1] if m.role == "system"}
+    assert sent == {("system", "interpreter"): "Python lives here.", ("system", "plugin"): "Tools:\n{prompt}",
+                    ("system", None): "Be exact."}
+    stored = app.services.agent_store.list(user)[0]
+    assert app.services.agent_store.load(user, stored.id).system_prompt == "Be exact."
+    job = client.submit("again", tools=["add"], interpreter=True, max_steps=5, files=None,
+                        plugin_prompt="no placeholder", api_name="/agent_send")
+    with pytest.raises(Exception, match=r"no \{prompt\}"):
+        job.result()
