@@ -55,16 +55,6 @@ def _expected(tok, system, user: str) -> list[int]:
     return [BOS_ID, *head, *turn("user", user), IM_START_ID, *plain_ids(tok, "assistant\n")]
 
 
-@pytest.fixture
-def page():
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"])
-        context = browser.new_context(viewport={"width": 1360, "height": 900}, locale="en-US")
-        yield context.new_page()
-        browser.close()
-
-
 def _send(page, sent: list, text: str) -> list[int]:
     before = len(sent)
     page.locator("#chat-input textarea").fill(text)

@@ -53,16 +53,6 @@ def _resolve(services, session) -> bool:
     return True
 
 
-@pytest.fixture
-def page():
-    with sync_api.sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            "--no-sandbox", "--disable-gpu", "--no-first-run", "--disable-background-networking"])
-        context = browser.new_context(viewport={"width": 1360, "height": 900}, locale="en-US")
-        yield context.new_page()
-        browser.close()
-
-
 def _pending_box(page, app, gate):
     """Open the page while the model is held loading; the prompt box, empty with the pending hint."""
     _loading_until(app.services.engines, gate)

@@ -13,26 +13,15 @@ from gradio_client.client import Status
 from tests.e2e.helpers import connect, reply_text, wait_for
 from tests.support.apps import running_app, write_config
 from tests.support.scripted import scripted
+from tests.support.agent_tools import write_tools_folder
 
-TOOL_FILE = '''\
-def add(a: int, b: int) -> int:
-    """Add two whole numbers.
-
-    Args:
-        a: the first number
-        b: the second number
-    """
-    return a + b
-'''
 PYTHON = '<|action_start|><|interpreter|>\n```python\nx = (10 - 3) / 2\nprint("x =", x)\n```<|action_end|>'
 ADD = '<|action_start|><|plugin|>\n{"name": "add", "parameters": {"a": 2, "b": 40}}<|action_end|>'
 SPIN = '<|action_start|><|interpreter|>\n```python\nwhile True: pass\n```<|action_end|>'
 
 
 def _config(tmp_path, model_path: str = "script:agent"):
-    tools = tmp_path / "tools"
-    tools.mkdir(exist_ok=True)
-    (tools / "maths.py").write_text(TOOL_FILE, encoding="utf-8")
+    tools = write_tools_folder(tmp_path / "tools")
     extra = textwrap.dedent(f"""\
         agent:
           tools_folder: {tools}

@@ -14,25 +14,12 @@ from studio.services import build_services
 from studio.tasks import agent
 from tests.support.apps import write_config
 from tests.support.scripted import scripted
+from tests.support.agent_tools import write_tools_folder
 
 pytestmark = pytest.mark.usefixtures("scripted_engine")
 
-TOOL_FILE = '''\
-def add(a: int, b: int) -> int:
-    """Add two whole numbers.
-
-    Args:
-        a: the first number
-        b: the second number
-    """
-    return a + b
-'''
-
-
 def _services(tmp_path, script: str):
-    tools = tmp_path / "tools"
-    tools.mkdir()
-    (tools / "maths.py").write_text(TOOL_FILE, encoding="utf-8")
+    tools = write_tools_folder(tmp_path / "tools")
     extra = textwrap.dedent(f"""\
         agent:
           tools_folder: {tools}

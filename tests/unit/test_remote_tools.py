@@ -18,6 +18,7 @@ from studio.engines.openai_wire import SseDecoder
 from studio.services import build_services
 from studio.tasks import agent
 from tests.support.fake_openai import FakeOpenAI
+from tests.support.agent_tools import write_tools_folder
 
 CTX = LoadContext("chat", Placement("auto"), Path("/tmp"), lambda frac, text: None)
 WEATHER = {"type": "function", "function": {"name": "get_weather", "parameters": {
@@ -98,22 +99,8 @@ def test_a_server_that_refuses_tools_says_so_with_the_fix(fake):
     assert "--tool-call-parser internlm" in last.error
 
 
-TOOL_FILE = '''\
-def add(a: int, b: int) -> int:
-    """Add two whole numbers.
-
-    Args:
-        a: the first number
-        b: the second number
-    """
-    return a + b
-'''
-
-
 def test_the_agent_runs_a_call_the_remote_server_made(fake, tmp_path):
-    tools = tmp_path / "tools"
-    tools.mkdir()
-    (tools / "maths.py").write_text(TOOL_FILE, encoding="utf-8")
+    tools = write_tools_folder(tmp_path / "tools")
     config = tmp_path / "remote.yaml"
     config.write_text(textwrap.dedent(f"""\
         engines:
