@@ -86,6 +86,11 @@ class ToolsRefused(InputError):
     code = "tools_not_supported"
 
 
+def uses_tools(messages: list[Message], tools: tuple[dict, ...] = ()) -> bool:
+    """True when a prompt declares tools, or holds tool calls, results or named tool-turn prompts."""
+    return bool(tools) or any(m.role == "tool" or m.tool_call or m.name for m in messages)
+
+
 class Engine(Protocol):
     """A loaded model that streams text; thread-safe as far as `batches` says."""
 
@@ -193,7 +198,7 @@ class EngineBase:
             raise ImagesRefused(f"This model ({self.label()}) reads text only; the conversation has "
                                 f"{images} image(s).", self.vision_hint)
         tools = tuple(tools)
-        if (tools or any(m.role == "tool" or m.tool_call for m in messages)) and not self.tools:
+        if uses_tools(messages, tools) and not self.tools:
             raise ToolsRefused(f"This model ({self.label()}) cannot call tools.", self.tools_hint)
         sent = self._with_system(list(messages))
         window = self.context_window

@@ -13,7 +13,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, Iterator, Optional
 
 from studio.core.types import EngineInfo, GenParams, Message, TextDelta
-from studio.engines.base import Encoded, EngineBase, LoadContext, Prepared
+from studio.engines.base import Encoded, EngineBase, LoadContext, Prepared, uses_tools
 from studio.engines.hf_loading import HFOptions
 from studio.families import TOOL_FORMATS
 from studio.families.base import ImageCost, PromptInputs, system_default
@@ -144,11 +144,6 @@ class _TextAssembler:
         return piece
 
 
-def _uses_tools(messages: list[Message], tools) -> bool:
-    """True when a prompt declares tools or holds tool calls or results (it then takes the tool format)."""
-    return bool(tools) or any(m.role == "tool" or m.tool_call or m.name for m in messages)
-
-
 class HFEngine(EngineBase):
     """A transformers causal LM behind the Engine protocol; one generation at a time."""
 
@@ -188,7 +183,7 @@ class HFEngine(EngineBase):
     def _encode(self, messages: list[Message], max_tiles: Optional[int], final: bool, tools=()) -> Encoded:
         """Prompt ids (a vision prompt's preprocessed images only with `final`); InputError for unreadable images."""
         with self._tok_lock:
-            if self.tool_format is not None and _uses_tools(messages, tools):  # the family's native tool format
+            if self.tool_format is not None and uses_tools(messages, tools):  # the family's native tool format
                 fmt = self.tool_format
                 ids = fmt.render_ids(self.tokenizer, fmt.native_messages(messages, tools))
                 return Encoded(len(ids), PromptInputs(ids))
@@ -205,7 +200,7 @@ class HFEngine(EngineBase):
 
     def _generate(self, prepared: Prepared, cancel: threading.Event) -> Iterator[TextDelta]:
         markers = self.tool_format.KEPT_MARKERS if (
-            self.tool_format is not None and _uses_tools(prepared.messages, prepared.tools)) else {}
+            self.tool_format is not None and uses_tools(prepared.messages, prepared.tools)) else {}
         return self._serve(prepared.payload, prepared.params, cancel, markers)
 
     def _acquire(self, cancel: threading.Event) -> bool:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Iterator, Optional, Union
 
 from studio.core.session import ChatSession
@@ -79,7 +79,7 @@ def run(services: Services, user_id: str, session: ChatSession, text: str, optio
         native = engine.tools
         for index in range(steps):
             last = index == steps - 1
-            reply, call = yield from _step(services, session, tools, options, native, last, cancel)
+            reply, call = yield from _step(services, user_id, session, tools, options, native, last, cancel)
             if cancel.is_set() or call is None:
                 if reply or not cancel.is_set():  # a reply stopped before its first word leaves nothing
                     session.messages.append(Message.of("assistant", reply, partial=cancel.is_set()))
@@ -92,21 +92,34 @@ def run(services: Services, user_id: str, session: ChatSession, text: str, optio
         _save(services, user_id, session)
 
 
-def _step(services: Services, session: ChatSession, tools: dict[str, Tool], options: AgentOptions, native: bool,
-          last: bool, cancel: threading.Event) -> Iterator[AgentEvent]:
-    """One model turn, its text streamed (without call markers); returns (its text, the call it made or None)."""
+def _step(services: Services, user_id: str, session: ChatSession, tools: dict[str, Tool], options: AgentOptions,
+          native: bool, last: bool, cancel: threading.Event) -> Iterator[AgentEvent]:
+    """One model turn, its text streamed (without call markers) and checkpointed; returns (its text, the call
+    it made or None)."""
     if native:
-        return (yield from _native_step(services, session, tools, options, cancel))
-    return (yield from _react_step(services, session, tools, options, last, cancel))
+        return (yield from _native_step(services, user_id, session, tools, options, cancel))
+    return (yield from _react_step(services, user_id, session, tools, options, last, cancel))
 
 
-def _native_step(services, session, tools, options, cancel) -> Iterator[AgentEvent]:
+def _checkpoint(services: Services, user_id: str, session: ChatSession, text: Any):
+    """A turn-loop checkpoint: the step's text so far (`text()`) stored as a partial reply, so a crash keeps it."""
+    def save(reply: turn.Reply) -> None:
+        partial = [*session.messages, Message.of("assistant", text(reply), partial=True)]
+        stored = replace(session, messages=partial)
+        stored.touch()
+        services.agent_store.save(user_id, stored)
+
+    return save
+
+
+def _native_step(services, user_id, session, tools, options, cancel) -> Iterator[AgentEvent]:
     from studio.families.internlm2_tool_parser import NativeToolParser, ReplyText
 
     parser, shown, given = NativeToolParser(), [], None
     specs = tuple(t.spec.openai() for t in tools.values())
     messages = _with_tool_prompts(session.prompt_messages(), options)
-    events = turn.run(services, session.engine, messages, options.params, cancel, tools=specs)
+    events = turn.run(services, session.engine, messages, options.params, cancel, tools=specs,
+                      checkpoint=_checkpoint(services, user_id, session, lambda reply: "".join(shown)))
     for event in turn.shown(events):
         if isinstance(event, TextDelta):
             # A remote server hands its call over already parsed; a local model writes markers into the text.
@@ -137,13 +150,14 @@ def _with_tool_prompts(messages: list[Message], options: AgentOptions) -> list[M
     return head + messages if head else messages
 
 
-def _react_step(services, session, tools, options, last, cancel) -> Iterator[AgentEvent]:
+def _react_step(services, user_id, session, tools, options, last, cancel) -> Iterator[AgentEvent]:
     from studio.tools import react
 
     system = react.react_system_prompt([t.spec for t in tools.values()]) if tools else ""
     messages = _react_messages(session.prompt_messages(), system, last)
     params = options.params.model_copy(update={"stop": REACT_STOPS})
-    reply = yield from turn.shown(turn.run(services, session.engine, messages, params, cancel))
+    saver = _checkpoint(services, user_id, session, lambda reply: reply.text)
+    reply = yield from turn.shown(turn.run(services, session.engine, messages, params, cancel, checkpoint=saver))
     if reply.failed:
         _failed(session, reply.text, reply.error)
     step = react.parse_react(reply.text, list(tools))
@@ -273,8 +287,6 @@ def check_options(services: Services, tools: Any, interpreter: Any, max_steps: A
 
 def with_prompts(services: Services, options: AgentOptions, plugin_prompt: Any, interpreter_prompt: Any) -> AgentOptions:
     """`options` with the tab's edited prompts (checked as typed text; a plugin prompt needs `{prompt}`)."""
-    from dataclasses import replace
-
     plugin = validate_system_prompt(services, plugin_prompt or "")
     if plugin.strip() and "{prompt}" not in plugin:
         raise InputError("The plugin prompt has no {prompt}, where the list of tools goes.",

@@ -253,3 +253,25 @@ def test_edited_prompts_take_the_place_of_the_official_ones_in_internlm2s_turns(
     assert turns[1]["content"] == "Mine." and turns[2]["content"].startswith("Use these:\n[")
     official = native_messages([Message.of("system", "Meta."), Message.of("user", "hi")], (add, python))
     assert official[1]["content"] == INTERPRETER_PROMPT and official[2]["content"].startswith("[")
+
+
+@pytest.mark.parametrize("fixture", ["native", "plain"])
+def test_a_streaming_reply_is_checkpointed_as_partial(fixture, request, monkeypatch):
+    from studio.tasks import turn
+
+    services = request.getfixturevalue(fixture)
+    monkeypatch.setattr(turn, "CHECKPOINT_S", 0.0)  # every word is due
+    words = " ".join(f"w{i}" for i in range(12))
+    reply = words if fixture == "native" else f"Final Answer: {words}"
+    scripted(services).enqueue(reply)
+    session = agent.new_session(services)
+    events = agent.run(services, "u1", session, "talk", agent.AgentOptions(interpreter=False))
+    seen = 0
+    for event in events:
+        seen += isinstance(event, TextDelta) and bool(event.text)
+        if seen == 6:
+            break
+    stored = services.agent_store.load("u1", session.id).messages
+    assert [m.role for m in stored] == ["user", "assistant"] and stored[1].partial
+    assert stored[1].text and reply.startswith(stored[1].text) and stored[1].text != reply  # mid-stream
+    events.close()
