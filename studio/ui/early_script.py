@@ -11,8 +11,11 @@ from typing import Optional
 
 LANG_SCRIPT = """<script>
 (() => {
-  const lang = localStorage.getItem('puyu-lang') || %s;
-  if (!lang) return;
+  const saved = localStorage.getItem('puyu-lang') || %s;
+  const lang = saved || ((navigator.language || 'en').toLowerCase().startsWith('zh') ? 'zh' : 'en');
+  // The server renders some text itself (notices, reply stats): the cookie tells it the page's language.
+  document.cookie = 'puyu-lang=' + lang + '; path=/; SameSite=Lax';
+  if (!saved) return;
   const tag = lang === 'zh' ? 'zh-CN' : 'en';
   Object.defineProperty(navigator, 'language', {get: () => tag, configurable: true});
   Object.defineProperty(navigator, 'languages', {get: () => [tag], configurable: true});

@@ -1,8 +1,16 @@
-"""UI strings in English and Chinese, served through gr.I18n (the browser's language picks)."""
+"""UI strings in English and Chinese, served through gr.I18n (the browser's language picks); `tr` for text
+the server renders itself in the page's language."""
 
 from __future__ import annotations
 
+from typing import Optional
+
 import gradio as gr
+
+from studio.ui.strings import chat, homework, looks, sidebar, tabs
+
+AREAS = (chat, sidebar, tabs, looks, homework)  # each adds its own keys; none may repeat another's
+LANG_COOKIE = "puyu-lang"  # set by the page's early script (studio/ui/early_script.py)
 
 EN = {
     "tab_chat": "Chat",
@@ -233,6 +241,33 @@ NO_NATIVE_TOOLS = (
 )
 
 
+def strings(lang: str) -> dict[str, str]:
+    """Every UI string of `lang` ("en" or "zh"): the base table and each area's."""
+    merged = dict(ZH if lang == "zh" else EN)
+    for area in AREAS:
+        merged.update(area.ZH if lang == "zh" else area.EN)
+    return merged
+
+
 def build_i18n() -> gr.I18n:
     """The gr.I18n object passed to launch()."""
-    return gr.I18n(en=EN, zh=ZH, **{"zh-CN": ZH})
+    zh = strings("zh")
+    return gr.I18n(en=strings("en"), zh=zh, **{"zh-CN": zh})
+
+
+def page_lang(request: Optional[gr.Request]) -> str:
+    """The language the page shows ("zh" or "en"): its cookie, else the browser's Accept-Language."""
+    if request is None:
+        return "en"
+    cookies = getattr(request, "cookies", None) or {}
+    lang = cookies.get(LANG_COOKIE, "")
+    if lang in ("en", "zh"):
+        return lang
+    headers = getattr(request, "headers", None) or {}
+    return "zh" if str(headers.get("accept-language", "")).lower().startswith("zh") else "en"
+
+
+def tr(lang: str, key: str, **fmt) -> str:
+    """The string `key` in `lang`, formatted with `fmt` (for text the server renders itself)."""
+    text = strings(lang).get(key) or strings("en")[key]
+    return text.format(**fmt) if fmt else text

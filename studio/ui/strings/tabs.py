@@ -1,0 +1,5 @@
+"""UI strings of the tabs area, in English and Chinese (merged by studio.ui.i18n)."""
+
+EN: dict[str, str] = {}
+
+ZH: dict[str, str] = {}
