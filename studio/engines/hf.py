@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import gc
 import logging
+import os
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, Iterator, Optional
+from pathlib import Path
+from typing import Any, Callable, Iterator, Optional
 
 from studio.core.types import EngineInfo, GenParams, Message, TextDelta
 from studio.engines.base import Encoded, EngineBase, LoadContext, Prepared, uses_tools
@@ -161,6 +163,7 @@ class HFEngine(EngineBase):
         self.vision = loaded.vision
         self.accepts_images = bool(getattr(family, "accepts_images", False)) and self.vision is not None
         self.decoder = make_decoder(self.model)
+        self.decoder_notice = ""  # why the decoder is not the one the config asked for
         self.stop_ids = set(family.stop_token_ids(self.tokenizer, getattr(self.model, "generation_config", None)))
         self.default_system_prompt = system_default(family, self.tokenizer)
         # A family with a native tool-call format (InternLM2) can run the agent: its tool turns, its stops.
@@ -319,6 +322,14 @@ class HFEngine(EngineBase):
         tail = "" if hit else text.flush()  # after a stop string nothing more is shown
         yield TextDelta(text=tail, finish_reason=finish, prompt_tokens=len(ids), completion_tokens=done)
 
+    def decoder_name(self) -> str:
+        """How tokens are decoded: "cuda-graph" (or "cuda-graph-compiled"), "fast-llama" (the lean eager step)
+        or "hf-forward"."""
+        decoder = self.decoder
+        if getattr(decoder, "name", "") == "cuda-graph":
+            return ("cuda-graph-compiled" if decoder.compile_step else "cuda-graph") if decoder.graphs else "fast-llama"
+        return getattr(decoder, "name", "?")
+
     def info(self) -> EngineInfo:
         """Name, device, dtype, context window and memory, for the UI."""
         label = self.label()
@@ -330,10 +341,35 @@ class HFEngine(EngineBase):
             engine="hf", model=label, family=self.family.name, device=self.loaded.device,
             dtype=self.loaded.dtype, context_window=self.context_window, memory_bytes=memory,
             accepts_images=self.accepts_images, system_prompt=self.system_prompt(),
-            extra={"decoder": getattr(self.decoder, "name", "?"), "load_seconds": round(self.loaded.seconds, 2),
+            extra={"decoder": self.decoder_name(), "decoder_notice": self.decoder_notice,
+                   "graph_capture_s": round(getattr(self.decoder, "capture_seconds", 0.0), 2),
+                   "load_seconds": round(self.loaded.seconds, 2),
                    "source": self.loaded.source, "cache_path": str(self.loaded.cache_path or ""),
                    "memory_plan": plan.summary() if plan else ""},
         )
+
+    def capture_graphs(self, progress: Callable[[float, str], None], cache_dir: Optional[Path] = None) -> None:
+        """On a GPU, capture the lean decode step as CUDA graphs (cfg.cuda_graphs); a failure leaves the
+        eager step, said in the log and the System panel."""
+        from studio.engines.hf_decode import FastLlamaDecoder
+
+        if not (self.cfg.cuda_graphs and self.model.device.type == "cuda" and type(self.decoder) is FastLlamaDecoder):
+            return
+        from studio.engines.hf_graphs import GraphLlamaDecoder
+
+        compile_step = self.cfg.cuda_graph_compile
+        if compile_step and cache_dir is not None:
+            # Inductor's compile cache is read at its first use: later starts load the kernels from here.
+            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(cache_dir) / "inductor"))
+        progress(0.95, "Compiling and capturing the decode step" if compile_step else
+                 "Capturing the decode step as CUDA graphs")
+        decoder = GraphLlamaDecoder(self.model, min(self.cfg.cuda_graph_tokens, self.context_window), compile_step)
+        self.decoder = decoder  # eager until (unless) the capture succeeds
+        if decoder.capture(lambda i, n: progress(0.95 + 0.05 * i / n, f"Capturing CUDA graphs ({i}/{n})")):
+            self.decoder_notice = ""
+        else:
+            decoder.drop_buffers()
+            self.decoder_notice = f"CUDA graph capture failed, decoding eagerly: {decoder.failure}"
 
     def warm_up(self) -> None:
         """One tiny generation so the first reply does not pay for lazy kernel set-up."""
@@ -370,5 +406,6 @@ def load_hf_engine(cfg: HFOptions, ctx: LoadContext) -> HFEngine:
     family = resolve_family(cfg.family, None if files.gguf else files.model_dir)
     loaded = load_model(cfg, ctx, files, family)
     engine = HFEngine(loaded, family, cfg)
+    engine.capture_graphs(ctx.progress, ctx.cache_dir)
     engine.warm_up()  # a tokenizer without a chat template fails here, before the tabs use it
     return engine

@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Literal, Optional
 
+from pydantic import Field
+
 from studio.engines.base import LoadContext, Placement
 from studio.engines.options import LocalOptions
 from studio.errors import ModelNotFound, StudioError
@@ -34,6 +36,13 @@ class HFOptions(LocalOptions):
 
     engine: Literal["hf"] = "hf"
     gguf_file: Optional[str] = None
+    # On a GPU the one-token decode step of a Llama-architecture model (InternLM2 included) is captured
+    # as CUDA graphs at load; false decodes eagerly. Sequences longer than cuda_graph_tokens run eagerly.
+    cuda_graphs: bool = True
+    cuda_graph_tokens: int = Field(4096, ge=256, le=262144)
+    # torch.compile the step before capturing it (fewer, fused kernels: faster decoding, but the first load
+    # compiles for minutes; later loads reuse the compile cache under the studio's cache folder).
+    cuda_graph_compile: bool = False
     refused: ClassVar[dict[str, str]] = {
         "max_batch_size": "only for engine: lmdeploy or openai_compat (a transformers model answers one "
                           "request at a time)"}
