@@ -32,3 +32,14 @@ def device_stats() -> list[DeviceStat]:
     vm = psutil.virtual_memory()
     out.append(DeviceStat("cpu (RAM)", vm.total, vm.total - vm.available, psutil.Process(os.getpid()).memory_info().rss))
     return out
+
+
+def gpu_names() -> list[str]:
+    """The name of each visible CUDA GPU, [] when torch is missing or sees none."""
+    try:
+        import torch
+    except ImportError:
+        return []
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]
