@@ -50,7 +50,8 @@ def test_the_ui_offers_what_the_registry_holds(app):
     offered = {n for n in named if "export" in n}
     assert offered == ({f"/export_{k}" for k in export_kinds("conversation")}
                        | {f"/agent_export_{k}" for k in export_kinds("conversation")}
-                       | {f"/article_export_{k}" for k in export_kinds("article")})
+                       | {f"/article_export_{k}" for k in export_kinds("article")}
+                       | {"/export_homework", "/article_export_homework"})  # the bundle: studio.tasks.homework
     chat(client, "export this")
     path = Path(client.predict(api_name="/export_markdown"))
     assert path.suffix == ".md" and "export this" in path.read_text(encoding="utf-8")

@@ -34,16 +34,15 @@ EN: dict[str, str] = {
     "hw_partial": "This reply was interrupted before it finished.",
     "hw_footer": "record.json, beside this page in the bundle, holds the same record in full.",
     "hw_instruction": "Instruction",
-    "vision_needs_title": "### {model} reads text only",
-    "vision_needs_body": (
-        "Image understanding needs a vision model: **InternVL2-2B** or **InternLM-XComposer2-VL-1.8B**. "
-        "Start the studio with one:"),
-    "vision_needs_loading": "### Checking whether {model} can read images…",
+    "vision_needs_title": "### Image understanding needs a vision model",
+    "vision_needs_body": ("The model this tab talks to reads text only. Start the studio with **InternVL2-2B** or "
+                          "**InternLM-XComposer2-VL-1.8B**:"),
     "vision_switch_hint": "Or switch this tab's model now: the folder of a vision model on this machine",
     "vision_switch": "Switch to this vision model",
     "vision_switch_empty": "Type the folder of a vision model first (e.g. /path/to/InternVL2-2B).",
-    "vision_switched": "Loading {model}… the image inputs appear here once it can read images.",
-    "vision_switch_text_only": "{model} reads text only too; give the folder of InternVL2-2B or "
+    "vision_switched": "Loading {model}… Ask about images as soon as it is ready.",
+    "vision_switched_shared": "The chat tab talks to this model too.",
+    "vision_switch_text_only": "The model in {model} reads text only too: give the folder of InternVL2-2B or "
                                "InternLM-XComposer2-VL-1.8B.",
 }
 
@@ -80,12 +79,12 @@ ZH: dict[str, str] = {
     "hw_partial": "这条回复在完成前被中断。",
     "hw_footer": "作业包中与本页同在的 record.json 记录了完整信息。",
     "hw_instruction": "写作要求",
-    "vision_needs_title": "### {model} 只能读文字",
-    "vision_needs_body": "图像理解需要视觉模型：**InternVL2-2B** 或 **InternLM-XComposer2-VL-1.8B**。用其中一个启动 Studio：",
-    "vision_needs_loading": "### 正在确认 {model} 能否读图…",
+    "vision_needs_title": "### 图像理解需要视觉模型",
+    "vision_needs_body": "本页当前使用的模型只能读文字。请用 **InternVL2-2B** 或 **InternLM-XComposer2-VL-1.8B** 启动 Studio：",
     "vision_switch_hint": "或者现在就切换本页的模型：本机上视觉模型所在的目录",
     "vision_switch": "切换到这个视觉模型",
     "vision_switch_empty": "请先填写视觉模型所在的目录（例如 /path/to/InternVL2-2B）。",
-    "vision_switched": "正在加载 {model}…… 能读图后，这里会显示图片输入。",
-    "vision_switch_text_only": "{model} 也只能读文字；请填写 InternVL2-2B 或 InternLM-XComposer2-VL-1.8B 的目录。",
+    "vision_switched": "正在加载 {model}…… 加载完成即可就图片提问。",
+    "vision_switched_shared": "对话页也使用这个模型。",
+    "vision_switch_text_only": "{model} 中的模型也只能读文字：请填写 InternVL2-2B 或 InternLM-XComposer2-VL-1.8B 的目录。",
 }
