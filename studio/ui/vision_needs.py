@@ -3,6 +3,7 @@ one, and a box that switches the tab's engine to a vision model folder — in pl
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import gradio as gr
@@ -39,10 +40,11 @@ def build_panel(t, services: Services) -> tuple[gr.Column, gr.Textbox, gr.Button
         gr.Markdown(t("vision_needs_title"), elem_id="vision-needs-title")
         gr.Markdown(t("vision_needs_body"))
         gr.Markdown(COMMANDS, elem_id="vision-needs-command")
-        with gr.Row(equal_height=True):
-            path = gr.Textbox(label=t("vision_switch_hint"), placeholder="/path/to/InternVL2-2B", scale=4,
-                              elem_id="vision-needs-path")
-            switch = gr.Button(t("vision_switch"), variant="primary", scale=1, elem_id="vision-needs-switch")
+        path = gr.Textbox(label=t("vision_switch_hint"), placeholder="/path/to/InternVL2-2B", max_lines=1,
+                          elem_id="vision-needs-path")
+        with gr.Row():
+            switch = gr.Button(t("vision_switch"), variant="primary", scale=0, min_width=240,
+                               elem_id="vision-needs-switch")
         notice = gr.Markdown("", elem_id="vision-needs-notice")
     return panel, path, switch, notice
 
@@ -51,6 +53,11 @@ def shown(services: Services, needs: NeedsPanel) -> dict:
     """The panel when the tab's model cannot read images, else the inputs."""
     sees = vision_task.sees_images(services)
     return {needs.panel: gr.Column(visible=not sees), needs.inputs: gr.Row(visible=sees)}
+
+
+def _literal(text: str) -> str:
+    """`text` shown as typed in a Markdown notice (a path's `*` or `_` is no emphasis)."""
+    return re.sub(r"([\\`*_\[\]<>#|~])", r"\\\1", text)
 
 
 def _switch(services: Services, needs: NeedsPanel, path: str, lang: str) -> dict:
@@ -65,7 +72,7 @@ def _switch(services: Services, needs: NeedsPanel, path: str, lang: str) -> dict
         # The folder's own config.json names its family: the configured one described the old model.
         pool.switch(engine, path, family="auto")
     except StudioError as exc:
-        return {needs.notice: f"{exc.message} {exc.hint}".strip()}
+        return {needs.notice: _literal(str(exc))}
     text = tr(lang, "vision_switched", model=pool.label(engine))
     if engine == "chat":  # one engine behind both tabs (no `vision` engine configured)
         text += " " + tr(lang, "vision_switched_shared")
