@@ -99,6 +99,7 @@ def environment(services: Services, engine: str) -> dict:
                    "dtype": info.dtype if info else getattr(cfg, "dtype", None),
                    "context_window": info.context_window if info else cfg.context_window},
         "device": {"device": device, "gpu": gpus[0] if gpus and str(device).startswith("cuda") else None,
+                   # None: not known here (torch not loaded, e.g. a remote engine); []: torch sees no GPU
                    "gpus": gpus, "platform": platform.platform()},
         "versions": versions(),
         "config": public_config(cfg),
