@@ -142,8 +142,9 @@ class EnginePool:
         if engine is not None:
             engine.close()
 
-    def switch(self, name: str, model_path: str) -> None:
-        """Point engine `name` at another model folder (checked first), unload the old one, load the new."""
+    def switch(self, name: str, model_path: str, family: Optional[str] = None) -> None:
+        """Point engine `name` at another model folder (checked first), unload the old one, load the new;
+        `family` replaces the configured one (e.g. "auto": read it from the new folder's config.json)."""
         from studio.engines import preflight
 
         current = self._config.engines[name]
@@ -151,6 +152,8 @@ class EnginePool:
             raise StudioError(f"{name} runs on engine {current.engine}, which has no model folder to switch.",
                               "Change the server in the config file instead.")
         update = {"model_path": model_path.strip(), "label": None}
+        if family is not None:
+            update["family"] = family
         if "gguf_file" in type(current).model_fields:
             update["gguf_file"] = None
         cfg = current.model_copy(update=update)

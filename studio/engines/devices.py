@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
+from typing import Optional
 
 
 
@@ -32,3 +33,14 @@ def device_stats() -> list[DeviceStat]:
     vm = psutil.virtual_memory()
     out.append(DeviceStat("cpu (RAM)", vm.total, vm.total - vm.available, psutil.Process(os.getpid()).memory_info().rss))
     return out
+
+
+def gpu_names() -> Optional[list[str]]:
+    """The name of each visible CUDA GPU; None when torch is not loaded (a remote engine: importing it
+    here would take seconds and tell nothing about the model's machine)."""
+    torch = sys.modules.get("torch")
+    if torch is None or not hasattr(torch, "cuda"):  # not imported, or still being imported by a loader
+        return None
+    if not torch.cuda.is_available():
+        return []
+    return [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())]

@@ -1,4 +1,4 @@
-"""Conversation exports: Markdown for reading, JSON for keeping and re-importing."""
+"""Conversation exports: Markdown that renders, for reading; JSON for keeping and re-importing."""
 
 from __future__ import annotations
 
@@ -13,6 +13,7 @@ from pydantic import ValidationError
 from studio.core.session import ChatSession, new_id
 from studio.core.types import GenParams, Message, TextPart
 from studio.errors import InputError
+from studio.exports.article_markdown import markdown_paragraph
 from studio.exports.filenames import export_filename  # noqa: F401  (re-exported)
 
 FORMAT = "puyu-studio.conversation"
@@ -77,8 +78,17 @@ def _heading(message: Message) -> str:
     return _escape_inline(heading)
 
 
+def _body(message: Message) -> str:
+    """The message as Markdown that renders: a reply's or a prompt's own Markdown, a tool's output as code."""
+    if message.role == "tool":
+        return _fence(message.text, "text")  # program output, not Markdown: shown exactly as it came
+    # The text renders as written; only what would break the document is changed (see markdown_paragraph):
+    # a fence left open is closed, HTML is shown as text, a remote picture becomes a plain link.
+    return markdown_paragraph(message.text)
+
+
 def _message_block(message: Message) -> str:
-    """One `### Role` section with the message text verbatim in a fence (a tool call after it, collapsible)."""
+    """One `### Role` section with the message's Markdown as is (a tool call after it, collapsible)."""
     parts = [f"### {_heading(message)}", ""]
     figures = len((message.meta or {}).get("images") or ())
     if figures:
@@ -88,30 +98,30 @@ def _message_block(message: Message) -> str:
         parts += [f"*({count} image{'s' if count != 1 else ''} not included in this export)*", ""]
     if message.partial:
         parts += ["*(this reply was interrupted before it finished)*", ""]
-    info = "markdown" if message.role == "assistant" else "text"
-    parts.append(_fence(message.text, info))
+    body = _body(message)
+    if body:
+        parts.append(body)
     if message.tool_call:
         parts += ["", _step_call(message.tool_call)]
-    return "\n".join(parts)
+    return "\n".join(parts).rstrip("\n")
+
+
+def _quoted(text: str) -> str:
+    """`text` as a blockquote; every line, blank ones too, carries the marker so the quote holds together."""
+    return "\n".join(f"> {row}" if row else ">" for row in text.split("\n"))
 
 
 def conversation_markdown(
     session: ChatSession, model: str | None = None, *, exported_at: datetime | None = None
 ) -> bytes:
-    """The conversation as a UTF-8 Markdown document whose message texts re-parse verbatim."""
-    # Every message sits in a fenced block rather than being rendered as Markdown: a model's answer
-    # may contain headings, fences or HTML that would otherwise break the ### sections or run as
-    # markup, and a fence is the only CommonMark construct whose content comes back byte for byte.
+    """The conversation as a UTF-8 Markdown document that renders: a heading per message, then its text."""
     title = session.display_title() or "Conversation"
     line = f"Exported {_utc(exported_at):%Y-%m-%d %H:%M} UTC"
     if model:
         line += f" · model {_escape_inline(model)}"
     blocks = [f"# {_escape_inline(title) or 'Conversation'}", line]
     if session.system_prompt:
-        # Every line, blank ones too, carries the marker so the quote cannot end inside the fence.
-        fenced = _fence(session.system_prompt, "text").split("\n")
-        quoted = "\n".join(f"> {row}" if row else ">" for row in fenced)
-        blocks += ["**System prompt**", quoted]
+        blocks += ["**System prompt**", _quoted(markdown_paragraph(session.system_prompt))]
     blocks += [_message_block(m) for m in session.messages]
     text = "\n\n".join(blocks) + "\n"
     # Lone UTF-16 surrogates (possible in browser input) cannot be written as UTF-8.

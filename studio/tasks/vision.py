@@ -11,7 +11,8 @@ from studio import images as image_intake
 from studio.core.session import ChatSession
 from studio.core.types import ImagePart, Message, Notice, TextDelta, TextPart
 from studio.engines.base import Engine
-from studio.errors import InputError
+from studio.engines.options import LocalOptions
+from studio.errors import InputError, StudioError
 from studio.services import Services
 from studio.tasks import json_extract, turn
 from studio.tasks.user_text import validate_prompt
@@ -154,3 +155,32 @@ def extract(services: Services, session: ChatSession, schema_text: str, instruct
             return
         yield Notice(f"Attempt {attempt}: {problem}. Asking the model again ({attempt}/{retries}).", "warning")
         session.messages.append(Message.of("user", json_extract.retry_prompt(problem)))
+
+
+def folder_sees_images(model_path: str, family: str = "auto", gguf_file: Optional[str] = None) -> bool:
+    """Whether the model in `model_path` (its family named, or read from its config.json) reads images;
+    StudioError when the folder holds no model that can be told."""
+    from studio.engines.hf_loading import resolve_model_files
+    from studio.families.detect import resolve_family
+
+    if family != "auto":
+        return bool(resolve_family(family, None).accepts_images)
+    files = resolve_model_files(model_path, gguf_file)
+    return bool(resolve_family("auto", None if files.gguf else files.model_dir).accepts_images)
+
+
+def sees_images(services: Services) -> bool:
+    """Whether the image tab's model reads images: the loaded engine says; before it has loaded, its config
+    (family, or a remote server's accepts_images); a model that failed to load reads nothing."""
+    name = engine_name(services)
+    st, cfg = services.engines.state(name), services.engines.config_of(name)
+    if st.state == "ready" and st.info is not None:
+        return st.info.accepts_images
+    if st.state == "failed":
+        return False
+    if not isinstance(cfg, LocalOptions):  # no model folder (a remote server): its accepts_images; None: it says
+        return getattr(cfg, "accepts_images", None) is not False
+    try:
+        return folder_sees_images(cfg.model_path, cfg.family, getattr(cfg, "gguf_file", None))
+    except StudioError:
+        return False  # no readable model there: loading will fail too

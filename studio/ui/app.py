@@ -86,7 +86,7 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
         with gr.Tabs():
             with gr.Tab(i18n("tab_chat"), id="chat"):
                 tab = chat_tab.build(i18n, chat_engine)
-            with gr.Tab(i18n("tab_vision"), id="vision"):
+            with gr.Tab(i18n("tab_vision"), id="vision") as vision_tab_item:
                 vtab = vision_tab.build(i18n, services, vision_engine)
             with gr.Tab(i18n("tab_article"), id="article") as article_tab_item:
                 atab = article_tab.build(i18n, bar.extra, chat_engine)
@@ -98,7 +98,7 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
         after_save = sidebar.wire(demo, services, bar, tab, user_id)
         pacer = FramePacer()  # one per app: all streams together stay within its update budget
         chat_tab.wire(services, tab, user_id, after_save, pacer)
-        vision_tab.wire(services, vtab, pacer)
+        vision_tab.wire(services, vtab, pacer, vision_tab_item)
         agent_tab.wire(services, agtab, user_id, pacer)
         refresh_drafts = article_events.wire(services, atab, user_id, EN["article_placeholder"], pacer)
         article_tab_item.select(*refresh_drafts, api_name="article_drafts")

@@ -15,6 +15,7 @@ from studio.exports import EXPORTS
 from studio.services import Services
 from studio.tasks import article as article_task
 from studio.tasks import article_edit as edit
+from studio.ui import homework_export
 from studio.ui.article_tab import UI_FRAME_S, ArticleTab, _paths, parse_params
 from studio.ui.article_view import STATUS_MARKS, block_choices, preview_html, status_notice, steps_markdown
 from studio.ui.convert import user_of
@@ -263,6 +264,8 @@ def _wire_editing(services: Services, tab: ArticleTab, user_id: gr.State, views:
     tab.block.input(h.on_block, [at, s, user_id], tab.paragraph_outputs(), api_visibility="private")
     for kind, button in b.exports.items():
         button.click(h.on_export(kind), [s], [tab.export_file, tab.notice], api_name=f"article_export_{kind}")
+    if tab.homework is not None:
+        homework_export.wire_article(services, tab.homework, s, tab.export_file, tab.notice)
 
 
 def _wire_drafts(services: Services, tab: ArticleTab, user_id: gr.State, views: _Views):

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any
+from typing import Any, Optional
 
 import gradio as gr
 from pydantic import ValidationError
@@ -12,6 +12,7 @@ from studio.core.article import ArticleDraft, ArticleParams, ArticleSession
 from studio.errors import InputError
 from studio.exports import export_kinds
 from studio.tasks import article_edit as edit
+from studio.ui import homework_export
 from studio.ui.article_view import preview_html
 
 UI_FRAME_S = 0.1
@@ -83,6 +84,7 @@ class ArticleTab:
     export_file: gr.File
     drafts: DraftsSection
     buttons: ArticleButtons
+    homework: Optional[gr.Button] = None  # the homework bundle's export (studio/ui/homework_export.py)
 
     def paragraph_outputs(self) -> list:
         """What picking another paragraph updates."""
@@ -161,9 +163,10 @@ def build(t, drafts: DraftsSection, engine: str) -> ArticleTab:
                 editor, edits = _editor(t)
             with gr.Row():
                 exports = {kind: _button(t, f"export_{kind}", f"export-{kind}") for kind in export_kinds("article")}
+                homework = homework_export.button(t, "article-export-homework")
             export_file = gr.File(show_label=False, interactive=False, elem_id="article-export-file")
     return ArticleTab(engine=engine, session=session, settings=settings, steps=steps, notice=notice, preview=preview,
-                      export_file=export_file, drafts=drafts, **editor,
+                      export_file=export_file, drafts=drafts, homework=homework, **editor,
                       buttons=ArticleButtons(write=write, stop=stop, exports=exports, **edits))
 
 

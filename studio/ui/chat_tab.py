@@ -16,6 +16,7 @@ from studio.errors import InputError
 from studio.exports import EXPORTS, export_kinds
 from studio.services import Services
 from studio.tasks import chat as chat_task
+from studio.ui import homework_export
 from studio.ui.convert import chatbot_messages, user_of
 from studio.ui.errors import user_errors
 from studio.ui.pacing import FramePacer
@@ -90,6 +91,7 @@ class ChatTab:
     settings: Settings
     export_file: gr.File
     buttons: ChatButtons
+    homework: Optional[gr.Button] = None  # the homework bundle's export (studio/ui/homework_export.py)
 
     def reply_outputs(self) -> list:
         """What a send, regenerate, undo or clear updates."""
@@ -164,9 +166,10 @@ def build(t, engine: str) -> ChatTab:
         with gr.Row():
             exports = {kind: gr.Button(t(f"chat_export_{kind}"), size="sm", elem_id=f"export-{kind}")
                        for kind in export_kinds("conversation")}
+            homework = homework_export.button(t, "export-homework")
         export_file = gr.File(show_label=False, interactive=False, elem_id="export-file")
     return ChatTab(engine, session, chatbot, textbox, notice, settings, export_file,
-                   ChatButtons(stop, regen, undo, clear, exports))
+                   ChatButtons(stop, regen, undo, clear, exports), homework=homework)
 
 
 class _Handlers:
@@ -282,6 +285,8 @@ def wire(services: Services, tab: ChatTab, user_id: gr.State, after_save, pacer:
     after_save(tab.chatbot.clear(h.on_clear, [tab.session, user_id], outs, api_visibility="private"))
     for kind, button in b.exports.items():
         button.click(h.on_export(kind), [tab.session], tab.export_file, api_name=f"export_{kind}")
+    if tab.homework is not None:
+        homework_export.wire_chat(services, tab.homework, tab.session, tab.export_file)
 
 
 def resolve_prompt(services: Services, session: ChatSession) -> bool:

@@ -21,6 +21,7 @@ from studio.tasks import vision as vision_task
 from studio.ui.errors import user_errors
 from studio.ui.pacing import FramePacer
 from studio.ui.stops import StopSignals, run_key
+from studio.ui import vision_needs
 
 UI_FRAME_S = 0.05
 DEFAULT_TILES = 6  # InternVL2 allows 12; 6 keeps a CPU answer to seconds, and the slider raises it
@@ -57,6 +58,7 @@ class VisionTab:
     result: gr.JSON
     result_file: gr.File
     buttons: VisionButtons
+    needs: vision_needs.NeedsPanel  # stands in for the inputs while the model reads text only
 
     def answer_outputs(self) -> list:
         """What an answer updates."""
@@ -75,7 +77,8 @@ def build(t, services: Services, engine: str) -> VisionTab:
     """Lay out the tab inside the current Blocks context; it talks to `engine`."""
     cfg = services.config.engines[engine]
     session = gr.State(vision_task.new_session(services))
-    with gr.Row():
+    panel, path, switch, switch_notice = vision_needs.build_panel(t, services)
+    with gr.Row(visible=not panel.visible) as inputs:
         with gr.Column(scale=3):
             chatbot = gr.Chatbot(elem_id="vision-chatbot", show_label=False, height="56vh", buttons=["copy"],
                                  sanitize_html=True, allow_tags=False, placeholder=t("vision_placeholder"))
@@ -109,7 +112,8 @@ def build(t, services: Services, engine: str) -> VisionTab:
                 result = gr.JSON(label=t("json_result"), elem_id="vision-result")
                 result_file = gr.File(show_label=False, interactive=False, elem_id="vision-result-file")
     return VisionTab(engine, session, chatbot, box, notice, cost, tiles, max_new, sample, schema, instructions,
-                     retries, result, result_file, VisionButtons(describe, ocr, stop, regen, clear, extract))
+                     retries, result, result_file, VisionButtons(describe, ocr, stop, regen, clear, extract),
+                     vision_needs.NeedsPanel(panel, inputs, path, switch, switch_notice))
 
 
 def _thumb(image: Any, files: PrivateFiles) -> str:
@@ -269,8 +273,10 @@ class _Handlers:
         return {self.tab.cost: self._cost(files, max_tiles), self.preview_key: key}
 
 
-def wire(services: Services, tab: VisionTab, pacer: FramePacer) -> None:
-    """Attach the tab's events (public API names: vision_ask, vision_describe, vision_ocr, …)."""
+def wire(services: Services, tab: VisionTab, pacer: FramePacer, tab_item=None) -> None:
+    """Attach the tab's events (public API names: vision_ask, vision_describe, vision_ocr, …, vision_switch);
+    `tab_item` (the tab itself) re-checks on opening whether the model reads images."""
+    vision_needs.wire(services, tab.needs, tab_item)
     h, b = _Handlers(services, tab, pacer, gr.State("")), tab.buttons
     model_queue = dict(concurrency_id=f"engine:{tab.engine}", concurrency_limit=services.engines.concurrency(tab.engine))
     settings, outs, extracted = tab.settings_inputs(), tab.answer_outputs(), tab.extraction_outputs()

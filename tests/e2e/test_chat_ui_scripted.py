@@ -35,12 +35,13 @@ def test_endpoints_are_the_intended_ones(app):
     client, _ = connect(app.url)
     named = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
     assert named == {"/status", "/resume", "/select", "/new", "/rename", "/delete", "/system_prompt", "/chat",
-                     "/regenerate", "/undo", "/clear", "/export_markdown", "/export_json",
+                     "/regenerate", "/undo", "/clear", "/export_markdown", "/export_json", "/export_homework",
                      "/vision_ask", "/vision_describe", "/vision_ocr", "/vision_regenerate", "/vision_extract",
-                     "/vision_clear", "/article_write", "/article_rewrite", "/article_expand", "/article_shorten",
+                     "/vision_clear", "/vision_switch", "/article_write", "/article_rewrite", "/article_expand", "/article_shorten",
                      "/article_insert_before", "/article_insert_after", "/article_set_text", "/article_delete_block",
                      "/article_search", "/article_delete_image", "/article_pick", "/article_undo",
-                     "/article_export_markdown", "/article_export_html", "/article_export_xlsx", "/article_open",
+                     "/article_export_markdown", "/article_export_html", "/article_export_xlsx",
+                     "/article_export_homework", "/article_open",
                      "/article_new", "/article_rename", "/article_delete", "/article_drafts",
                      "/system_status", "/system_unload", "/system_load", "/system_switch",
                      "/agent_send", "/agent_stop", "/agent_clear", "/agent_new", "/agent_resume",

@@ -50,7 +50,27 @@ def test_the_ui_offers_what_the_registry_holds(app):
     offered = {n for n in named if "export" in n}
     assert offered == ({f"/export_{k}" for k in export_kinds("conversation")}
                        | {f"/agent_export_{k}" for k in export_kinds("conversation")}
-                       | {f"/article_export_{k}" for k in export_kinds("article")})
+                       | {f"/article_export_{k}" for k in export_kinds("article")}
+                       | {"/export_homework", "/article_export_homework"})  # the bundle: studio.tasks.homework
     chat(client, "export this")
     path = Path(client.predict(api_name="/export_markdown"))
     assert path.suffix == ".md" and "export this" in path.read_text(encoding="utf-8")
+
+
+def test_the_homework_bundle_downloads_from_both_tabs(app):
+    import zipfile
+
+    client, _ = connect(app.url)
+    assert client.predict(api_name="/export_homework") is None  # empty: a notice, no file, no error
+    chat(client, "hand this in")
+    path = Path(client.predict(api_name="/export_homework"))
+    with zipfile.ZipFile(path) as zf:
+        assert zf.namelist() == ["homework.html", "record.json"]
+        record = json.loads(zf.read("record.json"))
+        assert "hand this in" in zf.read("homework.html").decode("utf-8")
+    assert [m["content"] for m in record["transcript"]] == ["hand this in", "echo: hand this in"]
+    assert record["engine"]["engine"] == "scripted"
+    ours = list((app.services.files.root / "exports").glob("*/hand-this-in-homework.zip"))
+    assert ours and all(p.stat().st_mode & 0o077 == 0 for p in ours)  # written in the private folder, 0600
+    file_out, _ = client.predict(api_name="/article_export_homework")
+    assert file_out is None  # no article yet: a notice, no file

@@ -34,7 +34,7 @@ def test_markdown_shows_each_call_collapsible_with_its_result():
     assert "````python\nprint('```', 7 * 6)\n````" in md  # a fence longer than the code's own backticks
     assert "### Tool result · python (done, 0.2 s)" in md and "*(1 figure not included in this export)*" in md
     assert '"a": 2' in md and "### Tool result · add (error, 0.1 s)" in md
-    assert md.rstrip().endswith("```markdown\nIt is 42.\n```")
+    assert md.rstrip().endswith("### Assistant\n\nIt is 42.")  # the reply's Markdown as is, no fence
 
 
 def test_json_keeps_the_steps_and_reads_them_back():

@@ -56,20 +56,44 @@ def test_markdown_structure_survives_tricky_text():
     data = conversation_markdown(session, model="internlm2-chat-1_8b", exported_at=WHEN)
     text = data.decode("utf-8")
     headings, fences, tokens = markdown_structure(data)
+    # The user's own "# heading" renders as one; the turns keep their sections around it.
     assert headings == [
         ("h1", session.display_title()),
+        ("h1", "not a heading"),  # in the quoted system prompt, which renders too
         ("h3", "User"),
+        ("h1", "heading"),
+        ("h3", "Assistant"),  # typed by the user: their Markdown renders as written
         ("h3", "Assistant"),
         ("h3", "User"),
         ("h3", "Assistant"),
     ]
-    assert fences == [session.system_prompt] + [m.text for m in session.messages]
+    assert fences == ["fenced", "print('hi')", "four", "``` not a close"]
     assert "Exported 2025-03-04 05:06 UTC" in text
     assert "internlm2-chat-1\\_8b" in text  # escaped, renders as the plain name
     assert any(t.type == "blockquote_open" for t in tokens)
     assert not any(t.type in ("html_block", "html_inline") for t in tokens)
-    for m in session.messages:
-        assert m.text in text  # verbatim bytes
+    assert "&lt;script>alert(1)&lt;/script>" in text  # shown as text, never run by a viewer
+    assert "请写一个 300 字的小故事 🚀" in text
+
+
+def test_markdown_renders_the_replies_formatting_with_markdown2():
+    markdown2 = pytest.importorskip("markdown2")
+    answer = "Two steps:\n\n- first **bold** step\n- second step\n\n```python\nprint('done')\n```\n\nThat is *all*."
+    session = ChatSession(messages=[Message.of("user", "How, in a `list`?"), Message.of("assistant", answer)])
+    html = markdown2.markdown(conversation_markdown(session).decode("utf-8"), extras=["fenced-code-blocks"])
+    assert "<li>first <strong>bold</strong> step</li>" in html and "<li>second step</li>" in html
+    assert "<pre>" in html and "print" in html and "<em>all</em>" in html
+    assert "<code>list</code>" in html
+    assert "```" not in html  # no message is wrapped in a fence any more
+
+
+def test_markdown_an_open_fence_or_html_cannot_swallow_the_next_turn():
+    session = ChatSession(messages=[Message.of("user", "code?"), Message.of("assistant", "```python\nx = 1", partial=True),
+                                    Message.of("user", "<!-- and <script>"), Message.of("assistant", "ok")])
+    headings, fences, tokens = markdown_structure(conversation_markdown(session))
+    assert [h for _, h in headings[1:]] == ["User", "Assistant", "User", "Assistant"]
+    assert fences == ["x = 1"]  # closed at the end of its own message
+    assert not any(t.type in ("html_block", "html_inline") for t in tokens)
 
 
 def test_markdown_title_is_literal_and_html_is_escaped():
@@ -78,7 +102,7 @@ def test_markdown_title_is_literal_and_html_is_escaped():
     assert headings[0] == ("h1", session.title)
     inline = next(t for t in tokens if t.type == "inline")
     assert [c.type for c in inline.children] == ["text"] * len(inline.children)
-    assert fences == ["hi"]
+    assert fences == []
 
 
 def test_markdown_without_system_prompt_or_model_and_with_images():
@@ -96,7 +120,7 @@ def test_markdown_empty_session_and_nul_and_surrogate():
     assert conversation_markdown(ChatSession()).decode("utf-8").startswith("# Conversation\n")
     session = ChatSession(messages=[Message.of("user", "a\x00b \ud800")])
     text = conversation_markdown(session).decode("utf-8")
-    assert "a\x00b \ufffd" in text
+    assert "ab \ufffd" in text  # a NUL means nothing in a document; a lone surrogate shows as U+FFFD
 
 
 def test_json_round_trip_equal_session():
