@@ -21,6 +21,7 @@ from studio.ui.convert import user_of
 from studio.ui.errors import user_errors
 from studio.ui.pacing import FramePacer
 from studio.ui.stops import StopSignals, run_key
+from studio.ui.i18n import notice_text, page_lang
 
 CONFIRM_DELETE_JS = """(c, s, u) => [confirm((navigator.language || '').toLowerCase().startsWith('zh')
   ? '确定删除这篇文章草稿吗？删除后无法恢复。' : 'Delete this article draft? This cannot be undone.'), s, u]"""
@@ -80,7 +81,7 @@ class _Writing:
         return {self.tab.steps: steps_markdown(steps), self.tab.notice: notice,
                 **self.views.draft(sess, user, index)}
 
-    def _stream(self, events, sess, user, index=None):
+    def _stream(self, events, sess, user, index=None, lang: str = "en"):
         steps, notice, shown = {}, "", 0.0
         yield self._frame(steps, notice, sess, user, index)
         with self.pacer.streaming():
@@ -88,9 +89,10 @@ class _Writing:
                 if isinstance(ev, article_task.Step):
                     steps[ev.key] = ev
                 elif isinstance(ev, Notice):
-                    notice = f"{notice}  \n{ev.text}" if notice else ev.text
+                    text = notice_text(lang, ev)
+                    notice = f"{notice}  \n{text}" if notice else text
                     if ev.level == "warning":
-                        gr.Warning(ev.text)
+                        gr.Warning(text)
                 elif isinstance(ev, TextDelta) and not self.pacer.due(shown, UI_FRAME_S):
                     continue
                 shown = time.monotonic()
@@ -112,7 +114,7 @@ class _Writing:
         # The task stores the draft first and only then copies the uploads into its folder.
         with self.stops.run(run_key(request)) as cancel:
             events = article_task.run(self.services, user, sess, instruction, material, params, paths, cancel)
-            yield from self._stream(events, sess, user)
+            yield from self._stream(events, sess, user, lang=page_lang(request))
 
     def on_model_edit(self, op: str):
         """The handler of model edit `op` (rewrite, expand, …) of the picked paragraph."""
@@ -122,7 +124,7 @@ class _Writing:
             target = index + 1 if op == "insert_after" else index
             with self.stops.run(run_key(request)) as cancel:
                 events = edit.model_edit(self.services, user, sess, op, index, guide or "", cancel)
-                yield from self._stream(events, sess, user, target)
+                yield from self._stream(events, sess, user, target, page_lang(request))
 
         handler.__name__ = f"on_{op}"
         return handler

@@ -149,7 +149,7 @@ def test_the_tab_says_which_sandbox_protections_are_active(app):
     # Outputs (the session state is not sent): chatbot, textbox, notice, files, panel, protections.
     assert out[0] == [] and out[4] == ""  # a fresh conversation; this model calls tools, so no panel
     line = out[5]
-    assert line.startswith(("🛡 **Sandbox protections active**", "⛔")), line
+    assert "**Sandbox protections active**" in line or "refused on this machine" in line, line
 
 
 def test_a_model_without_native_tool_calls_gets_the_panel_and_react(tmp_path):
