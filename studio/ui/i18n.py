@@ -207,7 +207,7 @@ ZH = {
     "agent_interpreter": "数据分析（Python 解释器）",
     "agent_max_steps": "最大步数",
     "agent_prompts": "提示词",
-    "agent_system_prompt": "系统提示词（留空：模型自带的，如 InternLM2 的 meta instruction）",
+    "agent_system_prompt": "系统提示词（留空：使用模型自带的，如 InternLM2 的官方系统提示）",
     "agent_plugin_prompt": "插件提示词（{prompt} 处放工具列表；留空：只用官方的工具列表）",
     "agent_interpreter_prompt": "数据分析提示词（留空：InternLM2 官方的提示词）",
     "agent_plugins": "插件",

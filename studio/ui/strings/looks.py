@@ -39,6 +39,8 @@ EN: dict[str, str] = {
     "sandbox_no capabilities": "no capabilities",
     "sandbox_filesystem (landlock)": "filesystem (landlock)",
     "sandbox_seccomp": "seccomp",
+    "sandbox_no TCP (landlock)": "no TCP (landlock)",
+    "sandbox_no signals outside (landlock)": "no signals outside (landlock)",
     "sandbox_no network (seccomp)": "no network (seccomp)",
     "sandbox_no programs (seccomp)": "no programs (seccomp)",
 }
@@ -75,6 +77,8 @@ ZH: dict[str, str] = {
     "sandbox_no capabilities": "去除特权",
     "sandbox_filesystem (landlock)": "文件系统限制（Landlock）",
     "sandbox_seccomp": "系统调用过滤（seccomp）",
+    "sandbox_no TCP (landlock)": "禁止 TCP 连接（Landlock）",
+    "sandbox_no signals outside (landlock)": "禁止向外部进程发信号（Landlock）",
     "sandbox_no network (seccomp)": "禁止联网（seccomp）",
     "sandbox_no programs (seccomp)": "禁止运行其他程序（seccomp）",
 }
