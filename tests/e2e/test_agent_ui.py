@@ -96,7 +96,7 @@ def test_stop_during_a_tool_run_kills_it_and_the_next_request_works(app):
     client.predict(api_name="/agent_stop")
     wait_for(lambda: job.status().code == Status.FINISHED, "the run to end after Stop")
     step = _steps(job.outputs()[-1][0])[-1]
-    assert step["metadata"]["status"] == "done" and step["metadata"]["title"].startswith("⏹")
+    assert step["metadata"]["status"] == "done" and step["metadata"]["title"].startswith("■")
     assert "Stopped" in _text(step)
     engine.enqueue('<|action_start|><|interpreter|>\n```python\nprint(6 * 7)\n```<|action_end|>', "It is 42.")
     _, final = _send(client, "again")
