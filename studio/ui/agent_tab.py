@@ -17,13 +17,13 @@ from studio.exports import EXPORTS, export_kinds
 from studio.services import Services
 from studio.tasks import agent as agent_task
 from studio.ui.agent_view import agent_messages
+from studio.ui.bilingual import examples, no_native_tools, sandbox_note, sandbox_refused
 from studio.ui.convert import user_of
 from studio.ui.errors import user_errors
-from studio.ui.bilingual import examples, no_native_tools, sandbox_note, sandbox_refused
 from studio.ui.i18n import AGENT_EXAMPLES, notice_text, page_lang
+from studio.ui.icons import icon
 from studio.ui.pacing import FramePacer
 from studio.ui.stops import StopSignals, run_key
-from studio.ui.icons import icon
 
 UI_FRAME_S = 0.05
 PROBE = ("sandbox-probe", "protections")  # a throwaway interpreter that reports what this machine applies

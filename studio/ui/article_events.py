@@ -19,9 +19,9 @@ from studio.ui.article_tab import UI_FRAME_S, ArticleTab, _paths, parse_params
 from studio.ui.article_view import STATUS_MARKS, block_choices, preview_html, status_notice, steps_markdown
 from studio.ui.convert import user_of
 from studio.ui.errors import user_errors
+from studio.ui.i18n import notice_text, page_lang
 from studio.ui.pacing import FramePacer
 from studio.ui.stops import StopSignals, run_key
-from studio.ui.i18n import notice_text, page_lang
 
 CONFIRM_DELETE_JS = """(c, s, u) => [confirm((navigator.language || '').toLowerCase().startsWith('zh')
   ? '确定删除这篇文章草稿吗？删除后无法恢复。' : 'Delete this article draft? This cannot be undone.'), s, u]"""

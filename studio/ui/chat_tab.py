@@ -16,13 +16,13 @@ from studio.errors import InputError
 from studio.exports import EXPORTS, export_kinds
 from studio.services import Services
 from studio.tasks import chat as chat_task
+from studio.ui.bilingual import examples
 from studio.ui.convert import chatbot_messages, user_of
 from studio.ui.errors import user_errors
-from studio.ui.pacing import FramePacer
-from studio.ui.stops import StopSignals, run_key
-from studio.ui.bilingual import examples
 from studio.ui.i18n import EXAMPLES, notice_text, page_lang
 from studio.ui.icons import icon
+from studio.ui.pacing import FramePacer
+from studio.ui.stops import StopSignals, run_key
 
 UI_FRAME_S = 0.05  # at most ~20 transcript updates a second while streaming
 

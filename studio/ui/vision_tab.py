@@ -19,10 +19,10 @@ from studio.store.private_files import PrivateFiles
 from studio.tasks import json_extract
 from studio.tasks import vision as vision_task
 from studio.ui.errors import user_errors
+from studio.ui.i18n import notice_text, page_lang
+from studio.ui.icons import icon
 from studio.ui.pacing import FramePacer
 from studio.ui.stops import StopSignals, run_key
-from studio.ui.icons import icon
-from studio.ui.i18n import notice_text, page_lang
 
 UI_FRAME_S = 0.05
 DEFAULT_TILES = 6  # InternVL2 allows 12; 6 keeps a CPU answer to seconds, and the slider raises it

@@ -16,7 +16,7 @@ from studio.ui import i18n
 from studio.ui.bilingual import no_native_tools, sandbox_note
 from studio.ui.convert import status_markdown
 from studio.ui.icons import ICONS_DIR, icon
-from studio.ui.system_tab import plan_text, stats_markdown, state_text
+from studio.ui.system_tab import plan_text, state_text, stats_markdown
 
 GIB = 1024**3
 # Pictographs and symbols that need an emoji font (the status dots, ⏹ 🗑 🔍 🖼 ⚠️ …).
