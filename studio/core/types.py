@@ -98,8 +98,11 @@ class TextDelta:
 class Notice:
     """Something the user should know about a request (history trimmed, model loading …)."""
 
-    text: str
+    text: str  # English: what the API and the CLI show
     level: Literal["info", "warning"] = "info"
+    # The UI shows `key` (a UI string key) formatted with `args` in the page's language; `text` when empty.
+    key: str = ""
+    args: dict[str, Any] = field(default_factory=dict, hash=False)
 
 
 @dataclass(frozen=True)

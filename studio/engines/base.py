@@ -210,7 +210,9 @@ class EngineBase:
                 lost = images - sum(len(m.images) for m in sent)
                 shown = f" ({lost} image(s))" if lost else ""
                 notices.append(Notice(f"{dropped} earliest message(s){shown} left out so the conversation fits "
-                                      f"the model's {window:,}-token context window.", "warning"))
+                                      f"the model's {window:,}-token context window.", "warning",
+                                      key="notice_trimmed_images" if lost else "notice_trimmed",
+                                      args={"dropped": dropped, "images": lost, "window": window}))
             params = params.model_copy(update={"max_new_tokens": room})
         if encoded is None or encoded.payload is None:
             encoded = self._encode(sent, tiles, final=True, tools=tools)  # the trim's last count, when complete

@@ -97,7 +97,7 @@ def run(services: Services, user_id: str, session: ArticleSession, instruction: 
     except Cancelled:
         status = "stopped"
         yield Step(draft.step if draft.step in STEPS else "write", "cancelled", detail="stopped")
-        yield Notice("Stopped. What was written so far is kept in the draft.")  # the user asked: no toast
+        yield Notice("Stopped. What was written so far is kept in the draft.", key="notice_article_stopped")  # the user asked: no toast
     except GeneratorExit:  # the UI's Stop (or a closed page) closes the generator
         status = "stopped"
         raise

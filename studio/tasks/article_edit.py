@@ -44,7 +44,7 @@ def model_edit(services: Services, user_id: str, session: ArticleSession, op: st
     cancel = cancel or threading.Event()
     engine = yield from ready_engine(services, session.draft.engine, cancel)
     if engine is None:
-        yield Notice("Stopped; the paragraph is unchanged.")
+        yield Notice("Stopped; the paragraph is unchanged.", key="notice_edit_stopped")
         return
     model = ArticleModel(services, session.draft.engine, engine)
     prompts = P.prompts_for(engine.info().family)
@@ -64,7 +64,7 @@ def model_edit(services: Services, user_id: str, session: ArticleSession, op: st
         text = yield from model.ask(prompt, writing_params(session.draft.params, EDIT_TOKENS), cancel)
     except Cancelled:
         session.restore()
-        yield Notice("Stopped; the paragraph is unchanged.")  # the user asked: no toast
+        yield Notice("Stopped; the paragraph is unchanged.", key="notice_edit_stopped")  # the user asked: no toast
         return
     new = "\n".join(P.split_paragraphs(text, limit=6)).strip()
     if not new:

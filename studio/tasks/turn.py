@@ -73,7 +73,8 @@ def ready_engine(services: Services, name: str, cancel: Optional[threading.Event
             return pool.get(name)  # raises ModelNotReady when failed or still loading
         if cancel is not None and cancel.is_set():
             return None
-        yield Notice(f"Waiting for the model to load ({st.progress:.0%}, {st.text})…")
+        yield Notice(f"Waiting for the model to load ({st.progress:.0%}, {st.text})…",
+                     key="notice_waiting_model", args={"progress": st.progress, "detail": st.text})
         pool.wait(name, min(LOAD_POLL_S, max(0.05, deadline - time.monotonic())))
 
 

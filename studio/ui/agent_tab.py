@@ -17,9 +17,11 @@ from studio.exports import EXPORTS, export_kinds
 from studio.services import Services
 from studio.tasks import agent as agent_task
 from studio.ui.agent_view import agent_messages
+from studio.ui.bilingual import examples, no_native_tools, sandbox_note, sandbox_refused
 from studio.ui.convert import user_of
 from studio.ui.errors import user_errors
-from studio.ui.i18n import AGENT_EXAMPLES, NO_NATIVE_TOOLS
+from studio.ui.i18n import AGENT_EXAMPLES, notice_text, page_lang
+from studio.ui.icons import icon
 from studio.ui.pacing import FramePacer
 from studio.ui.stops import StopSignals, run_key
 
@@ -67,10 +69,10 @@ def build(t, services: Services, engine: str) -> AgentTab:
     textbox = gr.Textbox(elem_id="agent-input", show_label=False, placeholder=t("agent_input"), lines=1,
                          max_lines=12, submit_btn=True)
     with gr.Row(elem_classes=["chat-actions"]):
-        stop = gr.Button(t("stop"), size="sm", variant="stop", elem_id="agent-stop")
-        clear = gr.Button(t("agent_clear"), size="sm", elem_id="agent-clear")
-        new = gr.Button(t("agent_new"), size="sm", elem_id="agent-new")
-    gr.Examples(AGENT_EXAMPLES, inputs=[textbox], label=t("examples"))
+        stop = gr.Button(t("stop"), size="sm", variant="stop", elem_id="agent-stop", icon=icon("stop"))
+        clear = gr.Button(t("agent_clear"), size="sm", elem_id="agent-clear", icon=icon("trash"))
+        new = gr.Button(t("agent_new"), size="sm", elem_id="agent-new", icon=icon("plus"))
+    examples(AGENT_EXAMPLES, textbox, t("examples"), "agent-examples")
     with gr.Accordion(t("agent_tools"), open=True):
         with gr.Row():
             interpreter = gr.Checkbox(True, label=t("agent_interpreter"), elem_id="agent-interpreter")
@@ -117,7 +119,7 @@ class _Handlers:
         if pool.state(self.tab.engine).state != "ready":
             return ""
         engine = pool.get(self.tab.engine)
-        return "" if engine.tools else NO_NATIVE_TOOLS.format(model=pool.label(self.tab.engine))
+        return "" if engine.tools else no_native_tools(pool.label(self.tab.engine))
 
     def protections(self) -> str:
         """Which sandbox protections this machine applies to the interpreter, or why it is refused."""
@@ -134,14 +136,10 @@ class _Handlers:
             probe = pool.interpreter(*PROBE)
             active, missing = probe.protections(), probe.missing()
         except StudioError as exc:  # SandboxUnavailable: the reason, not a crash
-            return f"⛔ **Python interpreter refused on this machine** · 此机器无法启动解释器: {exc}"
+            return sandbox_refused(str(exc))
         finally:
             pool.forget(*PROBE)
-        line = "🛡 **Sandbox protections active** · 沙箱保护: " + ", ".join(active)
-        if missing:
-            gaps = "; ".join(f"{k} ({v})" for k, v in missing.items())
-            line += f"  \n⚠️ Not available here · 此机器不支持: {gaps}"
-        return line
+        return sandbox_note(active, missing)
 
     def _frame(self, sess: ChatSession, box, notice: str, live: str = "") -> dict:
         tab = self.tab
@@ -170,14 +168,14 @@ class _Handlers:
         text = (text or "") + self._attach(uid, sess, bool(interpreter), files)
         with self.stops.run(run_key(request)) as cancel:
             events = agent_task.run(self.services, uid, sess, text, options, cancel)
-            yield from self._stream(events, sess)
+            yield from self._stream(events, sess, page_lang(request))
 
-    def _stream(self, events, sess: ChatSession):
+    def _stream(self, events, sess: ChatSession, lang: str = "en"):
         notice, live, shown = "", "", 0.0
         with self.pacer.streaming():
             for ev in events:
                 if isinstance(ev, Notice):
-                    notice = ev.text
+                    notice = notice_text(lang, ev)
                 elif isinstance(ev, TextDelta):
                     if ev.finish_reason == "error":
                         events.close()

@@ -41,12 +41,12 @@ def call_summary(call: dict) -> str:
     if call.get("kind") == "interpreter":
         first = next((ln.strip() for ln in str(call.get("code") or call.get("raw") or "").splitlines()
                       if ln.strip()), "")
-        text = f"🐍 python · {first}"
+        text = f"python · {first}"
     else:
         args = call.get("arguments")
         shown = ", ".join(f"{k}={json.dumps(v, ensure_ascii=False, default=str)}" for k, v in args.items()) \
             if isinstance(args, dict) else str(call.get("raw") or "")
-        text = f"🛠 {call.get('name') or '?'}({shown})"
+        text = f"{call.get('name') or '?'}({shown})"
     text = " ".join(cleaned(text).split())
     return text if len(text) <= TITLE_CAP else text[:TITLE_CAP - 1] + "…"
 
@@ -100,7 +100,8 @@ def step_message(index: int, call: Message, result: Optional[Message]) -> dict:
     if not running and (call.meta or {}).get("seconds") is not None:
         metadata["duration"] = float((call.meta or {})["seconds"])
     if meta.get("status") in ("error", "cancelled"):
-        metadata["title"] = f"{'⚠️' if meta['status'] == 'error' else '⏹'} {metadata['title']}"
+        # Marks any font has (an emoji would need an emoji font): × failed, ■ stopped.
+        metadata["title"] = f"{'×' if meta['status'] == 'error' else '■'} {metadata['title']}"
     parts += _figures(index, [str(p) for p in (meta.get("images") or ())])
     return {"role": "assistant", "content": "\n\n".join(parts), "metadata": metadata}
 

@@ -18,7 +18,7 @@ from studio.ui.pacing import FramePacer
 from studio.ui import agent_tab, article_events, article_tab, chat_tab, sidebar, system_tab, vision_tab
 from studio.ui.early_script import EarlyScriptMiddleware, lang_script
 from studio.ui.convert import status_markdown
-from studio.ui.i18n import EN, build_i18n
+from studio.ui.i18n import EN, build_i18n, in_both, page_lang
 from studio.ui.validate import CheckedBlocks
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -39,18 +39,18 @@ class App:
     launch_kwargs: dict
 
 
-def _status(services: Services) -> str:
-    """One header line per configured model."""
+def _status(services: Services, lang: str = "en") -> str:
+    """One header line per configured model, in `lang`."""
     pool = services.engines
-    return "  \n".join(status_markdown(pool.label(n), pool.state(n)) for n in pool.names())
+    return "  \n".join(status_markdown(pool.label(n), pool.state(n), lang) for n in pool.names())
 
 
 def _status_tick(services: Services, status: gr.Markdown, timer: gr.Timer):
     """The header's status line, and the timer kept running until every model is ready or has failed."""
-    def tick():
+    def tick(request: gr.Request):
         pool = services.engines
         done = all(pool.state(n).state in ("ready", "failed") for n in pool.names())
-        return {status: _status(services), timer: gr.Timer(active=not done)}
+        return {status: _status(services, page_lang(request)), timer: gr.Timer(active=not done)}
 
     return tick
 
@@ -60,9 +60,9 @@ def _wire_status(services: Services, demo: gr.Blocks, status: gr.Markdown, timer
     """The header's model status: on load (public /status) and every second while a model loads."""
     tick = _status_tick(services, status, timer)
 
-    def tick_and_prompt(sess):
+    def tick_and_prompt(sess, request: gr.Request):
         # The chat's system prompt box shows the model's default as soon as loading makes it known.
-        return {**tick(), **chat_tab.show_default_prompt(services, chat, sess)}
+        return {**tick(request), **chat_tab.show_default_prompt(services, chat, sess)}
 
     timer.tick(tick_and_prompt, [chat.session], [status, timer, chat.session, chat.settings.system_prompt],
                api_visibility="private", queue=False)
@@ -81,7 +81,8 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
         bar = sidebar.build(i18n, cfg.ui.title, f"/gradio_api/file={ASSETS / 'logo.svg'}",
                             extra=article_tab.build_drafts)
         with gr.Row(elem_id="header"):
-            status = gr.Markdown(_status(services), elem_id="model-status")
+            # The first value is made before any page's language is known: both, one shown by CSS (html[lang]).
+            status = gr.Markdown(in_both(lambda lang: _status(services, lang), block=False), elem_id="model-status")
         timer = gr.Timer(1.0)
         with gr.Tabs():
             with gr.Tab(i18n("tab_chat"), id="chat"):

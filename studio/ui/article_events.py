@@ -20,6 +20,7 @@ from studio.ui.article_tab import UI_FRAME_S, ArticleTab, _paths, parse_params
 from studio.ui.article_view import STATUS_MARKS, block_choices, preview_html, status_notice, steps_markdown
 from studio.ui.convert import user_of
 from studio.ui.errors import user_errors
+from studio.ui.i18n import notice_text, page_lang
 from studio.ui.pacing import FramePacer
 from studio.ui.stops import StopSignals, run_key
 
@@ -81,7 +82,7 @@ class _Writing:
         return {self.tab.steps: steps_markdown(steps), self.tab.notice: notice,
                 **self.views.draft(sess, user, index)}
 
-    def _stream(self, events, sess, user, index=None):
+    def _stream(self, events, sess, user, index=None, lang: str = "en"):
         steps, notice, shown = {}, "", 0.0
         yield self._frame(steps, notice, sess, user, index)
         with self.pacer.streaming():
@@ -89,9 +90,10 @@ class _Writing:
                 if isinstance(ev, article_task.Step):
                     steps[ev.key] = ev
                 elif isinstance(ev, Notice):
-                    notice = f"{notice}  \n{ev.text}" if notice else ev.text
+                    text = notice_text(lang, ev)
+                    notice = f"{notice}  \n{text}" if notice else text
                     if ev.level == "warning":
-                        gr.Warning(ev.text)
+                        gr.Warning(text)
                 elif isinstance(ev, TextDelta) and not self.pacer.due(shown, UI_FRAME_S):
                     continue
                 shown = time.monotonic()
@@ -113,7 +115,7 @@ class _Writing:
         # The task stores the draft first and only then copies the uploads into its folder.
         with self.stops.run(run_key(request)) as cancel:
             events = article_task.run(self.services, user, sess, instruction, material, params, paths, cancel)
-            yield from self._stream(events, sess, user)
+            yield from self._stream(events, sess, user, lang=page_lang(request))
 
     def on_model_edit(self, op: str):
         """The handler of model edit `op` (rewrite, expand, …) of the picked paragraph."""
@@ -123,7 +125,7 @@ class _Writing:
             target = index + 1 if op == "insert_after" else index
             with self.stops.run(run_key(request)) as cancel:
                 events = edit.model_edit(self.services, user, sess, op, index, guide or "", cancel)
-                yield from self._stream(events, sess, user, target)
+                yield from self._stream(events, sess, user, target, page_lang(request))
 
         handler.__name__ = f"on_{op}"
         return handler

@@ -14,6 +14,7 @@ from studio.exports import export_kinds
 from studio.tasks import article_edit as edit
 from studio.ui import homework_export
 from studio.ui.article_view import preview_html
+from studio.ui.icons import icon
 
 UI_FRAME_S = 0.1
 IMAGE_COUNTS = ["auto"] + [str(n) for n in range(0, 16)]
@@ -153,8 +154,8 @@ def build(t, drafts: DraftsSection, engine: str) -> ArticleTab:
         with gr.Column(scale=2, min_width=320):
             settings = _settings(t)
             with gr.Row():
-                write = gr.Button(t("write"), variant="primary", elem_id="article-write")
-                stop = gr.Button(t("stop"), variant="stop", elem_id="article-stop")
+                write = gr.Button(t("write"), variant="primary", elem_id="article-write", icon=icon("write"))
+                stop = gr.Button(t("stop"), variant="stop", elem_id="article-stop", icon=icon("stop"))
             steps = gr.Markdown("", elem_id="article-steps")
         with gr.Column(scale=3):
             notice = gr.Markdown("", elem_id="article-notice")
@@ -175,7 +176,7 @@ def build_drafts(t) -> DraftsSection:
     with gr.Accordion(t("drafts"), open=True, elem_id="article-drafts-section"):
         drafts = gr.Radio([], show_label=False, elem_id="article-drafts", elem_classes=["conv-list"])
         with gr.Row():
-            new = gr.Button(t("new_article"), size="sm", elem_id="article-new")
+            new = gr.Button(t("new_article"), size="sm", elem_id="article-new", icon=icon("plus"))
             delete = gr.Button(t("delete"), size="sm", elem_id="article-delete-draft")
         rename = gr.Textbox(placeholder=t("rename_placeholder"), show_label=False, max_length=200,
                             submit_btn=t("rename"), elem_id="article-rename")

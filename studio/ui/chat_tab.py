@@ -17,11 +17,13 @@ from studio.exports import EXPORTS, export_kinds
 from studio.services import Services
 from studio.tasks import chat as chat_task
 from studio.ui import homework_export
+from studio.ui.bilingual import examples
 from studio.ui.convert import chatbot_messages, user_of
 from studio.ui.errors import user_errors
+from studio.ui.i18n import EXAMPLES, notice_text, page_lang
+from studio.ui.icons import icon
 from studio.ui.pacing import FramePacer
 from studio.ui.stops import StopSignals, run_key
-from studio.ui.i18n import EXAMPLES
 
 UI_FRAME_S = 0.05  # at most ~20 transcript updates a second while streaming
 
@@ -155,11 +157,11 @@ def build(t, engine: str) -> ChatTab:
         submit_btn=True, autofocus=True,
     )
     with gr.Row(elem_classes=["chat-actions"]):
-        stop = gr.Button(t("stop"), size="sm", variant="stop", elem_id="stop-btn")
-        regen = gr.Button(t("regenerate"), size="sm", elem_id="regen-btn")
-        undo = gr.Button(t("undo"), size="sm", elem_id="undo-btn")
-        clear = gr.Button(t("clear"), size="sm", elem_id="clear-btn")
-    gr.Examples(EXAMPLES, inputs=[textbox], label=t("examples"))
+        stop = gr.Button(t("stop"), size="sm", variant="stop", elem_id="stop-btn", icon=icon("stop"))
+        regen = gr.Button(t("regenerate"), size="sm", elem_id="regen-btn", icon=icon("regenerate"))
+        undo = gr.Button(t("undo"), size="sm", elem_id="undo-btn", icon=icon("undo"))
+        clear = gr.Button(t("clear"), size="sm", elem_id="clear-btn", icon=icon("trash"))
+    examples(EXAMPLES, textbox, t("examples"), "chat-examples")
     with gr.Accordion(t("parameters"), open=False):
         settings = _settings(t)
     with gr.Accordion(t("export"), open=False):
@@ -183,15 +185,15 @@ class _Handlers:
         tab = self.tab
         return {tab.chatbot: chatbot_messages(sess), tab.textbox: box_value, tab.session: sess, tab.notice: notice}
 
-    def _stream(self, events, sess: ChatSession, box_value):
+    def _stream(self, events, sess: ChatSession, box_value, lang: str = "en"):
         notice, level, shown = "", "info", 0.0
         yield self._frame(sess, box_value, notice)
         with self.pacer.streaming():
             for ev in events:
                 if isinstance(ev, Notice):
-                    notice, level = ev.text, ev.level
+                    notice, level = notice_text(lang, ev), ev.level
                     if ev.level == "warning":
-                        gr.Warning(ev.text)
+                        gr.Warning(notice)
                 elif ev.finish_reason == "error":
                     events.close()  # the task saves the reply, marked partial, before the error shows
                     raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
@@ -214,7 +216,7 @@ class _Handlers:
         chat_task.validate_prompt(self.services, text)
         with self.stops.run(run_key(request)) as cancel:
             events = chat_task.send(self.services, user_of(uid, request), sess, text, cancel)
-            yield from self._stream(events, sess, "")
+            yield from self._stream(events, sess, "", page_lang(request))
 
     @user_errors
     def on_regenerate(self, sess, uid, system_prompt, max_new_tokens, temperature, top_p, top_k,
@@ -223,7 +225,7 @@ class _Handlers:
                         top_k=top_k, repetition_penalty=repetition_penalty, do_sample=do_sample, seed=seed)
         with self.stops.run(run_key(request)) as cancel:
             events = chat_task.regenerate(self.services, user_of(uid, request), sess, cancel)
-            yield from self._stream(events, sess, gr.skip())
+            yield from self._stream(events, sess, gr.skip(), page_lang(request))
 
     @user_errors
     def on_system_prompt(self, system_prompt, sess):

@@ -6,7 +6,7 @@ from studio.core.session import ChatSession
 from studio.core.text import cleaned
 from studio.services import LoadState
 from studio.store.conversations import ConversationSummary
-from studio.ui.i18n import INTERRUPTED_NOTE
+from studio.ui.i18n import INTERRUPTED_NOTE, tr
 
 
 def user_of(uid: str, request) -> str:
@@ -32,15 +32,24 @@ def conversation_choices(summaries: list[ConversationSummary], untitled: str) ->
     return [(s.title or untitled, s.id) for s in summaries]
 
 
-def status_markdown(label: str, state: LoadState) -> str:
-    """The header line: model, engine, device, dtype and loading progress."""
+def status_dot(state: str) -> str:
+    """The state as a coloured dot drawn by theme.css (an emoji dot needs an emoji font)."""
+    return f'<span class="status-dot status-{state}"></span>'
+
+
+def status_markdown(label: str, state: LoadState, lang: str = "en") -> str:
+    """The header line in `lang`: model, engine, device, dtype and loading progress."""
+    shown = state.state
     if state.state == "ready" and state.info:
         i = state.info
-        return f"🟢 **{label}** · {i.engine} · {i.device} · {i.dtype} · {i.context_window:,} ctx"
-    if state.state == "failed":
-        return f"🔴 **{label}** · failed to load: {state.error}"
-    if state.state == "loading":
+        line = tr(lang, "status_ready", label=label, engine=i.engine, device=i.device, dtype=i.dtype,
+                  ctx=i.context_window)
+    elif state.state == "failed":
+        line = tr(lang, "status_failed", label=label, error=state.error)
+    elif state.state == "loading":
         filled = int(state.progress * 10)
         bar = "▰" * filled + "▱" * (10 - filled)
-        return f"🟡 **{label}** · loading {bar} {state.progress:.0%} · {state.text}"
-    return f"⚪ **{label}** · not loaded"
+        line = tr(lang, "status_loading", label=label, bar=bar, progress=state.progress, detail=state.text)
+    else:
+        shown, line = "idle", tr(lang, "status_idle", label=label)
+    return f"{status_dot(shown)} {line}"

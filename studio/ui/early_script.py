@@ -15,6 +15,8 @@ LANG_SCRIPT = """<script>
   const lang = saved || ((navigator.language || 'en').toLowerCase().startsWith('zh') ? 'zh' : 'en');
   // The server renders some text itself (notices, reply stats): the cookie tells it the page's language.
   document.cookie = 'puyu-lang=' + lang + '; path=/; SameSite=Lax';
+  // Text rendered once for every page carries both languages; theme.css shows the one of html[lang].
+  document.documentElement.lang = lang;
   if (!saved) return;
   const tag = lang === 'zh' ? 'zh-CN' : 'en';
   Object.defineProperty(navigator, 'language', {get: () => tag, configurable: true});

@@ -24,9 +24,9 @@ EN = {
     "beams": "Beams (1 = stream the text)",
     "model_selects": "Vision model picks the images",
     "image_count": "Images (auto = the model decides)",
-    "write": "✍ Write",
+    "write": "Write",
     "drafts": "Article drafts",
-    "new_article": "＋ New article",
+    "new_article": "New article",
     "article_edit": "Edit",
     "paragraph": "Paragraph",
     "edit_guide": "Guidance for the model (optional)",
@@ -38,9 +38,9 @@ EN = {
     "paragraph_text": "Paragraph text (edit by hand)",
     "save_text": "Save text",
     "delete_paragraph": "Delete paragraph",
-    "undo_edit": "↶ Undo last edit",
+    "undo_edit": "Undo last edit",
     "image_caption": "Image caption (edit, then search again)",
-    "search_image": "🔍 Search again / add image",
+    "search_image": "Search again / add image",
     "delete_image": "Remove image",
     "candidates": "Candidates (click one, then Use)",
     "candidate_no": "Candidate #",
@@ -54,28 +54,28 @@ EN = {
     "unload": "Unload",
     "load": "Load",
     "switch": "Switch model",
-    "vision_input": "Ask about the images… (drag, paste or 📎 upload; Enter sends)",
+    "vision_input": "Ask about the images… (drag, paste or upload; Enter sends)",
     "vision_placeholder": "**Image understanding** — add one or more images and ask. Describe, read text (OCR), or extract key information as JSON.",
-    "describe": "🖼 Describe",
-    "ocr": "🔤 Read text (OCR)",
+    "describe": "Describe",
+    "ocr": "Read text (OCR)",
     "max_tiles": "Max tiles per image (more = finer detail, more tokens)",
     "extract_json": "Extract key information as JSON",
     "json_schema": "JSON schema (editable)",
     "json_instructions": "Extra instructions (optional)",
     "json_retries": "Re-asks when the answer does not match",
-    "extract": "{ } Extract",
+    "extract": "Extract",
     "json_result": "Result",
-    "new_chat": "＋ New conversation",
+    "new_chat": "New conversation",
     "conversations": "Conversations",
     "no_conversations": "No conversations yet",
     "rename": "Rename",
     "rename_placeholder": "New title, then Enter",
     "delete": "Delete",
     "input_placeholder": "Message… (Enter sends, Shift+Enter adds a line)",
-    "stop": "⏹ Stop",
-    "regenerate": "↻ Regenerate",
-    "undo": "↶ Undo / edit last",
-    "clear": "🗑 Clear",
+    "stop": "Stop",
+    "regenerate": "Regenerate",
+    "undo": "Undo / edit last",
+    "clear": "Clear",
     "system_prompt": "System prompt",
     "parameters": "Parameters",
     "max_new_tokens": "Max new tokens",
@@ -92,7 +92,7 @@ EN = {
     "system_prompt_none": "No system prompt",
     "system_prompt_model": "The model's own default (it does not say what it is)",
     "examples": "Try",
-    "theme": "◐ Dark / light",
+    "theme": "Dark / light",
     "language": "中文 / EN",
     "settings": "Settings",
     "model": "Model",
@@ -100,8 +100,8 @@ EN = {
     "tab_agent": "Agent · 智能体",
     "agent_placeholder": "**Agent** — the model can run Python and call tools. Each step shows its call and result; click one to expand it.",
     "agent_input": "Ask the agent… (Enter sends)",
-    "agent_clear": "🗑 Clear (stops the interpreter)",
-    "agent_new": "＋ New agent conversation",
+    "agent_clear": "Clear (stops the interpreter)",
+    "agent_new": "New agent conversation",
     "agent_tools": "Tools",
     "agent_interpreter": "数据分析 · Data analysis (Python interpreter)",
     "agent_max_steps": "Max steps",
@@ -125,9 +125,9 @@ ZH = {
     "beams": "Beam 数（1 为流式输出）",
     "model_selects": "由视觉模型挑选配图",
     "image_count": "配图数量（auto 为模型决定）",
-    "write": "✍ 开始创作",
+    "write": "开始创作",
     "drafts": "文章草稿",
-    "new_article": "＋ 新文章",
+    "new_article": "新文章",
     "article_edit": "编辑",
     "paragraph": "段落",
     "edit_guide": "给模型的编辑要求（可选）",
@@ -139,9 +139,9 @@ ZH = {
     "paragraph_text": "段落文字（可手动修改）",
     "save_text": "保存文字",
     "delete_paragraph": "删除段落",
-    "undo_edit": "↶ 撤销上一步编辑",
+    "undo_edit": "撤销上一步编辑",
     "image_caption": "图片标题（修改后重新搜索）",
-    "search_image": "🔍 重新搜索 / 添加图片",
+    "search_image": "重新搜索 / 添加图片",
     "delete_image": "删除图片",
     "candidates": "候选图片（点击一张后使用）",
     "candidate_no": "候选编号",
@@ -155,28 +155,28 @@ ZH = {
     "unload": "卸载",
     "load": "加载",
     "switch": "切换模型",
-    "vision_input": "就图片提问…（拖入、粘贴或 📎 上传；回车发送）",
+    "vision_input": "就图片提问…（拖入、粘贴或上传；回车发送）",
     "vision_placeholder": "**图像理解** — 添加一张或多张图片再提问。可描述图片、识别文字（OCR），或按 JSON 提取关键信息。",
-    "describe": "🖼 描述图片",
-    "ocr": "🔤 识别文字（OCR）",
+    "describe": "描述图片",
+    "ocr": "识别文字（OCR）",
     "max_tiles": "每张图片的最大切片数（越多越精细，占用 token 越多）",
     "extract_json": "按 JSON 提取关键信息",
     "json_schema": "JSON Schema（可编辑）",
     "json_instructions": "补充说明（可选）",
     "json_retries": "答案不符合时重新询问的次数",
-    "extract": "{ } 提取",
+    "extract": "提取",
     "json_result": "结果",
-    "new_chat": "＋ 新对话",
+    "new_chat": "新对话",
     "conversations": "对话记录",
     "no_conversations": "还没有对话",
     "rename": "重命名",
     "rename_placeholder": "输入新标题后回车",
     "delete": "删除",
     "input_placeholder": "输入消息…（回车发送，Shift+回车换行）",
-    "stop": "⏹ 停止",
-    "regenerate": "↻ 重新生成",
-    "undo": "↶ 撤销 / 编辑上一条",
-    "clear": "🗑 清空",
+    "stop": "停止",
+    "regenerate": "重新生成",
+    "undo": "撤销 / 编辑上一条",
+    "clear": "清空",
     "system_prompt": "系统提示词",
     "parameters": "生成参数",
     "max_new_tokens": "最大生成长度",
@@ -193,7 +193,7 @@ ZH = {
     "system_prompt_none": "不使用系统提示词",
     "system_prompt_model": "使用模型自带的默认系统提示词（模型未公开其内容）",
     "examples": "试试",
-    "theme": "◐ 深色 / 浅色",
+    "theme": "深色 / 浅色",
     "language": "中文 / EN",
     "settings": "设置",
     "model": "模型",
@@ -201,13 +201,13 @@ ZH = {
     "tab_agent": "智能体",
     "agent_placeholder": "**智能体** — 模型可以运行 Python、调用工具。每一步显示调用与结果，点击展开。",
     "agent_input": "向智能体提问…（回车发送）",
-    "agent_clear": "🗑 清空（停止解释器）",
-    "agent_new": "＋ 新的智能体对话",
+    "agent_clear": "清空（停止解释器）",
+    "agent_new": "新的智能体对话",
     "agent_tools": "工具",
     "agent_interpreter": "数据分析（Python 解释器）",
     "agent_max_steps": "最大步数",
     "agent_prompts": "提示词",
-    "agent_system_prompt": "系统提示词（留空：模型自带的，如 InternLM2 的 meta instruction）",
+    "agent_system_prompt": "系统提示词（留空：使用模型自带的，如 InternLM2 的官方系统提示）",
     "agent_plugin_prompt": "插件提示词（{prompt} 处放工具列表；留空：只用官方的工具列表）",
     "agent_interpreter_prompt": "数据分析提示词（留空：InternLM2 官方的提示词）",
     "agent_plugins": "插件",
@@ -216,29 +216,41 @@ ZH = {
 
 # Under a reply cut short by a crash or an error. It is part of the transcript value, which the server
 # renders before the browser's language is known, so it carries both languages.
-INTERRUPTED_NOTE = "⚠️ 回复中断 · Reply interrupted — ↻ 重新生成 / Regenerate"
+INTERRUPTED_NOTE = "回复中断 · Reply interrupted — 重新生成 / Regenerate"
 
-EXAMPLES = [
-    "请写一个 300 字的小故事",
-    "Explain what a large language model is in three sentences.",
-    "用 Python 写一个快速排序，并解释它的时间复杂度。",
-    "Give me five name ideas for a cat who loves books.",
-]
+# The chat's example chips: the page shows the list of its language (theme.css hides the other by html[lang]).
+EXAMPLES = {
+    "en": [
+        "Write a 300-word short story.",
+        "Explain what a large language model is in three sentences.",
+        "Write a quicksort in Python and explain its time complexity.",
+        "Give me five name ideas for a cat who loves books.",
+    ],
+    "zh": [
+        "请写一个 300 字的小故事",
+        "用三句话解释什么是大语言模型。",
+        "用 Python 写一个快速排序，并解释它的时间复杂度。",
+        "给一只爱看书的猫起五个名字。",
+    ],
+}
 
 # The lesson's agent demo: an equation solved with Python, an ArXiv search, a CSV analysis (upload one first).
-AGENT_EXAMPLES = [
-    "已知 2x+3=10，求x",
-    "帮我搜索 InternLM2 Technical Report",
-    "分析我上传的 CSV 文件：列出各列的均值，并画出第一列的直方图。",
-]
+AGENT_EXAMPLES = {
+    "en": [
+        "Given 2x+3=10, find x.",
+        "Search for the InternLM2 Technical Report",
+        "Analyse the CSV file I uploaded: list the mean of each column and plot a histogram of the first column.",
+    ],
+    "zh": [
+        "已知 2x+3=10，求x",
+        "帮我搜索 InternLM2 Technical Report",
+        "分析我上传的 CSV 文件：列出各列的均值，并画出第一列的直方图。",
+    ],
+}
 
-# Shown above the agent's transcript when the model has no native tool calls. Server-rendered, so both languages.
-NO_NATIVE_TOOLS = (
-    "ℹ️ **{model} cannot call tools natively** — the agent falls back to the ReAct text protocol, which small "
-    "models rarely follow. For the lesson's agent, start InternLM2-Chat:  \n"
-    "`python launch.py --config configs/internlm2-chat-1_8b.yaml --model-path /path/to/internlm2-chat-1_8b`  \n"
-    "该模型不支持原生工具调用，将改用 ReAct 文本协议（小模型往往无法遵循）。请用上面的命令启动 InternLM2-Chat。"
-)
+# The command that starts the lesson's tool-calling model (shown under the agent's "no native tools" note).
+INTERNLM2_COMMAND = ("python launch.py --config configs/internlm2-chat-1_8b.yaml "
+                     "--model-path /path/to/internlm2-chat-1_8b")
 
 
 def strings(lang: str) -> dict[str, str]:
@@ -271,3 +283,25 @@ def tr(lang: str, key: str, **fmt) -> str:
     """The string `key` in `lang`, formatted with `fmt` (for text the server renders itself)."""
     text = strings(lang).get(key) or strings("en")[key]
     return text.format(**fmt) if fmt else text
+
+
+def in_both(render, block: bool = True) -> str:
+    """`render(lang)` for each language as HTML the page's CSS shows one of (html[lang]): for server-rendered
+    text made before any page's language is known, or kept across requests (a first value, a cached note)."""
+    if block:  # blank lines keep the Markdown inside the <div> rendered
+        return f'<div class="lang-en">\n\n{render("en")}\n\n</div><div class="lang-zh">\n\n{render("zh")}\n\n</div>'
+    return f'<span class="lang-en">{render("en")}</span><span class="lang-zh">{render("zh")}</span>'
+
+
+def both(key: str, block: bool = False, **fmt) -> str:
+    """UI string `key` in both languages (see in_both)."""
+    return in_both(lambda lang: tr(lang, key, **fmt), block)
+
+
+def notice_text(lang: str, notice) -> str:
+    """A task's Notice in `lang`: its UI string when it names one, else its English text."""
+    key = getattr(notice, "key", "")
+    if key and key in strings(lang):
+        return tr(lang, key, **notice.args)
+    return notice.text
+

@@ -15,6 +15,7 @@ from studio.tasks import chat as chat_task
 from studio.ui.chat_tab import ChatTab, hint_after, resolve_prompt
 from studio.ui.convert import conversation_choices, user_of
 from studio.ui.errors import user_errors
+from studio.ui.icons import icon
 
 TOKEN_RE = re.compile(r"^[0-9a-f]{32}$")
 
@@ -52,14 +53,14 @@ def build(t, title: str, logo_url: str, extra: Optional[Callable] = None) -> Sid
     """Lay out the sidebar inside the current Blocks context; `extra(t)` adds a section (article drafts)."""
     with gr.Sidebar(open=True, width=280, elem_id="sidebar"):
         gr.Markdown(f"<div class='brand'><img src='{logo_url}' alt=''/> {title}</div>")
-        new = gr.Button(t("new_chat"), variant="primary", elem_id="new-chat")
+        new = gr.Button(t("new_chat"), variant="primary", elem_id="new-chat", icon=icon("plus"))
         conversations = gr.Radio([], label=t("conversations"), elem_id="conversations", elem_classes=["conv-list"])
         rename_box = gr.Textbox(placeholder=t("rename_placeholder"), show_label=False, elem_id="rename-box",
                                 max_length=200, submit_btn=t("rename"))
         delete = gr.Button(t("delete"), size="sm", variant="secondary", elem_id="delete-chat")
         section = extra(t) if extra is not None else None
         with gr.Row():
-            theme = gr.Button(t("theme"), size="sm", elem_id="theme-toggle")
+            theme = gr.Button(t("theme"), size="sm", elem_id="theme-toggle", icon=icon("theme"))
             lang = gr.Button(t("language"), size="sm", elem_id="lang-toggle")
         token = gr.Textbox(visible=False)
         confirm = gr.Checkbox(False, visible=False)

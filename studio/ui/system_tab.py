@@ -3,20 +3,33 @@ unloading, reloading or switching a model at run time."""
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 import gradio as gr
 
 from studio.errors import InputError
 from studio.services import Services
+from studio.ui.convert import status_dot
 from studio.ui.errors import user_errors
+from studio.ui.i18n import in_both, page_lang, tr
 
 GIB = 1024**3
+# studio.engines.memory.MemoryPlan.summary(), read back so the plan can be shown in the page's language
+# (tests/unit/test_system_tab.py fails if the engine's wording drifts from this).
+PLAN_RE = re.compile(r"needs ≈(?P<need>[\d.]+) GiB \(weights (?P<weights>[\d.]+) \+ KV cache (?P<kv>[\d.]+) "
+                     r"\+ headroom (?P<headroom>[\d.]+)(?:, ≈(?P<each>[\d.]+) GiB on each of (?P<gpus>\d+) GPUs)?\); "
+                     r"(?P<free>[\d.]+) GiB free on (?P<device>.+)$")
 
 
-def stats_markdown(stats: list) -> str:
-    """A table: device, total, used by this process, used by others, free."""
-    rows = ["| device | total | this studio | other processes | free |", "|---|---|---|---|---|"]
+def _rule(head: str) -> str:
+    return "|" + "---|" * (head.count("|") - 1)
+
+
+def stats_markdown(stats: list, lang: str = "en") -> str:
+    """A table in `lang`: device, total, used by this process, used by others, free."""
+    head = tr(lang, "sys_devices_head")
+    rows = [head, _rule(head)]
     for s in stats:
         others = max(0, s.used - s.ours)
         rows.append(f"| {s.name} | {s.total / GIB:.1f} GiB | {s.ours / GIB:.2f} GiB | {others / GIB:.2f} GiB | "
@@ -24,21 +37,36 @@ def stats_markdown(stats: list) -> str:
     return "\n".join(rows)
 
 
-def models_markdown(services: Services) -> str:
-    """One row per configured engine: state, model, engine, family, dtype, device, memory."""
+def plan_text(summary: str, lang: str) -> str:
+    """An engine's memory plan line in `lang` (a line in another form is shown as the engine wrote it)."""
+    m = PLAN_RE.match(summary or "")
+    if not m:
+        return summary or ""
+    parts = m.groupdict()
+    split = tr(lang, "sys_plan_split", each=parts["each"], gpus=parts["gpus"]) if parts["gpus"] else ""
+    return tr(lang, "sys_plan", **{**parts, "split": split})
+
+
+def state_text(st, lang: str) -> str:
+    """A model's state as a dot and a word in `lang`."""
+    kind = st.state if st.state in ("ready", "loading", "failed") else "idle"
+    return f"{status_dot(kind)} {tr(lang, f'sys_state_{kind}', progress=st.progress)}"
+
+
+def models_markdown(services: Services, lang: str = "en") -> str:
+    """One row per configured engine, in `lang`: state, model, engine, family, dtype, device, memory."""
     pool = services.engines
-    rows = ["| name | state | model | engine | family | dtype | device | memory | memory plan |",
-            "|---|---|---|---|---|---|---|---|---|"]
+    head = tr(lang, "sys_models_head")
+    rows = [head, _rule(head)]
     for name in pool.names():
         st = pool.state(name)
-        i = st.info
-        state = {"ready": "🟢 ready", "loading": f"🟡 loading {st.progress:.0%}", "failed": "🔴 failed",
-                 "idle": "⚪ not loaded"}[st.state]
+        i, state = st.info, state_text(st, lang)
         if i and st.state == "ready":
             rows.append(f"| {name} | {state} | {pool.label(name)} | {i.engine} | {i.family} | {i.dtype} | {i.device} | "
-                        f"{i.memory_bytes / GIB:.2f} GiB | {i.extra.get('memory_plan', '')} |")
+                        f"{i.memory_bytes / GIB:.2f} GiB | {plan_text(i.extra.get('memory_plan', ''), lang)} |")
         else:
-            detail = st.error or st.text
+            # A load's progress line is the engine's own English; a failure keeps its message (what to fix).
+            detail = st.error or (st.text if lang == "en" else "")
             rows.append(f"| {name} | {state} | {pool.label(name)} | {pool.config_of(name).engine} | | | | | "
                         f"{detail[:120]} |")
     return "\n".join(rows)
@@ -64,12 +92,14 @@ class SystemTab:
 
 def build(t, services: Services) -> SystemTab:
     """Lay out the panel inside the current Blocks context."""
-    devices = gr.Markdown(stats_markdown(services.device_stats()), elem_id="system-devices")
-    models = gr.Markdown(models_markdown(services), elem_id="system-models")
+    devices = gr.Markdown(in_both(lambda lang: stats_markdown(services.device_stats(), lang)),
+                          elem_id="system-devices", elem_classes=["system-table"])
+    models = gr.Markdown(in_both(lambda lang: models_markdown(services, lang)), elem_id="system-models",
+                         elem_classes=["system-table"])
     with gr.Row():
         name = gr.Dropdown(services.engines.names(), value=services.engines.names()[0], label=t("model"),
                            elem_id="system-engine")
-        path = gr.Textbox(label=t("switch_path"), placeholder="/path/to/model", elem_id="system-path")
+        path = gr.Textbox(label=t("switch_path"), placeholder=t("sys_path_placeholder"), elem_id="system-path")
     with gr.Row():
         unload = gr.Button(t("unload"), size="sm", elem_id="system-unload")
         load = gr.Button(t("load"), size="sm", elem_id="system-load")
@@ -83,29 +113,30 @@ class _Handlers:
     def __init__(self, services: Services, tab: SystemTab) -> None:
         self.services, self.pool, self.tab = services, services.engines, tab
 
-    def status(self) -> dict:
-        return {self.tab.devices: stats_markdown(self.services.device_stats()),
-                self.tab.models: models_markdown(self.services)}
+    def status(self, request: gr.Request) -> dict:
+        lang = page_lang(request)
+        return {self.tab.devices: stats_markdown(self.services.device_stats(), lang),
+                self.tab.models: models_markdown(self.services, lang)}
 
-    def on_open(self) -> dict:
-        return {**self.status(), self.tab.timer: gr.Timer(active=True)}
+    def on_open(self, request: gr.Request) -> dict:
+        return {**self.status(request), self.tab.timer: gr.Timer(active=True)}
 
     @user_errors
-    def on_unload(self, name):
+    def on_unload(self, name, request: gr.Request):
         self.pool.unload(name)
-        return self.status()
+        return self.status(request)
 
     @user_errors
-    def on_load(self, name):
+    def on_load(self, name, request: gr.Request):
         self.pool.start(name)
-        return self.status()
+        return self.status(request)
 
     @user_errors
-    def on_switch(self, name, path):
+    def on_switch(self, name, path, request: gr.Request):
         if not (path or "").strip():
             raise InputError("No model path given.", "Type the folder (or .gguf file) of the model to switch to.")
         self.pool.switch(name, path)
-        return self.status()
+        return self.status(request)
 
 
 def wire(services: Services, tab: SystemTab, tab_item) -> None:

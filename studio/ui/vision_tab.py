@@ -19,6 +19,8 @@ from studio.store.private_files import PrivateFiles
 from studio.tasks import json_extract
 from studio.tasks import vision as vision_task
 from studio.ui.errors import user_errors
+from studio.ui.i18n import notice_text, page_lang
+from studio.ui.icons import icon
 from studio.ui.pacing import FramePacer
 from studio.ui.stops import StopSignals, run_key
 from studio.ui import vision_needs
@@ -90,11 +92,11 @@ def build(t, services: Services, engine: str) -> VisionTab:
                                        lines=1, max_lines=8, submit_btn=True)
             cost = gr.Markdown("", elem_id="vision-cost")
             with gr.Row(elem_classes=["chat-actions"]):
-                describe = gr.Button(t("describe"), size="sm", elem_id="vision-describe")
-                ocr = gr.Button(t("ocr"), size="sm", elem_id="vision-ocr")
-                stop = gr.Button(t("stop"), size="sm", variant="stop", elem_id="vision-stop")
-                regen = gr.Button(t("regenerate"), size="sm", elem_id="vision-regen")
-                clear = gr.Button(t("clear"), size="sm", elem_id="vision-clear")
+                describe = gr.Button(t("describe"), size="sm", elem_id="vision-describe", icon=icon("image"))
+                ocr = gr.Button(t("ocr"), size="sm", elem_id="vision-ocr", icon=icon("text"))
+                stop = gr.Button(t("stop"), size="sm", variant="stop", elem_id="vision-stop", icon=icon("stop"))
+                regen = gr.Button(t("regenerate"), size="sm", elem_id="vision-regen", icon=icon("regenerate"))
+                clear = gr.Button(t("clear"), size="sm", elem_id="vision-clear", icon=icon("trash"))
         with gr.Column(scale=2):
             tiles = gr.Slider(1, 12, value=cfg.max_tiles or DEFAULT_TILES, step=1, label=t("max_tiles"),
                               elem_id="vision-tiles")
@@ -108,7 +110,7 @@ def build(t, services: Services, engine: str) -> VisionTab:
                                  elem_id="vision-schema")
                 instructions = gr.Textbox("", label=t("json_instructions"), lines=1)
                 retries = gr.Slider(0, vision_task.MAX_RETRIES, value=2, step=1, label=t("json_retries"))
-                extract = gr.Button(t("extract"), variant="primary", elem_id="vision-extract")
+                extract = gr.Button(t("extract"), variant="primary", elem_id="vision-extract", icon=icon("braces"))
                 result = gr.JSON(label=t("json_result"), elem_id="vision-result")
                 result_file = gr.File(show_label=False, interactive=False, elem_id="vision-result-file")
     return VisionTab(engine, session, chatbot, box, notice, cost, tiles, max_new, sample, schema, instructions,
@@ -190,16 +192,17 @@ class _Handlers:
         data = json.dumps(ev.data, ensure_ascii=False, indent=2).encode("utf-8")
         return {tab.result: ev.data, tab.result_file: str(self.files.export("extracted.json", data))}
 
-    def _stream(self, events, sess: ChatSession, empty_box: bool = False):
+    def _stream(self, events, sess: ChatSession, empty_box: bool = False, lang: str = "en"):
         """Render task events; the first update empties the input box (its images are in the transcript now)."""
         notice, shown, result = "", 0.0, {}
         yield {**self._frame(sess, notice, result), **({self.tab.box: {"text": "", "files": []}} if empty_box else {})}
         with self.pacer.streaming():
             for ev in events:
                 if isinstance(ev, Notice):
-                    notice = ev.text if not notice else f"{notice}  \n{ev.text}"
+                    text = notice_text(lang, ev)
+                    notice = text if not notice else f"{notice}  \n{text}"
                     if ev.level == "warning":
-                        gr.Warning(ev.text)
+                        gr.Warning(text)
                 elif isinstance(ev, TextDelta) and ev.finish_reason == "error":
                     raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
                 elif isinstance(ev, vision_task.Extraction):
@@ -215,7 +218,7 @@ class _Handlers:
         text = vision_task.PRESETS[preset] if preset else _text(value)
         with self.stops.run(run_key(request)) as cancel:
             events = vision_task.send(self.services, sess, text, _files(value), _tiles(tiles), cancel)
-            yield from self._stream(events, sess, empty_box=True)
+            yield from self._stream(events, sess, empty_box=True, lang=page_lang(request))
 
     @user_errors
     def on_ask(self, message, sess, max_tiles, max_new_tokens, do_sample, request: gr.Request):
@@ -233,7 +236,8 @@ class _Handlers:
     def on_regenerate(self, sess, max_tiles, max_new_tokens, do_sample, request: gr.Request):
         _params(sess, max_new_tokens, do_sample)
         with self.stops.run(run_key(request)) as cancel:
-            yield from self._stream(vision_task.regenerate(self.services, sess, _tiles(max_tiles), cancel), sess)
+            yield from self._stream(vision_task.regenerate(self.services, sess, _tiles(max_tiles), cancel), sess,
+                                    lang=page_lang(request))
 
     @user_errors
     def on_extract(self, message, sess, schema, instructions, retries, max_tiles, max_new_tokens, do_sample,
@@ -243,7 +247,7 @@ class _Handlers:
         with self.stops.run(run_key(request)) as cancel:
             events = vision_task.extract(self.services, sess, schema, instructions or "", _files(message),
                                          _tiles(max_tiles), int(retries), cancel)
-            yield from self._stream(events, sess, empty_box=True)
+            yield from self._stream(events, sess, empty_box=True, lang=page_lang(request))
 
     def on_clear(self, sess):
         sess.messages.clear()
@@ -259,10 +263,10 @@ class _Handlers:
                 return f"{len(intakes)} image(s) ready."
             engine = self.services.engines.get(self.tab.engine)
             if not engine.accepts_images:
-                return f"⚠️ {engine.info().model} reads text only: images cannot be sent to it."
-            return "🖼 " + vision_task.describe_costs(engine, intakes, _tiles(max_tiles))
+                return f"{engine.info().model} reads text only: images cannot be sent to it."
+            return vision_task.describe_costs(engine, intakes, _tiles(max_tiles))
         except StudioError as exc:
-            return f"⚠️ {exc}"
+            return str(exc)
 
     def on_preview(self, value, max_tiles, last_key):
         """What the attached images will cost (or why one cannot be used), before sending."""

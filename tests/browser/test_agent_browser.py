@@ -64,8 +64,8 @@ def test_agent_steps_show_collapsed_and_expand_on_click(page, tmp_path):  # noqa
         groups = chat.locator(".thought-group")
         assert groups.count() == 2
         first = groups.nth(0)
-        assert "🐍 python · x = (10 - 3) / 2" in first.inner_text()
-        assert "🛠 add(a=2, b=40)" in groups.nth(1).inner_text()
+        assert "python · x = (10 - 3) / 2" in first.inner_text()
+        assert "add(a=2, b=40)" in groups.nth(1).inner_text()
         assert not first.get_by_text("solved: x = 3.5").is_visible()  # collapsed: title only
         collapsed = _shot(page, tmp_path, "agent-steps-collapsed.png")
         first.locator("[role=button]").first.click()

@@ -58,7 +58,7 @@ def send(pg, text: str) -> None:
 def test_real_model_streams_a_reply_in_the_browser(page, tmp_path, embedded_cache_dir):
     with running_app(EMBEDDED_CONFIG, tmp_path / "data", cache_dir=embedded_cache_dir) as app:
         page.goto(app.url)
-        wait_in_page(page, page.locator("#model-status"), "the model to be ready", text="🟢")
+        wait_in_page(page, page.locator("#model-status .status-ready"), "the model to be ready", visible=True)
         send(page, "Write a short poem about the moon.")
         bot = page.get_by_test_id("bot").last
         wait_in_page(page, bot, "the reply to start", empty=False)
@@ -99,7 +99,7 @@ def test_model_html_never_runs(page, html_app):
 
 def test_enter_sends_shift_enter_newline_and_stop_is_harmless(page, html_app):
     page.goto(html_app.url)
-    wait_in_page(page, page.locator("#model-status"), "the model to be ready", text="🟢")
+    wait_in_page(page, page.locator("#model-status .status-ready"), "the model to be ready", visible=True)
     box = page.locator("#chat-input textarea")
     box.fill("line one")
     box.press("Shift+Enter")

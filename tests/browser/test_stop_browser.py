@@ -70,7 +70,7 @@ def slow_app(tmp_path_factory):
 def test_stop_at_random_moments_never_shows_an_error(page, slow_app):  # noqa: F811
     page.goto(slow_app.url)
     page.wait_for_selector("#chat-input textarea")
-    wait_for(lambda: page.locator("#model-status").inner_text().startswith("🟢"), "the model to be ready")
+    wait_for(lambda: page.locator("#model-status .status-ready").first.is_visible(), "the model to be ready")
     rng = random.Random(12)
     delays = [0.3] + [rng.uniform(0.1, 3.0) for _ in range(9)]  # the first: Stop 0.3 s after Enter
     for i, delay in enumerate(delays):
@@ -95,7 +95,7 @@ def test_stop_at_random_moments_never_shows_an_error(page, slow_app):  # noqa: F
 def test_stop_on_the_real_model_is_calm(page, tmp_path, embedded_cache_dir):  # noqa: F811
     with running_app(EMBEDDED_CONFIG, tmp_path / "data", cache_dir=embedded_cache_dir) as app:
         page.goto(app.url)
-        wait_for(lambda: page.locator("#model-status").inner_text().startswith("🟢"), "the real model to be ready")
+        wait_for(lambda: page.locator("#model-status .status-ready").first.is_visible(), "the real model to be ready")
         rng = random.Random(3)
         for i in range(3):
             if i == 1:

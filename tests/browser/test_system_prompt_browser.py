@@ -82,7 +82,7 @@ def test_box_waits_for_the_default_then_sends_what_it_shows(page, tmp_path, task
         box = _pending_box(page, app, gate)
         gate.set()
         wait_until(lambda: box.input_value() == DEFAULT, "the model's default in the box")
-        assert page.locator("#model-status").inner_text().startswith("🟢")
+        assert page.locator("#model-status .status-ready").first.is_visible()
         box.fill("")
         wait_until(lambda: box.get_attribute("placeholder") == NONE, "the no-prompt hint")
         page.locator("#chat-input textarea").fill("hello")

@@ -64,8 +64,8 @@ def test_two_steps_to_an_answer_show_as_collapsible_steps_and_survive_a_restart(
         chatbot = final[0]
         steps = _steps(chatbot)
         assert [s["metadata"]["status"] for s in steps] == ["done", "done"]
-        assert steps[0]["metadata"]["title"].startswith("🐍 python · x = (10 - 3) / 2")
-        assert steps[1]["metadata"]["title"] == '🛠 add(a=2, b=40)'
+        assert steps[0]["metadata"]["title"].startswith("python · x = (10 - 3) / 2")
+        assert steps[1]["metadata"]["title"] == 'add(a=2, b=40)'
         assert all(s["metadata"]["duration"] >= 0 for s in steps)
         assert "x = 3.5" in _text(steps[0]) and "```python" in _text(steps[0])
         assert "Solve it with Python." in _text(steps[0]) and "42" in _text(steps[1])
@@ -96,7 +96,7 @@ def test_stop_during_a_tool_run_kills_it_and_the_next_request_works(app):
     client.predict(api_name="/agent_stop")
     wait_for(lambda: job.status().code == Status.FINISHED, "the run to end after Stop")
     step = _steps(job.outputs()[-1][0])[-1]
-    assert step["metadata"]["status"] == "done" and step["metadata"]["title"].startswith("⏹")
+    assert step["metadata"]["status"] == "done" and step["metadata"]["title"].startswith("■")
     assert "Stopped" in _text(step)
     engine.enqueue('<|action_start|><|interpreter|>\n```python\nprint(6 * 7)\n```<|action_end|>', "It is 42.")
     _, final = _send(client, "again")
@@ -149,7 +149,7 @@ def test_the_tab_says_which_sandbox_protections_are_active(app):
     # Outputs (the session state is not sent): chatbot, textbox, notice, files, panel, protections.
     assert out[0] == [] and out[4] == ""  # a fresh conversation; this model calls tools, so no panel
     line = out[5]
-    assert line.startswith(("🛡 **Sandbox protections active**", "⛔")), line
+    assert "**Sandbox protections active**" in line or "refused on this machine" in line, line
 
 
 def test_a_model_without_native_tool_calls_gets_the_panel_and_react(tmp_path):

@@ -161,7 +161,7 @@ def test_message_sent_while_loading_waits_and_says_so(tmp_path):
         notices = [o[2] for o in outs]
         assert any(n.startswith("Waiting for the model to load") for n in notices)
         assert reply_text(final[0]) == "echo: are you there" and final[2] == ""  # notice cleared
-        assert client.predict(api_name="/status")[0].startswith("🟢")
+        assert client.predict(api_name="/status")[0].startswith('<span class="status-dot status-ready">')
 
 
 def test_api_client_without_resume_still_saves(app):

@@ -45,7 +45,7 @@ def test_chat_streams_from_the_remote_server(app, fake):
     info = app.services.engines.state("chat").info
     assert (info.engine, info.model, info.device) == ("openai_compat", "fake-model",
                                                       f"remote: 127.0.0.1:{fake.server_address[1]}")
-    assert client.predict(api_name="/status")[0].startswith("🟢")
+    assert client.predict(api_name="/status")[0].startswith('<span class="status-dot status-ready">')
 
 
 @pytest.mark.parametrize("mode, message", [

@@ -53,12 +53,12 @@ def test_chatbot_messages_make_each_step_a_titled_collapsible_message(tmp_path):
     shown = agent_messages(_session(str(png)))
     assert [m["role"] for m in shown] == ["user", "assistant", "assistant", "assistant"]
     python, add = shown[1], shown[2]
-    assert python["metadata"] == {"title": "🐍 python · print('```', 7 * 6)", "id": "step-0", "status": "done",
+    assert python["metadata"] == {"title": "python · print('```', 7 * 6)", "id": "step-0", "status": "done",
                                   "duration": 0.25}
     text = python["content"]
     assert "I will compute it." in text and "````python" in text and "``` 42" in text
     assert text.endswith(f"![figure 1 of step 1](/gradio_api/file={png})")
-    assert add["metadata"]["title"] == "⚠️ 🛠 add(a=2, b=40)" and "**Error**" in add["content"]
+    assert add["metadata"]["title"] == "× add(a=2, b=40)" and "**Error**" in add["content"]
     assert shown[3]["content"] == "It is 42."
 
 
@@ -80,6 +80,6 @@ def test_a_running_step_is_pending_and_long_output_is_capped():
 
 def test_titles_are_one_short_line():
     call = {"kind": "interpreter", "code": "\n\n   import math\nprint(math.pi)" + "x" * 200}
-    assert call_summary(call) == "🐍 python · import math"
+    assert call_summary(call) == "python · import math"
     long = call_summary({"kind": "plugin", "name": "search", "arguments": {"q": "z" * 300}})
     assert len(long) == 80 and long.endswith("…")
