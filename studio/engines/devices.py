@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import sys
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 
 
@@ -19,12 +19,21 @@ class DeviceStat:
     ours: int  # by this process
 
 
+def _imported_torch() -> Any:
+    """torch if some part of the studio has finished importing it, else None (never imports it here: a
+    module another thread is still importing is incomplete, and reading it then raises)."""
+    torch = sys.modules.get("torch")
+    if torch is None or getattr(getattr(torch, "__spec__", None), "_initializing", False):
+        return None
+    return torch if hasattr(torch, "cuda") else None
+
+
 def device_stats() -> list[DeviceStat]:
     """Every visible GPU (only if torch is already loaded: the panel never pulls CUDA in), then RAM."""
     import psutil
 
     out = []
-    torch = sys.modules.get("torch")
+    torch = _imported_torch()
     if torch is not None and torch.cuda.is_available():
         for i in range(torch.cuda.device_count()):
             free, total = torch.cuda.mem_get_info(i)
@@ -38,8 +47,8 @@ def device_stats() -> list[DeviceStat]:
 def gpu_names() -> Optional[list[str]]:
     """The name of each visible CUDA GPU; None when torch is not loaded (a remote engine: importing it
     here would take seconds and tell nothing about the model's machine)."""
-    torch = sys.modules.get("torch")
-    if torch is None or not hasattr(torch, "cuda"):  # not imported, or still being imported by a loader
+    torch = _imported_torch()
+    if torch is None:
         return None
     if not torch.cuda.is_available():
         return []

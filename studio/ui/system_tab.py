@@ -135,7 +135,7 @@ class _Handlers:
     def on_switch(self, name, path, request: gr.Request):
         if not (path or "").strip():
             raise InputError("No model path given.", "Type the folder (or .gguf file) of the model to switch to.")
-        self.pool.switch(name, path)
+        self.pool.switch(name, path, family="auto")  # the new folder says what it is
         return self.status(request)
 
 
