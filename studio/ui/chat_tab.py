@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, fields
-from typing import Optional
+from typing import Any, Optional
 
 import gradio as gr
 from gradio.i18n import I18nData
@@ -19,6 +19,7 @@ from studio.tasks import chat as chat_task
 from studio.ui.convert import chatbot_messages, user_of
 from studio.ui.errors import user_errors
 from studio.ui.pacing import FramePacer
+from studio.ui import prompt_presets
 from studio.ui.stops import StopSignals, run_key
 from studio.ui.i18n import EXAMPLES
 
@@ -90,6 +91,7 @@ class ChatTab:
     settings: Settings
     export_file: gr.File
     buttons: ChatButtons
+    presets: Any = None  # prompt_presets.PresetControls beside the system prompt box
 
     def reply_outputs(self) -> list:
         """What a send, regenerate, undo or clear updates."""
@@ -159,6 +161,7 @@ def build(t, engine: str) -> ChatTab:
         clear = gr.Button(t("clear"), size="sm", elem_id="clear-btn")
     gr.Examples(EXAMPLES, inputs=[textbox], label=t("examples"))
     with gr.Accordion(t("parameters"), open=False):
+        presets = prompt_presets.build(t)
         settings = _settings(t)
     with gr.Accordion(t("export"), open=False):
         with gr.Row():
@@ -166,7 +169,7 @@ def build(t, engine: str) -> ChatTab:
                        for kind in export_kinds("conversation")}
         export_file = gr.File(show_label=False, interactive=False, elem_id="export-file")
     return ChatTab(engine, session, chatbot, textbox, notice, settings, export_file,
-                   ChatButtons(stop, regen, undo, clear, exports))
+                   ChatButtons(stop, regen, undo, clear, exports), presets=presets)
 
 
 class _Handlers:
