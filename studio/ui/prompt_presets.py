@@ -32,7 +32,9 @@ class PresetControls:
 def build(t) -> PresetControls:
     """Lay out the preset row inside the current Blocks context (the chat tab's Parameters)."""
     with gr.Row(elem_id="prompt-presets", equal_height=True):
-        pick = gr.Dropdown([], value=None, label=t("preset_pick"), elem_id="preset-pick", interactive=True, scale=3)
+        builtin = [(t(f"preset_{key}"), BUILTIN + key) for key in BUILTINS]  # the user's join once known
+        pick = gr.Dropdown(builtin, value=None, label=t("preset_pick"), elem_id="preset-pick", interactive=True,
+                           scale=3)
         name = gr.Textbox(label=t("preset_name"), placeholder=t("preset_name_placeholder"), max_length=80,
                           elem_id="preset-name", scale=3)
         with gr.Column(scale=1, min_width=90):
