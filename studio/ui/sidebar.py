@@ -216,7 +216,8 @@ def wire(demo: gr.Blocks, services: Services, bar: Sidebar, chat: ChatTab, user_
     demo.load(None, js=NARROW_JS, api_visibility="private")
     shown = [resumed, bar.conversations.input(h.select, [bar.conversations, user_id, state], outs, api_name="select"),
              bar.new.click(h.new, [user_id, state], outs, api_name="new")]
-    bar.search.input(h.search, [bar.search, user_id, session, state], listed, api_name="search",
+    # change, not input: a paste or a browser's autofill changes the box without the key events input needs.
+    bar.search.change(h.search, [bar.search, user_id, session, state], listed, api_name="search",
                      trigger_mode="always_last", show_progress="hidden")
     renamed = bar.rename_box.submit(h.rename, [bar.rename_box, session, user_id, state],
                                     [*listed, session, bar.rename_box], api_name="rename")

@@ -99,7 +99,7 @@ def _item(t, prefix: str, entry: Entry, current: bool, when: str, note: str) -> 
             menu = gr.Button("…", size="sm", elem_classes=["item-menu"], key=f"{elem}-menu", min_width=0)
         with gr.Row(elem_classes=["item-actions"], equal_height=True):
             rename = gr.Textbox(entry.title, show_label=False, max_length=200, lines=1, container=False,
-                                placeholder=t("rename_placeholder"), elem_classes=["item-rename"],
+                                interactive=True, placeholder=t("rename_placeholder"), elem_classes=["item-rename"],
                                 key=f"{elem}-rename", scale=3)
             delete = gr.Button(t("delete"), size="sm", variant="stop", icon=icon("trash"),
                                elem_classes=["item-delete"], key=f"{elem}-delete", min_width=0, scale=1)
