@@ -179,11 +179,11 @@ def build_drafts(t, tz=None) -> DraftsSection:
     delete, grouped by date in the browser's zone (`tz`, a component holding minutes east of UTC)."""
     with gr.Accordion(t("drafts"), open=True, elem_id="article-drafts-section"):
         new = gr.Button(t("new_article"), size="sm", elem_id="article-new")
-        listing = gr.State(sidebar_list.listing([], ""))
+        listing = gr.State(sidebar_list.pending())
         section = DraftsSection(gr.Radio([], visible=False), gr.Textbox(visible=False, max_length=200), new,
                                 gr.Button(visible=False), listing)
         with gr.Column(elem_id="article-drafts", elem_classes=["side-list"]):
-            @gr.render(inputs=[listing] + ([tz] if tz is not None else []))
+            @gr.render(inputs=[listing] + ([tz] if tz is not None else []), triggers=[listing.change])
             def _draw(state, zone=None, request: gr.Request = None):
                 lang = page_lang(request)
                 sidebar_list.draw(t, "draft", state, zone, "no_drafts", section.wire_item,

@@ -79,14 +79,17 @@ def build(t, title: str, logo_url: str, extra: Optional[Callable] = None) -> Sid
         new = gr.Button(t("new_chat"), variant="primary", elem_id="new-chat", icon=sidebar_list.icon("plus"))
         search = gr.Textbox(placeholder=t("search_placeholder"), show_label=False, elem_id="conv-search",
                             max_length=200, lines=1, container=False)
-        listing = gr.State(sidebar_list.listing([], ""))
+        listing = gr.State(sidebar_list.pending())
         tz = gr.Textbox("", visible=False)  # minutes east of UTC, as text: API callers may leave it out
-        bar = Sidebar(gr.Radio([], visible=False), gr.Textbox(visible=False), gr.Checkbox(False, visible=False),
-                      new, gr.Textbox(visible=False, max_length=200), gr.Button(visible=False), None, search,
-                      listing, gr.Textbox("", visible=False), gr.Textbox("", visible=False), tz)
+        bar = Sidebar(conversations=gr.Radio([], visible=False), token=gr.Textbox(visible=False),
+                      confirm=gr.Checkbox(False, visible=False), new=new,
+                      rename_box=gr.Textbox(visible=False, max_length=200), delete=gr.Button(visible=False),
+                      search=search, listing=listing, remembered=gr.Textbox("", visible=False),
+                      open_id=gr.Textbox("", visible=False), tz=tz)
         gr.Markdown(t("conversations"), elem_classes=["list-heading"])
         with gr.Column(elem_id="conversations", elem_classes=["side-list"]):
-            @gr.render(inputs=[listing, tz])
+            # Drawn when the listing changes only: a redraw closes an item's open menu.
+            @gr.render(inputs=[listing, tz], triggers=[listing.change])
             def _draw(state, zone):
                 empty = "no_matches" if (state or {}).get("query") else "no_conversations"
                 sidebar_list.draw(t, "conv", state, zone, empty, bar.wire_item)

@@ -54,6 +54,11 @@ def listing(entries: list[Entry], current: str, **extra) -> dict:
     return {"entries": [[e.id, e.title, e.updated, e.note] for e in entries], "current": current or "", **extra}
 
 
+def pending() -> dict:
+    """The state before the first listing: unlike any real one, so the first listing always renders."""
+    return listing([], "", pending=True)
+
+
 def confirm_js(question_en: str, question_zh: str) -> str:
     """A js step that asks before deleting, in the page's language; its answer replaces the first input."""
     lang = "(navigator.language || '').toLowerCase().startsWith('zh')"
