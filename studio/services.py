@@ -16,6 +16,7 @@ from studio.errors import ModelNotReady, StudioError
 from studio.store.conversations import ConversationStore
 from studio.store.draft_files import DraftFiles
 from studio.store.drafts import DraftStore
+from studio.store.presets import PresetStore
 from studio.store.private_files import PrivateFiles
 from studio.tools.pool import ToolPool
 
@@ -208,6 +209,7 @@ class Services:
     files: Optional[PrivateFiles] = None  # thumbnails and downloads: private folders under the data dir
     tools: Optional[ToolPool] = None  # the agent's tools: one sandboxed interpreter per conversation
     agent_store: Optional[ConversationStore] = None  # the agent tab's conversations (apart from the chat list)
+    presets: Optional[PresetStore] = None  # each user's saved system prompts
 
     def device_stats(self) -> list:
         """Live memory of each GPU and of RAM (studio.engines.devices.DeviceStat)."""
@@ -246,6 +248,7 @@ def build_services(config: StudioConfig, data_dir: Path, num_gpus: int = 1,
         files=PrivateFiles(data_dir),
         tools=build_tool_pool(config, data_dir),
         agent_store=ConversationStore(data_dir / "agent.db"),
+        presets=PresetStore(data_dir / "presets.db"),
     )
     sweep_draft_folders(services.drafts, services.draft_files)
     return services

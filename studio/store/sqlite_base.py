@@ -176,7 +176,7 @@ class SQLiteStore:
 
     def _what(self, action: str) -> str:
         """"save the conversation", "list the conversations": what failed, for the message."""
-        return f"{action} the {self.ITEM}s" if action in ("list", "count") else f"{action} the {self.ITEM}"
+        return f"{action} the {self.ITEM}s" if action in ("list", "count", "search") else f"{action} the {self.ITEM}"
 
     def _wrap_os(self, exc: OSError, action: str) -> StudioError:
         """Turn an OSError (creating the store's folder) into a StudioError naming the cause."""

@@ -17,6 +17,7 @@ from studio.tasks import article as article_task
 from studio.tasks import article_edit as edit
 from studio.ui import homework_export
 from studio.ui.article_tab import UI_FRAME_S, ArticleTab, _paths, parse_params
+from studio.ui import sidebar_list
 from studio.ui.article_view import STATUS_MARKS, block_choices, preview_html, status_notice, steps_markdown
 from studio.ui.convert import user_of
 from studio.ui.errors import user_errors
@@ -24,8 +25,8 @@ from studio.ui.i18n import notice_text, page_lang
 from studio.ui.pacing import FramePacer
 from studio.ui.stops import StopSignals, run_key
 
-CONFIRM_DELETE_JS = """(c, s, u) => [confirm((navigator.language || '').toLowerCase().startsWith('zh')
-  ? '确定删除这篇文章草稿吗？删除后无法恢复。' : 'Delete this article draft? This cannot be undone.'), s, u]"""
+CONFIRM_DELETE_JS = sidebar_list.confirm_js("Delete this article draft? This cannot be undone.",
+                                            "确定删除这篇文章草稿吗？删除后无法恢复。")
 
 
 def _index(value) -> Optional[int]:
@@ -42,11 +43,16 @@ class _Views:
         self.services, self.tab, self.placeholder = services, tab, placeholder
 
     def drafts(self, sess: ArticleSession, user: str) -> dict:
-        """The sidebar's drafts list, the open draft selected if it is stored."""
+        """The sidebar's drafts list (the hidden radio of the API, the rendered list's state), the open
+        draft selected if it is stored."""
+        rows = self.services.drafts.list(user, sidebar_list.LIST_LIMIT)
         choices = [(f"{s.title or 'Untitled'} · {s.blocks}¶ {s.images}🖼{STATUS_MARKS.get(s.status, '')}", s.id)
-                   for s in self.services.drafts.list(user, 100)]
+                   for s in rows]
         value = sess.draft.id if any(c[1] == sess.draft.id for c in choices) else None
-        return {self.tab.drafts.drafts: gr.Radio(choices=choices, value=value)}
+        entries = [sidebar_list.Entry(s.id, s.title, s.updated, f"{s.blocks} {s.images} {s.status}".strip())
+                   for s in rows]
+        return {self.tab.drafts.drafts: gr.Radio(choices=choices, value=value),
+                self.tab.drafts.listing: sidebar_list.listing(entries, value or "")}
 
     def paragraph(self, sess: ArticleSession, index: Optional[int]) -> dict:
         """The text, caption and candidate images of paragraph `index` (none: empty fields)."""
@@ -221,18 +227,47 @@ class _Drafts:
         user = user_of(uid, request)
         if not self.services.drafts.exists(user, sess.draft.id):
             raise InputError("This article is not saved yet.", "Write it first, then rename it.")
-        sess.draft.title = self.services.drafts.rename(user, sess.draft.id, title or "")
-        return self._opened(sess, user)
+        return self.rename_item(sess.draft.id)(title, sess, uid, request)
 
     @user_errors
     def on_delete(self, confirmed, sess, uid, request: gr.Request):
-        if not confirmed:
-            return gr.skip()
-        user = user_of(uid, request)
-        if self.services.drafts.delete(user, sess.draft.id):  # a draft with no paragraphs yet has a row too
-            self.services.draft_files.remove(user, sess.draft.id)
-        sess.draft, sess.undo = self.tab.new_draft(), []
-        return self._opened(sess, user)
+        return self.delete_item(sess.draft.id)(confirmed, sess, uid, request)
+
+    def open_item(self, draft_id: str):
+        """The handler that opens draft `draft_id` from the list."""
+        def open_(sess, uid, request: gr.Request):
+            return self.on_open(draft_id, sess, uid, request)
+
+        return open_
+
+    def rename_item(self, draft_id: str):
+        """The handler that renames draft `draft_id` (the open one or another in the list)."""
+        @user_errors
+        def rename(title, sess, uid, request: gr.Request):
+            user = user_of(uid, request)
+            stored = self.services.drafts.rename(user, draft_id, title or "")
+            if sess.draft.id != draft_id:
+                return self.views.drafts(sess, user)
+            sess.draft.title = stored
+            return self._opened(sess, user)
+
+        return rename
+
+    def delete_item(self, draft_id: str):
+        """The handler that deletes draft `draft_id` and its pictures once confirmed."""
+        @user_errors
+        def delete(confirmed, sess, uid, request: gr.Request):
+            if not confirmed:
+                return gr.skip()
+            user = user_of(uid, request)
+            if self.services.drafts.delete(user, draft_id):  # a draft with no paragraphs yet has a row too
+                self.services.draft_files.remove(user, draft_id)
+            if sess.draft.id != draft_id:
+                return self.views.drafts(sess, user)
+            sess.draft, sess.undo = self.tab.new_draft(), []
+            return self._opened(sess, user)
+
+        return delete
 
     @user_errors
     def on_list(self, sess, uid, request: gr.Request):
@@ -278,7 +313,16 @@ def _wire_drafts(services: Services, tab: ArticleTab, user_id: gr.State, views: 
     d.rename_box.submit(h.on_rename, [d.rename_box, s, user_id], outs, api_name="article_rename")
     confirm = gr.Checkbox(visible=False)
     d.delete.click(h.on_delete, [confirm, s, user_id], outs, api_name="article_delete", js=CONFIRM_DELETE_JS)
-    return h.on_list, [s, user_id], d.drafts
+
+    def wire_item(parts: sidebar_list.ItemParts) -> None:
+        """Open on a click of the title, rename on Enter in the box, delete once confirmed."""
+        did, private = parts.entry.id, dict(api_visibility="private")
+        parts.title.click(h.open_item(did), [s, user_id], outs, **private)
+        parts.rename.submit(h.rename_item(did), [parts.rename, s, user_id], outs, **private)
+        parts.delete.click(h.delete_item(did), [confirm, s, user_id], outs, js=CONFIRM_DELETE_JS, **private)
+
+    d.wire_item = wire_item
+    return h.on_list, [s, user_id], [d.drafts, d.listing]
 
 
 def wire(services: Services, tab: ArticleTab, user_id: gr.State, placeholder: str, pacer: FramePacer):

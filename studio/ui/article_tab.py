@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, fields
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import gradio as gr
 from pydantic import ValidationError
@@ -12,11 +12,13 @@ from studio.core.article import ArticleDraft, ArticleParams, ArticleSession
 from studio.errors import InputError
 from studio.exports import export_kinds
 from studio.tasks import article_edit as edit
-from studio.ui import homework_export
+from studio.ui import homework_export, sidebar_list
 from studio.ui.article_view import preview_html
+from studio.ui.i18n import page_lang, tr
 from studio.ui.icons import icon
 
 UI_FRAME_S = 0.1
+DRAFT_STATUSES = ("draft_status_writing", "draft_status_stopped", "draft_status_failed")
 IMAGE_COUNTS = ["auto"] + [str(n) for n in range(0, 16)]
 
 
@@ -42,12 +44,15 @@ class ArticleSettings:
 
 @dataclass
 class DraftsSection:
-    """The article drafts section in the sidebar."""
+    """The article drafts section in the sidebar. The hidden radio, rename box and delete button carry the
+    public API (/article_open, /article_rename, /article_delete); people use the rendered list."""
 
     drafts: gr.Radio
     rename_box: gr.Textbox
     new: gr.Button
     delete: gr.Button
+    listing: Optional[gr.State] = None  # what the rendered list shows (sidebar_list.listing)
+    wire_item: Optional[Callable] = None  # set by article_events.wire: each rendered item's events
 
 
 @dataclass
@@ -93,7 +98,8 @@ class ArticleTab:
 
     def view_outputs(self) -> list:
         """What showing the draft updates: preview, paragraph picker and fields, drafts list, session."""
-        return [self.preview, self.block, *self.paragraph_outputs(), self.drafts.drafts, self.session]
+        return [self.preview, self.block, *self.paragraph_outputs(), self.drafts.drafts, self.session,
+                self.drafts.listing]
 
     def new_draft(self) -> ArticleDraft:
         """An empty draft on the tab's engine."""
@@ -171,16 +177,29 @@ def build(t, drafts: DraftsSection, engine: str) -> ArticleTab:
                       buttons=ArticleButtons(write=write, stop=stop, exports=exports, **edits))
 
 
-def build_drafts(t) -> DraftsSection:
-    """The article drafts section (placed in the sidebar): list, new, delete, rename."""
+def build_drafts(t, tz=None) -> DraftsSection:
+    """The article drafts section (placed in the sidebar): new, and the list with per-item open, rename and
+    delete, grouped by date in the browser's zone (`tz`, a component holding minutes east of UTC)."""
     with gr.Accordion(t("drafts"), open=True, elem_id="article-drafts-section"):
-        drafts = gr.Radio([], show_label=False, elem_id="article-drafts", elem_classes=["conv-list"])
-        with gr.Row():
-            new = gr.Button(t("new_article"), size="sm", elem_id="article-new", icon=icon("plus"))
-            delete = gr.Button(t("delete"), size="sm", elem_id="article-delete-draft")
-        rename = gr.Textbox(placeholder=t("rename_placeholder"), show_label=False, max_length=200,
-                            submit_btn=t("rename"), elem_id="article-rename")
-    return DraftsSection(drafts, rename, new, delete)
+        new = gr.Button(t("new_article"), size="sm", elem_id="article-new", icon=icon("plus"))
+        listing = gr.State(sidebar_list.pending())
+        section = DraftsSection(gr.Radio([], visible=False), gr.Textbox(visible=False, max_length=200), new,
+                                gr.Button(visible=False), listing)
+        with gr.Column(elem_id="article-drafts", elem_classes=["side-list"]):
+            @gr.render(inputs=[listing] + ([tz] if tz is not None else []), triggers=[listing.change])
+            def _draw(state, zone=None, request: gr.Request = None):
+                lang = page_lang(request)
+                sidebar_list.draw(t, "draft", state, zone, "no_drafts", section.wire_item,
+                                  note=lambda entry: draft_note(entry.note, lang))
+    return section
+
+
+def draft_note(counts: str, lang: str) -> str:
+    """The line under a draft's title from its listing note ("paragraphs images [status]")."""
+    blocks, images, *status = (counts.split() + ["0", "0"])[:3]
+    text = tr(lang, "draft_counts", blocks=blocks, images=images)
+    mark = f"draft_status_{status[0]}" if status else ""
+    return f"{text} · {tr(lang, mark)}" if mark in DRAFT_STATUSES else text
 
 
 def parse_params(beams, rep, max_new, sample, seed, images, selects) -> ArticleParams:

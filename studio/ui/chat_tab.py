@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, fields
-from typing import Optional
+from typing import Any, Optional
 
 import gradio as gr
 from gradio.i18n import I18nData
@@ -23,6 +23,7 @@ from studio.ui.errors import user_errors
 from studio.ui.i18n import EXAMPLES, notice_text, page_lang
 from studio.ui.icons import icon
 from studio.ui.pacing import FramePacer
+from studio.ui import prompt_presets
 from studio.ui.stops import StopSignals, run_key
 
 UI_FRAME_S = 0.05  # at most ~20 transcript updates a second while streaming
@@ -94,6 +95,7 @@ class ChatTab:
     export_file: gr.File
     buttons: ChatButtons
     homework: Optional[gr.Button] = None  # the homework bundle's export (studio/ui/homework_export.py)
+    presets: Any = None  # prompt_presets.PresetControls beside the system prompt box
 
     def reply_outputs(self) -> list:
         """What a send, regenerate, undo or clear updates."""
@@ -163,6 +165,7 @@ def build(t, engine: str) -> ChatTab:
         clear = gr.Button(t("clear"), size="sm", elem_id="clear-btn", icon=icon("trash"))
     examples(EXAMPLES, textbox, t("examples"), "chat-examples")
     with gr.Accordion(t("parameters"), open=False):
+        presets = prompt_presets.build(t)
         settings = _settings(t)
     with gr.Accordion(t("export"), open=False):
         with gr.Row():
@@ -171,7 +174,7 @@ def build(t, engine: str) -> ChatTab:
             homework = homework_export.button(t, "export-homework")
         export_file = gr.File(show_label=False, interactive=False, elem_id="export-file")
     return ChatTab(engine, session, chatbot, textbox, notice, settings, export_file,
-                   ChatButtons(stop, regen, undo, clear, exports), homework=homework)
+                   ChatButtons(stop, regen, undo, clear, exports), homework=homework, presets=presets)
 
 
 class _Handlers:

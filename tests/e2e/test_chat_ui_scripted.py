@@ -34,7 +34,8 @@ def slow_app(tmp_path_factory):
 def test_endpoints_are_the_intended_ones(app):
     client, _ = connect(app.url)
     named = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
-    assert named == {"/status", "/resume", "/select", "/new", "/rename", "/delete", "/system_prompt", "/chat",
+    assert named == {"/status", "/resume", "/select", "/new", "/rename", "/delete", "/search", "/system_prompt",
+                     "/chat",
                      "/regenerate", "/undo", "/clear", "/export_markdown", "/export_json", "/export_homework",
                      "/vision_ask", "/vision_describe", "/vision_ocr", "/vision_regenerate", "/vision_extract",
                      "/vision_clear", "/vision_switch", "/article_write", "/article_rewrite", "/article_expand", "/article_shorten",
@@ -45,7 +46,8 @@ def test_endpoints_are_the_intended_ones(app):
                      "/article_new", "/article_rename", "/article_delete", "/article_drafts",
                      "/system_status", "/system_unload", "/system_load", "/system_switch",
                      "/agent_send", "/agent_stop", "/agent_clear", "/agent_new", "/agent_resume",
-                     "/agent_export_markdown", "/agent_export_json"}
+                     "/agent_export_markdown", "/agent_export_json",
+                     "/presets", "/preset_apply", "/preset_save", "/preset_delete"}
 
 
 def test_stream_grows_and_conversation_is_listed(app):
