@@ -35,7 +35,7 @@ def test_endpoints_are_the_intended_ones(app):
     client, _ = connect(app.url)
     named = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
     assert named == {"/status", "/resume", "/select", "/new", "/rename", "/delete", "/system_prompt", "/chat",
-                     "/regenerate", "/undo", "/clear", "/export_markdown", "/export_json",
+                     "/regenerate", "/edit", "/version", "/undo", "/clear", "/export_markdown", "/export_json",
                      "/vision_ask", "/vision_describe", "/vision_ocr", "/vision_regenerate", "/vision_extract",
                      "/vision_clear", "/article_write", "/article_rewrite", "/article_expand", "/article_shorten",
                      "/article_insert_before", "/article_insert_after", "/article_set_text", "/article_delete_block",
