@@ -84,7 +84,8 @@ def test_undo_regenerate_clear(app):
     _, final = chat(client, "edited message")
     assert reply_text(final[0]) == "echo: edited message"
     chatbot, _, _ = client.predict(api_name="/regenerate")
-    assert len(chatbot) == 4 and reply_text(chatbot) == "echo: edited message"
+    # The earlier reply is kept as version 1 of 2; the new one is shown, marked so.
+    assert len(chatbot) == 4 and reply_text(chatbot) == "echo: edited message\n\n*‹ 2/2 ›*"
     chatbot, _, _ = client.predict(api_name="/clear")
     assert chatbot == []
     assert app.services.store.list(user) == []  # an emptied conversation is not listed as "…"
