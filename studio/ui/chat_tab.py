@@ -284,7 +284,7 @@ def wire(services: Services, tab: ChatTab, user_id: gr.State, after_save, pacer:
     trash = tab.chatbot.clear(h.on_clear, [tab.session, user_id], outs, api_visibility="private")
     for event in (sent, regen, undo, clear, trash):
         after_save(event)
-        refresh_versions(event)
+        refresh_versions(event, latest=event is regen)
     for kind, button in b.exports.items():
         button.click(h.on_export(kind), [tab.session], tab.export_file, api_name=f"export_{kind}")
 

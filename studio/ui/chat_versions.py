@@ -23,8 +23,30 @@ from studio.ui.errors import user_errors
 from studio.ui.i18n import page_lang, tr
 from studio.ui.stops import run_key
 
+# The Chatbot's edit box opens with the message as shown, ‹ n/m › mark included: take the mark out as the
+# box appears (the server strips it too, for API callers and in case this has not run yet).
+STRIP_MARK_JS = r"""() => {
+  if (window.__puyuVersionMarks) return;
+  window.__puyuVersionMarks = true;
+  const mark = /\s*\*?‹ \d+\/\d+ ›\*?\s*$/;
+  const strip = (box) => {
+    if (!mark.test(box.value)) return;
+    box.value = box.value.replace(mark, '');
+    box.dispatchEvent(new Event('input', {bubbles: true}));
+  };
+  new MutationObserver((records) => {
+    for (const r of records) for (const n of r.addedNodes) {
+      if (!(n instanceof Element)) continue;
+      const boxes = n.matches('textarea') ? [n] : [...n.querySelectorAll('textarea')];
+      boxes.filter((b) => b.closest('#chatbot')).forEach(strip);
+    }
+  }).observe(document.body, {childList: true, subtree: true});
+}"""
 LATEST = -1  # the bar's selection when no message was clicked: the latest one with versions
 _AT_ONCE = dict(queue=False, api_visibility="private", show_progress="hidden")
+# Steps that may refuse: queued (the page shows a queued event's error as a toast, not a non-queued one's),
+# but outside the model's queue, so a running reply never holds them back.
+_CHECK = dict(api_visibility="private", show_progress="hidden", concurrency_limit=None)
 
 
 @dataclass
@@ -125,6 +147,10 @@ class _Handlers:
         return self.bar_values(sess, selected, request)
 
     @user_errors
+    def reset(self, sess, request: gr.Request):
+        return self.bar_values(sess, LATEST, request)
+
+    @user_errors
     def pick(self, sess, selected, evt: gr.SelectData, request: gr.Request):
         """A click on a message: show its versions, if it has any."""
         at = to_session_index(sess, evt.index if isinstance(evt.index, int) else evt.index[0])
@@ -186,15 +212,19 @@ class _Handlers:
 def wire(services: Services, tab, chat, user_id: gr.State, apply_settings: Callable, after_save: Callable,
          model_queue: dict) -> Callable:
     """Attach the edit and version events of `tab` (the chat tab; `chat` its handlers); returns
-    `refresh_after(event)`, which updates the bar once `event` has changed the conversation."""
+    `refresh_after(event, latest=False)`, which updates the bar once `event` has changed the conversation."""
     bar = tab.versions
     h = _Handlers(services, bar, chat, apply_settings)
     session, settings = tab.session, tab.settings.inputs()
 
-    def refresh_after(event):
-        event.then(h.refresh, [session, bar.selected], bar.outputs(), **_AT_ONCE)
+    def refresh_after(event, latest: bool = False):
+        # latest: the event made a new version at the end (regenerate): show that one, not the one clicked.
+        if latest:
+            event.then(h.reset, [session], bar.outputs(), **_AT_ONCE)
+        else:
+            event.then(h.refresh, [session, bar.selected], bar.outputs(), **_AT_ONCE)
 
-    asked = tab.chatbot.edit(h.request_edit, [session], [bar.message_index, bar.text, bar.selected], **_AT_ONCE)
+    asked = tab.chatbot.edit(h.request_edit, [session], [bar.message_index, bar.text, bar.selected], **_CHECK)
     asked.failure(h.restore, [session], [tab.chatbot], **_AT_ONCE)
     edited = asked.success(h.on_edit, [bar.message_index, bar.text, session, user_id, *settings],
                            tab.reply_outputs(), api_name="edit", **model_queue)
@@ -202,7 +232,7 @@ def wire(services: Services, tab, chat, user_id: gr.State, apply_settings: Calla
     refresh_after(edited)
     switched_outs = [tab.chatbot, session, bar.selected]
     for button, delta in ((bar.prev, -1), (bar.next, 1)):
-        asked = button.click(h.step(delta), [session, bar.selected], [bar.message_index, bar.version], **_AT_ONCE)
+        asked = button.click(h.step(delta), [session, bar.selected], [bar.message_index, bar.version], **_CHECK)
         switched = asked.success(h.on_version, [bar.message_index, bar.version, session, user_id], switched_outs,
                                  api_name="version" if delta > 0 else None,
                                  api_visibility="public" if delta > 0 else "private")
@@ -212,10 +242,9 @@ def wire(services: Services, tab, chat, user_id: gr.State, apply_settings: Calla
 
 
 def reset_after(services: Services, tab, event) -> None:
-    """After `event` shows another conversation, the bar shows its latest versions."""
+    """After `event` shows another conversation, the bar shows its latest versions (and the page strips
+    marks from edit boxes: the first such event is the page's load)."""
     bar = tab.versions
 
-    def reset(sess, request: gr.Request):
-        return _Handlers(services, bar, None, None).bar_values(sess, LATEST, request)
-
-    event.then(reset, [tab.session], bar.outputs(), **_AT_ONCE)
+    event.then(_Handlers(services, bar, None, None).reset, [tab.session], bar.outputs(), **_AT_ONCE)
+    event.then(None, None, None, js=STRIP_MARK_JS, api_visibility="private")
