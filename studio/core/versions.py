@@ -86,6 +86,8 @@ def switch(messages: list[Message], forks: dict[int, Fork], at: int, version: in
     fork.tails[version] = None
     fork.active = version
     put_tail(messages, forks, target)
+    if fork.count == 1:
+        del forks[at]  # the only version left: nothing to switch to
 
 
 def drop_after(forks: dict[int, Fork], end: int) -> None:

@@ -108,11 +108,20 @@ def switch_version(services: Services, user_id: str, session: ChatSession, index
 def regenerate(services: Services, user_id: str, session: ChatSession,
                cancel: Optional[threading.Event] = None) -> Iterator[ChatEvent]:
     """Generate the last reply again; the earlier one (complete or partial) is kept as a version."""
+    at, earlier = None, None
     if session.messages and session.messages[-1].role == "assistant":
-        session.branch(len(session.messages) - 1)
+        at = len(session.messages) - 1
+        earlier = (session.version_of(at) or (1, 1))[0]
+        session.branch(at)
     if not session.messages:
         raise InputError("There is nothing to regenerate yet.", "Send a message first.")
-    yield from _generate(services, user_id, session, cancel or threading.Event())
+    try:
+        yield from _generate(services, user_id, session, cancel or threading.Event())
+    finally:
+        if at is not None and len(session.messages) == at:
+            # Stopped before its first word: no new version, the earlier reply is shown again.
+            session.switch_version(at, earlier)
+            _save(services, user_id, session)
 
 
 def undo(services: Services, user_id: str, session: ChatSession) -> str:

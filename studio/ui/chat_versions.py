@@ -165,7 +165,7 @@ class _Handlers:
                 self.bar.selected: to_session_index(sess, index)}
 
     def restore(self, sess):
-        """The transcript as stored, after a refused edit (the page already shows the edited text)."""
+        """The transcript as stored, after a refused edit (the page shows the edited text already)."""
         return chatbot_messages(sess)
 
     @user_errors
@@ -228,6 +228,7 @@ def wire(services: Services, tab, chat, user_id: gr.State, apply_settings: Calla
     asked.failure(h.restore, [session], [tab.chatbot], **_AT_ONCE)
     edited = asked.success(h.on_edit, [bar.message_index, bar.text, session, user_id, *settings],
                            tab.reply_outputs(), api_name="edit", **model_queue)
+    edited.failure(h.restore, [session], [tab.chatbot], **_AT_ONCE)  # e.g. an emptied message: shown as stored
     after_save(edited)
     refresh_after(edited)
     switched_outs = [tab.chatbot, session, bar.selected]
@@ -236,6 +237,7 @@ def wire(services: Services, tab, chat, user_id: gr.State, apply_settings: Calla
         switched = asked.success(h.on_version, [bar.message_index, bar.version, session, user_id], switched_outs,
                                  api_name="version" if delta > 0 else None,
                                  api_visibility="public" if delta > 0 else "private")
+        after_save(switched)  # the title follows the first message shown
         refresh_after(switched)
     tab.chatbot.select(h.pick, [session, bar.selected], bar.outputs(), **_AT_ONCE)
     return refresh_after

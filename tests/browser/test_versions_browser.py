@@ -81,6 +81,10 @@ def test_edit_regenerate_flip_and_reload(page, app):  # noqa: F811
     page.locator("#versions-prev").click()
     shows(page, ["first, edited ‹ 2/3 ›", "echo: first, edited ‹ 2/2 ›"], "version 2 after a reload")
     shot(page, "versions-after-reload.png")
+    before = bubbles(page)
+    edit_message(page, 0, "   ")  # an emptied message is refused, and the page shows the transcript as stored
+    wait_in_page(page, page.locator(".toast-body"), "the refusal of an empty message", text="empty")
+    shows(page, before, "the transcript as it was")
 
 
 def test_editing_and_switching_while_a_reply_streams_are_refused(page, tmp_path):  # noqa: F811
@@ -93,7 +97,8 @@ def test_editing_and_switching_while_a_reply_streams_are_refused(page, tmp_path)
         wait_until(lambda: not page.locator("#stop-btn").is_disabled() and page.locator("#regen-btn").is_enabled(),
                    "the page to be idle")
         page.locator("#regen-btn").click()  # version 2 of the reply
-        wait_in_page(page, page.get_by_test_id("bot").last, "the new reply to stream", text="w3")
+        wait_until(lambda: len(bubbles(page)) == 2 and "‹ 2/2 ›" in bubbles(page)[1] and "w3" in bubbles(page)[1],
+                   "version 2 of the reply to stream", progress=lambda: bubbles(page))
         page.locator("#stop-btn").click()
         wait_in_page(page, page.locator("#versions-bar"), "the bar", text="version 2 of 2")
         send(page, "and another")

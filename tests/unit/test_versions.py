@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import threading
 
 import pytest
 
@@ -80,7 +81,7 @@ def test_an_empty_version_is_not_kept():
     s.branch(1)  # regenerate, stopped before its first word: nothing follows the question
     assert s.version_of(1) == (2, 2) and texts(s) == ["q"]
     s.switch_version(1, 1)
-    assert texts(s) == ["q", "r1"] and s.version_of(1) == (1, 1)
+    assert texts(s) == ["q", "r1"] and s.version_of(1) is None and s.forks == {}  # one version: no ‹ 1/1 ›
     s.branch(1)
     s.branch(1)  # twice empty in a row: one empty slot, not two
     assert s.version_of(1) == (2, 2)
@@ -156,3 +157,15 @@ def test_undo_after_an_edit_keeps_the_other_versions(services):
     assert texts(s) == ["one", "echo: one"]
     chat.clear(services, "u", s)
     assert s.forks == {} and services.store.list("u") == []
+
+
+def test_a_regenerate_stopped_before_its_first_word_shows_the_earlier_reply(services):
+    s = chat.new_session(services)
+    list(chat.send(services, "u", s, "q"))
+    list(chat.regenerate(services, "u", s))
+    chat.switch_version(services, "u", s, 1, 1)
+    cancel = threading.Event()
+    cancel.set()  # Stop pressed before the first word
+    list(chat.regenerate(services, "u", s, cancel))
+    assert texts(s) == ["q", "echo: q"] and s.version_of(1) == (1, 2)  # version 1 again; no empty third
+    assert services.store.load("u", s.id).version_of(1) == (1, 2)
