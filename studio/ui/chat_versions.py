@@ -224,6 +224,7 @@ def wire(services: Services, tab, chat, user_id: gr.State, apply_settings: Calla
         else:
             event.then(h.refresh, [session, bar.selected], bar.outputs(), **_AT_ONCE)
 
+    chat.stops.forget_on(tab.chatbot.edit)  # a Stop pressed while nothing ran must not stop the edit's reply
     asked = tab.chatbot.edit(h.request_edit, [session], [bar.message_index, bar.text, bar.selected], **_CHECK)
     asked.failure(h.restore, [session], [tab.chatbot], **_AT_ONCE)
     edited = asked.success(h.on_edit, [bar.message_index, bar.text, session, user_id, *settings],

@@ -56,6 +56,7 @@ def test_edit_regenerate_flip_and_reload(page, app):  # noqa: F811
     for text in ("first", "second"):
         send(page, text)
         wait_in_page(page, page.get_by_test_id("bot").last, f"the reply to {text}", text=f"echo: {text}")
+    page.locator("#stop-btn").click()  # while nothing runs: it must not stop the edit's reply below
     edit_message(page, 0, "first, edited")
     shows(page, ["first, edited ‹ 2/2 ›", "echo: first, edited"], "the edited turn and its new reply")
     wait_until(lambda: bar(page) == "‹ Message 1 · version 2 of 2 ›", "the bar for message 1", progress=lambda: bar(page))
