@@ -112,10 +112,14 @@ def test_editing_and_switching_while_a_reply_streams_are_refused(page, tmp_path)
         shot(page, "versions-refused-while-streaming.png")
         page.locator("#stop-btn").click()
         (user,) = stored_users(slow)
-        wait_until(lambda: not slow.services.store.load(user, slow.services.store.list(user)[0].id)
-                   .messages[-1].partial and page.locator("#versions-prev").is_enabled(), "the stopped reply stored")
-        saved = slow.services.store.load(user, slow.services.store.list(user)[0].id)
-        assert saved.version_of(1) == (2, 2) and len(saved.messages) == 4  # the switch never happened
+        def saved():
+            return slow.services.store.load(user, slow.services.store.list(user)[0].id)
+
+        # Stop's final save: the reply complete as it stands (checkpoints mark it partial until then).
+        wait_until(lambda: len(saved().messages) == 4 and not saved().messages[-1].partial, "the stopped reply stored",
+                   progress=lambda: saved().messages[-1].text)
+        assert saved().version_of(1) == (2, 2)  # the switch never happened
+        assert saved().messages[1].text.startswith("w0") and saved().messages[2].text == "and another"
 
 
 def stored_users(app) -> list[str]:
