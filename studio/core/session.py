@@ -7,10 +7,13 @@ import uuid
 from dataclasses import dataclass, field, replace
 from typing import Optional
 
+from studio.core import versions
 from studio.core.types import GenParams, Message, TextPart
+from studio.core.versions import Fork
 
 TITLE_CHARS = 48
-FORMAT = 2  # of to_dict: 2 tells an explicitly empty system prompt ("none") from the default (None)
+# Of to_dict: 2 tells an explicitly empty system prompt ("none") from the default (None); 3 adds "versions".
+FORMAT = 3
 
 
 def new_id() -> str:
@@ -31,6 +34,8 @@ class ChatSession:
     engine: str = "chat"
     created: float = field(default_factory=time.time)
     updated: float = field(default_factory=time.time)
+    # The other versions of the conversation, by the message index they start at (see studio.core.versions).
+    forks: dict[int, Fork] = field(default_factory=dict)
 
     def prompt_messages(self) -> list[Message]:
         """The messages to send: the system prompt as set (an empty one says "none") and the turns;
@@ -66,6 +71,23 @@ class ChatSession:
                 messages.append(Message(last.role, list(last.content), partial=True))
         return replace(self, messages=messages)
 
+    def branch(self, at: int) -> None:
+        """Keep the conversation from message `at` on as a version, and cut it there for a new one."""
+        versions.branch(self.messages, self.forks, at)
+
+    def switch_version(self, at: int, version: int) -> None:
+        """Show version `version` (1-based) of the conversation from message `at` on; nothing is lost."""
+        versions.switch(self.messages, self.forks, at, version - 1)
+
+    def version_of(self, at: int) -> Optional[tuple[int, int]]:
+        """(shown version, 1-based; how many) of the conversation from message `at` on; None without versions."""
+        fork = self.forks.get(at)
+        return None if fork is None else (fork.active + 1, fork.count)
+
+    def forget_versions_after(self, end: int) -> None:
+        """Drop the versions that start past message `end` (those messages were removed)."""
+        versions.drop_after(self.forks, end)
+
     def touch(self) -> None:
         """Mark the session as changed now."""
         self.updated = time.time()
@@ -82,6 +104,7 @@ class ChatSession:
             "engine": self.engine,
             "created": self.created,
             "updated": self.updated,
+            **({"versions": versions.forks_dict(self.forks, _message_dict)} if self.forks else {}),
         }
 
     @classmethod
@@ -97,6 +120,7 @@ class ChatSession:
             engine=data.get("engine", "chat"),
             created=data.get("created", time.time()),
             updated=data.get("updated", time.time()),
+            forks=versions.stored_forks(data.get("versions", []), _stored_message),
         )
 
 

@@ -1,4 +1,5 @@
-"""Chat use case: send, regenerate, undo, clear; history trimmed to the context window; saved as it goes."""
+"""Chat use case: send, edit, regenerate, switch versions, undo, clear; history trimmed to the context window;
+saved as it goes."""
 
 from __future__ import annotations
 
@@ -57,9 +58,10 @@ def _generate(services: Services, user_id: str, session: ChatSession, cancel: th
 
 
 def _save(services: Services, user_id: str, session: ChatSession) -> None:
-    """Store the session now; an emptied conversation is removed so the sidebar never lists it."""
+    """Store the session now; an emptied conversation is removed so the sidebar never lists it (one that
+    still holds other versions stays: undoing its only exchange must not lose them)."""
     session.touch()
-    if session.messages:
+    if session.messages or session.forks:
         services.store.save(user_id, session)
     else:
         services.store.delete(user_id, session.id)
@@ -76,14 +78,50 @@ def send(services: Services, user_id: str, session: ChatSession, text: str,
     yield from _generate(services, user_id, session, cancel or threading.Event())
 
 
+def edit(services: Services, user_id: str, session: ChatSession, index: int, text: str,
+         cancel: Optional[threading.Event] = None) -> Iterator[ChatEvent]:
+    """Replace user message `index` with `text` and stream a reply from there; what followed it is kept as
+    an earlier version."""
+    text = validate_prompt(services, text)
+    if not 0 <= index < len(session.messages) or session.messages[index].role != "user":
+        raise InputError(f"Message {index} is not one of your messages in this conversation.",
+                         "Pick a message you wrote (the numbers count from 0, as the transcript lists them).")
+    session.branch(index)
+    session.messages.append(Message.of("user", text))
+    _save(services, user_id, session)  # the edit is stored before the model runs, as a sent message is
+    yield from _generate(services, user_id, session, cancel or threading.Event())
+
+
+def switch_version(services: Services, user_id: str, session: ChatSession, index: int, version: int) -> None:
+    """Show version `version` (1-based) of the conversation from message `index` on, and store that choice."""
+    shown = session.version_of(index)
+    if shown is None:
+        raise InputError(f"Message {index} has no other versions.",
+                         "Edit a message or regenerate a reply first; each keeps the earlier version.")
+    if not 1 <= version <= shown[1]:
+        raise InputError(f"Message {index} has versions 1 to {shown[1]}; there is no version {version}.",
+                         "Pick a version in that range.")
+    session.switch_version(index, version)
+    _save(services, user_id, session)
+
+
 def regenerate(services: Services, user_id: str, session: ChatSession,
                cancel: Optional[threading.Event] = None) -> Iterator[ChatEvent]:
-    """Drop the last reply (complete or partial) and generate it again."""
+    """Generate the last reply again; the earlier one (complete or partial) is kept as a version."""
+    at, earlier = None, None
     if session.messages and session.messages[-1].role == "assistant":
-        session.messages.pop()
+        at = len(session.messages) - 1
+        earlier = (session.version_of(at) or (1, 1))[0]
+        session.branch(at)
     if not session.messages:
         raise InputError("There is nothing to regenerate yet.", "Send a message first.")
-    yield from _generate(services, user_id, session, cancel or threading.Event())
+    try:
+        yield from _generate(services, user_id, session, cancel or threading.Event())
+    finally:
+        if at is not None and len(session.messages) == at:
+            # Stopped before its first word: no new version, the earlier reply is shown again.
+            session.switch_version(at, earlier)
+            _save(services, user_id, session)
 
 
 def undo(services: Services, user_id: str, session: ChatSession) -> str:
@@ -93,6 +131,9 @@ def undo(services: Services, user_id: str, session: ChatSession) -> str:
         raise InputError("There is nothing to undo.", "")
     text = session.messages[idx].text
     del session.messages[idx:]
+    # The exchange goes with its reply's versions; other versions of the message itself stay, and the
+    # next message sent becomes one more of them.
+    session.forget_versions_after(idx)
     _save(services, user_id, session)
     return text
 
@@ -100,6 +141,7 @@ def undo(services: Services, user_id: str, session: ChatSession) -> str:
 def clear(services: Services, user_id: str, session: ChatSession) -> None:
     """Empty the conversation; it leaves the store (and the sidebar) until something is sent again."""
     session.messages.clear()
+    session.forks.clear()
     _save(services, user_id, session)
 
 

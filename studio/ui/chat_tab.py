@@ -16,7 +16,7 @@ from studio.errors import InputError
 from studio.exports import EXPORTS, export_kinds
 from studio.services import Services
 from studio.tasks import chat as chat_task
-from studio.ui import homework_export
+from studio.ui import chat_versions, homework_export
 from studio.ui.bilingual import examples
 from studio.ui.convert import chatbot_messages, user_of
 from studio.ui.errors import user_errors
@@ -94,6 +94,7 @@ class ChatTab:
     settings: Settings
     export_file: gr.File
     buttons: ChatButtons
+    versions: chat_versions.VersionBar
     homework: Optional[gr.Button] = None  # the homework bundle's export (studio/ui/homework_export.py)
     presets: Any = None  # prompt_presets.PresetControls beside the system prompt box
 
@@ -151,8 +152,9 @@ def build(t, engine: str) -> ChatTab:
     chatbot = gr.Chatbot(
         elem_id="chatbot", show_label=False, height="62vh", buttons=["copy", "copy_all"],
         sanitize_html=True, allow_tags=False, render_markdown=True, placeholder=t("chat_placeholder"),
-        latex_delimiters=[{"left": "$$", "right": "$$", "display": True}],
+        latex_delimiters=[{"left": "$$", "right": "$$", "display": True}], editable="user",
     )
+    versions = chat_versions.build(t)
     notice = gr.Markdown("", elem_id="chat-notice")
     textbox = gr.Textbox(
         elem_id="chat-input", show_label=False, placeholder=t("input_placeholder"), lines=1, max_lines=12,
@@ -174,7 +176,7 @@ def build(t, engine: str) -> ChatTab:
             homework = homework_export.button(t, "export-homework")
         export_file = gr.File(show_label=False, interactive=False, elem_id="export-file")
     return ChatTab(engine, session, chatbot, textbox, notice, settings, export_file,
-                   ChatButtons(stop, regen, undo, clear, exports), homework=homework, presets=presets)
+                   ChatButtons(stop, regen, undo, clear, exports), versions, homework=homework, presets=presets)
 
 
 class _Handlers:
@@ -277,17 +279,19 @@ def wire(services: Services, tab: ChatTab, user_id: gr.State, after_save, pacer:
     # directly and leave system_prompt out keep the conversation's (see _apply_settings).
     box = [tab.settings.system_prompt, tab.session]
     send = tab.textbox.submit(h.on_system_prompt, box, [tab.session], api_name="system_prompt", queue=False)
-    after_save(send.then(h.on_send, [tab.textbox, tab.session, user_id, *settings], outs,
-                         api_name="chat", **model_queue))
+    sent = send.then(h.on_send, [tab.textbox, tab.session, user_id, *settings], outs, api_name="chat", **model_queue)
     regen = b.regen.click(h.on_system_prompt, box, [tab.session], api_visibility="private", queue=False)
-    after_save(regen.then(h.on_regenerate, [tab.session, user_id, *settings], outs,
-                          api_name="regenerate", **model_queue))
+    regen = regen.then(h.on_regenerate, [tab.session, user_id, *settings], outs, api_name="regenerate", **model_queue)
     h.stops.stop_on(b.stop.click, tab.textbox.stop)
+    refresh_versions = chat_versions.wire(services, tab, h, user_id, _apply_settings, after_save, model_queue)
 
-    after_save(b.undo.click(h.on_undo, [tab.session, user_id], outs, api_name="undo"))
-    after_save(b.clear.click(h.on_clear, [tab.session, user_id], outs, api_name="clear"))
+    undo = b.undo.click(h.on_undo, [tab.session, user_id], outs, api_name="undo")
+    clear = b.clear.click(h.on_clear, [tab.session, user_id], outs, api_name="clear")
     # The Chatbot's own trash icon must clear the saved conversation too, not just the view.
-    after_save(tab.chatbot.clear(h.on_clear, [tab.session, user_id], outs, api_visibility="private"))
+    trash = tab.chatbot.clear(h.on_clear, [tab.session, user_id], outs, api_visibility="private")
+    for event in (sent, regen, undo, clear, trash):
+        after_save(event)
+        refresh_versions(event, latest=event is regen)
     for kind, button in b.exports.items():
         button.click(h.on_export(kind), [tab.session], tab.export_file, api_name=f"export_{kind}")
     if tab.homework is not None:
@@ -316,3 +320,4 @@ def hint_after(services: Services, tab: ChatTab, event) -> None:
         return prompt_hint(services, sess)
 
     event.then(hint, [tab.session], [tab.settings.system_prompt], api_visibility="private", queue=False)
+    chat_versions.reset_after(services, tab, event)

@@ -8,6 +8,11 @@ from studio.services import LoadState
 from studio.store.conversations import ConversationSummary
 from studio.ui.i18n import INTERRUPTED_NOTE, tr
 
+# Part of the transcript value (no words, so one form serves both languages); an edited message's text
+# arrives with it, and studio.ui.chat_versions strips it (VERSION_MARK_RE).
+VERSION_MARK = "\n\n*‹ {k}/{m} ›*"
+VERSION_MARK_RE = r"\s*\*?‹ \d+/\d+ ›\*?\s*$"
+
 
 def user_of(uid: str, request) -> str:
     """The user key: the one /resume set, else this client session's own (API clients may skip /resume)."""
@@ -20,11 +25,22 @@ def chatbot_messages(session: ChatSession) -> list[dict]:
     Text is cleaned for showing: a conversation stored before input was cleaned may hold lone surrogates,
     which would break the event stream (the store keeps them exactly)."""
     shown = []
-    for m in session.messages:
-        if m.role == "user" or (m.role == "assistant" and m.text):
-            note = f"\n\n*{INTERRUPTED_NOTE}*" if m.partial else ""
-            shown.append({"role": m.role, "content": cleaned(m.text) + note})
+    for i in shown_indices(session):
+        m = session.messages[i]
+        note = f"\n\n*{INTERRUPTED_NOTE}*" if m.partial else ""
+        shown.append({"role": m.role, "content": cleaned(m.text) + note + version_mark(session, i)})
     return shown
+
+
+def shown_indices(session: ChatSession) -> list[int]:
+    """The session index of each message the Chatbot shows (no empty reply bubble): what its indices mean."""
+    return [i for i, m in enumerate(session.messages) if m.role == "user" or (m.role == "assistant" and m.text)]
+
+
+def version_mark(session: ChatSession, index: int) -> str:
+    """The ‹ n/m › line under a message whose conversation has other versions from it on; else ''."""
+    shown = session.version_of(index)
+    return "" if shown is None else VERSION_MARK.format(k=shown[0], m=shown[1])
 
 
 def conversation_choices(summaries: list[ConversationSummary], untitled: str) -> list[tuple[str, str]]:

@@ -51,6 +51,11 @@ class StopSignals:
                 if not runs:
                     self._runs.pop(key, None)
 
+    def running(self, key: str) -> bool:
+        """Whether a run of `key` is under way now."""
+        with self._lock:
+            return bool(self._runs.get(key))
+
     def submitted(self, key: str) -> None:
         """A new run of `key` was submitted: a Stop pressed before it no longer applies."""
         with self._lock:

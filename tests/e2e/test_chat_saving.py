@@ -87,6 +87,6 @@ def test_kill_9_mid_reply_then_restart_shows_every_message_and_an_interrupted_re
         assert texts[2] == "second question, a long answer"
         assert texts[3].startswith("w0 w1 w2") and INTERRUPTED_NOTE in texts[3]
         assert INTERRUPTED_NOTE not in texts[1]
-        # Regenerate replaces the interrupted reply with a complete one.
+        # Regenerate shows a complete reply; the interrupted one is kept as version 1.
         chatbot = client.predict(max_new_tokens=4, api_name="/regenerate")[0]
-        assert len(chatbot) == 4 and reply_text(chatbot) == "w0 w1 w2 w3"
+        assert len(chatbot) == 4 and reply_text(chatbot) == "w0 w1 w2 w3\n\n*‹ 2/2 ›*"

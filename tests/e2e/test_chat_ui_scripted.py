@@ -36,7 +36,7 @@ def test_endpoints_are_the_intended_ones(app):
     named = set(client.view_api(return_format="dict", print_info=False)["named_endpoints"])
     assert named == {"/status", "/resume", "/select", "/new", "/rename", "/delete", "/search", "/system_prompt",
                      "/chat",
-                     "/regenerate", "/undo", "/clear", "/export_markdown", "/export_json", "/export_homework",
+                     "/regenerate", "/edit", "/version", "/undo", "/clear", "/export_markdown", "/export_json", "/export_homework",
                      "/vision_ask", "/vision_describe", "/vision_ocr", "/vision_regenerate", "/vision_extract",
                      "/vision_clear", "/vision_switch", "/article_write", "/article_rewrite", "/article_expand", "/article_shorten",
                      "/article_insert_before", "/article_insert_after", "/article_set_text", "/article_delete_block",
@@ -87,7 +87,8 @@ def test_undo_regenerate_clear(app):
     _, final = chat(client, "edited message")
     assert reply_text(final[0]) == "echo: edited message"
     chatbot, _, _ = client.predict(api_name="/regenerate")
-    assert len(chatbot) == 4 and reply_text(chatbot) == "echo: edited message"
+    # The earlier reply is kept as version 1 of 2; the new one is shown, marked so.
+    assert len(chatbot) == 4 and reply_text(chatbot) == "echo: edited message\n\n*‹ 2/2 ›*"
     chatbot, _, _ = client.predict(api_name="/clear")
     assert chatbot == []
     assert app.services.store.list(user) == []  # an emptied conversation is not listed as "…"

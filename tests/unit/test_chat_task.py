@@ -151,7 +151,9 @@ def test_regenerate_then_stop_never_saves_an_empty_reply(services):
     cancel.set()  # Stop before the first word of the new reply
     list(events)
     stored = services.store.load("u1", session.id)
-    assert [(m.role, m.text) for m in stored.messages] == [("user", "go")]
+    # Nothing new was written: the earlier reply is shown again, and no empty version is kept.
+    assert [(m.role, m.text) for m in stored.messages] == [("user", "go"), ("assistant", "w0 w1 w2")]
+    assert stored.forks == {}
     assert all(m.text for m in _session_messages(_stored(services, "u1", session.id)))
     regen = list(chat.regenerate(services, "u1", session))  # ready to regenerate
     assert "".join(e.text for e in regen if isinstance(e, TextDelta)) == "w0 w1 w2"
