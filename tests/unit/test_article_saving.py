@@ -87,7 +87,7 @@ def upload(tmp_path) -> str:
 def write(services, session, uploads=(), cancel=None, close_after=None, **params):
     """Run the pipeline to its end (or close it after `close_after` events); the events seen."""
     gen = article.run(services, USER, session, "A lazy afternoon", "cats and coffee",
-                      ArticleParams(**{"image_count": 1, **params}), list(uploads), cancel)
+                      ArticleParams(**{"image_count": None, **params}), list(uploads), cancel)
     events = []
     for event in gen:
         events.append(event)
