@@ -64,7 +64,8 @@ class _Views:
     def draft(self, sess: ArticleSession, user: str, index: Optional[int] = None, lang: Optional[str] = None) -> dict:
         """Every view of the draft, paragraph `index` picked (the first when it does not exist)."""
         if index is None or not 0 <= index < len(sess.draft.blocks):
-            index = 0 if sess.draft.blocks else None
+            # The first picture's paragraph, so its candidates are one click away (else the first paragraph).
+            index = next((i for i, b in enumerate(sess.draft.blocks) if b.image), 0) if sess.draft.blocks else None
         tab = self.tab
         return {tab.preview: preview_html(sess.draft, lang),
                 tab.block: gr.Dropdown(choices=block_choices(sess.draft), value=index),

@@ -112,10 +112,9 @@ def _settings(t, defaults: ArticleParams, sees: Optional[bool]) -> ArticleSettin
                              label=t("article_images_count"), elem_id="article-images")
         max_new = gr.Slider(50, 4096, value=defaults.max_new_tokens, step=10, label=t("article_max_new"),
                             elem_id="article-max-new")
-        with gr.Row(equal_height=True):
-            beams = gr.Slider(1, 6, value=defaults.beams, step=1, label=t("article_beams"), min_width=140)
-            rep = gr.Slider(1.0, 10.0, value=defaults.repetition_penalty, step=0.01, label=t("article_repetition"),
-                            min_width=140)
+        # One slider a row: side by side, their labels wrapped a word (or a character) per line.
+        beams = gr.Slider(1, 6, value=defaults.beams, step=1, label=t("article_beams"))
+        rep = gr.Slider(1.0, 10.0, value=defaults.repetition_penalty, step=0.01, label=t("article_repetition"))
         with gr.Row(equal_height=True):
             seed = gr.Number(-1 if defaults.seed is None else defaults.seed, precision=0, minimum=-1,
                              label=t("article_seed"), min_width=140)
@@ -145,7 +144,7 @@ def _editor(t) -> tuple[dict, dict]:
     with gr.Row():
         search, delete_image = _button(t, "article_search", "search"), _button(t, "delete_image", "delete-image")
     # One click on a candidate swaps the picture; the hidden number and button keep the public /article_pick.
-    candidates = gr.Gallery(label=t("article_candidates"), columns=4, height="auto", allow_preview=False,
+    candidates = gr.Gallery(label=t("article_candidates"), columns=4, height=200, allow_preview=False,
                             object_fit="cover", elem_id="article-candidates")
     candidate = gr.Number(0, precision=0, minimum=0, visible=False, elem_id="article-candidate")
     pick = gr.Button(visible=False, elem_id="article-pick")

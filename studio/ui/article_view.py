@@ -68,7 +68,7 @@ def steps_markdown(steps: dict[str, Step], lang: str = "en") -> str:
             continue
         took = f" · {st.seconds:.1f} s" if st.seconds else ""
         words = f" · **{tr(lang, f'article_state_{st.state}')}**" if st.state in ("cancelled", "failed") else ""
-        detail = f" · {escape(tr(lang, st.detail, **st.args))}" if st.detail else ""
+        detail = f" · {escape(tr(lang, st.detail, **st.args), quote=False)}" if st.detail else ""
         lines.append(f"- {MARKS[st.state]} {name}{words}{took}{detail}")
     return "\n".join(lines)
 
