@@ -200,7 +200,8 @@ class _Editing:
     @user_errors
     def on_candidate(self, block, sess, uid, evt: gr.SelectData, request: gr.Request):
         """A click on a candidate puts it in the article at once (one click, no Use button)."""
-        image = sess.draft.blocks[_index(block)].image if _index(block) is not None and sess.draft.blocks else None
+        index, blocks = _index(block), sess.draft.blocks
+        image = blocks[index].image if index is not None and 0 <= index < len(blocks) else None
         if image is not None and evt.index == image.chosen:
             return gr.skip()  # the picture shown already
         return self._edit(edit.pick_candidate, block, sess, uid, request, int(evt.index))
