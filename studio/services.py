@@ -152,7 +152,9 @@ class EnginePool:
         if "model_path" not in type(current).model_fields:
             raise StudioError(f"{name} runs on engine {current.engine}, which has no model folder to switch.",
                               "Change the server in the config file instead.")
-        update = {"model_path": model_path.strip(), "label": None}
+        # What the config said about the old model (its languages, speed, article settings) is not about the new one.
+        update = {"model_path": model_path.strip(), "label": None, "languages": None, "tokens_per_s": None,
+                  "article": type(current).model_fields["article"].default}
         if family is not None:
             update["family"] = family
         if "gguf_file" in type(current).model_fields:

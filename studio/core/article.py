@@ -55,6 +55,7 @@ class ArticleImage:
     caption: str
     source: str = "gallery"
     candidates: list[Candidate] = field(default_factory=list)
+    chosen: int = 0  # which candidate is shown (the swap gallery marks it)
 
 
 @dataclass
@@ -111,7 +112,7 @@ class ArticleDraft:
             if not d:
                 return None
             return ArticleImage(d["path"], d.get("caption", ""), d.get("source", "gallery"),
-                                [Candidate(**c) for c in d.get("candidates", [])])
+                                [Candidate(**c) for c in d.get("candidates", [])], int(d.get("chosen", 0) or 0))
 
         return cls(
             id=data["id"], title=data.get("title", ""), instruction=data.get("instruction", ""),

@@ -6,10 +6,11 @@ key another engine reads is refused by name, and each engine sees only the setti
 
 from __future__ import annotations
 
-from typing import ClassVar, Literal, Optional
+from typing import Annotated, ClassVar, Literal, Optional
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from studio.core.article import ArticleParams
 from studio.core.types import GenParams
 
 
@@ -28,6 +29,12 @@ class EngineOptions(BaseModel):
     # Most 448-px tiles per image for tiling vision models (InternVL2); None: the checkpoint's value.
     max_tiles: Optional[int] = Field(None, ge=1, le=40)
     defaults: GenParams = GenParams()
+    # Languages the model can write (ISO 639-1 codes, e.g. [en]); None: unknown, so nothing is checked.
+    languages: Optional[list[Annotated[str, Field(pattern=r"^[a-z]{2}$")]]] = Field(None, min_length=1)
+    # Rough decoding speed on a typical machine, for time estimates before a reply has been measured.
+    tokens_per_s: Optional[float] = Field(None, gt=0, le=100_000)
+    # The article tab's settings for this model (a small CPU model wants a shorter article than XComposer2).
+    article: ArticleParams = ArticleParams()
     # Keys other engines read that this one refuses with a message of its own (else: "only for engine: …").
     refused: ClassVar[dict[str, str]] = {}
 

@@ -13,19 +13,20 @@ from typing import Iterator, Optional, Union
 from studio.core.article import ArticleBlock, ArticleDraft, ArticleParams, ArticleSession
 from studio.core.text import cleaned
 from studio.core.types import Notice, TextDelta
-from studio.errors import InputError
+from studio.errors import InputError, StudioError
 from studio.services import Services
-from studio.tasks import article_images
+from studio.tasks import article_images, article_plan
 from studio.tasks import article_prompts as P
-from studio.tasks.article_model import ArticleModel, Cancelled, Step, writing_params
-from studio.tasks.turn import Reply, ready_engine
+from studio.tasks.article_model import ArticleModel, Cancelled, Said, Step, ready, writing_params
+from studio.tasks.article_plan import SpeedLog
+from studio.tasks.turn import Reply
 
 MAX_INSTRUCTION = 2000
 MAX_MATERIAL = 20_000
 STEPS = ("write", "split", "positions", "captions", "images", "select")
 
 
-ArticleEvent = Union[Step, TextDelta, Notice]
+ArticleEvent = Union[Step, TextDelta, Notice, Said]
 
 
 def check_instruction(instruction: str, material: str) -> tuple[str, str]:
@@ -66,11 +67,13 @@ class Saver:
 
 
 def run(services: Services, user_id: str, session: ArticleSession, instruction: str, material: str,
-        params: ArticleParams, uploads: list[str], cancel: Optional[threading.Event] = None) -> Iterator[ArticleEvent]:
+        params: ArticleParams, uploads: list[str], cancel: Optional[threading.Event] = None,
+        speeds: Optional[SpeedLog] = None) -> Iterator[ArticleEvent]:
     """Write a new illustrated article into `session.draft` (a fresh draft), streaming progress.
 
     The draft is stored before the model is asked (uploads are copied into its folder only once its
-    row exists), after every step, while the text streams, and marked done / stopped / failed at the end."""
+    row exists), after every step, while the text streams, and marked done / stopped / failed at the end.
+    A failure shows as the step's "failed" with the reason, then is raised."""
     instruction, material = check_instruction(instruction, material)
     cancel = cancel or threading.Event()
     draft = session.draft
@@ -81,14 +84,15 @@ def run(services: Services, user_id: str, session: ArticleSession, instruction: 
     saver.save()
     status = "failed"
     try:
+        yield from _language_notice(services, draft.engine, instruction)
         draft.uploads = [str(services.draft_files.adopt(user_id, draft.id, Path(p), Path(p).stem)) for p in uploads]
         if draft.uploads:
             saver.save()
-        engine = yield from ready_engine(services, draft.engine, cancel)
+        engine = yield from ready(services, draft.engine, cancel)
         if engine is None:
             raise Cancelled()
-        for event in _pipeline(services, user_id, session, ArticleModel(services, draft.engine, engine), cancel,
-                               saver):
+        model = ArticleModel(services, draft.engine, engine, speeds)
+        for event in _pipeline(services, user_id, session, model, cancel, saver):
             if isinstance(event, Step):
                 draft.step = event.key
                 saver.save()
@@ -96,8 +100,11 @@ def run(services: Services, user_id: str, session: ArticleSession, instruction: 
         status = "done"
     except Cancelled:
         status = "stopped"
-        yield Step(draft.step if draft.step in STEPS else "write", "cancelled", detail="stopped")
-        yield Notice("Stopped. What was written so far is kept in the draft.", key="notice_article_stopped")  # the user asked: no toast
+        yield Step(_current(draft), "cancelled", detail="article_d_stopped")
+        yield Said("article_n_stopped")  # the user asked: no toast
+    except StudioError as exc:
+        yield Step(_current(draft), "failed", detail="article_d_failed", args={"reason": str(exc)})
+        raise
     except GeneratorExit:  # the UI's Stop (or a closed page) closes the generator
         status = "stopped"
         raise
@@ -105,6 +112,19 @@ def run(services: Services, user_id: str, session: ArticleSession, instruction: 
         cancel.set()
         draft.status = status
         saver.save()
+
+
+def _current(draft: ArticleDraft) -> str:
+    """The step that was running (the first one before any had started)."""
+    return draft.step if draft.step in STEPS else "write"
+
+
+def _language_notice(services: Services, engine: str, title: str) -> Iterator[Said]:
+    """A warning, before the model is asked, when its config says it cannot write the title's language."""
+    lang = article_plan.unwritable_language(services, engine, title)
+    if lang:
+        yield Said("article_n_language", "warning", {"language": lang, "model": services.engines.label(engine),
+                                                      "writes": services.engines.config_of(engine).languages[0]})
 
 
 def _pipeline(services: Services, user_id: str, session: ArticleSession, model: ArticleModel,
@@ -115,26 +135,30 @@ def _pipeline(services: Services, user_id: str, session: ArticleSession, model: 
     draft.model, prompts = info.model, P.prompts_for(info.family)
     key, t0 = _timed("write")
     yield Step(key, "running")
-    text = yield from _write(model, prompts.write(draft.instruction, draft.material), draft, cancel, saver)
+    prompt = prompts.write(draft.instruction, draft.material, draft.params.max_new_tokens)
+    text, tokens = yield from _write(model, prompt, draft, cancel, saver)
     paragraphs = P.split_paragraphs(text)
     if not paragraphs:
         raise InputError("The model wrote nothing.", "Try again, or change the title or the settings.")
-    yield Step(key, "done", time.monotonic() - t0, f"{len(text):,} characters")
+    yield Step(key, "done", time.monotonic() - t0, "article_d_written", {"chars": len(text), "tokens": tokens})
     key, t0 = _timed("split")
     draft.blocks = [ArticleBlock(p) for p in paragraphs]
-    yield Step(key, "done", time.monotonic() - t0, f"{len(paragraphs)} paragraph(s)")
+    yield Step(key, "done", time.monotonic() - t0, "article_d_paragraphs", {"n": len(paragraphs)})
     yield from article_images.illustrate(services, user_id, session, model, prompts, cancel)
 
 
 def _write(model: ArticleModel, prompt: str, draft: ArticleDraft, cancel: threading.Event, saver: Saver) -> Iterator:
-    """Stream the article's text into the draft (one block while it streams); returns the text."""
-    text = ""
+    """Stream the article's text into the draft (one block while it streams); returns (text, tokens).
+    A last sentence cut off by the token limit is left out: the article ends on a whole sentence."""
+    text, last = "", TextDelta()
     try:
         for delta in model.ask(prompt, writing_params(draft.params), cancel, checkpoint=saver.checkpoint):
-            text += delta.text
+            text, last = text + delta.text, delta
             draft.blocks = [ArticleBlock(text)]
             yield delta
+        if last.finish_reason == "length":
+            text = P.drop_unfinished(text)
+        return text, last.completion_tokens
     finally:
         # However it ends, what was written is kept as paragraphs a user can edit.
         draft.blocks = [ArticleBlock(p) for p in P.split_paragraphs(text)]
-    return text

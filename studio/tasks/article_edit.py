@@ -9,12 +9,12 @@ from typing import Iterator, Optional
 
 from studio.core.article import ArticleBlock, ArticleSession
 from studio.core.text import cleaned
-from studio.core.types import Notice, TextDelta
+from studio.core.types import TextDelta
 from studio.errors import InputError
 from studio.services import Services
 from studio.tasks import article_prompts as P
-from studio.tasks.article_model import ArticleModel, Cancelled, writing_params
-from studio.tasks.turn import ready_engine
+from studio.tasks.article_model import ArticleModel, Cancelled, Said, ready, writing_params
+from studio.tasks.article_plan import SpeedLog
 
 MODEL_OPS = ("rewrite", "expand", "shorten", "insert_before", "insert_after")
 EDIT_TOKENS = 400
@@ -36,17 +36,17 @@ def _save(services: Services, user_id: str, session: ArticleSession) -> None:
 
 
 def model_edit(services: Services, user_id: str, session: ArticleSession, op: str, index: int, instruction: str = "",
-               cancel: Optional[threading.Event] = None) -> Iterator:
+               cancel: Optional[threading.Event] = None, speeds: Optional[SpeedLog] = None) -> Iterator:
     """Let the model rewrite / expand / shorten paragraph `index`, or write one before/after it."""
     if op not in MODEL_OPS:
         raise InputError(f"Unknown edit {op!r}.", f"Use one of: {', '.join(MODEL_OPS)}.")
     block = _block(session, index)
     cancel = cancel or threading.Event()
-    engine = yield from ready_engine(services, session.draft.engine, cancel)
+    engine = yield from ready(services, session.draft.engine, cancel)
     if engine is None:
-        yield Notice("Stopped; the paragraph is unchanged.", key="notice_edit_stopped")
+        yield Said("article_n_edit_stopped")
         return
-    model = ArticleModel(services, session.draft.engine, engine)
+    model = ArticleModel(services, session.draft.engine, engine, speeds)
     prompts = P.prompts_for(engine.info().family)
     blocks = session.draft.blocks
     guide = (instruction or "").strip() or session.draft.instruction
@@ -64,7 +64,7 @@ def model_edit(services: Services, user_id: str, session: ArticleSession, op: st
         text = yield from model.ask(prompt, writing_params(session.draft.params, EDIT_TOKENS), cancel)
     except Cancelled:
         session.restore()
-        yield Notice("Stopped; the paragraph is unchanged.", key="notice_edit_stopped")  # the user asked: no toast
+        yield Said("article_n_edit_stopped")  # the user asked: no toast
         return
     new = "\n".join(P.split_paragraphs(text, limit=6)).strip()
     if not new:
@@ -129,6 +129,8 @@ def pick_candidate(services: Services, user_id: str, session: ArticleSession, in
     cands = block.image.candidates
     if not isinstance(choice, int) or not 0 <= choice < len(cands):
         raise InputError(f"There is no candidate {choice!r} (there are {len(cands)}).", "Pick one of the candidates shown.")
+    if choice == block.image.chosen:
+        return  # shown already: nothing to undo
     session.snapshot()
     place(services, user_id, session, index, block.image.caption, cands, choice)
     _save(services, user_id, session)

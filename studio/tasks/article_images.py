@@ -13,7 +13,8 @@ from studio.core.types import GenParams, Notice
 from studio.errors import StudioError
 from studio.services import Services
 from studio.tasks import article_prompts as P
-from studio.tasks.article_model import GREEDY_SHORT, ArticleModel, Step
+from studio.tasks.article_model import GREEDY_SHORT, ArticleModel, Said, Step
+from studio.tasks.article_plan import CAPTION_TOKENS, PICK_TOKENS, POSITION_TOKENS
 
 AUTO_SHARE = 3  # without a fixed count, fall back to about one image per three paragraphs
 MAX_AUTO = 6
@@ -28,24 +29,22 @@ def even_positions(paragraphs: int, count: int) -> list[int]:
 
 def choose_positions(model: ArticleModel, prompts: P.Prompts, paragraphs: list[str], fixed: Optional[int],
                      cancel: threading.Event) -> Iterator:
-    """Ask the model which paragraphs get an image; returns (positions, notice text or "")."""
-    count = "" if fixed is None else str(fixed)
-    answer = yield from model.ask(prompts.positions(P.tag(paragraphs), count),
-                            GenParams(max_new_tokens=64, **GREEDY_SHORT), cancel)
-    valid, rejected = P.parse_positions(answer, len(paragraphs))
-    want = fixed if fixed is not None else min(MAX_AUTO, max(1, len(paragraphs) // AUTO_SHARE))
-    note = ""
-    if rejected:
-        note = f"Ignored position(s) {', '.join(map(str, rejected))} that the model named: no such paragraph. "
+    """Where the images go; returns (positions, how they were chosen, notices). A fixed count is spread
+    evenly by rule (a small model's answer to "which paragraphs?" is rarely usable); only "auto" asks."""
     if fixed is not None:
-        valid = valid[:fixed]
-    if not valid or (fixed is not None and len(valid) < fixed):
-        spread = even_positions(len(paragraphs), want)
-        extra = [p for p in spread if p not in valid][: max(0, want - len(valid))]
-        valid = sorted(valid + extra)
-        shown = (answer or "").strip().replace("\n", " ")[:60] or "nothing"
-        note += f"The model's answer ({shown!r}) gave too few usable positions; spread the images evenly instead."
-    return sorted(valid), note.strip()
+        said = [Said("article_n_fewer_paragraphs", "info", {"asked": fixed, "paragraphs": len(paragraphs)})]
+        return even_positions(len(paragraphs), fixed), "spread", said if fixed > len(paragraphs) else []
+    answer = yield from model.ask(prompts.positions(P.tag(paragraphs), ""),
+                                  GenParams(max_new_tokens=POSITION_TOKENS, **GREEDY_SHORT), cancel)
+    valid, rejected = P.parse_positions(answer, len(paragraphs))
+    said = []
+    if rejected:
+        said.append(Said("article_n_positions_ignored", "warning", {"positions": ", ".join(map(str, rejected))}))
+    if valid:
+        return sorted(valid), "model", said
+    shown = (answer or "").strip().replace("\n", " ")[:60] or "—"
+    said.append(Said("article_n_positions_spread", "warning", {"answer": shown}))
+    return even_positions(len(paragraphs), min(MAX_AUTO, max(1, len(paragraphs) // AUTO_SHARE))), "spread", said
 
 
 def write_caption(model: ArticleModel, prompts: P.Prompts, paragraphs: list[str], position: int,
@@ -53,11 +52,11 @@ def write_caption(model: ArticleModel, prompts: P.Prompts, paragraphs: list[str]
     """The caption for the image after `position`, never repeating an earlier one; returns the text."""
     context = P.tag(paragraphs[: position + 2])
     answer = yield from model.ask(prompts.caption(context, past, position),
-                            GenParams(max_new_tokens=40, **GREEDY_SHORT), cancel)
+                            GenParams(max_new_tokens=CAPTION_TOKENS, **GREEDY_SHORT), cancel)
     caption = P.clean_caption(answer)
     if not caption or caption.lower() in {c.lower() for _, c in past}:
         # The demo's own fallback for an inserted image: the end of the paragraph it follows.
-        caption = P.short(paragraphs[position], 60) or f"picture {position + 1}"
+        caption = P.first_sentence(paragraphs[position]) or f"picture {position + 1}"
     return caption
 
 
@@ -95,7 +94,7 @@ def pick(model: ArticleModel, prompts: P.Prompts, paragraph: str, candidates: li
                 "this paragraph best? Answer with one letter.")
     if prompts.lang == "zh":
         question = f"根据给定上下文和候选图像，选择合适的配图：{paragraph}\n候选图像依次为 {'、'.join(letters)}。最合适的图是"
-    answer = yield from model.ask(question, GenParams(max_new_tokens=4, **GREEDY_SHORT), cancel, images)
+    answer = yield from model.ask(question, GenParams(max_new_tokens=PICK_TOKENS, **GREEDY_SHORT), cancel, images)
     match = re.search(f"[{letters}]", answer.upper())
     return letters.index(match.group(0)) if match else 0
 
@@ -105,7 +104,7 @@ def place(services: Services, user_id: str, session: ArticleSession, index: int,
     """Copy the chosen file into the draft's own folder and attach it after paragraph `index`."""
     c = candidates[chosen]
     path = services.draft_files.adopt(user_id, session.draft.id, Path(c.path), caption)
-    image = ArticleImage(str(path), caption, c.source, candidates)
+    image = ArticleImage(str(path), caption, c.source, candidates, chosen)
     session.draft.blocks[index].image = image
     return image
 
@@ -117,20 +116,21 @@ def illustrate(services: Services, user_id: str, session: ArticleSession, model:
     paragraphs = [b.text for b in draft.blocks]
     if params.image_count == 0:
         for key in ("positions", "captions", "images", "select"):
-            yield Step(key, "skipped", detail="no images asked for")
+            yield Step(key, "skipped", detail="article_d_no_images")
         return
     t0 = time.monotonic()
     yield Step("positions", "running")
-    positions, note = yield from choose_positions(model, prompts, paragraphs, params.image_count, cancel)
-    if note:
-        yield Notice(note, "warning")
-    yield Step("positions", "done", time.monotonic() - t0, ", ".join(f"¶{p + 1}" for p in positions))
+    positions, how, said = yield from choose_positions(model, prompts, paragraphs, params.image_count, cancel)
+    yield from said
+    yield Step("positions", "done", time.monotonic() - t0, f"article_d_positions_{how}",
+               {"positions": ", ".join(f"¶{p + 1}" for p in positions)})
     t0, captions = time.monotonic(), []
     yield Step("captions", "running")
     for pos in positions:
         cap = yield from write_caption(model, prompts, paragraphs, pos, captions, cancel)
         captions.append((pos, cap))
-    yield Step("captions", "done", time.monotonic() - t0, "; ".join(c for _, c in captions))
+    yield Step("captions", "done", time.monotonic() - t0, "article_d_captions",
+               {"captions": "; ".join(c for _, c in captions)})
     yield from _fill(services, user_id, session, model, prompts, captions, cancel)
 
 
@@ -157,7 +157,8 @@ def _fill(services, user_id, session, model, prompts, captions, cancel) -> Itera
             continue
         chosen_all.append((pos, cap, found))
         used.update(c.path for c in found[:1])
-    yield Step("images", "done", time.monotonic() - t0, f"{sum(len(f) for _, _, f in chosen_all)} candidate(s)")
+    yield Step("images", "done", time.monotonic() - t0, "article_d_candidates",
+               {"n": sum(len(f) for _, _, f in chosen_all)})
     t0 = time.monotonic()
     yield Step("select", "running")
     taken: set[str] = set()
@@ -168,9 +169,7 @@ def _fill(services, user_id, session, model, prompts, captions, cancel) -> Itera
         taken.add(fresh[k].path)
         place(services, user_id, session, pos, cap, fresh, k)
         placed += 1
-        yield Step("select", "running", detail=f"{placed} image(s) placed")  # the caller stores the draft
+        yield Step("select", "running", detail="article_d_placed", args={"n": placed})  # the caller stores the draft
     if missing:
-        yield Notice(f"No picture found for {len(missing)} caption(s) ({'; '.join(missing)[:200]}): "
-                     "those positions have no image. Check the gallery folder, or search again with another caption.",
-                     "warning")
-    yield Step("select", "done", time.monotonic() - t0, f"{placed} image(s) placed")
+        yield Said("article_n_no_picture", "warning", {"n": len(missing), "captions": "; ".join(missing)})
+    yield Step("select", "done", time.monotonic() - t0, "article_d_placed", {"n": placed})

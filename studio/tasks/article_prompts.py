@@ -8,6 +8,7 @@ from dataclasses import dataclass
 
 # Families trained on the official Chinese prompts.
 CHINESE_FAMILIES = {"internlm2", "internvl2", "xcomposer2"}
+TOKENS_PER_PARAGRAPH = 75  # a short paragraph of 50-60 English words
 SEG = re.compile(r"<\s*Seg\s*(\d+)\s*>", re.IGNORECASE)
 
 
@@ -17,12 +18,13 @@ class Prompts:
 
     lang: str
 
-    def write(self, instruction: str, material: str) -> str:
-        """Ask for the article text."""
+    def write(self, instruction: str, material: str, max_new_tokens: int = 700) -> str:
+        """Ask for the article text (in English, as many paragraphs as `max_new_tokens` has room for)."""
         if self.lang == "zh":
             text = f"根据给定标题写一个图文并茂，不重复的文章：{instruction}"
             return text + (f"\n基于以下素材：{material}" if material else "")
-        text = (f"Write an illustrated article titled \"{instruction}\". Write 4 to 8 paragraphs separated by "
+        count = min(8, max(3, max_new_tokens // TOKENS_PER_PARAGRAPH))
+        text = (f"Write an illustrated article titled \"{instruction}\". Write {count} short paragraphs separated by "
                 "blank lines, without repeating yourself. Do not repeat the title.")
         return text + (f"\nUse this material:\n{material}" if material else "")
 
@@ -75,6 +77,15 @@ def split_paragraphs(text: str, limit: int = 60) -> list[str]:
     return [p for p in parts if p][:limit]
 
 
+def drop_unfinished(text: str) -> str:
+    """`text` without a last sentence cut off by the token limit (kept when no whole sentence would remain)."""
+    body = (text or "").rstrip()
+    if not body or body[-1] in ".!?。！？\"”'）)":
+        return body
+    ends = [m.start() for m in SENTENCE_END.finditer(body)]
+    return body[: ends[-1]].rstrip() if ends else body
+
+
 def tag(paragraphs: list[str]) -> str:
     """The article with `<Seg{i}>` tags, as the position prompt expects."""
     return "\n".join(f"<Seg{i}> {p}" for i, p in enumerate(paragraphs))
@@ -98,17 +109,20 @@ def clean_caption(answer: str) -> str:
     text = text.strip().strip('"“”\'「」*').strip()
     if '"' in text:
         text = text.split('"')[0].strip()
-    return short(text)
+    return first_sentence(text)
 
 
-def short(text: str, limit: int = 80) -> str:
-    """`text` cut to `limit` characters at a word or sentence boundary (a caption, not a paragraph)."""
-    text = " ".join(text.split())
-    if len(text) <= limit:
-        return text
-    cut = text[:limit]
-    for mark in ("。", ". ", "，", ", ", " "):
-        at = cut.rfind(mark)
-        if at > limit // 3:
-            return cut[:at].rstrip(" ,.，。") + "…"
-    return cut + "…"
+SENTENCE_END = re.compile(r"(?<=[.!?])\s|(?<=[。！？])")
+MIN_SENTENCE = 12
+CAPTION_MAX = 200  # a caption is one sentence; a model that rambles on is stopped at a sentence, never mid-word
+
+
+def first_sentence(text: str, limit: int = CAPTION_MAX) -> str:
+    """The first sentence of `text`, whole (a caption shown in full, never cut with "…")."""
+    text = " ".join((text or "").split())
+    ends = [m.start() for m in SENTENCE_END.finditer(text) if m.start() >= MIN_SENTENCE]  # "Dr." is no sentence
+    head = text[: ends[0]].strip() if ends else text
+    if len(head) <= limit:
+        return head
+    cut = head[:limit]
+    return cut[: cut.rfind(" ")].rstrip(" ,;:，、") if " " in cut else cut

@@ -13,12 +13,13 @@ from studio.api import api_routes
 from studio.api.auth import LaunchInfo
 from studio.services import Services
 from studio.tasks import agent as agent_task
+from studio.tasks import article_plan
 from studio.tasks import vision as vision_task
 from studio.ui.pacing import FramePacer
 from studio.ui import agent_tab, article_events, article_tab, chat_tab, sidebar, system_tab, vision_tab
 from studio.ui.early_script import EarlyScriptMiddleware, lang_script
 from studio.ui.convert import status_markdown
-from studio.ui.i18n import EN, build_i18n, in_both, page_lang
+from studio.ui.i18n import build_i18n, in_both, page_lang
 from studio.ui.validate import CheckedBlocks
 
 ASSETS = Path(__file__).resolve().parents[2] / "assets"
@@ -90,7 +91,8 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
             with gr.Tab(i18n("tab_vision"), id="vision") as vision_tab_item:
                 vtab = vision_tab.build(i18n, services, vision_engine)
             with gr.Tab(i18n("tab_article"), id="article") as article_tab_item:
-                atab = article_tab.build(i18n, bar.extra, chat_engine)
+                atab = article_tab.build(i18n, bar.extra, chat_engine, article_plan.defaults(services, chat_engine),
+                                         article_plan.sees_images(services, chat_engine))
             with gr.Tab(i18n("tab_agent"), id="agent"):
                 agtab = agent_tab.build(i18n, services, agent_engine)
             with gr.Tab(i18n("tab_system"), id="system") as system_tab_item:
@@ -101,7 +103,7 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
         chat_tab.wire(services, tab, user_id, after_save, pacer)
         vision_tab.wire(services, vtab, pacer, vision_tab_item)
         agent_tab.wire(services, agtab, user_id, pacer)
-        refresh_drafts = article_events.wire(services, atab, user_id, EN["article_placeholder"], pacer)
+        refresh_drafts = article_events.wire(services, atab, user_id, pacer)
         article_tab_item.select(*refresh_drafts, api_name="article_drafts")
         system_tab.wire(services, sys_ui, system_tab_item)
         # The drafts list sits in the sidebar: fill it once /resume has told us who the user is.

@@ -15,13 +15,17 @@ from studio.exports import EXPORTS
 from studio.services import Services
 from studio.tasks import article as article_task
 from studio.tasks import article_edit as edit
-from studio.ui import homework_export
+from studio.tasks import article_plan
+from studio.tasks.article_model import Said
+from studio.tasks.article_plan import SpeedLog
+from studio.ui import homework_export, sidebar_list
 from studio.ui.article_tab import UI_FRAME_S, ArticleTab, _paths, parse_params
-from studio.ui import sidebar_list
-from studio.ui.article_view import STATUS_MARKS, block_choices, preview_html, status_notice, steps_markdown
+from studio.ui.article_view import (STATUS_MARKS, block_choices, estimate_markdown, preview_html, said_text,
+                                    status_notice, steps_markdown)
+from studio.ui.i18n import page_lang, tr
 from studio.ui.convert import user_of
 from studio.ui.errors import user_errors
-from studio.ui.i18n import notice_text, page_lang
+from studio.ui.i18n import notice_text
 from studio.ui.pacing import FramePacer
 from studio.ui.stops import StopSignals, run_key
 
@@ -39,8 +43,8 @@ def _index(value) -> Optional[int]:
 class _Views:
     """What the tab shows for a session: the whole draft, one paragraph, the drafts list."""
 
-    def __init__(self, services: Services, tab: ArticleTab, placeholder: str) -> None:
-        self.services, self.tab, self.placeholder = services, tab, placeholder
+    def __init__(self, services: Services, tab: ArticleTab) -> None:
+        self.services, self.tab = services, tab
 
     def drafts(self, sess: ArticleSession, user: str) -> dict:
         """The sidebar's drafts list (the hidden radio of the API, the rendered list's state), the open
@@ -60,21 +64,23 @@ class _Views:
         blk = blocks[index] if index is not None else None
         image = blk.image if blk else None
         gallery = [(c.path, c.label or c.source) for c in image.candidates] if image else []
+        chosen = image.chosen if image and 0 <= image.chosen < len(gallery) else None
         return {tab.para_text: blk.text if blk else "", tab.caption: image.caption if image else "",
-                tab.candidates: gallery}
+                tab.candidates: gr.Gallery(gallery, selected_index=chosen)}
 
-    def draft(self, sess: ArticleSession, user: str, index: Optional[int] = None) -> dict:
+    def draft(self, sess: ArticleSession, user: str, index: Optional[int] = None, lang: Optional[str] = None) -> dict:
         """Every view of the draft, paragraph `index` picked (the first when it does not exist)."""
         if index is None or not 0 <= index < len(sess.draft.blocks):
-            index = 0 if sess.draft.blocks else None
+            # The first picture's paragraph, so its candidates are one click away (else the first paragraph).
+            index = next((i for i, b in enumerate(sess.draft.blocks) if b.image), 0) if sess.draft.blocks else None
         tab = self.tab
-        return {tab.preview: preview_html(sess.draft, self.placeholder),
+        return {tab.preview: preview_html(sess.draft, lang),
                 tab.block: gr.Dropdown(choices=block_choices(sess.draft), value=index),
                 **self.paragraph(sess, index), **self.drafts(sess, user), tab.session: sess}
 
-    def edited(self, sess: ArticleSession, user: str, index: Optional[int] = None) -> dict:
+    def edited(self, sess: ArticleSession, user: str, index: Optional[int] = None, lang: Optional[str] = None) -> dict:
         """After an edit with no model call: the notice cleared and the draft shown."""
-        return {self.tab.notice: "", **self.draft(sess, user, index)}
+        return {self.tab.notice: "", **self.draft(sess, user, index, lang)}
 
 
 class _Writing:
@@ -83,28 +89,29 @@ class _Writing:
     def __init__(self, services: Services, views: _Views, pacer: FramePacer) -> None:
         self.services, self.views, self.tab, self.pacer = services, views, views.tab, pacer
         self.stops = StopSignals()  # Stop sets the running write or edit's cancel event
+        self.speeds = SpeedLog()  # each engine's measured speed, for the time estimate
 
-    def _frame(self, steps: dict, notice: str, sess, user, index) -> dict:
-        return {self.tab.steps: steps_markdown(steps), self.tab.notice: notice,
-                **self.views.draft(sess, user, index)}
+    def _frame(self, steps: dict, notice: str, sess, user, index, lang: str) -> dict:
+        return {self.tab.steps: steps_markdown(steps, lang), self.tab.notice: notice,
+                **self.views.draft(sess, user, index, lang)}
 
-    def _stream(self, events, sess, user, index=None, lang: str = "en"):
+    def _stream(self, events, sess, user, lang: str, index=None):
         steps, notice, shown = {}, "", 0.0
-        yield self._frame(steps, notice, sess, user, index)
+        yield self._frame(steps, notice, sess, user, index, lang)
         with self.pacer.streaming():
             for ev in events:
                 if isinstance(ev, article_task.Step):
                     steps[ev.key] = ev
-                elif isinstance(ev, Notice):
-                    text = notice_text(lang, ev)
+                elif isinstance(ev, (Notice, Said)):
+                    text = notice_text(lang, ev) if isinstance(ev, Notice) else said_text(ev, lang)
                     notice = f"{notice}  \n{text}" if notice else text
                     if ev.level == "warning":
                         gr.Warning(text)
                 elif isinstance(ev, TextDelta) and not self.pacer.due(shown, UI_FRAME_S):
                     continue
                 shown = time.monotonic()
-                yield self._frame(steps, notice, sess, user, index)
-        yield self._frame(steps, notice, sess, user, index)
+                yield self._frame(steps, notice, sess, user, index, lang)
+        yield self._frame(steps, notice, sess, user, index, lang)
 
     @user_errors
     def on_write(self, instruction, material, uploads, beams, repetition_penalty, max_new_tokens, do_sample, seed,
@@ -120,8 +127,26 @@ class _Writing:
         sess.draft, sess.undo = self.tab.new_draft(), []
         # The task stores the draft first and only then copies the uploads into its folder.
         with self.stops.run(run_key(request)) as cancel:
-            events = article_task.run(self.services, user, sess, instruction, material, params, paths, cancel)
-            yield from self._stream(events, sess, user, lang=page_lang(request))
+            events = article_task.run(self.services, user, sess, instruction, material, params, paths, cancel,
+                                      self.speeds)
+            yield from self._stream(events, sess, user, page_lang(request))
+
+    def on_plan(self, instruction, beams, repetition_penalty, max_new_tokens, do_sample, seed, image_count,
+                model_selects, request: gr.Request):
+        """Before Write: how long it will take, whether the model writes the title's language, vision picking."""
+        name, tab = self.tab.engine, self.tab
+        sees = article_plan.sees_images(self.services, name)
+        selects = gr.Checkbox(value=bool(model_selects) and sees is not False, interactive=sees is not False)
+        try:
+            params = parse_params(beams, repetition_penalty, max_new_tokens, do_sample, seed, image_count,
+                                  bool(model_selects) and sees is not False)
+        except InputError:
+            return {tab.estimate: "", tab.settings.model_selects: selects}
+        est = article_plan.estimate(self.services, name, params, self.speeds)
+        lang = article_plan.unwritable_language(self.services, name, instruction if isinstance(instruction, str) else "")
+        writes = (self.services.engines.config_of(name).languages or [""])[0]
+        text = estimate_markdown(est, self.services.engines.label(name), page_lang(request), lang, writes)
+        return {tab.estimate: text, tab.settings.model_selects: selects}
 
     def on_model_edit(self, op: str):
         """The handler of model edit `op` (rewrite, expand, …) of the picked paragraph."""
@@ -130,8 +155,8 @@ class _Writing:
             user, index = user_of(uid, request), _index(block)
             target = index + 1 if op == "insert_after" else index
             with self.stops.run(run_key(request)) as cancel:
-                events = edit.model_edit(self.services, user, sess, op, index, guide or "", cancel)
-                yield from self._stream(events, sess, user, target, page_lang(request))
+                events = edit.model_edit(self.services, user, sess, op, index, guide or "", cancel, self.speeds)
+                yield from self._stream(events, sess, user, page_lang(request), target)
 
         handler.__name__ = f"on_{op}"
         return handler
@@ -147,7 +172,7 @@ class _Editing:
         """Apply `change(services, user, session, index, *args)`; show paragraph `shown(index, session)`."""
         user, index = user_of(uid, request), _index(block)
         change(self.services, user, sess, index, *args)
-        return self.views.edited(sess, user, index if shown is None else shown(index, sess))
+        return self.views.edited(sess, user, index if shown is None else shown(index, sess), page_lang(request))
 
     @user_errors
     def on_set_text(self, block, value, sess, uid, request: gr.Request):
@@ -174,22 +199,28 @@ class _Editing:
     def on_undo(self, block, sess, uid, request: gr.Request):
         user = user_of(uid, request)
         edit.undo(self.services, user, sess)
-        return self.views.edited(sess, user, _index(block))
+        return self.views.edited(sess, user, _index(block), page_lang(request))
 
     def on_block(self, block, sess, uid, request: gr.Request):
         return self.views.paragraph(sess, _index(block))
 
-    def on_gallery_select(self, evt: gr.SelectData):
-        return evt.index
+    @user_errors
+    def on_candidate(self, block, sess, uid, evt: gr.SelectData, request: gr.Request):
+        """A click on a candidate puts it in the article at once (one click, no Use button)."""
+        index, blocks = _index(block), sess.draft.blocks
+        image = blocks[index].image if index is not None and 0 <= index < len(blocks) else None
+        if image is not None and evt.index == image.chosen:
+            return gr.skip()  # the picture shown already
+        return self._edit(edit.pick_candidate, block, sess, uid, request, int(evt.index))
 
     def on_export(self, kind: str):
         """The handler that downloads the draft as article export `kind` (a notice when it is empty)."""
         tab = self.views.tab
 
         @user_errors
-        def export(sess):
+        def export(sess, request: gr.Request):
             if not sess.draft.blocks:
-                gr.Info("The article is empty: write it first, then export.")  # harmless: a notice, no file
+                gr.Info(tr(page_lang(request), "article_export_empty"))  # harmless: a notice, no file
                 return {tab.export_file: None}
             result = EXPORTS.get(f"article_{kind}")(sess.draft, None)
             for w in result.warnings:
@@ -278,14 +309,21 @@ def _wire_writing(services: Services, tab: ArticleTab, user_id: gr.State, views:
     h, b = _Writing(services, views, pacer), tab.buttons
     model_queue = dict(concurrency_id=f"engine:{tab.engine}", concurrency_limit=services.engines.concurrency(tab.engine))
     outs = [tab.steps, tab.notice, *tab.view_outputs()]
+    plan_in, plan_out = [tab.settings.instruction, *tab.settings.inputs()[3:]], [tab.estimate, tab.settings.model_selects]
+    plan = dict(fn=h.on_plan, inputs=plan_in, outputs=plan_out, api_visibility="private", queue=False)
     # Stop signals the run instead of cancelling the event (see studio/ui/stops.py).
     h.stops.forget_on(b.write.click, *(button.click for button in b.model_edits.values()))
-    b.write.click(h.on_write, [*tab.settings.inputs(), tab.session, user_id], outs, api_name="article_write",
-                  **model_queue)
+    runs = [b.write.click(h.on_write, [*tab.settings.inputs(), tab.session, user_id], outs, api_name="article_write",
+                          **model_queue)]
     for op, button in b.model_edits.items():
-        button.click(h.on_model_edit(op), [tab.block, tab.guide, tab.session, user_id], outs,
-                     api_name=f"article_{op}", **model_queue)
+        runs.append(button.click(h.on_model_edit(op), [tab.block, tab.guide, tab.session, user_id], outs,
+                                 api_name=f"article_{op}", **model_queue))
+    for run in runs:  # the model's speed was just measured: estimate with it
+        run.then(**plan)
     h.stops.stop_on(b.stop.click)
+    for control in plan_in:  # .input: the user's own changes only, never the plan's update of model_selects
+        control.input(trigger_mode="always_last", **plan)
+    user_id.change(**plan)  # on each page load (the shell sets user_id once it knows the user)
 
 
 def _wire_editing(services: Services, tab: ArticleTab, user_id: gr.State, views: _Views) -> None:
@@ -297,7 +335,7 @@ def _wire_editing(services: Services, tab: ArticleTab, user_id: gr.State, views:
     b.delete_image.click(h.on_delete_image, [at, s, user_id], outs, api_name="article_delete_image")
     b.pick.click(h.on_pick, [at, tab.candidate, s, user_id], outs, api_name="article_pick")
     b.undo.click(h.on_undo, [at, s, user_id], outs, api_name="article_undo")
-    tab.candidates.select(h.on_gallery_select, None, tab.candidate, api_visibility="private")
+    tab.candidates.select(h.on_candidate, [at, s, user_id], outs, api_visibility="private")
     tab.block.input(h.on_block, [at, s, user_id], tab.paragraph_outputs(), api_visibility="private")
     for kind, button in b.exports.items():
         button.click(h.on_export(kind), [s], [tab.export_file, tab.notice], api_name=f"article_export_{kind}")
@@ -325,10 +363,10 @@ def _wire_drafts(services: Services, tab: ArticleTab, user_id: gr.State, views: 
     return h.on_list, [s, user_id], [d.drafts, d.listing]
 
 
-def wire(services: Services, tab: ArticleTab, user_id: gr.State, placeholder: str, pacer: FramePacer):
+def wire(services: Services, tab: ArticleTab, user_id: gr.State, pacer: FramePacer):
     """Attach the tab's events (API names start with article_); returns (fn, inputs, output) that
     refreshes the drafts list, for the shell to run when the user is known."""
-    views = _Views(services, tab, placeholder)
+    views = _Views(services, tab)
     _wire_writing(services, tab, user_id, views, pacer)
     _wire_editing(services, tab, user_id, views)
     return _wire_drafts(services, tab, user_id, views)

@@ -13,13 +13,14 @@ from studio.errors import InputError
 from studio.exports import export_kinds
 from studio.tasks import article_edit as edit
 from studio.ui import homework_export, sidebar_list
-from studio.ui.article_view import preview_html
 from studio.ui.i18n import page_lang, tr
 from studio.ui.icons import icon
 
-UI_FRAME_S = 0.1
+# The preview is re-sent whole with every update; twice a second is smooth enough for reading and leaves
+# the CPU to a model that runs on it (ten updates a second made the embedded model write 4x slower).
+UI_FRAME_S = 0.5
 DRAFT_STATUSES = ("draft_status_writing", "draft_status_stopped", "draft_status_failed")
-IMAGE_COUNTS = ["auto"] + [str(n) for n in range(0, 16)]
+IMAGE_COUNTS = [str(n) for n in range(0, 16)]
 
 
 @dataclass
@@ -78,6 +79,7 @@ class ArticleTab:
     engine: str
     session: gr.State
     settings: ArticleSettings
+    estimate: gr.Markdown
     steps: gr.Markdown
     notice: gr.Markdown
     preview: gr.HTML
@@ -106,23 +108,30 @@ class ArticleTab:
         return ArticleDraft(engine=self.engine)
 
 
-def _settings(t) -> ArticleSettings:
+def _settings(t, defaults: ArticleParams, sees: Optional[bool]) -> ArticleSettings:
+    """The compose controls, at the engine's article defaults (studio.tasks.article_plan decides them)."""
     instruction = gr.Textbox(label=t("article_title"), lines=2, max_lines=6, elem_id="article-title",
                              placeholder=t("article_title_hint"))
     with gr.Accordion(t("article_material"), open=False):
         material = gr.Textbox(show_label=False, lines=4, max_lines=12, elem_id="article-material")
         uploads = gr.File(label=t("article_uploads"), file_count="multiple", elem_id="article-uploads")
-    with gr.Accordion(t("article_settings"), open=False):
-        with gr.Row():
-            beams = gr.Slider(1, 6, value=1, step=1, label=t("beams"))
-            rep = gr.Slider(1.0, 10.0, value=1.05, step=0.01, label=t("repetition_penalty"))
-        with gr.Row():
-            max_new = gr.Slider(50, 4096, value=700, step=10, label=t("max_new_tokens"))
-            seed = gr.Number(-1, precision=0, minimum=-1, label=t("seed"))
-        with gr.Row():
-            sample = gr.Checkbox(False, label=t("do_sample"))
-            selects = gr.Checkbox(True, label=t("model_selects"))
-        images = gr.Dropdown(IMAGE_COUNTS, value="auto", label=t("image_count"), elem_id="article-images")
+    with gr.Accordion(t("article_settings"), open=False, elem_id="article-settings"):
+        count = "auto" if defaults.image_count is None else str(defaults.image_count)
+        images = gr.Dropdown([(t("article_auto"), "auto"), *[(n, n) for n in IMAGE_COUNTS]], value=count,
+                             label=t("article_images_count"), elem_id="article-images")
+        max_new = gr.Slider(50, 4096, value=defaults.max_new_tokens, step=10, label=t("article_max_new"),
+                            elem_id="article-max-new")
+        # One slider a row: side by side, their labels wrapped a word (or a character) per line.
+        beams = gr.Slider(1, 6, value=defaults.beams, step=1, label=t("article_beams"))
+        rep = gr.Slider(1.0, 10.0, value=defaults.repetition_penalty, step=0.01, label=t("article_repetition"))
+        with gr.Row(equal_height=True):
+            seed = gr.Number(-1 if defaults.seed is None else defaults.seed, precision=0, minimum=-1,
+                             label=t("article_seed"), min_width=140)
+            sample = gr.Checkbox(defaults.do_sample, label=t("article_sample"), min_width=140)
+        # Off and fixed for a model that cannot see the candidates (the reason is shown under it).
+        selects = gr.Checkbox(defaults.model_selects and sees is not False, label=t("article_model_selects"),
+                              interactive=sees is not False, elem_id="article-model-selects",
+                              info=t("article_selects_off") if sees is False else None)
     return ArticleSettings(instruction, material, uploads, beams, rep, max_new, sample, seed, images, selects)
 
 
@@ -139,41 +148,46 @@ def _editor(t) -> tuple[dict, dict]:
     para_text = gr.Textbox(label=t("paragraph_text"), lines=3, max_lines=12, elem_id="article-para")
     with gr.Row():
         set_text, delete_block = _button(t, "save_text", "save-text"), _button(t, "delete_paragraph", "delete-block")
-        undo = _button(t, "undo_edit", "undo")
+        undo = _button(t, "article_undo", "undo")
     caption = gr.Textbox(label=t("image_caption"), lines=1, elem_id="article-caption")
     with gr.Row():
-        search, delete_image = _button(t, "search_image", "search"), _button(t, "delete_image", "delete-image")
-    candidates = gr.Gallery(label=t("candidates"), columns=4, height=160, allow_preview=False,
-                            elem_id="article-candidates")
-    candidate = gr.Number(0, precision=0, minimum=0, label=t("candidate_no"), elem_id="article-candidate")
-    pick = _button(t, "use_candidate", "pick")
+        search, delete_image = _button(t, "article_search", "search"), _button(t, "delete_image", "delete-image")
+    # One click on a candidate swaps the picture; the hidden number and button keep the public /article_pick.
+    candidates = gr.Gallery(label=t("article_candidates"), columns=4, height=200, allow_preview=False,
+                            object_fit="cover", elem_id="article-candidates")
+    candidate = gr.Number(0, precision=0, minimum=0, visible=False, elem_id="article-candidate")
+    pick = gr.Button(visible=False, elem_id="article-pick")
     return (dict(block=block, guide=guide, para_text=para_text, caption=caption, candidates=candidates,
                  candidate=candidate),
             dict(model_edits=model_edits, set_text=set_text, delete_block=delete_block, undo=undo, search=search,
                  delete_image=delete_image, pick=pick))
 
 
-def build(t, drafts: DraftsSection, engine: str) -> ArticleTab:
-    """Lay out the tab inside the current Blocks context (`drafts` from build_drafts, in the sidebar)."""
+def build(t, drafts: DraftsSection, engine: str, defaults: ArticleParams = ArticleParams(),
+          sees: Optional[bool] = None) -> ArticleTab:
+    """Lay out the tab inside the current Blocks context (`drafts` from build_drafts, in the sidebar;
+    `defaults` and `sees` from studio.tasks.article_plan for `engine`)."""
     session = gr.State(ArticleSession())
     with gr.Row():
         with gr.Column(scale=2, min_width=320):
-            settings = _settings(t)
+            settings = _settings(t, defaults, sees)
             with gr.Row():
-                write = gr.Button(t("write"), variant="primary", elem_id="article-write", icon=icon("write"))
-                stop = gr.Button(t("stop"), variant="stop", elem_id="article-stop", icon=icon("stop"))
+                write = gr.Button(t("article_write"), variant="primary", elem_id="article-write", icon=icon("write"))
+                stop = gr.Button(t("article_stop"), variant="stop", elem_id="article-stop", icon=icon("stop"))
+            estimate = gr.Markdown("", elem_id="article-estimate")
             steps = gr.Markdown("", elem_id="article-steps")
         with gr.Column(scale=3):
             notice = gr.Markdown("", elem_id="article-notice")
-            preview = gr.HTML(preview_html(ArticleDraft(), ""), elem_id="article-preview", padding=True)
+            preview = gr.HTML(t("article_empty_html"), elem_id="article-preview", padding=True)
             with gr.Accordion(t("article_edit"), open=True):
                 editor, edits = _editor(t)
             with gr.Row():
                 exports = {kind: _button(t, f"export_{kind}", f"export-{kind}") for kind in export_kinds("article")}
                 homework = homework_export.button(t, "article-export-homework")
             export_file = gr.File(show_label=False, interactive=False, elem_id="article-export-file")
-    return ArticleTab(engine=engine, session=session, settings=settings, steps=steps, notice=notice, preview=preview,
-                      export_file=export_file, drafts=drafts, homework=homework, **editor,
+    return ArticleTab(engine=engine, session=session, settings=settings, estimate=estimate, steps=steps,
+                      notice=notice, preview=preview, export_file=export_file, drafts=drafts, homework=homework,
+                      **editor,
                       buttons=ArticleButtons(write=write, stop=stop, exports=exports, **edits))
 
 

@@ -4,19 +4,28 @@ from __future__ import annotations
 
 import base64
 from html import escape
+from typing import Optional
+
+from gradio.i18n import I18nData
 
 from studio.core.article import ArticleDraft
 from studio.tasks.article import STEPS, Step
+from studio.tasks.article_model import Said
+from studio.tasks.article_plan import Estimate
+from studio.ui.i18n import strings, tr
 
 PREVIEW_SIDE = 480
 STEP_NAMES = {"write": "Write the text", "split": "Split into paragraphs", "positions": "Choose image positions",
               "captions": "Write captions", "images": "Find candidate images", "select": "Choose one image each"}
-ICONS = {"running": "⏳", "done": "✅", "skipped": "⏭️", "failed": "❌", "cancelled": "⏹️"}
+# Plain marks, not emoji (an emoji needs a font that many machines lack); the state is also said in words.
+MARKS = {"running": "▸", "done": "✓", "skipped": "–", "failed": "✗", "cancelled": "■", "pending": "○",
+         "not_run": "○"}
 STATUS_MARKS = {"writing": " · ⏳ unfinished", "stopped": " · ⏹️ stopped", "failed": " · ❌ failed"}
 
 
-def preview_html(draft: ArticleDraft, placeholder: str = "") -> str:
-    """The draft as HTML: each paragraph numbered, its image (or "missing") and caption below it."""
+def preview_html(draft: ArticleDraft, lang: Optional[str] = None) -> str:
+    """The draft as HTML: each paragraph numbered, its image (or "missing") and its whole caption below it;
+    an empty draft shows what to do (in `lang`; None: in the page's language, translated by the browser)."""
     import markdown2
 
     from studio.exports.article_html import EXTRAS, paragraph_html
@@ -25,8 +34,8 @@ def preview_html(draft: ArticleDraft, placeholder: str = "") -> str:
     if not draft.blocks:
         if draft.status:  # stored before the model wrote anything: say so under its title
             return (f"<h2 class='article-title'>{escape(draft.title or draft.instruction)}</h2>"
-                    "<div class='article-empty'>No text yet.</div>")
-        return f"<div class='article-empty'>{escape(placeholder)}</div>"
+                    f"<div class='article-empty'>{escape(tr(lang or 'en', 'article_no_text'))}</div>")
+        return tr(lang, "article_empty_html") if lang else str(I18nData("article_empty_html"))
     images, _ = block_images(draft, PREVIEW_SIDE)
     converter = markdown2.Markdown(safe_mode="escape", extras=EXTRAS)
     out = [f"<h2 class='article-title'>{escape(draft.title or draft.instruction)}</h2>"]
@@ -36,7 +45,7 @@ def preview_html(draft: ArticleDraft, placeholder: str = "") -> str:
         if block.image is not None:
             cap = escape(block.image.caption)
             if enc is None:
-                body = "<div class='article-missing'>image missing</div>"
+                body = f"<div class='article-missing'>{escape(tr(lang or 'en', 'article_image_missing'))}</div>"
             else:
                 uri = f"data:{enc.mime};base64,{base64.b64encode(enc.data).decode('ascii')}"
                 body = f"<img src='{uri}' alt='{cap}'>"
@@ -44,19 +53,23 @@ def preview_html(draft: ArticleDraft, placeholder: str = "") -> str:
     return "\n".join(out)
 
 
-def steps_markdown(steps: dict[str, Step]) -> str:
-    """The pipeline's steps with their state, time and detail."""
+def steps_markdown(steps: dict[str, Step], lang: str = "en") -> str:
+    """The pipeline's steps with their state, time and detail (steps after a stop or a failure: not run)."""
     if not steps:
         return ""
+    ended = any(st.state in ("cancelled", "failed") for st in steps.values())
     lines = []
     for key in STEPS:
         st = steps.get(key)
+        name = tr(lang, f"article_step_{key}")
         if st is None:
-            lines.append(f"- ⬜ {STEP_NAMES[key]}")
+            state = "not_run" if ended else "pending"
+            lines.append(f"- {MARKS[state]} {name} · {tr(lang, f'article_state_{state}')}")
             continue
         took = f" · {st.seconds:.1f} s" if st.seconds else ""
-        detail = f" · {st.detail[:120]}" if st.detail else ""
-        lines.append(f"- {ICONS[st.state]} {STEP_NAMES[key]}{took}{detail}")
+        words = f" · **{tr(lang, f'article_state_{st.state}')}**" if st.state in ("cancelled", "failed") else ""
+        detail = f" · {escape(tr(lang, st.detail, **st.args), quote=False)}" if st.detail else ""
+        lines.append(f"- {MARKS[st.state]} {name}{words}{took}{detail}")
     return "\n".join(lines)
 
 
@@ -77,5 +90,40 @@ def block_choices(draft: ArticleDraft) -> list[tuple[str, int]]:
     out = []
     for i, b in enumerate(draft.blocks):
         words = " ".join(b.text.split())[:48]
-        out.append((f"¶{i + 1}{' 🖼' if b.image else ''} · {words}", i))
+        out.append((f"¶{i + 1}{' ▣' if b.image else ''} · {words}", i))  # ▣: has a picture (not an emoji)
     return out
+
+
+def language_name(lang: str, code: str) -> str:
+    """A language code's name in `lang` (the code itself for one without a name here)."""
+    key = f"article_lang_{code}"
+    return tr(lang, key) if key in strings("en") else code
+
+
+def said_text(said: Said, lang: str) -> str:
+    """A task's notice in `lang` (language codes in its values named)."""
+    args = {k: language_name(lang, v) if k in ("language", "writes") else v for k, v in said.args.items()}
+    return tr(lang, said.key, **args)
+
+
+def duration(seconds: float, lang: str) -> str:
+    """Rounded for an estimate: 5-second steps under 90 s, else minutes."""
+    if seconds < 90:
+        return tr(lang, "article_seconds", n=max(5, int(round(seconds / 5)) * 5))
+    return tr(lang, "article_minutes", n=max(2, int(round(seconds / 60))))
+
+
+def estimate_markdown(est: Optional[Estimate], model: str, lang: str, language: Optional[str] = None,
+                      writes: str = "") -> str:
+    """The time Write will take (or that it is not known yet), and a warning when the model cannot write
+    the title's language."""
+    if est is None:
+        lines = [tr(lang, "article_estimate_unknown")]
+    else:
+        how = tr(lang, "article_estimate_measured" if est.measured else "article_estimate_configured")
+        lines = [tr(lang, "article_estimate", time=duration(est.seconds, lang), model=model, tokens=est.tokens,
+                    speed=est.tokens_per_s, how=how)]
+    if language:
+        lines.append("**" + said_text(Said("article_n_language", "warning", {"language": language, "model": model,
+                                                                               "writes": writes}), lang) + "**")
+    return "  \n".join(lines)

@@ -25,7 +25,7 @@ def test_write_an_article_and_download_the_xlsx(page, tmp_path, embedded_cache_d
         page.locator("#article-images input").press("Enter")
         page.locator("#article-write").click()
         steps = page.locator("#article-steps")
-        wait_in_page(page, steps, "the last article step", text="✅ Choose one image each")
+        wait_in_page(page, steps, "the last article step", text="✓ Choose one image each")
         preview = page.locator("#article-preview")
         expect(preview.locator("figure img").first).to_be_visible()
         page.wait_for_timeout(500)

@@ -75,6 +75,9 @@ def test_stop_in_the_article_tab_is_calm_and_keeps_the_text(page, app):  # noqa:
     assert_calm(page)
     assert "w3" in text and "w150" not in text, "Stop did not stop the writing"
     assert "Stopped" in page.locator("#article-notice").inner_text()
+    steps = page.locator("#article-steps").inner_text()
+    assert "Write the text · Stopped" in steps and "running" not in steps, steps  # not left "running"
+    assert "Choose one image each · not run" in steps, steps
     drafts = app.services.drafts
     user = next(iter({s for s in _users(app)}))
     draft = drafts.load(user, drafts.list(user)[0].id)

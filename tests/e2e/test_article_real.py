@@ -26,13 +26,32 @@ def test_an_article_with_a_gallery_picture(app):
     previews = [o[2] for o in job]
     job.result()
     steps, notice, preview = job.outputs()[-1][:3]
-    assert "✅ Choose one image each" in steps, (steps, notice)
+    assert "✓ Choose one image each" in steps, (steps, notice)
     assert len({p for p in previews}) >= 3  # the text streamed into the preview
     draft = app.services.drafts.load(user, app.services.drafts.list(user)[0].id)
     placed = [b.image for b in draft.blocks if b.image]
     assert len(placed) == 1 and placed[0].caption
     assert all(str(GALLERY) in c.path for c in placed[0].candidates)
     assert "<img" in preview and draft.model
+
+
+def test_an_article_with_the_embedded_models_defaults_completes(app):
+    from studio.tasks import article_plan
+
+    p = article_plan.defaults(app.services, "chat")
+    assert (p.max_new_tokens, p.image_count, p.model_selects) == (300, 2, False)  # the short CPU defaults
+    client, user = connect(app.url)
+    job = client.submit("A walk in the park", "", [], p.beams, p.repetition_penalty, p.max_new_tokens, p.do_sample,
+                        -1, str(p.image_count), p.model_selects, api_name="/article_write")
+    job.result()
+    steps, notice = job.outputs()[-1][:2]
+    assert "✓ Choose one image each" in steps and "(spread evenly)" in steps, (steps, notice)
+    draft = app.services.drafts.load(user, app.services.drafts.list(user)[0].id)
+    assert draft.status == "done" and len(draft.blocks) >= 2 and draft.text().strip()
+    placed = [b.image for b in draft.blocks if b.image]
+    assert len(placed) == 2 and all(i.caption and "…" not in i.caption for i in placed)
+    assert draft.text().rstrip()[-1] in ".!?\"'”)"  # a sentence cut by the token limit is left out
+    assert "positions" not in notice.lower()  # the model was never asked where the pictures go
 
 
 def test_cancel_mid_article_keeps_what_was_written(app):

@@ -56,7 +56,7 @@ def test_write_runs_every_step_and_places_gallery_images(app, engine):
     steps, notice, preview = final[0], final[1], final[2]
     for name in ("Write the text", "Split into paragraphs", "Choose image positions", "Write captions",
                  "Find candidate images", "Choose one image each"):
-        assert f"✅ {name}" in steps, steps
+        assert f"✓ {name}" in steps, steps
     assert "Ignored position(s) 99" in notice  # the model named a paragraph that does not exist
     draft = blocks_of(app, user)
     assert [b.text for b in draft.blocks][:2] == ["Cats sleep a lot.", "A cat on the sofa is happy."]

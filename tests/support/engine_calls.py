@@ -39,8 +39,19 @@ def prompt_tokens(engine, messages: list[Message], max_tiles: Optional[int] = No
 class OnePool:
     """The part of EnginePool the tasks use, serving one ready engine under any name."""
 
-    def __init__(self, engine) -> None:
+    def __init__(self, engine, options=None) -> None:
+        from studio.engines.options import EngineOptions
+
         self.engine = engine
+        self.options = options or EngineOptions(engine="scripted")  # no capabilities declared
+
+    def config_of(self, name):
+        """The engine's config block."""
+        return self.options
+
+    def label(self, name) -> str:
+        """The model's name."""
+        return self.options.display_name()
 
     def start(self, name=None) -> None:
         """Nothing to load."""

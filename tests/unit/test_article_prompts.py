@@ -71,9 +71,29 @@ def test_undo_snapshots():
     assert not s.restore()
 
 
-def test_long_captions_are_cut_at_a_boundary():
-    from studio.tasks.article_prompts import short
+def test_captions_are_whole_sentences_never_cut_with_an_ellipsis():
+    from studio.tasks.article_prompts import first_sentence
 
     long = "The day began with a cup of freshly brewed coffee in the cozy café. The aroma of pastries filled the air."
-    assert short(long) == "The day began with a cup of freshly brewed coffee in the cozy café…"
-    assert short("短句。" * 40, 20).endswith("…") and len(short("短句。" * 40, 20)) <= 21
+    assert first_sentence(long) == "The day began with a cup of freshly brewed coffee in the cozy café."
+    assert clean_caption('"A very long caption that goes on about the morning light over the quiet harbour town"') == \
+        "A very long caption that goes on about the morning light over the quiet harbour town"
+    assert first_sentence("Dr. Smith walks home. Later") == "Dr. Smith walks home."
+    rambling = first_sentence("word " * 100)
+    assert "…" not in rambling and len(rambling) <= 200 and rambling.endswith("word")
+
+
+def test_a_last_sentence_cut_by_the_token_limit_is_left_out():
+    from studio.tasks.article_prompts import drop_unfinished
+
+    assert drop_unfinished("One thing. Two things.\n\nThree is cut") == "One thing. Two things."
+    assert drop_unfinished("Whole sentence.") == "Whole sentence."
+    assert drop_unfinished("No end at all") == "No end at all"
+    assert drop_unfinished("好的。不好") == "好的。"
+
+
+def test_the_english_prompt_asks_for_as_many_paragraphs_as_the_budget_holds():
+    en = prompts_for("hf_chat_template")
+    assert "Write 4 short paragraphs" in en.write("Spring", "", 300)
+    assert "Write 8 short paragraphs" in en.write("Spring", "", 4096)
+    assert "Write 3 short paragraphs" in en.write("Spring", "", 50)

@@ -87,7 +87,7 @@ def upload(tmp_path) -> str:
 def write(services, session, uploads=(), cancel=None, close_after=None, **params):
     """Run the pipeline to its end (or close it after `close_after` events); the events seen."""
     gen = article.run(services, USER, session, "A lazy afternoon", "cats and coffee",
-                      ArticleParams(**{"image_count": 1, **params}), list(uploads), cancel)
+                      ArticleParams(**{"image_count": None, **params}), list(uploads), cancel)
     events = []
     for event in gen:
         events.append(event)
@@ -182,6 +182,20 @@ def test_a_model_failure_is_stored_as_failed_and_still_listed(services):
     final = stored(services, session)
     assert (final.status, final.step, final.blocks) == ("failed", "write", [])
     assert [s.id for s in services.drafts.list(USER)] == [session.draft.id]
+
+
+def test_a_failure_shows_as_the_running_steps_failed_with_the_reason(services):
+    from studio.tasks.article_model import Step
+
+    services.engines = OnePool(Watching(services.drafts, fail_at=0))
+    services.engines.engine.enqueue(ARTICLE_TEXT)
+    events = []
+    with pytest.raises(StudioError, match="GPU fell over"):
+        for event in article.run(services, USER, ArticleSession(), "Fail", "", ArticleParams(), []):
+            events.append(event)
+    last = [e for e in events if isinstance(e, Step)][-1]
+    assert (last.key, last.state, last.detail) == ("write", "failed", "article_d_failed")
+    assert "GPU fell over" in last.args["reason"]
 
 
 def test_a_model_edit_is_stored_before_and_after(services):
