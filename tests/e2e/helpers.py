@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from gradio_client import Client
 
+from studio.ui.convert import shown_text
+
 from tests.support.waits import wait_until
 
 GREEDY = dict(do_sample=False, temperature=0.0, seed=-1)
@@ -24,13 +26,13 @@ def chat(client: Client, text: str, **params):
 
 
 def reply_text(chatbot: list) -> str:
-    """The last assistant message's text from a Chatbot value."""
+    """The last assistant message's text from a Chatbot value, as stored (no stats line; prices' `$` as written)."""
     for msg in reversed(chatbot):
         if msg["role"] == "assistant":
             content = msg["content"]
             if isinstance(content, list):
-                return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-            return content
+                content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+            return shown_text(content)
     return ""
 
 
