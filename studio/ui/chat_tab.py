@@ -18,9 +18,10 @@ from studio.services import Services
 from studio.tasks import chat as chat_task
 from studio.ui.convert import chatbot_messages, user_of
 from studio.ui.errors import user_errors
+from studio.ui.chat_page import Generating
 from studio.ui.pacing import FramePacer
 from studio.ui.stops import StopSignals, run_key
-from studio.ui.i18n import EXAMPLES
+from studio.ui.i18n import EXAMPLES, page_lang
 
 UI_FRAME_S = 0.05  # at most ~20 transcript updates a second while streaming
 
@@ -99,9 +100,9 @@ class ChatTab:
         """What showing another conversation updates (the sidebar's events)."""
         return [self.session, self.chatbot, self.notice, *self.settings.inputs()]
 
-    def session_values(self, session: ChatSession) -> dict:
-        """The values of `session_outputs` for `session`."""
-        return {self.session: session, self.chatbot: chatbot_messages(session), self.notice: "",
+    def session_values(self, session: ChatSession, lang: str = "en") -> dict:
+        """The values of `session_outputs` for `session`, its stats lines in `lang` (the page's, see page_lang)."""
+        return {self.session: session, self.chatbot: chatbot_messages(session, lang), self.notice: "",
                 **self.settings.values(session)}
 
 
@@ -125,27 +126,34 @@ def _apply_settings(session: ChatSession, system_prompt: Optional[str], **params
 
 
 def _settings(t) -> Settings:
+    # Stacked, one control a line: they sit in the narrow column beside the transcript.
     system_prompt = gr.Textbox("", label=t("system_prompt"), lines=3, max_lines=10, elem_id="system-prompt",
                                placeholder=t("system_prompt_pending"))
-    with gr.Row():
-        mnt = gr.Slider(1, 8192, value=512, step=1, label=t("max_new_tokens"))
-        temp = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label=t("temperature"))
-        top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label=t("top_p"))
-    with gr.Row():
-        top_k = gr.Slider(0, 200, value=50, step=1, label=t("top_k"))
-        rep = gr.Slider(0.8, 2.0, value=1.1, step=0.01, label=t("repetition_penalty"))
-        seed = gr.Number(-1, precision=0, minimum=-1, maximum=2**32 - 1, label=t("seed"))
+    mnt = gr.Slider(1, 8192, value=512, step=1, label=t("max_new_tokens"))
+    temp = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label=t("temperature"))
+    top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label=t("top_p"))
+    top_k = gr.Slider(0, 200, value=50, step=1, label=t("top_k"))
+    rep = gr.Slider(0.8, 2.0, value=1.1, step=0.01, label=t("repetition_penalty"))
+    seed = gr.Number(-1, precision=0, minimum=-1, maximum=2**32 - 1, label=t("seed"))
     sample = gr.Checkbox(True, label=t("do_sample"))
     return Settings(system_prompt, mnt, temp, top_p, top_k, rep, sample, seed)
 
 
-def build(t, engine: str) -> ChatTab:
-    """Lay out the tab inside the current Blocks context; it talks to `engine`."""
-    session = gr.State(ChatSession(engine=engine))
+# Math as the models write it: display $$…$$ and \[…\], inline $…$ and \(…\) ($$ first, so it is not read as $).
+LATEX_DELIMITERS = [
+    {"left": "$$", "right": "$$", "display": True},
+    {"left": "\\[", "right": "\\]", "display": True},
+    {"left": "$", "right": "$", "display": False},
+    {"left": "\\(", "right": "\\)", "display": False},
+]
+
+
+def _transcript(t) -> tuple[gr.Chatbot, gr.Markdown, gr.Textbox, dict]:
+    """The transcript, the notice line, the prompt box and the action buttons, one above the other."""
     chatbot = gr.Chatbot(
         elem_id="chatbot", show_label=False, height="62vh", buttons=["copy", "copy_all"],
         sanitize_html=True, allow_tags=False, render_markdown=True, placeholder=t("chat_placeholder"),
-        latex_delimiters=[{"left": "$$", "right": "$$", "display": True}],
+        latex_delimiters=LATEX_DELIMITERS,
     )
     notice = gr.Markdown("", elem_id="chat-notice")
     textbox = gr.Textbox(
@@ -153,20 +161,31 @@ def build(t, engine: str) -> ChatTab:
         submit_btn=True, autofocus=True,
     )
     with gr.Row(elem_classes=["chat-actions"]):
-        stop = gr.Button(t("stop"), size="sm", variant="stop", elem_id="stop-btn")
-        regen = gr.Button(t("regenerate"), size="sm", elem_id="regen-btn")
-        undo = gr.Button(t("undo"), size="sm", elem_id="undo-btn")
-        clear = gr.Button(t("clear"), size="sm", elem_id="clear-btn")
+        buttons = dict(stop=gr.Button(t("stop"), size="sm", variant="stop", elem_id="stop-btn"),
+                       regen=gr.Button(t("regenerate"), size="sm", elem_id="regen-btn"),
+                       undo=gr.Button(t("undo"), size="sm", elem_id="undo-btn"),
+                       clear=gr.Button(t("clear"), size="sm", elem_id="clear-btn"))
     gr.Examples(EXAMPLES, inputs=[textbox], label=t("examples"))
-    with gr.Accordion(t("parameters"), open=False):
-        settings = _settings(t)
-    with gr.Accordion(t("export"), open=False):
-        with gr.Row():
-            exports = {kind: gr.Button(t(f"chat_export_{kind}"), size="sm", elem_id=f"export-{kind}")
-                       for kind in export_kinds("conversation")}
-        export_file = gr.File(show_label=False, interactive=False, elem_id="export-file")
+    return chatbot, notice, textbox, buttons
+
+
+def build(t, engine: str) -> ChatTab:
+    """Lay out the tab inside the current Blocks context; it talks to `engine`."""
+    session = gr.State(ChatSession(engine=engine))
+    # Parameters and Export in a column beside the transcript: on a laptop screen (1366x768) they would
+    # sit below the fold under it.
+    with gr.Row(elem_id="chat-layout", equal_height=False):
+        with gr.Column(scale=4, min_width=420):
+            chatbot, notice, textbox, buttons = _transcript(t)
+        with gr.Column(scale=1, min_width=300, elem_id="chat-side"):
+            with gr.Accordion(t("export"), open=False, elem_id="export-panel"):
+                exports = {kind: gr.Button(t(f"chat_export_{kind}"), size="sm", elem_id=f"export-{kind}")
+                           for kind in export_kinds("conversation")}
+                export_file = gr.File(show_label=False, interactive=False, elem_id="export-file")
+            with gr.Accordion(t("parameters"), open=True, elem_id="parameters-panel"):
+                settings = _settings(t)
     return ChatTab(engine, session, chatbot, textbox, notice, settings, export_file,
-                   ChatButtons(stop, regen, undo, clear, exports))
+                   ChatButtons(**buttons, exports=exports))
 
 
 class _Handlers:
@@ -176,32 +195,42 @@ class _Handlers:
         self.services, self.tab, self.pacer = services, tab, pacer
         self.stops = StopSignals()  # one per app: what Stop sets for each browser session's running reply
 
-    def _frame(self, sess: ChatSession, box_value, notice: str) -> dict:
+    def _frame(self, sess: ChatSession, box_value, notice: str, lang: str = "en") -> dict:
         tab = self.tab
-        return {tab.chatbot: chatbot_messages(sess), tab.textbox: box_value, tab.session: sess, tab.notice: notice}
+        return {tab.chatbot: chatbot_messages(sess, lang), tab.textbox: box_value, tab.session: sess,
+                tab.notice: notice}
 
-    def _stream(self, events, sess: ChatSession, box_value):
+    def _stream(self, events, sess: ChatSession, box_value, lang: str):
+        """The reply's frames; while it runs the notice shows the generating state (see Generating)."""
         notice, level, shown = "", "info", 0.0
-        yield self._frame(sess, box_value, notice)
-        with self.pacer.streaming():
-            for ev in events:
-                if isinstance(ev, Notice):
-                    notice, level = ev.text, ev.level
-                    if ev.level == "warning":
-                        gr.Warning(ev.text)
-                elif ev.finish_reason == "error":
-                    events.close()  # the task saves the reply, marked partial, before the error shows
-                    raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
-                elif level == "info":
-                    notice = ""  # "waiting for the model" is over once text flows; warnings stay
-                # Every update re-sends the transcript: batch tokens into frames (fewer per stream when
-                # many users stream at once) so the server keeps up. The final update always goes out.
-                if isinstance(ev, TextDelta) and not ev.finish_reason and not self.pacer.due(shown, UI_FRAME_S):
-                    continue
-                shown = time.monotonic()
-                yield self._frame(sess, box_value, notice)
+        state = Generating(lang, time.monotonic())
+        yield self._frame(sess, box_value, state.notice(notice, level), lang)
+        try:
+            with self.pacer.streaming():
+                for ev in events:
+                    if isinstance(ev, Notice):
+                        notice, level = ev.text, ev.level
+                        if ev.level == "warning":
+                            gr.Warning(ev.text)
+                    elif ev.finish_reason == "error":
+                        events.close()  # the task saves the reply, marked partial, before the error shows
+                        raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
+                    else:
+                        state.pieces += bool(ev.text)
+                        if level == "info":
+                            notice = ""  # "waiting for the model" is over once text flows; warnings stay
+                    # Every update re-sends the transcript: batch tokens into frames (fewer per stream when
+                    # many users stream at once) so the server keeps up. The final update always goes out.
+                    if isinstance(ev, TextDelta) and not ev.finish_reason and not self.pacer.due(shown, UI_FRAME_S):
+                        continue
+                    shown = time.monotonic()
+                    yield self._frame(sess, box_value, state.notice(notice, level), lang)
+        except Exception:
+            # The generating state must not outlive the run: show what is stored, then let the error through.
+            yield self._frame(sess, box_value, notice if level == "warning" else "", lang)
+            raise
         # The task has ended and saved: show exactly what was stored (an empty reply is gone).
-        yield self._frame(sess, box_value, notice)
+        yield self._frame(sess, box_value, notice, lang)
 
     @user_errors
     def on_send(self, text, sess, uid, system_prompt, max_new_tokens, temperature, top_p, top_k,
@@ -211,7 +240,7 @@ class _Handlers:
         chat_task.validate_prompt(self.services, text)
         with self.stops.run(run_key(request)) as cancel:
             events = chat_task.send(self.services, user_of(uid, request), sess, text, cancel)
-            yield from self._stream(events, sess, "")
+            yield from self._stream(events, sess, "", page_lang(request))
 
     @user_errors
     def on_regenerate(self, sess, uid, system_prompt, max_new_tokens, temperature, top_p, top_k,
@@ -220,7 +249,7 @@ class _Handlers:
                         top_k=top_k, repetition_penalty=repetition_penalty, do_sample=do_sample, seed=seed)
         with self.stops.run(run_key(request)) as cancel:
             events = chat_task.regenerate(self.services, user_of(uid, request), sess, cancel)
-            yield from self._stream(events, sess, gr.skip())
+            yield from self._stream(events, sess, gr.skip(), page_lang(request))
 
     @user_errors
     def on_system_prompt(self, system_prompt, sess):
@@ -234,7 +263,7 @@ class _Handlers:
     @user_errors
     def on_undo(self, sess, uid, request: gr.Request):
         text = chat_task.undo(self.services, user_of(uid, request), sess)
-        return self._frame(sess, text, "")
+        return self._frame(sess, text, "", page_lang(request))
 
     @user_errors
     def on_clear(self, sess, uid, request: gr.Request):
