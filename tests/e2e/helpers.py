@@ -11,9 +11,9 @@ from tests.support.waits import wait_until
 GREEDY = dict(do_sample=False, temperature=0.0, seed=-1)
 
 
-def connect(url: str, token: str = "", auth=None) -> tuple[Client, str]:
-    """A client whose session is bound to the user `token` (a new user when empty)."""
-    client = Client(url, verbose=False, auth=auth)
+def connect(url: str, token: str = "", auth=None, headers=None) -> tuple[Client, str]:
+    """A client whose session is bound to the user `token` (a new user when empty); `headers` go with each call."""
+    client = Client(url, verbose=False, auth=auth, headers=headers)
     out = client.predict(token, api_name="/resume")
     return client, out[0]
 
