@@ -1,7 +1,7 @@
 """Dollar signs in the transcript: `$…$` is inline math, but a price ("$5 and $10") must stay text.
 
-Gradio hands `latex_delimiters` to KaTeX's auto-render, which pairs any two `$` of a paragraph, so
-"$5 and $10" became math. Before showing, a `$` that cannot open or close math by pandoc's rule (the
+Gradio hands `latex_delimiters` to KaTeX's auto-render, which pairs each `$` with the next one, so
+"$5 and $10" became math. Before showing, a `$` that does not pair with its neighbour by pandoc's rule (the
 opening `$` has a non-space right after it; the closing one a non-space right before it and no digit right
 after it) is written as DOLLAR: an entity in its own span, which neither Gradio's Markdown nor auto-render
 reads as a delimiter, and which the page turns back into `$` when a message is copied.
@@ -55,12 +55,11 @@ def _singles(text: str) -> str:
 
 
 def _closer(text: str, marks: list[int], i: int) -> Optional[int]:
-    """The index in `marks` of the `$` that closes the one at marks[i], in the same paragraph; None if none."""
-    for j in range(i + 1, len(marks)):
-        if "\n\n" in text[marks[i]:marks[j]]:
-            return None
-        if _closes(text, marks[j]):
-            return j
+    """The index in `marks` of the `$` that closes the one at marks[i]: the very next `$`, in the same paragraph
+    and able to close (KaTeX pairs each `$` with the next one, so math can never reach over a price)."""
+    j = i + 1
+    if j < len(marks) and "\n\n" not in text[marks[i]:marks[j]] and _closes(text, marks[j]):
+        return j
     return None
 
 

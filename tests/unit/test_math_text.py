@@ -13,6 +13,8 @@ D = DOLLAR
     ("From $5-$10 a day", f"From {D}5-{D}10 a day"),
     ("Inline $x^2$ and $y$.", "Inline $x^2$ and $y$."),
     ("The range $a$ to $b$ costs $3", f"The range $a$ to $b$ costs {D}3"),
+    ("Costs $5 and $10, while $x^2$ is math", f"Costs {D}5 and {D}10, while $x^2$ is math"),
+    ("I paid $5 for $x$ and $2y + 1$", f"I paid {D}5 for $x$ and $2y + 1$"),
     ("a $$b + c$$ then $5", f"a $$b + c$$ then {D}5"),
     ("`echo $HOME $PATH` and $9", f"`echo $HOME $PATH` and {D}9"),
     ("```sh\necho $A $B\n```\n$7", f"```sh\necho $A $B\n```\n{D}7"),
