@@ -5,16 +5,29 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from studio.ui.i18n import tr
 from studio.ui.convert import STATS_CLASS
+from studio.ui.i18n import tr
 from studio.ui.math_text import DOLLAR
 
 GENERATING_CLASS = "chat-generating"
 
-# Runs once when the page loads. Escape presses Stop, only while a reply runs in the chat tab (the generating
-# notice is on the page). The Chatbot's copy buttons copy a message's value as sent, stats line and price
-# spans included (see convert.stats_line and math_text): what reaches the clipboard is the text alone.
+# Runs once when the page loads. While the generating line shows, Stop carries the class chat-running
+# (emphasised by assets/theme.css; watching the notice alone stays cheap while tokens stream), and Escape
+# presses Stop (only then, and only while the chat tab shows). The Chatbot's copy buttons copy a message's
+# value as sent, stats line and price spans included (see convert.stats_line and math_text): what reaches
+# the clipboard is the text alone.
 CHAT_JS = """() => {
+  const mark = () => {
+    const stop = document.querySelector('#stop-btn');
+    if (stop) stop.classList.toggle('chat-running', !!document.querySelector('#chat-notice .%(generating)s'));
+  };
+  const watch = () => {
+    const notice = document.querySelector('#chat-notice');
+    if (!notice) return setTimeout(watch, 300);
+    new MutationObserver(mark).observe(notice, {childList: true, subtree: true, characterData: true});
+    mark();
+  };
+  watch();
   document.addEventListener('keydown', (e) => {
     if (e.key !== 'Escape' || e.defaultPrevented) return;
     const running = document.querySelector('#chat-notice .%(generating)s');
@@ -35,7 +48,7 @@ CHAT_JS = """() => {
 class Generating:
     """The notice line while a reply runs: what it is doing, the pieces of text streamed so far (one per
     token for the local engines), the seconds since Send, and that Esc stops it. Its class marks the page as
-    generating: assets/theme.css emphasises Stop and CHAT_JS lets Escape press it only then."""
+    generating: CHAT_JS then emphasises Stop and lets Escape press it."""
 
     lang: str
     since: float
