@@ -329,9 +329,13 @@ def show_default_prompt(services: Services, tab: ChatTab, session: ChatSession) 
 
 
 def hint_after(services: Services, tab: ChatTab, event) -> None:
-    """After `event` shows a session, fit the prompt box's placeholder to it (a private step: the public
-    events return the box's plain value)."""
-    def hint(sess):
-        return prompt_hint(services, sess)
+    """After `event` shows a session, fit the prompt box's placeholder to it and, on a page in another
+    language than English, show the replies' stats lines in it (a private step: the public events return the
+    box's plain value and English stats lines)."""
+    def hint(sess, request: gr.Request):
+        lang = page_lang(request)
+        shown = {tab.settings.system_prompt: prompt_hint(services, sess)}
+        return {**shown, tab.chatbot: chatbot_messages(sess, lang)} if lang != "en" else shown
 
-    event.then(hint, [tab.session], [tab.settings.system_prompt], api_visibility="private", queue=False)
+    event.then(hint, [tab.session], [tab.settings.system_prompt, tab.chatbot], api_visibility="private",
+               queue=False)

@@ -104,3 +104,17 @@ def test_parameters_and_export_are_in_view_on_a_laptop_screen(laptop, echo_app):
         box = pg.locator(panel).bounding_box()
         assert box and box["y"] + 30 < 768, (panel, box)  # its header (or first control) above the fold
     assert pg.locator("#chat-input textarea").bounding_box()["y"] < 768
+
+
+def test_a_reloaded_chinese_page_shows_the_stats_in_chinese(laptop, echo_app):
+    pg = laptop
+    pg.goto(echo_app.url)
+    pg.evaluate("localStorage.setItem('puyu-lang', 'zh')")
+    pg.reload()
+    send(pg, "你好")
+    stats = pg.locator("#chatbot .reply-stats").last
+    wait_in_page(pg, stats, "the stats line in Chinese", text="个 token")
+    pg.reload()  # the conversation comes back through the sidebar's /resume
+    wait_in_page(pg, pg.get_by_test_id("user"), "the message after a reload", text="你好")
+    wait_in_page(pg, pg.locator("#chatbot .reply-stats").last, "the stats line in Chinese again", text="首 token")
+    assert "tokens" not in pg.locator("#chatbot").inner_text()
