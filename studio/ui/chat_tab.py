@@ -182,7 +182,7 @@ def build(t, engine: str) -> ChatTab:
                 exports = {kind: gr.Button(t(f"chat_export_{kind}"), size="sm", elem_id=f"export-{kind}")
                            for kind in export_kinds("conversation")}
                 export_file = gr.File(show_label=False, interactive=False, elem_id="export-file")
-            with gr.Accordion(t("parameters"), open=True, elem_id="parameters-panel"):
+            with gr.Accordion(t("parameters"), open=False, elem_id="parameters-panel"):
                 settings = _settings(t)
     return ChatTab(engine, session, chatbot, textbox, notice, settings, export_file,
                    ChatButtons(**buttons, exports=exports))
