@@ -68,7 +68,7 @@ class ChatSession:
         if messages and messages[-1].role == "assistant":
             last = messages.pop()
             if last.text:
-                messages.append(Message(last.role, list(last.content), partial=True))
+                messages.append(replace(last, content=list(last.content), partial=True))  # meta (stats) kept
         return replace(self, messages=messages)
 
     def branch(self, at: int) -> None:

@@ -4,6 +4,7 @@ saved as it goes."""
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
 from typing import Iterator, Optional, Union
 
 from studio.core.session import ChatSession
@@ -33,7 +34,8 @@ def _generate(services: Services, user_id: str, session: ChatSession, cancel: th
 
     def show(reply: turn.Reply) -> None:
         # An engine error ends the reply early: it stays labelled partial, ready to regenerate.
-        session.messages[-1] = Message.of("assistant", reply.text, partial=reply.failed)
+        session.messages[-1] = with_stats(Message.of("assistant", reply.text, partial=reply.failed),
+                                          reply, session.messages[-1].meta)
 
     def checkpoint(reply: turn.Reply) -> None:
         session.touch()
@@ -46,8 +48,7 @@ def _generate(services: Services, user_id: str, session: ChatSession, cancel: th
     except Exception:
         # A failure cuts the reply: it stays partial. Stop, a closed tab (GeneratorExit) or Ctrl-C in the
         # terminal (KeyboardInterrupt) are the user's choice: that reply is kept as it stands.
-        last = session.messages[-1]
-        session.messages[-1] = Message(last.role, last.content, partial=True)
+        session.messages[-1] = replace(session.messages[-1], partial=True)
         raise
     finally:
         cancel.set()  # a closed generator (Stop, disconnect) must end the compute too
@@ -55,6 +56,13 @@ def _generate(services: Services, user_id: str, session: ChatSession, cancel: th
             session.messages.pop()  # never keep an empty assistant turn
         session.touch()
         services.store.save(user_id, session)
+
+
+def with_stats(message: Message, reply: turn.Reply, meta: Optional[dict] = None) -> Message:
+    """`message` carrying the reply's stats in `meta["stats"]` (other keys of `meta` kept): the final ones once
+    the engine has ended the reply, those known so far (for a checkpoint) while it streams."""
+    message.meta = {**(meta or {}), "stats": reply.stats()}
+    return message
 
 
 def _save(services: Services, user_id: str, session: ChatSession) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import threading
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Callable, Iterator, Optional, Union
 
 from studio.core.types import FinishReason, GenParams, Message, Notice, TextDelta
@@ -36,25 +36,68 @@ class Started:
 
 @dataclass
 class Reply:
-    """A reply as it accumulates; `run` returns it once the stream has ended."""
+    """A reply as it accumulates, timed by the loop that streams it; `run` returns it once the stream has ended.
+
+    The token counts are the engine's own (its final delta's). The clock starts when `start` is called,
+    just before the engine prepares the prompt (after any wait for the model to load)."""
 
     text: str = ""
     finish_reason: Optional[FinishReason] = None
     error: Optional[str] = None
     prompt_tokens: int = 0
     completion_tokens: int = 0
+    first_token_s: Optional[float] = None  # start → the first delta with text
+    seconds: Optional[float] = None  # start → the latest delta (the whole generation once finished)
+    pieces: int = 0  # deltas with text so far: what the page counts while the reply streams
+    clock: Callable[[], float] = field(default=time.monotonic, repr=False, compare=False)
+    _started: Optional[float] = field(default=None, repr=False, compare=False)
+
+    def start(self) -> None:
+        """Start the clock (the loop calls it as the engine begins to prepare the prompt)."""
+        self._started = self.clock()
 
     def add(self, delta: TextDelta) -> None:
         """Take one delta in."""
         self.text += delta.text
+        if self._started is not None:
+            self.seconds = self.clock() - self._started
+            if delta.text and self.first_token_s is None:
+                self.first_token_s = self.seconds
+        if delta.text:
+            self.pieces += 1
         if delta.finish_reason:
             self.finish_reason, self.error = delta.finish_reason, delta.error
-            self.prompt_tokens, self.completion_tokens = delta.prompt_tokens, delta.completion_tokens
+            # An engine that does not count the prompt (0) leaves the prepared prompt's count.
+            self.prompt_tokens = delta.prompt_tokens or self.prompt_tokens
+            self.completion_tokens = delta.completion_tokens
 
     @property
     def failed(self) -> bool:
         """The engine ended the reply with an error."""
         return self.finish_reason == "error"
+
+    @property
+    def tokens_per_s(self) -> Optional[float]:
+        """Decode speed: completion_tokens divided by the seconds from the first text delta to the end.
+
+        The time to the first token (prefill, and any held-back text) is left out, as other studios do;
+        None until the reply has ended, or when no time passed after the first text (a whole-reply engine)."""
+        if self.finish_reason is None or self.first_token_s is None or self.seconds is None:
+            return None
+        decode_s = self.seconds - self.first_token_s
+        return self.completion_tokens / decode_s if decode_s > 0 and self.completion_tokens else None
+
+    def stats(self) -> dict:
+        """The reply's stats as stored on its message (`Message.meta["stats"]`); counts the engine has not
+        reported yet (the reply still streams) are None."""
+        done = self.finish_reason is not None
+        return {"prompt_tokens": self.prompt_tokens, "completion_tokens": self.completion_tokens if done else None,
+                "first_token_s": _rounded(self.first_token_s, 3), "seconds": _rounded(self.seconds, 3),
+                "tokens_per_s": _rounded(self.tokens_per_s, 2), "finish_reason": self.finish_reason}
+
+
+def _rounded(value: Optional[float], digits: int) -> Optional[float]:
+    return None if value is None else round(value, digits)
 
 
 TurnEvent = Union[Notice, Started, TextDelta]
@@ -95,7 +138,9 @@ def run(services: Services, name: str, messages: list[Message], params: GenParam
         if engine is None:
             reply.finish_reason = "cancelled"
             return reply
+        reply.start()
         prepared = engine.prepare(messages, params, max_tiles=max_tiles, fit=fit, tools=tools)
+        reply.prompt_tokens = prepared.prompt_tokens  # until the engine's final delta reports its own
         yield Started(prepared, engine)
         yield from prepared.notices
         stream = engine.stream(prepared, cancel)

@@ -16,7 +16,7 @@ from studio.tasks import agent as agent_task
 from studio.tasks import article_plan
 from studio.tasks import vision as vision_task
 from studio.ui.pacing import FramePacer
-from studio.ui import agent_tab, article_events, article_tab, chat_tab, sidebar, system_tab, vision_tab
+from studio.ui import agent_tab, article_events, article_tab, chat_page, chat_tab, sidebar, system_tab, vision_tab
 from studio.ui.early_script import EarlyScriptMiddleware, lang_script
 from studio.ui.convert import status_markdown
 from studio.ui.i18n import build_i18n, in_both, page_lang
@@ -30,6 +30,7 @@ THEME_ON_LOAD_JS = """() => {
   const t = localStorage.getItem('puyu-theme');
   if (t) document.body.classList.toggle('dark', t === 'dark');
 }"""
+ON_LOAD_JS = f"() => {{ ({THEME_ON_LOAD_JS})(); ({chat_page.CHAT_JS})(); }}"  # launch() takes one function
 
 
 @dataclass(frozen=True)
@@ -123,7 +124,7 @@ def _launch_kwargs(services: Services, demo: gr.Blocks, i18n: gr.I18n, lang: Opt
                     # /v1: the OpenAI-compatible API; auth and host are read from launch() per request.
                     "routes": api_routes(services, lambda: LaunchInfo(demo.auth, getattr(demo, "server_name", None),
                                                                       bool(getattr(demo, "share", False))))},
-        js=THEME_ON_LOAD_JS,
+        js=ON_LOAD_JS,
         # Thumbnails and downloads are written to the studio's private folder; Gradio copies them from there.
         allowed_paths=[str(ASSETS), str(services.files.root), str(services.tools.figures_root)],
         max_file_size=cfg.ui.max_file_size,

@@ -20,11 +20,12 @@ from studio.ui import chat_versions, homework_export
 from studio.ui.bilingual import examples
 from studio.ui.convert import chatbot_messages, user_of
 from studio.ui.errors import user_errors
-from studio.ui.i18n import EXAMPLES, notice_text, page_lang
-from studio.ui.icons import icon
+from studio.ui.chat_page import Generating
 from studio.ui.pacing import FramePacer
 from studio.ui import prompt_presets
 from studio.ui.stops import StopSignals, run_key
+from studio.ui.i18n import EXAMPLES, notice_text, page_lang
+from studio.ui.icons import icon
 
 UI_FRAME_S = 0.05  # at most ~20 transcript updates a second while streaming
 
@@ -106,9 +107,9 @@ class ChatTab:
         """What showing another conversation updates (the sidebar's events)."""
         return [self.session, self.chatbot, self.notice, *self.settings.inputs()]
 
-    def session_values(self, session: ChatSession) -> dict:
-        """The values of `session_outputs` for `session`."""
-        return {self.session: session, self.chatbot: chatbot_messages(session), self.notice: "",
+    def session_values(self, session: ChatSession, lang: str = "en") -> dict:
+        """The values of `session_outputs` for `session`, its stats lines in `lang` (the page's, see page_lang)."""
+        return {self.session: session, self.chatbot: chatbot_messages(session, lang), self.notice: "",
                 **self.settings.values(session)}
 
 
@@ -132,27 +133,34 @@ def _apply_settings(session: ChatSession, system_prompt: Optional[str], **params
 
 
 def _settings(t) -> Settings:
+    # Stacked, one control a line: they sit in the narrow column beside the transcript.
     system_prompt = gr.Textbox("", label=t("system_prompt"), lines=3, max_lines=10, elem_id="system-prompt",
                                placeholder=t("system_prompt_pending"))
-    with gr.Row():
-        mnt = gr.Slider(1, 8192, value=512, step=1, label=t("max_new_tokens"))
-        temp = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label=t("temperature"))
-        top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label=t("top_p"))
-    with gr.Row():
-        top_k = gr.Slider(0, 200, value=50, step=1, label=t("top_k"))
-        rep = gr.Slider(0.8, 2.0, value=1.1, step=0.01, label=t("repetition_penalty"))
-        seed = gr.Number(-1, precision=0, minimum=-1, maximum=2**32 - 1, label=t("seed"))
+    mnt = gr.Slider(1, 8192, value=512, step=1, label=t("max_new_tokens"))
+    temp = gr.Slider(0.0, 2.0, value=0.7, step=0.05, label=t("temperature"))
+    top_p = gr.Slider(0.05, 1.0, value=0.9, step=0.05, label=t("top_p"))
+    top_k = gr.Slider(0, 200, value=50, step=1, label=t("top_k"))
+    rep = gr.Slider(0.8, 2.0, value=1.1, step=0.01, label=t("repetition_penalty"))
+    seed = gr.Number(-1, precision=0, minimum=-1, maximum=2**32 - 1, label=t("seed"))
     sample = gr.Checkbox(True, label=t("do_sample"))
     return Settings(system_prompt, mnt, temp, top_p, top_k, rep, sample, seed)
 
 
-def build(t, engine: str) -> ChatTab:
-    """Lay out the tab inside the current Blocks context; it talks to `engine`."""
-    session = gr.State(ChatSession(engine=engine))
+# Math as the models write it: display $$…$$ and \[…\], inline $…$ and \(…\) ($$ first, so it is not read as $).
+LATEX_DELIMITERS = [
+    {"left": "$$", "right": "$$", "display": True},
+    {"left": "\\[", "right": "\\]", "display": True},
+    {"left": "$", "right": "$", "display": False},
+    {"left": "\\(", "right": "\\)", "display": False},
+]
+
+
+def _transcript(t) -> tuple[gr.Chatbot, Any, gr.Markdown, gr.Textbox, dict]:
+    """The transcript, its versions bar, the notice line, the prompt box and the action buttons."""
     chatbot = gr.Chatbot(
         elem_id="chatbot", show_label=False, height="62vh", buttons=["copy", "copy_all"],
         sanitize_html=True, allow_tags=False, render_markdown=True, placeholder=t("chat_placeholder"),
-        latex_delimiters=[{"left": "$$", "right": "$$", "display": True}], editable="user",
+        latex_delimiters=LATEX_DELIMITERS, editable="user",
     )
     versions = chat_versions.build(t)
     notice = gr.Markdown("", elem_id="chat-notice")
@@ -161,22 +169,33 @@ def build(t, engine: str) -> ChatTab:
         submit_btn=True, autofocus=True,
     )
     with gr.Row(elem_classes=["chat-actions"]):
-        stop = gr.Button(t("stop"), size="sm", variant="stop", elem_id="stop-btn", icon=icon("stop"))
-        regen = gr.Button(t("regenerate"), size="sm", elem_id="regen-btn", icon=icon("regenerate"))
-        undo = gr.Button(t("undo"), size="sm", elem_id="undo-btn", icon=icon("undo"))
-        clear = gr.Button(t("clear"), size="sm", elem_id="clear-btn", icon=icon("trash"))
+        buttons = dict(stop=gr.Button(t("stop"), size="sm", variant="stop", elem_id="stop-btn", icon=icon("stop")),
+                       regen=gr.Button(t("regenerate"), size="sm", elem_id="regen-btn", icon=icon("regenerate")),
+                       undo=gr.Button(t("undo"), size="sm", elem_id="undo-btn", icon=icon("undo")),
+                       clear=gr.Button(t("clear"), size="sm", elem_id="clear-btn", icon=icon("trash")))
     examples(EXAMPLES, textbox, t("examples"), "chat-examples")
-    with gr.Accordion(t("parameters"), open=False):
-        presets = prompt_presets.build(t)
-        settings = _settings(t)
-    with gr.Accordion(t("export"), open=False):
-        with gr.Row():
-            exports = {kind: gr.Button(t(f"chat_export_{kind}"), size="sm", elem_id=f"export-{kind}")
-                       for kind in export_kinds("conversation")}
-            homework = homework_export.button(t, "export-homework")
-        export_file = gr.File(show_label=False, interactive=False, elem_id="export-file")
+    return chatbot, versions, notice, textbox, buttons
+
+
+def build(t, engine: str) -> ChatTab:
+    """Lay out the tab inside the current Blocks context; it talks to `engine`."""
+    session = gr.State(ChatSession(engine=engine))
+    # Parameters and Export in a column beside the transcript: on a laptop screen (1366x768) they would
+    # sit below the fold under it.
+    with gr.Row(elem_id="chat-layout", equal_height=False):
+        with gr.Column(scale=4, min_width=420):
+            chatbot, versions, notice, textbox, buttons = _transcript(t)
+        with gr.Column(scale=1, min_width=300, elem_id="chat-side"):
+            with gr.Accordion(t("export"), open=False, elem_id="export-panel"):
+                exports = {kind: gr.Button(t(f"chat_export_{kind}"), size="sm", elem_id=f"export-{kind}")
+                           for kind in export_kinds("conversation")}
+                homework = homework_export.button(t, "export-homework")
+                export_file = gr.File(show_label=False, interactive=False, elem_id="export-file")
+            with gr.Accordion(t("parameters"), open=False, elem_id="parameters-panel"):
+                presets = prompt_presets.build(t)
+                settings = _settings(t)
     return ChatTab(engine, session, chatbot, textbox, notice, settings, export_file,
-                   ChatButtons(stop, regen, undo, clear, exports), versions, homework=homework, presets=presets)
+                   ChatButtons(**buttons, exports=exports), versions, homework=homework, presets=presets)
 
 
 class _Handlers:
@@ -186,32 +205,42 @@ class _Handlers:
         self.services, self.tab, self.pacer = services, tab, pacer
         self.stops = StopSignals()  # one per app: what Stop sets for each browser session's running reply
 
-    def _frame(self, sess: ChatSession, box_value, notice: str) -> dict:
+    def _frame(self, sess: ChatSession, box_value, notice: str, lang: str = "en") -> dict:
         tab = self.tab
-        return {tab.chatbot: chatbot_messages(sess), tab.textbox: box_value, tab.session: sess, tab.notice: notice}
+        return {tab.chatbot: chatbot_messages(sess, lang), tab.textbox: box_value, tab.session: sess,
+                tab.notice: notice}
 
-    def _stream(self, events, sess: ChatSession, box_value, lang: str = "en"):
+    def _stream(self, events, sess: ChatSession, box_value, lang: str):
+        """The reply's frames; while it runs the notice shows the generating state (see Generating)."""
         notice, level, shown = "", "info", 0.0
-        yield self._frame(sess, box_value, notice)
-        with self.pacer.streaming():
-            for ev in events:
-                if isinstance(ev, Notice):
-                    notice, level = notice_text(lang, ev), ev.level
-                    if ev.level == "warning":
-                        gr.Warning(notice)
-                elif ev.finish_reason == "error":
-                    events.close()  # the task saves the reply, marked partial, before the error shows
-                    raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
-                elif level == "info":
-                    notice = ""  # "waiting for the model" is over once text flows; warnings stay
-                # Every update re-sends the transcript: batch tokens into frames (fewer per stream when
-                # many users stream at once) so the server keeps up. The final update always goes out.
-                if isinstance(ev, TextDelta) and not ev.finish_reason and not self.pacer.due(shown, UI_FRAME_S):
-                    continue
-                shown = time.monotonic()
-                yield self._frame(sess, box_value, notice)
+        state = Generating(lang, time.monotonic())
+        yield self._frame(sess, box_value, state.notice(notice, level), lang)
+        try:
+            with self.pacer.streaming():
+                for ev in events:
+                    if isinstance(ev, Notice):
+                        notice, level = notice_text(lang, ev), ev.level
+                        if ev.level == "warning":
+                            gr.Warning(notice)
+                    elif ev.finish_reason == "error":
+                        events.close()  # the task saves the reply, marked partial, before the error shows
+                        raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
+                    else:
+                        state.pieces += bool(ev.text)
+                        if level == "info":
+                            notice = ""  # "waiting for the model" is over once text flows; warnings stay
+                    # Every update re-sends the transcript: batch tokens into frames (fewer per stream when
+                    # many users stream at once) so the server keeps up. The final update always goes out.
+                    if isinstance(ev, TextDelta) and not ev.finish_reason and not self.pacer.due(shown, UI_FRAME_S):
+                        continue
+                    shown = time.monotonic()
+                    yield self._frame(sess, box_value, state.notice(notice, level), lang)
+        except Exception:
+            # The generating state must not outlive the run: show what is stored, then let the error through.
+            yield self._frame(sess, box_value, notice if level == "warning" else "", lang)
+            raise
         # The task has ended and saved: show exactly what was stored (an empty reply is gone).
-        yield self._frame(sess, box_value, notice)
+        yield self._frame(sess, box_value, notice, lang)
 
     @user_errors
     def on_send(self, text, sess, uid, system_prompt, max_new_tokens, temperature, top_p, top_k,
@@ -244,7 +273,7 @@ class _Handlers:
     @user_errors
     def on_undo(self, sess, uid, request: gr.Request):
         text = chat_task.undo(self.services, user_of(uid, request), sess)
-        return self._frame(sess, text, "")
+        return self._frame(sess, text, "", page_lang(request))
 
     @user_errors
     def on_clear(self, sess, uid, request: gr.Request):

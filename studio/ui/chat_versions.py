@@ -18,7 +18,7 @@ from studio.core.session import ChatSession
 from studio.errors import InputError
 from studio.services import Services
 from studio.tasks import chat as chat_task
-from studio.ui.convert import VERSION_MARK_RE, chatbot_messages, shown_indices, user_of
+from studio.ui.convert import VERSION_MARK_RE, chatbot_messages, shown_indices, shown_text, user_of
 from studio.ui.errors import user_errors
 from studio.ui.i18n import page_lang, tr
 from studio.ui.stops import run_key
@@ -112,7 +112,7 @@ def edited_text(value) -> str:
     """The text of an edit as the Chatbot sends it (a string or text blocks), without its ‹ n/m › mark."""
     if isinstance(value, list):
         value = "".join(p.get("text", "") if isinstance(p, dict) else str(p) for p in value)
-    return re.sub(VERSION_MARK_RE, "", str(value or ""))
+    return shown_text(re.sub(VERSION_MARK_RE, "", str(value or "")))
 
 
 class _Handlers:
@@ -164,9 +164,9 @@ class _Handlers:
         return {self.bar.message_index: index, self.bar.text: edited_text(evt.value),
                 self.bar.selected: to_session_index(sess, index)}
 
-    def restore(self, sess):
+    def restore(self, sess, request: gr.Request):
         """The transcript as stored, after a refused edit (the page shows the edited text already)."""
-        return chatbot_messages(sess)
+        return chatbot_messages(sess, page_lang(request))
 
     @user_errors
     def on_edit(self, message_index, text, sess, uid, system_prompt, max_new_tokens, temperature, top_p, top_k,
@@ -180,7 +180,7 @@ class _Handlers:
         chat_task.validate_prompt(self.services, text)  # before the first frame: a refusal leaves the page as it was
         with self.chat.stops.run(run_key(request)) as cancel:
             events = chat_task.edit(self.services, user_of(uid, request), sess, at, text, cancel)
-            yield from self.chat._stream(events, sess, gr.skip())
+            yield from self.chat._stream(events, sess, gr.skip(), page_lang(request))
 
     def step(self, delta: int):
         """The handler of ‹ (delta -1) or › (+1): the version to show, handed to /version."""
@@ -205,7 +205,7 @@ class _Handlers:
         except (TypeError, ValueError):
             raise InputError(f"Version {version!r} is not a number.", "Give a version from 1.") from None
         chat_task.switch_version(self.services, user_of(uid, request), sess, at, number)
-        return {self.chat.tab.chatbot: chatbot_messages(sess), self.chat.tab.session: sess,
+        return {self.chat.tab.chatbot: chatbot_messages(sess, page_lang(request)), self.chat.tab.session: sess,
                 self.bar.selected: at}
 
 

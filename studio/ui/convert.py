@@ -2,11 +2,24 @@
 
 from __future__ import annotations
 
+import re
+from typing import Optional
+
 from studio.core.session import ChatSession
 from studio.core.text import cleaned
 from studio.services import LoadState
 from studio.store.conversations import ConversationSummary
 from studio.ui.i18n import INTERRUPTED_NOTE, tr
+from studio.ui.math_text import DOLLAR, protect_prices
+
+STATS_CLASS = "reply-stats"
+STATS_PATTERN = re.compile(rf'\n\n<span class="{STATS_CLASS}">[^<]*</span>$')  # a shown reply's stats line
+
+
+def shown_text(content: str) -> str:
+    """A shown message's text as stored: without its stats line, each price's `$` as typed."""
+    return STATS_PATTERN.sub("", content).replace(DOLLAR, "$")
+
 
 # Part of the transcript value (no words, so one form serves both languages); an edited message's text
 # arrives with it, and studio.ui.chat_versions strips it (VERSION_MARK_RE).
@@ -19,8 +32,9 @@ def user_of(uid: str, request) -> str:
     return uid or f"session:{request.session_hash}"
 
 
-def chatbot_messages(session: ChatSession) -> list[dict]:
-    """The session's turns as messages-format Chatbot values: no empty reply bubble, partial replies labelled.
+def chatbot_messages(session: ChatSession, lang: str = "en") -> list[dict]:
+    """The session's turns as messages-format Chatbot values: no empty reply bubble, partial replies labelled,
+    each finished reply followed by its stats line in `lang`.
 
     Text is cleaned for showing: a conversation stored before input was cleaned may hold lone surrogates,
     which would break the event stream (the store keeps them exactly)."""
@@ -28,7 +42,9 @@ def chatbot_messages(session: ChatSession) -> list[dict]:
     for i in shown_indices(session):
         m = session.messages[i]
         note = f"\n\n*{INTERRUPTED_NOTE}*" if m.partial else ""
-        shown.append({"role": m.role, "content": cleaned(m.text) + note + version_mark(session, i)})
+        # The stats line last: shown_text takes it off the end (a version mark stays above it).
+        stats = "" if m.partial else stats_line(m.meta, lang)
+        shown.append({"role": m.role, "content": protect_prices(cleaned(m.text)) + note + version_mark(session, i) + stats})
     return shown
 
 
@@ -41,6 +57,24 @@ def version_mark(session: ChatSession, index: int) -> str:
     """The ‹ n/m › line under a message whose conversation has other versions from it on; else ''."""
     shown = session.version_of(index)
     return "" if shown is None else VERSION_MARK.format(k=shown[0], m=shown[1])
+
+
+def stats_line(meta: Optional[dict], lang: str) -> str:
+    """A finished reply's stats as a small muted line to append to its text ("" while it streams or unknown).
+
+    The Chatbot has no per-message footer (metadata makes a collapsible "thought"), so the line is part of
+    the content, in a span that assets/theme.css styles; `shown_text` takes it off again."""
+    stats = (meta or {}).get("stats") or {}
+    if not stats.get("finish_reason") or stats.get("completion_tokens") is None:
+        return ""
+    parts = [tr(lang, "stats_tokens", n=stats["completion_tokens"])]
+    if stats.get("first_token_s") is not None:
+        parts.append(tr(lang, "stats_first_token", s=f"{stats['first_token_s']:.2f}"))
+    if stats.get("tokens_per_s") is not None:
+        parts.append(tr(lang, "stats_speed", v=f"{stats['tokens_per_s']:.1f}"))
+    if stats["finish_reason"] in ("cancelled", "length"):
+        parts.append(tr(lang, "stats_stopped" if stats["finish_reason"] == "cancelled" else "stats_length"))
+    return f'\n\n<span class="{STATS_CLASS}">{" · ".join(parts)}</span>'
 
 
 def conversation_choices(summaries: list[ConversationSummary], untitled: str) -> list[tuple[str, str]]:

@@ -17,6 +17,7 @@ from studio.ui import prompt_presets, sidebar_list
 from studio.ui.chat_tab import ChatTab, hint_after, resolve_prompt
 from studio.ui.convert import conversation_choices, user_of
 from studio.ui.errors import user_errors
+from studio.ui.i18n import page_lang
 from studio.ui.icons import icon
 from studio.ui.sidebar_list import LIST_LIMIT, Entry, ItemParts
 
@@ -120,9 +121,10 @@ class _Handlers:
                 self.bar.listing: sidebar_list.listing(entries, current, query=query),
                 self.bar.open_id: current}
 
-    def _show(self, uid: str, sess, state: Optional[dict]) -> dict:
+    def _show(self, uid: str, sess, state: Optional[dict], request=None) -> dict:
         resolve_prompt(self.services, sess)  # a stored prompt may still wait for the model's default
-        return {**self._listing(uid, sess.id if sess.messages else "", state), **self.chat.session_values(sess)}
+        return {**self._listing(uid, sess.id if sess.messages else "", state),
+                **self.chat.session_values(sess, page_lang(request))}
 
     def _latest(self, uid: str):
         summaries = self.store.list(uid, 1)
@@ -142,18 +144,19 @@ class _Handlers:
     def resume(self, token: str, conversation: str, tz, request: gr.Request):
         username = getattr(request, "username", None) if request else None
         uid = f"user:{username}" if username else (token if TOKEN_RE.match(token or "") else new_id())
-        shown = self._show(uid, self._reopen(uid, conversation), None)
+        shown = self._show(uid, self._reopen(uid, conversation), None, request)
         return {self.user_id: uid, self.bar.token: "" if username else uid, **shown,
                 self.bar.tz: str(int(tz)) if zone(tz) is not None else ""}
 
     @user_errors
     def select(self, conv_id: str, uid: str, state, request: gr.Request):
         uid = user_of(uid, request)
-        return self._show(uid, self.store.load(uid, conv_id), state)
+        return self._show(uid, self.store.load(uid, conv_id), state, request)
 
     @user_errors
     def new(self, uid: str, state, request: gr.Request):
-        return self._show(user_of(uid, request), chat_task.new_session(self.services, self.chat.engine), state)
+        return self._show(user_of(uid, request), chat_task.new_session(self.services, self.chat.engine), state,
+                          request)
 
     @user_errors
     def search(self, query: str, uid: str, sess, state, request: gr.Request):
@@ -193,7 +196,7 @@ class _Handlers:
             uid = user_of(uid, request)
             self.store.delete(uid, conv_id)
             if sess.id == conv_id:
-                return self._show(uid, self._latest(uid), state)
+                return self._show(uid, self._latest(uid), state, request)
             return self._listing(uid, sess.id if sess.messages else "", state)
 
         return delete

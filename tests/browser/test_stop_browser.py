@@ -19,11 +19,18 @@ pytestmark = pytest.mark.browser
 ERROR_BADGE, TOAST = ".error", ".toast-body"
 
 
+# Read in one go in the page (bubbles come and go while a reply streams); a reply's stats line left out.
+_TRANSCRIPT_JS = """() => [...document.querySelectorAll('[data-testid=user], [data-testid=bot]')].map(el => {
+  const stats = el.querySelector('.reply-stats');
+  let text = el.innerText.trim();
+  if (stats && text.endsWith(stats.innerText)) text = text.slice(0, -stats.innerText.length).trim();
+  return [el.dataset.testid === 'user' ? 'user' : 'assistant', text];
+})"""
+
+
 def transcript(pg) -> list[tuple[str, str]]:
-    """(role, text) of every bubble, in order, as the page shows them."""
-    rows = pg.locator("[data-testid=user], [data-testid=bot]")
-    return [("user" if rows.nth(i).get_attribute("data-testid") == "user" else "assistant",
-             rows.nth(i).inner_text().strip()) for i in range(rows.count())]
+    """(role, text) of every bubble, in order, as the page shows them (a reply's stats line left out)."""
+    return [tuple(row) for row in pg.evaluate(_TRANSCRIPT_JS)]
 
 
 def stored(app) -> list[tuple[str, str]]:

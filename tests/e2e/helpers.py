@@ -4,14 +4,16 @@ from __future__ import annotations
 
 from gradio_client import Client
 
+from studio.ui.convert import shown_text
+
 from tests.support.waits import wait_until
 
 GREEDY = dict(do_sample=False, temperature=0.0, seed=-1)
 
 
-def connect(url: str, token: str = "", auth=None) -> tuple[Client, str]:
-    """A client whose session is bound to the user `token` (a new user when empty)."""
-    client = Client(url, verbose=False, auth=auth)
+def connect(url: str, token: str = "", auth=None, headers=None) -> tuple[Client, str]:
+    """A client whose session is bound to the user `token` (a new user when empty); `headers` go with each call."""
+    client = Client(url, verbose=False, auth=auth, headers=headers)
     out = client.predict(token, api_name="/resume")
     return client, out[0]
 
@@ -24,13 +26,13 @@ def chat(client: Client, text: str, **params):
 
 
 def reply_text(chatbot: list) -> str:
-    """The last assistant message's text from a Chatbot value."""
+    """The last assistant message's text from a Chatbot value, as stored (no stats line; prices' `$` as written)."""
     for msg in reversed(chatbot):
         if msg["role"] == "assistant":
             content = msg["content"]
             if isinstance(content, list):
-                return "".join(part.get("text", "") for part in content if isinstance(part, dict))
-            return content
+                content = "".join(part.get("text", "") for part in content if isinstance(part, dict))
+            return shown_text(content)
     return ""
 
 

@@ -9,6 +9,7 @@ import pytest
 from gradio_client.client import Status
 
 from studio.core.types import Message
+from studio.tasks.chat import merge_user_runs
 from tests.e2e.helpers import GREEDY, chat, connect, reply_text, wait_for
 from tests.support.apps import EMBEDDED_CONFIG, running_app
 from tests.support.engine_calls import prompt_tokens
@@ -125,3 +126,36 @@ def test_conversation_survives_restart(tmp_path, embedded_cache_dir):
         client, same = connect(second.url, user)
         out = client.predict(user, api_name="/resume")
         assert same == user and out[2] == before
+
+
+def shown_content(message: dict) -> str:
+    """A Chatbot message's text as the page gets it (Gradio 6 sends a list of text blocks)."""
+    return "".join(part.get("text", "") for part in message["content"])
+
+
+def test_reply_stats_are_the_engines_own_counts(app):
+    """The stats stored with a reply (and shown under it) are the HF engine's counts for that very request."""
+    client, user = connect(app.url)
+    _, final = chat(client, "Write a paragraph about the sea.", max_new_tokens=20, **GREEDY)
+    session = app.services.store.load(user, app.services.store.list(user)[0].id)
+    reply = session.messages[-1]
+    stats = reply.meta["stats"]
+    # The same request straight to the engine (greedy, so the same reply): its prompt and its final delta.
+    engine = app.services.engines.get("chat")
+    prepared = engine.prepare(merge_user_runs(session.prompt_messages()[:-1]), session.params, fit="trim")
+    deltas = list(engine.stream(prepared, threading.Event()))
+    assert "".join(d.text for d in deltas) == reply.text
+    assert stats["prompt_tokens"] == prepared.prompt_tokens == deltas[-1].prompt_tokens
+    assert stats["completion_tokens"] == deltas[-1].completion_tokens == 20
+    assert stats["finish_reason"] == deltas[-1].finish_reason == "length"
+    assert len(engine.tokenizer(reply.text, add_special_tokens=False)["input_ids"]) == 20
+    assert 0 < stats["first_token_s"] <= stats["seconds"] and stats["tokens_per_s"] > 0
+    shown = shown_content(final[0][-1])
+    assert f"20 tokens · {stats['first_token_s']:.2f} s to first token · {stats['tokens_per_s']:.1f} tok/s" in shown
+
+
+def test_reply_stats_follow_the_pages_language(app):
+    client, _ = connect(app.url, headers={"Accept-Language": "zh-CN,zh;q=0.9"})
+    _, final = chat(client, "Say hi.", max_new_tokens=6, **GREEDY)
+    shown = shown_content(final[0][-1])
+    assert "6 个 token · 首 token" in shown and "tok/s" not in shown

@@ -13,6 +13,7 @@ import pytest
 from gradio_client.client import Status
 from gradio_client.exceptions import AppError
 
+from studio.ui.chat_page import GENERATING_CLASS
 from tests.e2e.helpers import chat, connect, reply_text, wait_for
 from tests.support.apps import running_app, write_config
 
@@ -162,7 +163,8 @@ def test_message_sent_while_loading_waits_and_says_so(tmp_path):
         assert "loading" in status
         outs, final = chat(client, "are you there")
         notices = [o[2] for o in outs]
-        assert any(n.startswith("Waiting for the model to load") for n in notices)
+        # The loading notice is the generating line's text while the model loads.
+        assert any("Waiting for the model to load" in n and GENERATING_CLASS in n for n in notices)
         assert reply_text(final[0]) == "echo: are you there" and final[2] == ""  # notice cleared
         assert client.predict(api_name="/status")[0].startswith('<span class="status-dot status-ready">')
 

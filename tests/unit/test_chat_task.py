@@ -110,8 +110,12 @@ def test_a_streaming_reply_is_checkpointed_as_partial(services, monkeypatch):
     events = chat.send(services, "u1", session, "go")
     shown = "".join(next(events).text for _ in range(3))
     row = _stored(services, "u1", session.id)
+    stats = row["messages"][-1].pop("meta")["stats"]
     assert row["messages"][-1] == {"role": "assistant", "content": shown, "partial": True}
     assert shown.startswith("w0 w1")
+    # What is known mid-reply travels with the checkpoint; the engine's counts come with its last delta.
+    assert stats["prompt_tokens"] > 0 and stats["first_token_s"] is not None and stats["finish_reason"] is None
+    assert stats["completion_tokens"] is None and stats["tokens_per_s"] is None
     events.close()  # stopped by the user: kept as it stands, no longer partial
     row = _stored(services, "u1", session.id)
     assert row["messages"][-1]["role"] == "assistant" and "partial" not in row["messages"][-1]
