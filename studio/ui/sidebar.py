@@ -15,6 +15,7 @@ from studio.tasks import chat as chat_task
 from studio.ui.chat_tab import ChatTab, hint_after, resolve_prompt
 from studio.ui.convert import conversation_choices, user_of
 from studio.ui.errors import user_errors
+from studio.ui.users import web_user
 
 TOKEN_RE = re.compile(r"^[0-9a-f]{32}$")
 
@@ -90,7 +91,7 @@ class _Handlers:
     @user_errors
     def resume(self, token: str, request: gr.Request):
         username = getattr(request, "username", None) if request else None
-        uid = f"user:{username}" if username else (token if TOKEN_RE.match(token or "") else new_id())
+        uid = web_user(self.services, token, request)
         return {self.user_id: uid, self.bar.token: "" if username else uid, **self._show(uid, self._latest(uid))}
 
     @user_errors
