@@ -23,6 +23,8 @@ def parse_args(argv=None) -> argparse.Namespace:
     p.add_argument("--data-dir", default=str(DEFAULT_DATA_DIR), help=f"where conversations and caches live (default {DEFAULT_DATA_DIR})")
     p.add_argument("--lang", choices=["en", "zh"], default=None, help="UI language (default: the browser's)")
     p.add_argument("--cli", action="store_true", help="chat in the terminal instead of the browser")
+    p.add_argument("--user", default=None, metavar="NAME",
+                   help="with --cli: store the chats as this --auth login's (default: the local user, as the web without --auth)")
     return p.parse_args(argv)
 
 

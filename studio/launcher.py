@@ -10,9 +10,12 @@ import secrets
 import socket
 import sys
 from pathlib import Path
-from typing import Optional
+from typing import Optional, TextIO
 
+from studio.console import Console, open_log, quiet_libraries, report_loading, route_output
 from studio.errors import StudioError
+from studio.store.private_files import private_dir
+from studio.tasks.users import login_user
 
 EXIT_CONFIG = 2
 EXIT_RUNTIME = 1
@@ -23,7 +26,6 @@ def prepare_environment(data_dir: Path) -> None:
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
     os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
-    from studio.store.private_files import private_dir
 
     if not data_dir.exists():
         data_dir.mkdir(mode=0o700, parents=True)  # conversations are private: a new data dir is the user's alone
@@ -72,15 +74,18 @@ def tunnel_hint(host: str, port: int) -> str:
     return f"ssh -CNg -L {port}:{target}:{port} <user>@<this-server> -p <ssh-port>"
 
 
-def _fail(exc: StudioError, code: int) -> int:
-    print(f"error: {exc.message}", file=sys.stderr)
+def _fail(exc: StudioError, code: int, err: Optional[TextIO] = None) -> int:
+    err = err or sys.stderr
+    print(f"error: {exc.message}", file=err)
     if exc.hint:
-        print(f"  → {exc.hint}", file=sys.stderr)
+        print(f"  → {exc.hint}", file=err)
+    err.flush()
     return code
 
 
 def run(args: argparse.Namespace) -> int:
     """Everything launch.py does after parsing flags; returns the exit status."""
+    quiet_libraries()  # before anything imports huggingface_hub or transformers
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     for noisy in ("httpx", "httpcore", "urllib3"):  # Gradio's own start-up probes
         logging.getLogger(noisy).setLevel(logging.WARNING)
@@ -109,20 +114,28 @@ def run(args: argparse.Namespace) -> int:
         from studio.services import build_services
 
         cache = os.environ.get("PUYU_CACHE_DIR")  # lets several data dirs share converted models
+        cli_user = login_user(args.user) if args.user is not None else None
         services = build_services(config, data_dir, args.num_gpus, cache_dir=Path(cache) if cache else None)
-        if args.cli:
-            from studio.cli import run_cli
-
-            return run_cli(services)
-        check_port(args.host, args.port)
+        if not args.cli:
+            check_port(args.host, args.port)
+        console = Console(sys.stdout)
+        log_file = open_log(private_dir(data_dir, "logs"))
+        route_output(console, log_file)
     except OSError as exc:
         return _fail(StudioError(f"Cannot use the data directory {data_dir}: {exc}", "Pass a writable --data-dir."), EXIT_RUNTIME)
     except StudioError as exc:
         return _fail(exc, EXIT_CONFIG if isinstance(exc, ConfigError) else EXIT_RUNTIME)
-    return _serve(args, services, auth, generated)
+    if args.cli:
+        from studio.cli import run_cli
+
+        try:
+            return run_cli(services, user_id=cli_user)
+        finally:
+            services.close()
+    return _serve(args, services, auth, generated, console, log_file)
 
 
-def _serve(args, services, auth, generated: bool) -> int:
+def _serve(args, services, auth, generated: bool, console: Console, log_file: Path) -> int:
     from studio.ui.app import build_app
 
     services.engines.start()  # the page is served while the model loads
@@ -133,24 +146,28 @@ def _serve(args, services, auth, generated: bool) -> int:
     except OSError as exc:
         services.close()
         return _fail(StudioError(f"Could not start the server on {args.host}:{args.port}: {exc}",
-                                 f"Try another port: python launch.py --port {args.port + 1}"), EXIT_RUNTIME)
-    url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
-    print(f"\n  Puyu Studio is running at {url}")
-    print(f"  From your own computer, open an SSH tunnel first:\n    {tunnel_hint(args.host, args.port)}")
-    print(f"  then browse to http://127.0.0.1:{args.port}")
-    if auth:
-        print(f"  Login: {auth[0]} / {auth[1]}" + ("  (generated for --share)" if generated else ""))
-    if args.share:
-        if app.blocks.share_url:
-            print(f"  Public link (login required): {app.blocks.share_url}")
-        else:
-            print("  The public share link could not be created (is this machine offline?). "
-                  "The studio keeps serving locally; use the SSH tunnel above.")
-    print("  Press Ctrl+C to stop.\n", flush=True)
+                                 f"Try another port: python launch.py --port {args.port + 1}"), EXIT_RUNTIME, console.err)
+    for line in _banner(args, auth, generated, app.blocks.share_url, log_file):
+        console.line(line)
+    report_loading(services.engines, console)
     try:
         app.blocks.block_thread()
     except KeyboardInterrupt:
-        pass
+        console.clear_status()
     finally:
         services.close()
     return 0
+
+
+def _banner(args, auth, generated: bool, share_url: Optional[str], log_file: Path) -> list[str]:
+    """The lines printed once the server is up: where it runs, how to reach it, the login, the log."""
+    url = f"http://{'127.0.0.1' if args.host in ('0.0.0.0', '::') else args.host}:{args.port}"
+    lines = ["", f"  Puyu Studio is running at {url}", "  From your own computer, open an SSH tunnel first:",
+             f"    {tunnel_hint(args.host, args.port)}", f"  then browse to http://127.0.0.1:{args.port}"]
+    if auth:
+        lines.append(f"  Login: {auth[0]} / {auth[1]}" + ("  (generated for --share)" if generated else ""))
+    if args.share:
+        lines.append(f"  Public link (login required): {share_url}" if share_url else
+                     "  The public share link could not be created (is this machine offline?). "
+                     "The studio keeps serving locally; use the SSH tunnel above.")
+    return [*lines, f"  Library messages and warnings go to {log_file}", "  Press Ctrl+C to stop.", ""]

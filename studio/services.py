@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal, Optional
@@ -34,6 +35,7 @@ class LoadState:
     text: str = ""
     error: str = ""
     info: Optional[EngineInfo] = None
+    seconds: float = 0.0  # how long the load took, once it is ready or has failed
 
 
 @dataclass
@@ -85,16 +87,18 @@ class EnginePool:
             cache_dir=self._cache_dir,
             progress=lambda frac, text: self._set(name, progress=max(0.0, min(1.0, frac)), text=text),
         )
+        started = time.monotonic()
         try:
             engine = ENGINES.get(cfg.engine).load(cfg, ctx)
         except StudioError as exc:
-            self._set(name, state="failed", error=str(exc))
+            self._set(name, state="failed", error=str(exc), seconds=time.monotonic() - started)
         except Exception as exc:  # a loader bug or a broken checkpoint: keep serving, say why
             log.exception("loading engine %s failed", name)
-            self._set(name, state="failed", error=f"{type(exc).__name__}: {exc}")
+            self._set(name, state="failed", error=f"{type(exc).__name__}: {exc}", seconds=time.monotonic() - started)
         else:
             self._slots[name].engine = engine
-            self._set(name, state="ready", progress=1.0, text="ready", info=engine.info())
+            self._set(name, state="ready", progress=1.0, text="ready", info=engine.info(),
+                      seconds=time.monotonic() - started)
         finally:
             self._slots[name].done.set()
 

@@ -103,6 +103,15 @@ class KeyedRowStore(SQLiteStore, Generic[T, S]):
         with self._connection("count") as conn:
             return conn.execute(f"SELECT COUNT(*) FROM {self.TABLE} WHERE user_id = ?", (user_id,)).fetchone()[0]
 
+    def reassign(self, old_user: str, new_user: str) -> int:
+        """Give every row of `old_user` to `new_user`; how many moved. A row whose id `new_user` already
+        has stays where it is (nothing is overwritten)."""
+        if old_user == new_user:
+            return 0
+        with self._transaction("move") as conn:
+            cur = conn.execute(f"UPDATE OR IGNORE {self.TABLE} SET user_id = ? WHERE user_id = ?", (new_user, old_user))
+            return cur.rowcount
+
     def _data(self, conn: sqlite3.Connection, user_id: str, item_id: str) -> str:
         """The JSON of one row; the not-found StudioError (also what another user's id looks like) if none."""
         row = conn.execute(f"SELECT data FROM {self.TABLE} WHERE user_id = ? AND id = ?", (user_id, item_id)).fetchone()

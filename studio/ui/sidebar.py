@@ -8,7 +8,6 @@ from typing import Any, Callable, Optional
 
 import gradio as gr
 
-from studio.core.session import new_id
 from studio.errors import InputError, StudioError
 from studio.services import Services
 from studio.store.dates import zone
@@ -20,6 +19,7 @@ from studio.ui.errors import user_errors
 from studio.ui.i18n import page_lang
 from studio.ui.icons import icon
 from studio.ui.sidebar_list import LIST_LIMIT, Entry, ItemParts
+from studio.ui.users import web_user
 
 TOKEN_RE = re.compile(r"^[0-9a-f]{32}$")
 
@@ -143,7 +143,7 @@ class _Handlers:
     @user_errors
     def resume(self, token: str, conversation: str, tz, request: gr.Request):
         username = getattr(request, "username", None) if request else None
-        uid = f"user:{username}" if username else (token if TOKEN_RE.match(token or "") else new_id())
+        uid = web_user(self.services, token, request)
         shown = self._show(uid, self._reopen(uid, conversation), None, request)
         return {self.user_id: uid, self.bar.token: "" if username else uid, **shown,
                 self.bar.tz: str(int(tz)) if zone(tz) is not None else ""}

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser.helpers import start_new_chat
 from tests.support.apps import EMBEDDED_CONFIG, REPO, running_app, write_config
 from tests.support.waits import wait_in_page
 
@@ -100,6 +101,7 @@ def test_model_html_never_runs(page, html_app):
 def test_enter_sends_shift_enter_newline_and_stop_is_harmless(page, html_app):
     page.goto(html_app.url)
     wait_in_page(page, page.locator("#model-status .status-ready"), "the model to be ready", visible=True)
+    start_new_chat(page)
     box = page.locator("#chat-input textarea")
     box.fill("line one")
     box.press("Shift+Enter")

@@ -9,6 +9,7 @@ import time
 
 import pytest
 
+from tests.browser.helpers import start_new_chat
 from tests.browser.test_browser import browser, page, send, shot  # noqa: F401  (fixtures)
 from tests.e2e.helpers import wait_for
 from tests.support.apps import EMBEDDED_CONFIG, running_app, write_config
@@ -128,6 +129,7 @@ def test_stop_while_waiting_in_the_queue_keeps_the_message_and_no_reply(browser,
         for pg in (busy, page):
             pg.goto(slow_app.url)
             pg.wait_for_selector("#chat-input textarea")
+            start_new_chat(pg)
         send(busy, "a long answer for someone else")
         wait_for(lambda: busy.get_by_test_id("bot").count() > 0, "the queued reply to start")
         send(page, "my turn is queued")

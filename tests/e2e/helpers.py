@@ -12,9 +12,12 @@ GREEDY = dict(do_sample=False, temperature=0.0, seed=-1)
 
 
 def connect(url: str, token: str = "", auth=None, headers=None) -> tuple[Client, str]:
-    """A client whose session is bound to the user `token` (a new user when empty); `headers` go with each call."""
+    """A page load: a client of the studio's user (the local user without a login; `token` is what the
+    browser kept), with a new conversation open; returns it and the user id the page was given. `headers` go
+    with each call."""
     client = Client(url, verbose=False, auth=auth, headers=headers)
     out = client.predict(token, api_name="/resume")
+    client.predict(api_name="/new")  # every client shares the local user: start from an empty chat
     return client, out[0]
 
 

@@ -52,10 +52,11 @@ def test_stop_ends_generation_and_counts_tokens_after_cancel(app):
 
 def test_the_real_model_reply_is_saved_as_it_streams(app):
     client, user = connect(app.url)
+    before = {c.id for c in app.services.store.list(user)}  # the local user's earlier chats (other tests')
     job = client.submit("请写一个 300 字的小故事", max_new_tokens=800, api_name="/chat", **GREEDY)  # streams for long
 
     def stored():
-        convs = app.services.store.list(user)
+        convs = [c for c in app.services.store.list(user) if c.id not in before]
         return app.services.store.load(user, convs[0].id).messages if convs else None
 
     first = wait_for(stored, "the message in the store")  # stored when sent, whatever the model does next

@@ -14,6 +14,7 @@ from gradio_client.client import Status
 from gradio_client.exceptions import AppError
 
 from studio.ui.chat_page import GENERATING_CLASS
+from studio.tasks.users import local_user
 from tests.e2e.helpers import chat, connect, reply_text, wait_for
 from tests.support.apps import running_app, write_config
 
@@ -81,6 +82,7 @@ def test_bad_input_gets_a_message_and_next_request_works(app):
 
 def test_undo_regenerate_clear(app):
     client, user = connect(app.url)
+    before = {c.id for c in app.services.store.list(user)}  # every client is the local user: others' chats
     chat(client, "first")
     chat(client, "second message")
     chatbot, box, _ = client.predict(api_name="/undo")
@@ -92,40 +94,52 @@ def test_undo_regenerate_clear(app):
     assert len(chatbot) == 4 and reply_text(chatbot) == "echo: edited message\n\n*‹ 2/2 ›*"
     chatbot, _, _ = client.predict(api_name="/clear")
     assert chatbot == []
-    assert app.services.store.list(user) == []  # an emptied conversation is not listed as "…"
+    assert {c.id for c in app.services.store.list(user)} == before  # an emptied conversation is not listed
 
 
 def test_conversations_new_select_rename_delete(app):
     client, user = connect(app.url)
+    before = {c.id for c in app.services.store.list(user)}
     chat(client, "alpha conversation")
     client.predict(api_name="/new")
     chat(client, "beta conversation")
-    ids = [c.id for c in app.services.store.list(user)]
+    ids = [c.id for c in app.services.store.list(user) if c.id not in before]
     assert len(ids) == 2
     out = client.predict(ids[1], api_name="/select")  # the older one: alpha
     assert reply_text(out[1]) == "echo: alpha conversation"
     client.predict("Renamed α", api_name="/rename")
     assert app.services.store.load(user, ids[1]).title == "Renamed α"
     client.predict(False, api_name="/delete")  # not confirmed: nothing happens
-    assert len(app.services.store.list(user)) == 2
+    assert len(app.services.store.list(user)) == len(before) + 2
     client.predict(True, api_name="/delete")
     left = app.services.store.list(user)
-    assert [c.id for c in left] == [ids[0]]
+    assert [c.id for c in left if c.id not in before] == [ids[0]]
 
 
-def test_users_are_isolated(app):
+def test_browsers_without_a_login_share_the_local_user(app):
     a, user_a = connect(app.url)
-    b, user_b = connect(app.url)
-    assert user_a != user_b
-    chat(a, "secret of A")
-    conv_a = app.services.store.list(user_a)[0].id
-    # B cannot open A's conversation: Gradio refuses an id outside B's own list, and the store
-    # would answer "not found" for the wrong user anyway.
-    with pytest.raises(Exception, match="not found|not in the list of choices"):
-        b.predict(conv_a, api_name="/select")
-    assert app.services.store.list(user_b) == []
-    again, same = connect(app.url, user_a)  # the same browser coming back
-    assert same == user_a and reply_text(again.predict(user_a, api_name="/resume")[2]) == "echo: secret of A"
+    b, user_b = connect(app.url, "0f" * 16)  # a browser that kept an old per-browser key
+    assert user_a == user_b == local_user()
+    chat(a, "written in browser A")
+    conv = app.services.store.list(user_a)[0]
+    listing = b.predict("", api_name="/resume")[1]  # B reloads: A's conversation is in its list
+    assert [conv.id, "written in browser A"] in [[i, t] for t, i in listing["choices"]]
+    assert reply_text(b.predict(conv.id, api_name="/select")[1]) == "echo: written in browser A"
+
+
+def test_users_with_a_login_are_isolated(tmp_path):
+    with running_app(write_config(tmp_path), tmp_path / "data", auth=[("ann", "pw-1"), ("ben", "pw-2")]) as app:
+        a, user_a = connect(app.url, auth=("ann", "pw-1"))
+        b, user_b = connect(app.url, auth=("ben", "pw-2"))
+        chat(a, "secret of A")
+        conv_a = app.services.store.list("user:ann")[0].id
+        # B cannot open A's conversation: Gradio refuses an id outside B's own list, and the store
+        # would answer "not found" for the wrong user anyway.
+        with pytest.raises(Exception, match="not found|not in the list of choices"):
+            b.predict(conv_a, api_name="/select")
+        assert app.services.store.list("user:ben") == []
+        again, _ = connect(app.url, auth=("ann", "pw-1"))  # A coming back, from another browser too
+        assert reply_text(again.predict("", api_name="/resume")[2]) == "echo: secret of A"
 
 
 def test_exports_reopen_with_the_content(app, tmp_path):

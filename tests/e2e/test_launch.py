@@ -12,6 +12,7 @@ import pytest
 
 from studio.core.session import ChatSession
 from studio.store.conversations import ConversationStore
+from studio.tasks.users import local_user
 from tests.support.apps import REPO, free_port
 from tests.support.waits import run_until_quiet
 
@@ -109,7 +110,8 @@ def test_cli_streams_keeps_spaces_and_history(tmp_path, embedded_cache_dir):
     assert len(replies) == 2 and all(len(x.strip()) > 5 for x in replies), r.stdout
     assert all(" " in x.strip() for x in replies)  # the lesson's cli_demo stripped every space
     store = ConversationStore(tmp_path / "data" / "studio.db")
-    user = next(u for u in _users(store) if u.startswith("cli:"))
+    user = local_user()  # the web's user too (no --auth): the chats show in its sidebar
+    assert _users(store) == [user]
     session: ChatSession = store.load(user, store.list(user)[0].id)
     assert [m.role for m in session.messages] == ["user", "assistant", "user", "assistant"]
     assert session.system_prompt == "You are a concise assistant."

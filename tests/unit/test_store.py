@@ -404,3 +404,21 @@ def test_checkpoint_copy_marks_only_the_reply_and_drops_an_empty_one():
     assert [m.partial for m in session.messages] == [False] * 4  # the live session is untouched
     session.messages[-1] = Message.of("assistant", "")
     assert [m.text for m in session.checkpoint().messages] == ["q1", "a1", "q2"]
+
+
+def test_reassign_moves_every_row_of_one_user_and_overwrites_nothing(store):
+    old_a, old_b = make_session("first", "one", updated=100.0), make_session("second", "two", updated=200.0)
+    store.save(A, old_a)
+    store.save(A, old_b)
+    store.save(B, make_session("already B's", "x", updated=50.0))
+    store.save("someone-else", make_session("not moved"))
+    clash = make_session("B has this id too", updated=300.0)
+    store.save(B, clash)
+    store.save(A, ChatSession.from_dict({**clash.to_dict(), "title": "A's version"}))  # same id as B's
+    assert store.reassign(A, B) == 2
+    assert [s.id for s in store.list(B)] == [clash.id, old_b.id, old_a.id, store.list(B)[-1].id]
+    assert store.load(B, old_a.id).messages[0].text == "first"  # the whole conversation moved
+    assert store.load(B, clash.id).messages[0].text == "B has this id too"  # B's own row is untouched
+    assert [s.title for s in store.list(A)] == ["A's version"]  # the clashing row stays, not lost
+    assert store.count("someone-else") == 1
+    assert store.reassign(B, B) == 0 and store.reassign("nobody", B) == 0
