@@ -114,6 +114,25 @@ class DraftFiles:
         except OSError as exc:
             raise self._error("delete the image folder of", exc) from exc
 
+    def copy_draft(self, old_user: str, new_user: str, draft_id: str) -> tuple[Path, Path]:
+        """Copy the files of a draft's folder to the same draft's folder of `new_user` (each file whole, or
+        not at all; one already there is kept); returns (old folder, new folder). The old one is left."""
+        old, new = self._path(old_user, draft_id), self._path(new_user, draft_id)
+        try:
+            files = [e for e in _entries(old) if e.is_file(follow_symlinks=False) and not e.name.startswith(_TMP_PREFIX)]
+            folder = self.folder(new_user, draft_id) if files else new
+            for entry in files:
+                dest = folder / entry.name
+                if not dest.is_file() or dest.stat().st_size != entry.stat(follow_symlinks=False).st_size:
+                    _copy_whole(Path(entry.path), dest)
+        except OSError as exc:
+            raise self._error("copy the images of", exc) from exc
+        return old, new
+
+    def draft_ids(self, user_id: str) -> list[str]:
+        """The draft ids that have an image folder of `user_id` (real folders only)."""
+        return [d.name for d in _real_dirs(self.root / _user_key(user_id), _DRAFT_ID)]
+
     def prune(self, user_id: str, draft_id: str, keep: Iterable[Path]) -> int:
         """Delete the files in the draft's folder that `keep` no longer names; how many went."""
         path = self._path(user_id, draft_id)
@@ -218,6 +237,27 @@ def _real_dirs(parent: Path, name: re.Pattern) -> list[Path]:
             return [Path(e.path) for e in entries if name.fullmatch(e.name) and e.is_dir(follow_symlinks=False)]
     except OSError:  # no root yet, or unreadable: nothing to tidy
         return []
+
+
+def _entries(folder: Path) -> list[os.DirEntry]:
+    """The entries of `folder`; none when it does not exist."""
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except FileNotFoundError:
+        return []
+
+
+def _copy_whole(src: Path, dest: Path) -> None:
+    """Copy `src` to `dest` through a temporary file beside it, so `dest` is never half written."""
+    handle, name = tempfile.mkstemp(dir=dest.parent, prefix=_TMP_PREFIX)
+    os.close(handle)
+    try:
+        shutil.copyfile(src, name)
+        os.chmod(name, 0o600)
+        os.replace(name, dest)
+    finally:
+        Path(name).unlink(missing_ok=True)
 
 
 def _mtime(path: Path) -> float:

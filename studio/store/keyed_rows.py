@@ -112,6 +112,24 @@ class KeyedRowStore(SQLiteStore, Generic[T, S]):
             cur = conn.execute(f"UPDATE OR IGNORE {self.TABLE} SET user_id = ? WHERE user_id = ?", (new_user, old_user))
             return cur.rowcount
 
+    def transfer(self, old_user: str, new_user: str, item_id: str, rewrite: Callable[[dict], dict]) -> bool:
+        """Give one row of `old_user` to `new_user` in one transaction, its JSON passed through `rewrite`;
+        False (nothing changed) when `new_user` already has that id (nothing is overwritten)."""
+        with self._transaction("move") as conn:
+            data = self._data(conn, old_user, item_id)
+            taken = f"SELECT 1 FROM {self.TABLE} WHERE user_id = ? AND id = ?"
+            if conn.execute(taken, (new_user, item_id)).fetchone() is not None:
+                return False
+            # The listing columns hold nothing that `rewrite` changes (paths live in the JSON only).
+            conn.execute(f"UPDATE {self.TABLE} SET user_id = ?, data = ? WHERE user_id = ? AND id = ?",
+                         (new_user, to_json(rewrite(json.loads(data))), old_user, item_id))
+            return True
+
+    def ids(self, user_id: str) -> list[str]:
+        """The ids of every row of `user_id` (read from the column, not the JSON)."""
+        with self._connection("list") as conn:
+            return [r[0] for r in conn.execute(f"SELECT id FROM {self.TABLE} WHERE user_id = ?", (user_id,))]
+
     def _data(self, conn: sqlite3.Connection, user_id: str, item_id: str) -> str:
         """The JSON of one row; the not-found StudioError (also what another user's id looks like) if none."""
         row = conn.execute(f"SELECT data FROM {self.TABLE} WHERE user_id = ? AND id = ?", (user_id, item_id)).fetchone()

@@ -9,6 +9,7 @@ import re
 
 from studio.errors import InputError, StudioError
 from studio.services import Services
+from studio.store.draft_move import move_drafts
 
 # What the page kept in localStorage before there was a local user: one random key per browser.
 BROWSER_TOKEN_RE = re.compile(r"^[0-9a-f]{32}$")
@@ -34,16 +35,22 @@ def login_user(name: str) -> str:
     return f"user:{clean}"
 
 
-def adopt_browser_conversations(services: Services, token: str, user_id: str) -> int:
-    """Move what a browser stored under its old per-browser key to `user_id`; how many moved."""
+def adopt_browser_data(services: Services, token: str, user_id: str) -> int:
+    """Move what a browser stored under its old per-browser key (conversations, agent conversations,
+    prompt presets, article drafts with their pictures) to `user_id`; how many items moved."""
     if not BROWSER_TOKEN_RE.match(token or "") or token == user_id:
         return 0
     moved = 0
-    for store in (s for s in (services.store, services.agent_store) if s is not None):
+    for store in (s for s in (services.store, services.agent_store, services.presets) if s is not None):
         try:
             moved += store.reassign(token, user_id)
         except StudioError as exc:  # a read-only store: the page still opens; the rows stay where they are
-            log.warning("Could not move a browser's conversations to %s: %s", user_id, exc)
+            log.warning("Could not move a browser's %s rows to %s: %s", store.STORE, user_id, exc)
+    if services.drafts is not None and services.draft_files is not None:
+        try:
+            moved += move_drafts(services.drafts, services.draft_files, token, user_id)
+        except StudioError as exc:  # what did not move stays under the old key; the next page load retries
+            log.warning("Could not move a browser's article drafts to %s: %s", user_id, exc)
     if moved:
-        log.info("Moved %d conversation(s) kept by a browser to %s", moved, user_id)
+        log.info("Moved %d item(s) kept by a browser to %s", moved, user_id)
     return moved

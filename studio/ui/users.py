@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Optional
 
 from studio.services import Services
-from studio.tasks.users import adopt_browser_conversations, local_user, login_user
+from studio.tasks.users import adopt_browser_data, local_user, login_user
 
 
 def web_user(services: Services, token: str, request: Optional[object]) -> str:
@@ -15,5 +15,5 @@ def web_user(services: Services, token: str, request: Optional[object]) -> str:
     if name:
         return login_user(name)
     uid = local_user()
-    adopt_browser_conversations(services, token, uid)
+    adopt_browser_data(services, token, uid)
     return uid
