@@ -119,7 +119,8 @@ class DraftFiles:
         not at all; one already there is kept); returns (old folder, new folder). The old one is left."""
         old, new = self._path(old_user, draft_id), self._path(new_user, draft_id)
         try:
-            files = [e for e in _entries(old) if e.is_file(follow_symlinks=False) and not e.name.startswith(_TMP_PREFIX)]
+            files = [e for e in _entries(old)
+                     if e.is_file(follow_symlinks=False) and not e.name.startswith(_TMP_PREFIX)]
             folder = self.folder(new_user, draft_id) if files else new
             for entry in files:
                 dest = folder / entry.name

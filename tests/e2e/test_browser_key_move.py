@@ -1,5 +1,6 @@
 """A draft a browser kept under its old per-browser key, with an uploaded picture, is the local user's
-after the page's /resume: listed, opened with its picture shown, and exported with it."""
+after the page's /resume: listed, opened with its picture shown, and exported with it; its prompt presets
+and agent conversations move too."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ from html.parser import HTMLParser
 from pathlib import Path
 
 from studio.core.article import ArticleBlock, ArticleDraft, ArticleImage, Candidate
-from studio.store import DraftFiles, DraftStore, PresetStore
+from studio.core.session import ChatSession
+from studio.core.types import Message
+from studio.store import ConversationStore, DraftFiles, DraftStore, PresetStore
 from studio.tasks.users import local_user
 from tests.e2e.helpers import connect
 from tests.support.apps import REPO, running_app, write_config
@@ -28,6 +31,8 @@ def write_old_draft(data: Path) -> ArticleDraft:
     draft.uploads = [str(upload)]
     store.save(OLD, draft)
     PresetStore(data / "presets.db").save_named(OLD, "Moon tone", "Write like a mission log.")
+    agent = ChatSession(title="Agent on the moon", messages=[Message.of("user", "Plot the orbit")])
+    ConversationStore(data / "agent.db").save(OLD, agent)
     return draft
 
 
@@ -64,5 +69,7 @@ def test_an_old_browser_draft_with_its_picture_is_the_local_users_after_resume(t
             pictures = [n for n in z.namelist() if n.lower().endswith((".jpg", ".jpeg", ".png"))]
             assert pictures and z.read(pictures[0])[:2] == b"\xff\xd8"
         assert [p.title for p in app.services.presets.list(user)] == ["Moon tone"]
-        again, _ = connect(app.url, token=OLD)  # a second load with the old key: nothing moves twice
-        assert [d.id for d in app.services.drafts.list(user)].count(draft.id) == 1
+        assert "Agent on the moon" in [c.title for c in app.services.agent_store.list(user)]
+        assert app.services.agent_store.count(OLD) == 0 and app.services.presets.count(OLD) == 0
+        connect(app.url, token=OLD)  # a second load with the old key finds nothing to move and breaks nothing
+        assert Path(app.services.drafts.load(user, draft.id).uploads[0]).read_bytes() == UPLOAD.read_bytes()

@@ -142,8 +142,8 @@ def test_a_read_only_store_is_a_warning_and_the_rest_still_moves(store, files, t
     draft = old_draft(store, files, tmp_path)
     presets = PresetStore(tmp_path / "data" / "presets.db")
     presets.save_named(OLD, "Concise", "Answer in one line.")
-    services = Services(config=None, engines=None, store=None, data_dir=tmp_path, drafts=ReadOnlyDraftStore(store.db_path),
-                        draft_files=files, presets=presets)
+    services = Services(config=None, engines=None, store=None, data_dir=tmp_path,
+                        drafts=ReadOnlyDraftStore(store.db_path), draft_files=files, presets=presets)
     with caplog.at_level(logging.WARNING):
         assert adopt_browser_data(services, OLD, NEW) == 1  # the preset moved
     assert "Could not move a browser's article drafts" in caplog.text
