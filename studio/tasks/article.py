@@ -17,7 +17,7 @@ from studio.errors import InputError, StudioError
 from studio.services import Services
 from studio.tasks import article_images, article_plan
 from studio.tasks import article_prompts as P
-from studio.tasks.article_model import ArticleModel, Cancelled, Said, Step, ready, writing_params
+from studio.tasks.article_model import ArticleModel, Cancelled, Step, ready, writing_params
 from studio.tasks.article_plan import SpeedLog
 from studio.tasks.turn import Reply
 
@@ -26,7 +26,7 @@ MAX_MATERIAL = 20_000
 STEPS = ("write", "split", "positions", "captions", "images", "select")
 
 
-ArticleEvent = Union[Step, TextDelta, Notice, Said]
+ArticleEvent = Union[Step, TextDelta, Notice]
 
 
 def check_instruction(instruction: str, material: str) -> tuple[str, str]:
@@ -101,7 +101,7 @@ def run(services: Services, user_id: str, session: ArticleSession, instruction: 
     except Cancelled:
         status = "stopped"
         yield Step(_current(draft), "cancelled", detail="article_d_stopped")
-        yield Said("article_n_stopped")  # the user asked: no toast
+        yield Notice("Stopped. What was written so far is kept in the draft.", key="article_n_stopped")  # the user asked: no toast
     except StudioError as exc:
         yield Step(_current(draft), "failed", detail="article_d_failed", args={"reason": str(exc)})
         raise
@@ -119,12 +119,13 @@ def _current(draft: ArticleDraft) -> str:
     return draft.step if draft.step in STEPS else "write"
 
 
-def _language_notice(services: Services, engine: str, title: str) -> Iterator[Said]:
+def _language_notice(services: Services, engine: str, title: str) -> Iterator[Notice]:
     """A warning, before the model is asked, when its config says it cannot write the title's language."""
     lang = article_plan.unwritable_language(services, engine, title)
     if lang:
-        yield Said("article_n_language", "warning", {"language": lang, "model": services.engines.label(engine),
-                                                      "writes": services.engines.config_of(engine).languages[0]})
+        model, writes = services.engines.label(engine), services.engines.config_of(engine).languages[0]
+        yield Notice(f"{model} cannot write {lang}: the article will be in {writes}.", "warning",
+                     key="article_n_language", args={"language": lang, "model": model, "writes": writes})
 
 
 def _pipeline(services: Services, user_id: str, session: ArticleSession, model: ArticleModel,

@@ -9,15 +9,16 @@ from typing import Iterator, Optional
 
 from studio.core.article import ArticleBlock, ArticleSession
 from studio.core.text import cleaned
-from studio.core.types import TextDelta
+from studio.core.types import Notice, TextDelta
 from studio.errors import InputError
 from studio.services import Services
 from studio.tasks import article_prompts as P
-from studio.tasks.article_model import ArticleModel, Cancelled, Said, ready, writing_params
+from studio.tasks.article_model import ArticleModel, Cancelled, ready, writing_params
 from studio.tasks.article_plan import SpeedLog
 
 MODEL_OPS = ("rewrite", "expand", "shorten", "insert_before", "insert_after")
 EDIT_TOKENS = 400
+EDIT_STOPPED = "Stopped; the paragraph is unchanged."
 
 
 def _block(session: ArticleSession, index: int) -> ArticleBlock:
@@ -44,7 +45,7 @@ def model_edit(services: Services, user_id: str, session: ArticleSession, op: st
     cancel = cancel or threading.Event()
     engine = yield from ready(services, session.draft.engine, cancel)
     if engine is None:
-        yield Said("article_n_edit_stopped")
+        yield Notice(EDIT_STOPPED, key="article_n_edit_stopped")
         return
     model = ArticleModel(services, session.draft.engine, engine, speeds)
     prompts = P.prompts_for(engine.info().family)
@@ -64,7 +65,7 @@ def model_edit(services: Services, user_id: str, session: ArticleSession, op: st
         text = yield from model.ask(prompt, writing_params(session.draft.params, EDIT_TOKENS), cancel)
     except Cancelled:
         session.restore()
-        yield Said("article_n_edit_stopped")  # the user asked: no toast
+        yield Notice(EDIT_STOPPED, key="article_n_edit_stopped")  # the user asked: no toast
         return
     new = "\n".join(P.split_paragraphs(text, limit=6)).strip()
     if not new:

@@ -16,16 +16,14 @@ from studio.services import Services
 from studio.tasks import article as article_task
 from studio.tasks import article_edit as edit
 from studio.tasks import article_plan
-from studio.tasks.article_model import Said
 from studio.tasks.article_plan import SpeedLog
 from studio.ui import homework_export, sidebar_list
 from studio.ui.article_tab import UI_FRAME_S, ArticleTab, _paths, parse_params
-from studio.ui.article_view import (STATUS_MARKS, block_choices, estimate_markdown, preview_html, said_text,
+from studio.ui.article_view import (STATUS_MARKS, block_choices, estimate_markdown, notice_words, preview_html,
                                     status_notice, steps_markdown)
 from studio.ui.i18n import page_lang, tr
 from studio.ui.convert import user_of
 from studio.ui.errors import user_errors
-from studio.ui.i18n import notice_text
 from studio.ui.pacing import FramePacer
 from studio.ui.stops import StopSignals, run_key
 
@@ -102,8 +100,8 @@ class _Writing:
             for ev in events:
                 if isinstance(ev, article_task.Step):
                     steps[ev.key] = ev
-                elif isinstance(ev, (Notice, Said)):
-                    text = notice_text(lang, ev) if isinstance(ev, Notice) else said_text(ev, lang)
+                elif isinstance(ev, Notice):
+                    text = notice_words(ev, lang)
                     notice = f"{notice}  \n{text}" if notice else text
                     if ev.level == "warning":
                         gr.Warning(text)

@@ -9,8 +9,8 @@ from typing import Optional
 from gradio.i18n import I18nData
 
 from studio.core.article import ArticleDraft
+from studio.core.types import Notice
 from studio.tasks.article import STEPS, Step
-from studio.tasks.article_model import Said
 from studio.tasks.article_plan import Estimate
 from studio.ui.i18n import strings, tr
 
@@ -100,10 +100,12 @@ def language_name(lang: str, code: str) -> str:
     return tr(lang, key) if key in strings("en") else code
 
 
-def said_text(said: Said, lang: str) -> str:
-    """A task's notice in `lang` (language codes in its values named)."""
-    args = {k: language_name(lang, v) if k in ("language", "writes") else v for k, v in said.args.items()}
-    return tr(lang, said.key, **args)
+def notice_words(notice: Notice, lang: str) -> str:
+    """A task's notice in `lang` (language codes in its values named); its English text when it has no key."""
+    if notice.key not in strings("en"):
+        return notice.text
+    args = {k: language_name(lang, v) if k in ("language", "writes") else v for k, v in notice.args.items()}
+    return tr(lang, notice.key, **args)
 
 
 def duration(seconds: float, lang: str) -> str:
@@ -124,6 +126,7 @@ def estimate_markdown(est: Optional[Estimate], model: str, lang: str, language: 
         lines = [tr(lang, "article_estimate", time=duration(est.seconds, lang), model=model, tokens=est.tokens,
                     speed=est.tokens_per_s, how=how)]
     if language:
-        lines.append("**" + said_text(Said("article_n_language", "warning", {"language": language, "model": model,
-                                                                               "writes": writes}), lang) + "**")
+        said = Notice("", "warning", key="article_n_language",
+                      args={"language": language, "model": model, "writes": writes})
+        lines.append("**" + notice_words(said, lang) + "**")
     return "  \n".join(lines)
