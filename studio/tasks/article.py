@@ -33,14 +33,17 @@ def check_instruction(instruction: str, material: str) -> tuple[str, str]:
     """The cleaned title/instruction and material, or InputError saying what is wrong."""
     text = cleaned((instruction if isinstance(instruction, str) else "").replace("\x00", "")).strip()
     if not text:
-        raise InputError("The title is empty.", "Type a title or an instruction for the article, then Write.")
+        raise InputError("The title is empty.", "Type a title or an instruction for the article, then Write.",
+                         key="err_title_empty")
     if len(text) > MAX_INSTRUCTION:
         raise InputError(f"The title/instruction is {len(text):,} characters; the limit is {MAX_INSTRUCTION:,}.",
-                         "Put long source text into 'Material' instead.")
+                         "Put long source text into 'Material' instead.", key="err_title_long",
+                         values={"n": len(text), "limit": MAX_INSTRUCTION})
     material = cleaned((material if isinstance(material, str) else "").replace("\x00", "")).strip()
     if len(material) > MAX_MATERIAL:
         raise InputError(f"The material is {len(material):,} characters; the limit is {MAX_MATERIAL:,}.",
-                         "Shorten it to the parts the article needs.")
+                         "Shorten it to the parts the article needs.", key="err_material_long",
+                         values={"n": len(material), "limit": MAX_MATERIAL})
     return text, material
 
 
@@ -140,7 +143,8 @@ def _pipeline(services: Services, user_id: str, session: ArticleSession, model: 
     text, tokens = yield from _write(model, prompt, draft, cancel, saver)
     paragraphs = P.split_paragraphs(text)
     if not paragraphs:
-        raise InputError("The model wrote nothing.", "Try again, or change the title or the settings.")
+        raise InputError("The model wrote nothing.", "Try again, or change the title or the settings.",
+                         key="err_wrote_nothing")
     yield Step(key, "done", time.monotonic() - t0, "article_d_written", {"chars": len(text), "tokens": tokens})
     key, t0 = _timed("split")
     draft.blocks = [ArticleBlock(p) for p in paragraphs]

@@ -123,7 +123,8 @@ def regenerate(services: Services, session: ChatSession, max_tiles: Optional[int
     if session.messages and session.messages[-1].role == "assistant":
         session.messages.pop()
     if not session.messages:
-        raise InputError("There is nothing to regenerate yet.", "Ask a question about an image first.")
+        raise InputError("There is nothing to regenerate yet.", "Ask a question about an image first.",
+                         key="err_nothing_to_regenerate_vision")
     yield from _generate(services, session, max_tiles, cancel or threading.Event())
 
 

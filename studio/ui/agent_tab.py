@@ -153,7 +153,7 @@ class _Handlers:
             return ""
         if not interpreter:
             raise InputError("Uploaded files are read by the Python interpreter, which is off.",
-                             "Turn on 数据分析 / Data analysis, or remove the files.")
+                             "Turn on 数据分析 / Data analysis, or remove the files.", key="err_interpreter_off")
         interp = self.services.tools.interpreter(uid, sess.id)
         return _upload_note([interp.add_file(p, Path(p).name) for p in paths])
 
@@ -179,7 +179,8 @@ class _Handlers:
                 elif isinstance(ev, TextDelta):
                     if ev.finish_reason == "error":
                         events.close()
-                        raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
+                        raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.",
+                                         key="err_generation_failed", values={"error": ev.error})
                     live += ev.text
                     if not ev.finish_reason and not self.pacer.due(shown, UI_FRAME_S):
                         continue

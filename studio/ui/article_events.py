@@ -255,7 +255,8 @@ class _Drafts:
     def on_rename(self, title, sess, uid, request: gr.Request):
         user = user_of(uid, request)
         if not self.services.drafts.exists(user, sess.draft.id):
-            raise InputError("This article is not saved yet.", "Write it first, then rename it.")
+            raise InputError("This article is not saved yet.", "Write it first, then rename it.",
+                             key="err_draft_not_saved")
         return self.rename_item(sess.draft.id)(title, sess, uid, request)
 
     @user_errors

@@ -125,7 +125,8 @@ def _apply_settings(session: ChatSession, system_prompt: Optional[str], **params
         )
     except (ValidationError, TypeError, ValueError) as exc:
         first = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": ("?",), "msg": str(exc)}
-        raise InputError(f"Invalid setting {first['loc'][0]}: {first['msg']}.", "Adjust it in Parameters.") from None
+        raise InputError(f"Invalid setting {first['loc'][0]}: {first['msg']}.", "Adjust it in Parameters.",
+                         key="err_setting", values={"name": first["loc"][0]}) from None
     # An empty value leaves the conversation's prompt as it is: API callers that leave the argument out send
     # "", and the page tells an emptied box (no system prompt) through the box's own event (on_system_prompt).
     if system_prompt:
@@ -224,7 +225,8 @@ class _Handlers:
                             gr.Warning(notice)
                     elif ev.finish_reason == "error":
                         events.close()  # the task saves the reply, marked partial, before the error shows
-                        raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
+                        raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.",
+                                         key="err_generation_failed", values={"error": ev.error})
                     else:
                         state.pieces += bool(ev.text)
                         if level == "info":
