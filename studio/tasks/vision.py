@@ -154,7 +154,8 @@ def extract(services: Services, session: ChatSession, schema_text: str, instruct
             yield Extraction(False, None, f"No schema-valid JSON after {attempt} attempt(s). Last problem: {problem}.",
                              attempt, answer)
             return
-        yield Notice(f"Attempt {attempt}: {problem}. Asking the model again ({attempt}/{retries}).", "warning")
+        yield Notice(f"Attempt {attempt}: {problem}. Asking the model again ({attempt}/{retries}).", "warning",
+                     key="notice_json_retry", args={"attempt": attempt, "problem": problem, "retries": retries})
         session.messages.append(Message.of("user", json_extract.retry_prompt(problem)))
 
 

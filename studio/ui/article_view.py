@@ -15,12 +15,11 @@ from studio.tasks.article_plan import Estimate
 from studio.ui.i18n import strings, tr
 
 PREVIEW_SIDE = 480
-STEP_NAMES = {"write": "Write the text", "split": "Split into paragraphs", "positions": "Choose image positions",
-              "captions": "Write captions", "images": "Find candidate images", "select": "Choose one image each"}
 # Plain marks, not emoji (an emoji needs a font that many machines lack); the state is also said in words.
 MARKS = {"running": "▸", "done": "✓", "skipped": "–", "failed": "✗", "cancelled": "■", "pending": "○",
          "not_run": "○"}
-STATUS_MARKS = {"writing": " · ⏳ unfinished", "stopped": " · ⏹️ stopped", "failed": " · ❌ failed"}
+# How a draft's writing ended, for the drafts list: a plain mark and the word (no emoji, see MARKS).
+STATUS_MARKS = {"writing": "…", "stopped": MARKS["cancelled"], "failed": MARKS["failed"]}
 
 
 def preview_html(draft: ArticleDraft, lang: Optional[str] = None) -> str:
@@ -73,16 +72,19 @@ def steps_markdown(steps: dict[str, Step], lang: str = "en") -> str:
     return "\n".join(lines)
 
 
-def status_notice(draft: ArticleDraft) -> str:
-    """What a reopened draft says about how its writing ended ("" when it finished)."""
-    step = STEP_NAMES.get(draft.step, "Start")
-    kept = "what you see is what was written by then" if draft.blocks else "no text had been written yet"
-    what = {"writing": "was interrupted", "stopped": "was stopped",
-            "failed": "failed"}.get(draft.status)
-    if what is None:
+def status_notice(draft: ArticleDraft, lang: str = "en") -> str:
+    """What a reopened draft says about how its writing ended, in `lang` ("" when it finished)."""
+    if draft.status not in STATUS_MARKS:
         return ""
-    return (f"Writing this article {what} at step “{step}”; {kept}. "
-            "To finish it, Write again (a new draft), or edit what is there.")
+    step = tr(lang, f"article_step_{draft.step}") if draft.step in STEPS else tr(lang, "article_reopen_start")
+    kept = tr(lang, "article_reopen_kept" if draft.blocks else "article_reopen_nothing")
+    return tr(lang, f"article_reopen_{draft.status}", step=step, kept=kept)
+
+
+def draft_label(title: str, blocks: int, images: int, status: str, lang: str = "en") -> str:
+    """A draft's line in the drafts picker: title, paragraphs, images and how its writing ended."""
+    ended = f" · {STATUS_MARKS[status]} {tr(lang, f'draft_status_{status}')}" if status in STATUS_MARKS else ""
+    return f"{title or tr(lang, 'article_untitled')} · {blocks}¶ {images}▣{ended}"
 
 
 def block_choices(draft: ArticleDraft) -> list[tuple[str, int]]:

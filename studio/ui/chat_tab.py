@@ -24,7 +24,7 @@ from studio.ui.chat_page import Generating
 from studio.ui.pacing import FramePacer
 from studio.ui import prompt_presets
 from studio.ui.stops import StopSignals, run_key
-from studio.ui.i18n import EXAMPLES, notice_text, page_lang
+from studio.ui.i18n import EXAMPLES, notice_text, page_lang, tr
 from studio.ui.icons import icon
 
 UI_FRAME_S = 0.05  # at most ~20 transcript updates a second while streaming
@@ -285,9 +285,9 @@ class _Handlers:
     def on_export(self, kind: str):
         """The handler that downloads the conversation as export `kind` (a notice when it is empty)."""
         @user_errors
-        def export(sess):
+        def export(sess, request: gr.Request):
             if not sess.messages:
-                gr.Info("This conversation is empty: chat first, then export.")  # harmless: a notice, no file
+                gr.Info(tr(page_lang(request), "notice_export_empty_chat"))  # harmless: a notice, no file
                 return None
             result = EXPORTS.get(f"conversation_{kind}")(sess, self.services.engines.label(sess.engine))
             return str(self.services.files.export(result.filename, result.data))
