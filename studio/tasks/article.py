@@ -104,9 +104,10 @@ def run(services: Services, user_id: str, session: ArticleSession, instruction: 
     except Cancelled:
         status = "stopped"
         yield Step(_current(draft), "cancelled", detail="article_d_stopped")
-        yield Notice("Stopped. What was written so far is kept in the draft.", key="article_n_stopped")  # the user asked: no toast
+        # The user asked: no toast.
+        yield Notice("Stopped. What was written so far is kept in the draft.", key="article_n_stopped")
     except StudioError as exc:
-        yield Step(_current(draft), "failed", detail="article_d_failed", args={"reason": str(exc)})
+        yield Step(_current(draft), "failed", detail="article_d_failed", args={"reason": str(exc), "error": exc})
         raise
     except GeneratorExit:  # the UI's Stop (or a closed page) closes the generator
         status = "stopped"

@@ -10,8 +10,10 @@ from gradio.i18n import I18nData
 
 from studio.core.article import ArticleDraft
 from studio.core.types import Notice
+from studio.errors import StudioError
 from studio.tasks.article import STEPS, Step
 from studio.tasks.article_plan import Estimate
+from studio.ui.errors import error_text
 from studio.ui.i18n import strings, tr
 
 PREVIEW_SIDE = 480
@@ -67,9 +69,23 @@ def steps_markdown(steps: dict[str, Step], lang: str = "en") -> str:
             continue
         took = f" · {st.seconds:.1f} s" if st.seconds else ""
         words = f" · **{tr(lang, f'article_state_{st.state}')}**" if st.state in ("cancelled", "failed") else ""
-        detail = f" · {escape(tr(lang, st.detail, **st.args), quote=False)}" if st.detail else ""
+        detail = f" · {detail_text(st, lang)}" if st.detail else ""
         lines.append(f"- {MARKS[st.state]} {name}{words}{took}{detail}")
     return "\n".join(lines)
+
+
+# Values the model wrote (its captions, its answer): marked so the page (and its language check) tells them
+# from the UI's own words.
+MODEL_VALUES = ("captions", "answer")
+
+
+def detail_text(st: Step, lang: str) -> str:
+    """A step's detail as safe Markdown in `lang`: a failure's reason worded like its toast."""
+    if st.detail == "article_d_failed" and isinstance(st.args.get("error"), StudioError):
+        return escape(error_text(st.args["error"], lang), quote=False)
+    args = {k: f"<span class='model-text'>{escape(str(v))}</span>" if k in MODEL_VALUES
+            else escape(v, quote=False) if isinstance(v, str) else v for k, v in st.args.items() if k != "error"}
+    return tr(lang, st.detail, **args)
 
 
 def status_notice(draft: ArticleDraft, lang: str = "en") -> str:

@@ -37,7 +37,7 @@ def _request(args: tuple, kwargs: dict) -> Optional[gr.Request]:
 
 
 def _to_gr_error(exc: BaseException, request: Optional[gr.Request]) -> gr.Error:
-    if isinstance(exc, gr.Error):
+    if isinstance(exc, gr.Error):  # worded by the handler that raised it
         return exc
     lang = page_lang(request)
     if isinstance(exc, StudioError):
@@ -69,3 +69,4 @@ def user_errors(fn):
             raise _to_gr_error(exc, _request(args, kwargs)) from None
 
     return wrapper
+

@@ -48,3 +48,17 @@ def test_a_reopened_draft_says_how_it_ended_in_the_page_language():
 def test_the_drafts_picker_has_no_emoji_and_names_untitled_drafts():
     assert draft_label("", 3, 1, "failed", "zh") == "无标题 · 3¶ 1▣ · ✗ 失败"
     assert draft_label("Trip", 2, 0, "done", "en") == "Trip · 2¶ 0▣"
+
+
+def test_a_failed_step_says_its_reason_in_the_page_language_and_marks_model_text():
+    from studio.errors import InputError
+    from studio.tasks.article_model import Step
+    from studio.ui.article_view import steps_markdown
+
+    error = InputError("The model wrote nothing.", "Try again.", key="err_wrote_nothing")
+    failed = steps_markdown({"write": Step("write", "failed", detail="article_d_failed",
+                                           args={"reason": str(error), "error": error})}, "zh")
+    assert "模型没有写出任何内容" in failed and "wrote" not in failed
+    captions = steps_markdown({"captions": Step("captions", "done", 1.0, "article_d_captions",
+                                                {"captions": "a <cat>"})}, "zh")
+    assert "<span class='model-text'>a &lt;cat&gt;</span>" in captions
