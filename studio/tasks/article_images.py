@@ -155,7 +155,8 @@ def _fill(services, user_id, session, model, prompts, captions, cancel) -> Itera
     for pos, cap in captions:
         found, warnings = find_candidates(services, session, cap, used)
         for w in dict.fromkeys(warnings):
-            yield Notice(w, "warning")
+            # The sources word their problems in English (file names, OS errors): the UI adds a lead-in.
+            yield Notice(w, "warning", key="article_n_source", args={"problem": w})
         if not found:
             missing.append(cap)
             continue

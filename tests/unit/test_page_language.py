@@ -62,3 +62,13 @@ def test_a_failed_step_says_its_reason_in_the_page_language_and_marks_model_text
     captions = steps_markdown({"captions": Step("captions", "done", 1.0, "article_d_captions",
                                                 {"captions": "a <cat>"})}, "zh")
     assert "<span class='model-text'>a &lt;cat&gt;</span>" in captions
+
+
+def test_an_image_source_problem_has_a_chinese_lead_in():
+    from studio.core.types import Notice
+    from studio.ui.article_view import notice_words
+
+    said = Notice("gallery: skipped x.png: broken", "warning", key="article_n_source",
+                  args={"problem": "gallery: skipped x.png: broken"})
+    assert notice_words(said, "zh").startswith("图片来源出现问题")
+    assert notice_words(said, "en") == "gallery: skipped x.png: broken"

@@ -20,6 +20,7 @@ EN: dict[str, str] = {
     "article_reopen_failed": "Writing this article failed at step “{step}”; {kept}. To finish it, Write again (a new draft), or edit what is there.",
     "article_reopen_start": "Start",
     "article_untitled": "Untitled",
+    "article_n_source": "{problem}",
     "article_reopen_kept": "what you see is what was written by then",
     "article_reopen_nothing": "no text had been written yet",
 }
@@ -43,6 +44,7 @@ ZH: dict[str, str] = {
     "article_reopen_failed": "这篇文章在“{step}”这一步失败；{kept}。要完成它，请重新点“开始创作”（会新建草稿），或在现有内容上编辑。",
     "article_reopen_start": "开始",
     "article_untitled": "无标题",
+    "article_n_source": "图片来源出现问题（详情如下，为英文）：{problem}",
     "article_reopen_kept": "现在看到的是当时已写好的内容",
     "article_reopen_nothing": "当时还没有写出文字",
 }
