@@ -93,7 +93,8 @@ def _add_user_turn(services: Services, session: ChatSession, text: str, files: l
     """Check the uploads and question, append the user message, and say what the images cost."""
     intakes = load_images(services, files)
     if not intakes and not any(m.images for m in session.messages):
-        raise InputError("There is no image to ask about yet.", "Drag, paste or upload an image, then ask your question.")
+        raise InputError("There is no image to ask about yet.", "Drag, paste or upload an image, then ask your question.",
+                         key="err_no_image")
     text = validate_prompt(services, text)
     if session.messages and session.messages[-1].role == "user":
         session.messages.pop()  # an earlier question that never got a reply: replace it

@@ -61,3 +61,12 @@ def test_a_bug_gets_an_id_in_the_page_language():
         broken(_page("zh"))
     with pytest.raises(gr.Error, match=r"Internal error \(id [0-9a-f]{8}\)"):
         broken(None)
+
+
+def test_an_empty_message_is_refused_in_the_page_language():
+    from studio.tasks.user_text import validate_prompt
+
+    with pytest.raises(InputError) as caught:
+        validate_prompt(None, "   ")  # refused before the config is read
+    assert error_text(caught.value, "zh") == "消息是空的。 输入内容后按回车发送。"
+    assert str(caught.value) == "The message is empty. Type something, then press Enter."
