@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+from typing import Any, Optional
+
 
 class StudioError(Exception):
     """An error a user can act on: `message` says what went wrong, `hint` what to do."""
 
-    def __init__(self, message: str, hint: str = "") -> None:
+    def __init__(self, message: str, hint: str = "", key: str = "", values: Optional[dict[str, Any]] = None) -> None:
         super().__init__(message)
         self.message = message
         self.hint = hint
+        # The UI words `key` (and `key` + "_hint") with `values` in the page's language; the API, the CLI and
+        # the log keep the English message and hint.
+        self.key = key
+        self.values = dict(values or {})
 
     def __str__(self) -> str:
         return f"{self.message} {self.hint}".strip()

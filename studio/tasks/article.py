@@ -17,7 +17,7 @@ from studio.errors import InputError, StudioError
 from studio.services import Services
 from studio.tasks import article_images, article_plan
 from studio.tasks import article_prompts as P
-from studio.tasks.article_model import ArticleModel, Cancelled, Said, Step, ready, writing_params
+from studio.tasks.article_model import ArticleModel, Cancelled, Step, ready, writing_params
 from studio.tasks.article_plan import SpeedLog
 from studio.tasks.turn import Reply
 
@@ -26,21 +26,24 @@ MAX_MATERIAL = 20_000
 STEPS = ("write", "split", "positions", "captions", "images", "select")
 
 
-ArticleEvent = Union[Step, TextDelta, Notice, Said]
+ArticleEvent = Union[Step, TextDelta, Notice]
 
 
 def check_instruction(instruction: str, material: str) -> tuple[str, str]:
     """The cleaned title/instruction and material, or InputError saying what is wrong."""
     text = cleaned((instruction if isinstance(instruction, str) else "").replace("\x00", "")).strip()
     if not text:
-        raise InputError("The title is empty.", "Type a title or an instruction for the article, then Write.")
+        raise InputError("The title is empty.", "Type a title or an instruction for the article, then Write.",
+                         key="err_title_empty")
     if len(text) > MAX_INSTRUCTION:
         raise InputError(f"The title/instruction is {len(text):,} characters; the limit is {MAX_INSTRUCTION:,}.",
-                         "Put long source text into 'Material' instead.")
+                         "Put long source text into 'Material' instead.", key="err_title_long",
+                         values={"n": len(text), "limit": MAX_INSTRUCTION})
     material = cleaned((material if isinstance(material, str) else "").replace("\x00", "")).strip()
     if len(material) > MAX_MATERIAL:
         raise InputError(f"The material is {len(material):,} characters; the limit is {MAX_MATERIAL:,}.",
-                         "Shorten it to the parts the article needs.")
+                         "Shorten it to the parts the article needs.", key="err_material_long",
+                         values={"n": len(material), "limit": MAX_MATERIAL})
     return text, material
 
 
@@ -101,9 +104,10 @@ def run(services: Services, user_id: str, session: ArticleSession, instruction: 
     except Cancelled:
         status = "stopped"
         yield Step(_current(draft), "cancelled", detail="article_d_stopped")
-        yield Said("article_n_stopped")  # the user asked: no toast
+        # The user asked: no toast.
+        yield Notice("Stopped. What was written so far is kept in the draft.", key="article_n_stopped")
     except StudioError as exc:
-        yield Step(_current(draft), "failed", detail="article_d_failed", args={"reason": str(exc)})
+        yield Step(_current(draft), "failed", detail="article_d_failed", args={"reason": str(exc), "error": exc})
         raise
     except GeneratorExit:  # the UI's Stop (or a closed page) closes the generator
         status = "stopped"
@@ -119,12 +123,13 @@ def _current(draft: ArticleDraft) -> str:
     return draft.step if draft.step in STEPS else "write"
 
 
-def _language_notice(services: Services, engine: str, title: str) -> Iterator[Said]:
+def _language_notice(services: Services, engine: str, title: str) -> Iterator[Notice]:
     """A warning, before the model is asked, when its config says it cannot write the title's language."""
     lang = article_plan.unwritable_language(services, engine, title)
     if lang:
-        yield Said("article_n_language", "warning", {"language": lang, "model": services.engines.label(engine),
-                                                      "writes": services.engines.config_of(engine).languages[0]})
+        model, writes = services.engines.label(engine), services.engines.config_of(engine).languages[0]
+        yield Notice(f"{model} cannot write {lang}: the article will be in {writes}.", "warning",
+                     key="article_n_language", args={"language": lang, "model": model, "writes": writes})
 
 
 def _pipeline(services: Services, user_id: str, session: ArticleSession, model: ArticleModel,
@@ -139,7 +144,8 @@ def _pipeline(services: Services, user_id: str, session: ArticleSession, model: 
     text, tokens = yield from _write(model, prompt, draft, cancel, saver)
     paragraphs = P.split_paragraphs(text)
     if not paragraphs:
-        raise InputError("The model wrote nothing.", "Try again, or change the title or the settings.")
+        raise InputError("The model wrote nothing.", "Try again, or change the title or the settings.",
+                         key="err_wrote_nothing")
     yield Step(key, "done", time.monotonic() - t0, "article_d_written", {"chars": len(text), "tokens": tokens})
     key, t0 = _timed("split")
     draft.blocks = [ArticleBlock(p) for p in paragraphs]

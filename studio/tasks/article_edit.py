@@ -9,21 +9,22 @@ from typing import Iterator, Optional
 
 from studio.core.article import ArticleBlock, ArticleSession
 from studio.core.text import cleaned
-from studio.core.types import TextDelta
+from studio.core.types import Notice, TextDelta
 from studio.errors import InputError
 from studio.services import Services
 from studio.tasks import article_prompts as P
-from studio.tasks.article_model import ArticleModel, Cancelled, Said, ready, writing_params
+from studio.tasks.article_model import ArticleModel, Cancelled, ready, writing_params
 from studio.tasks.article_plan import SpeedLog
 
 MODEL_OPS = ("rewrite", "expand", "shorten", "insert_before", "insert_after")
 EDIT_TOKENS = 400
+EDIT_STOPPED = "Stopped; the paragraph is unchanged."
 
 
 def _block(session: ArticleSession, index: int) -> ArticleBlock:
     blocks = session.draft.blocks
     if not blocks:
-        raise InputError("The draft has no paragraphs yet.", "Write an article first.")
+        raise InputError("The draft has no paragraphs yet.", "Write an article first.", key="err_no_paragraphs")
     if not isinstance(index, int) or not 0 <= index < len(blocks):
         raise InputError(f"There is no paragraph {index + 1 if isinstance(index, int) else index!r} "
                          f"(the draft has {len(blocks)}).", "Pick a paragraph from the list.")
@@ -44,7 +45,7 @@ def model_edit(services: Services, user_id: str, session: ArticleSession, op: st
     cancel = cancel or threading.Event()
     engine = yield from ready(services, session.draft.engine, cancel)
     if engine is None:
-        yield Said("article_n_edit_stopped")
+        yield Notice(EDIT_STOPPED, key="article_n_edit_stopped")
         return
     model = ArticleModel(services, session.draft.engine, engine, speeds)
     prompts = P.prompts_for(engine.info().family)
@@ -64,12 +65,13 @@ def model_edit(services: Services, user_id: str, session: ArticleSession, op: st
         text = yield from model.ask(prompt, writing_params(session.draft.params, EDIT_TOKENS), cancel)
     except Cancelled:
         session.restore()
-        yield Said("article_n_edit_stopped")  # the user asked: no toast
+        yield Notice(EDIT_STOPPED, key="article_n_edit_stopped")  # the user asked: no toast
         return
     new = "\n".join(P.split_paragraphs(text, limit=6)).strip()
     if not new:
         session.restore()
-        raise InputError("The model returned nothing; the paragraph is unchanged.", "Try again, or edit it by hand.")
+        raise InputError("The model returned nothing; the paragraph is unchanged.", "Try again, or edit it by hand.",
+                         key="err_edit_nothing")
     if op == "insert_before":
         blocks.insert(index, ArticleBlock(new))
     elif op == "insert_after":
@@ -85,7 +87,8 @@ def set_text(services: Services, user_id: str, session: ArticleSession, index: i
     block = _block(session, index)
     text = cleaned((text if isinstance(text, str) else "").replace("\x00", "")).strip()
     if not text:
-        raise InputError("The paragraph text is empty.", "To remove the paragraph, use Delete.")
+        raise InputError("The paragraph text is empty.", "To remove the paragraph, use Delete.",
+                         key="err_paragraph_empty")
     session.snapshot()
     block.text = text
     _save(services, user_id, session)
@@ -106,7 +109,8 @@ def search_image(services: Services, user_id: str, session: ArticleSession, inde
     block = _block(session, index)
     caption = cleaned(caption if isinstance(caption, str) else "").strip()
     if not caption:
-        raise InputError("The caption is empty.", "Describe the picture you want, then search.")
+        raise InputError("The caption is empty.", "Describe the picture you want, then search.",
+                         key="err_caption_empty")
     used = {b.image.path for b in session.draft.blocks if b.image is not None and b is not block}
     used |= {c.path for b in session.draft.blocks if b.image and b is not block for c in b.image.candidates[:1]}
     found, warnings = find_candidates(services, session, caption, used)
@@ -149,5 +153,5 @@ def delete_image(services: Services, user_id: str, session: ArticleSession, inde
 def undo(services: Services, user_id: str, session: ArticleSession) -> None:
     """Go back to before the last edit."""
     if not session.restore():
-        raise InputError("There is nothing to undo.", "")
+        raise InputError("There is nothing to undo.", "", key="err_nothing_to_undo")
     _save(services, user_id, session)

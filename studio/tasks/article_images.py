@@ -13,7 +13,7 @@ from studio.core.types import GenParams, Notice
 from studio.errors import StudioError
 from studio.services import Services
 from studio.tasks import article_prompts as P
-from studio.tasks.article_model import GREEDY_SHORT, ArticleModel, Said, Step
+from studio.tasks.article_model import GREEDY_SHORT, ArticleModel, Step
 from studio.tasks.article_plan import CAPTION_TOKENS, PICK_TOKENS, POSITION_TOKENS
 
 AUTO_SHARE = 3  # without a fixed count, fall back to about one image per three paragraphs
@@ -32,18 +32,22 @@ def choose_positions(model: ArticleModel, prompts: P.Prompts, paragraphs: list[s
     """Where the images go; returns (positions, how they were chosen, notices). A fixed count is spread
     evenly by rule (a small model's answer to "which paragraphs?" is rarely usable); only "auto" asks."""
     if fixed is not None:
-        said = [Said("article_n_fewer_paragraphs", "info", {"asked": fixed, "paragraphs": len(paragraphs)})]
+        said = [Notice(f"{fixed} images were asked for, but the article has {len(paragraphs)} paragraph(s).",
+                       key="article_n_fewer_paragraphs", args={"asked": fixed, "paragraphs": len(paragraphs)})]
         return even_positions(len(paragraphs), fixed), "spread", said if fixed > len(paragraphs) else []
     answer = yield from model.ask(prompts.positions(P.tag(paragraphs), ""),
                                   GenParams(max_new_tokens=POSITION_TOKENS, **GREEDY_SHORT), cancel)
     valid, rejected = P.parse_positions(answer, len(paragraphs))
     said = []
     if rejected:
-        said.append(Said("article_n_positions_ignored", "warning", {"positions": ", ".join(map(str, rejected))}))
+        positions = ", ".join(map(str, rejected))
+        said.append(Notice(f"Ignored position(s) {positions} that the model named: no such paragraph.", "warning",
+                           key="article_n_positions_ignored", args={"positions": positions}))
     if valid:
         return sorted(valid), "model", said
     shown = (answer or "").strip().replace("\n", " ")[:60] or "—"
-    said.append(Said("article_n_positions_spread", "warning", {"answer": shown}))
+    said.append(Notice(f"The model's answer ({shown}) gave no usable positions; spread the images evenly instead.",
+                       "warning", key="article_n_positions_spread", args={"answer": shown}))
     return even_positions(len(paragraphs), min(MAX_AUTO, max(1, len(paragraphs) // AUTO_SHARE))), "spread", said
 
 
@@ -151,7 +155,8 @@ def _fill(services, user_id, session, model, prompts, captions, cancel) -> Itera
     for pos, cap in captions:
         found, warnings = find_candidates(services, session, cap, used)
         for w in dict.fromkeys(warnings):
-            yield Notice(w, "warning")
+            # The sources word their problems in English (file names, OS errors): the UI adds a lead-in.
+            yield Notice(w, "warning", key="article_n_source", args={"problem": w})
         if not found:
             missing.append(cap)
             continue
@@ -171,5 +176,7 @@ def _fill(services, user_id, session, model, prompts, captions, cancel) -> Itera
         placed += 1
         yield Step("select", "running", detail="article_d_placed", args={"n": placed})  # the caller stores the draft
     if missing:
-        yield Said("article_n_no_picture", "warning", {"n": len(missing), "captions": "; ".join(missing)})
+        captions = "; ".join(missing)
+        yield Notice(f"No picture found for {len(missing)} caption(s) ({captions}).", "warning",
+                     key="article_n_no_picture", args={"n": len(missing), "captions": captions})
     yield Step("select", "done", time.monotonic() - t0, "article_d_placed", {"n": placed})

@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Iterator, Literal, Optional
 
 from studio.core.article import ArticleParams
-from studio.core.types import GenParams, ImagePart, Message, TextDelta, TextPart
+from studio.core.types import GenParams, ImagePart, Message, Notice, TextDelta, TextPart
 from studio.engines.base import Engine
 from studio.errors import InputError
 from studio.services import Services
@@ -32,15 +32,6 @@ class Step:
     seconds: float = 0.0
     detail: str = ""  # what the step did: a string key (the UI words it in the page's language) …
     args: dict = field(default_factory=dict, compare=False)  # … and its values
-
-
-@dataclass(frozen=True)
-class Said:
-    """Something the user should know about the article, as a string key and its values (worded by the UI)."""
-
-    key: str
-    level: Literal["info", "warning"] = "info"
-    args: dict = field(default_factory=dict, compare=False)
 
 
 @dataclass(frozen=True)
@@ -85,12 +76,14 @@ def writing_params(p: ArticleParams, max_new: Optional[int] = None) -> GenParams
                      top_k=40, repetition_penalty=p.repetition_penalty, seed=p.seed, num_beams=p.beams)
 
 
-def ready(services: Services, name: str, cancel: threading.Event) -> Iterator[Said]:
-    """turn.ready_engine, its loading notices as Said (worded by the UI); returns the engine or None."""
+def ready(services: Services, name: str, cancel: threading.Event) -> Iterator[Notice]:
+    """turn.ready_engine, its loading notices keyed for the UI; returns the engine or None."""
     events = turn.ready_engine(services, name, cancel)
     while True:
         try:
             next(events)
         except StopIteration as end:
             return end.value
-        yield Said("article_n_loading", "info", {"progress": f"{services.engines.state(name).progress:.0%}"})
+        progress = f"{services.engines.state(name).progress:.0%}"
+        yield Notice(f"Waiting for the model to load ({progress})…", key="article_n_loading",
+                     args={"progress": progress})

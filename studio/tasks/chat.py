@@ -122,7 +122,8 @@ def regenerate(services: Services, user_id: str, session: ChatSession,
         earlier = (session.version_of(at) or (1, 1))[0]
         session.branch(at)
     if not session.messages:
-        raise InputError("There is nothing to regenerate yet.", "Send a message first.")
+        raise InputError("There is nothing to regenerate yet.", "Send a message first.",
+                         key="err_nothing_to_regenerate")
     try:
         yield from _generate(services, user_id, session, cancel or threading.Event())
     finally:
@@ -136,7 +137,7 @@ def undo(services: Services, user_id: str, session: ChatSession) -> str:
     """Remove the last exchange and return its user text (for editing)."""
     idx = session.last_user_index()
     if idx is None:
-        raise InputError("There is nothing to undo.", "")
+        raise InputError("There is nothing to undo.", "", key="err_nothing_to_undo")
     text = session.messages[idx].text
     del session.messages[idx:]
     # The exchange goes with its reply's versions; other versions of the message itself stay, and the

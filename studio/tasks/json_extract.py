@@ -28,7 +28,8 @@ def load_schema(text: str) -> dict:
     from jsonschema.exceptions import SchemaError
 
     if not isinstance(text, str) or not text.strip():
-        raise InputError("The JSON schema is empty.", "Write a JSON Schema, or reset it to the example.")
+        raise InputError("The JSON schema is empty.", "Write a JSON Schema, or reset it to the example.",
+                         key="err_schema_empty")
     if len(text) > MAX_SCHEMA_CHARS:
         raise InputError(f"The JSON schema is {len(text):,} characters; the limit is {MAX_SCHEMA_CHARS:,}.", "")
     try:

@@ -188,4 +188,5 @@ def _checkpoint(checkpoint: Callable[[Reply], None], reply: Reply) -> Iterator[N
     try:
         checkpoint(reply)
     except StudioError as exc:
-        yield Notice(f"The reply so far could not be saved: {exc}", "warning")
+        yield Notice(f"The reply so far could not be saved: {exc}", "warning", key="notice_not_saved",
+                     args={"error": str(exc)})

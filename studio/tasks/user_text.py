@@ -13,12 +13,13 @@ def validate_prompt(services: Services, text: str) -> str:
         raise InputError(f"The message must be text, not {type(text).__name__}.", "Send the message as a string.")
     text = cleaned(text or "")
     if not text.strip():
-        raise InputError("The message is empty.", "Type something, then press Enter.")
+        raise InputError("The message is empty.", "Type something, then press Enter.", key="err_message_empty")
     limit = services.config.ui.max_prompt_chars
     if len(text) > limit:
         raise InputError(
             f"The message is {len(text):,} characters; the limit is {limit:,}.",
             "Shorten it, or split it over several messages.",
+            key="err_message_long", values={"n": len(text), "limit": limit},
         )
     return text
 

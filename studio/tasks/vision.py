@@ -93,7 +93,8 @@ def _add_user_turn(services: Services, session: ChatSession, text: str, files: l
     """Check the uploads and question, append the user message, and say what the images cost."""
     intakes = load_images(services, files)
     if not intakes and not any(m.images for m in session.messages):
-        raise InputError("There is no image to ask about yet.", "Drag, paste or upload an image, then ask your question.")
+        raise InputError("There is no image to ask about yet.", "Drag, paste or upload an image, then ask your question.",
+                         key="err_no_image")
     text = validate_prompt(services, text)
     if session.messages and session.messages[-1].role == "user":
         session.messages.pop()  # an earlier question that never got a reply: replace it
@@ -123,7 +124,8 @@ def regenerate(services: Services, session: ChatSession, max_tiles: Optional[int
     if session.messages and session.messages[-1].role == "assistant":
         session.messages.pop()
     if not session.messages:
-        raise InputError("There is nothing to regenerate yet.", "Ask a question about an image first.")
+        raise InputError("There is nothing to regenerate yet.", "Ask a question about an image first.",
+                         key="err_nothing_to_regenerate_vision")
     yield from _generate(services, session, max_tiles, cancel or threading.Event())
 
 
@@ -153,7 +155,8 @@ def extract(services: Services, session: ChatSession, schema_text: str, instruct
             yield Extraction(False, None, f"No schema-valid JSON after {attempt} attempt(s). Last problem: {problem}.",
                              attempt, answer)
             return
-        yield Notice(f"Attempt {attempt}: {problem}. Asking the model again ({attempt}/{retries}).", "warning")
+        yield Notice(f"Attempt {attempt}: {problem}. Asking the model again ({attempt}/{retries}).", "warning",
+                     key="notice_json_retry", args={"attempt": attempt, "problem": problem, "retries": retries})
         session.messages.append(Message.of("user", json_extract.retry_prompt(problem)))
 
 

@@ -20,7 +20,7 @@ from studio.ui.agent_view import agent_messages
 from studio.ui.bilingual import examples, no_native_tools, sandbox_note, sandbox_refused
 from studio.ui.convert import user_of
 from studio.ui.errors import user_errors
-from studio.ui.i18n import AGENT_EXAMPLES, notice_text, page_lang
+from studio.ui.i18n import AGENT_EXAMPLES, notice_text, page_lang, tr
 from studio.ui.icons import icon
 from studio.ui.pacing import FramePacer
 from studio.ui.stops import StopSignals, run_key
@@ -141,9 +141,9 @@ class _Handlers:
             pool.forget(*PROBE)
         return sandbox_note(active, missing)
 
-    def _frame(self, sess: ChatSession, box, notice: str, live: str = "") -> dict:
+    def _frame(self, sess: ChatSession, box, notice: str, live: str = "", lang: str = "en") -> dict:
         tab = self.tab
-        return {tab.chatbot: agent_messages(sess, live), tab.textbox: box, tab.session: sess, tab.notice: notice,
+        return {tab.chatbot: agent_messages(sess, live, lang), tab.textbox: box, tab.session: sess, tab.notice: notice,
                 tab.files: None, tab.panel: self.panel()}
 
     def _attach(self, uid: str, sess: ChatSession, interpreter: bool, files) -> str:
@@ -153,7 +153,7 @@ class _Handlers:
             return ""
         if not interpreter:
             raise InputError("Uploaded files are read by the Python interpreter, which is off.",
-                             "Turn on 数据分析 / Data analysis, or remove the files.")
+                             "Turn on 数据分析 / Data analysis, or remove the files.", key="err_interpreter_off")
         interp = self.services.tools.interpreter(uid, sess.id)
         return _upload_note([interp.add_file(p, Path(p).name) for p in paths])
 
@@ -179,15 +179,16 @@ class _Handlers:
                 elif isinstance(ev, TextDelta):
                     if ev.finish_reason == "error":
                         events.close()
-                        raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
+                        raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.",
+                                         key="err_generation_failed", values={"error": ev.error})
                     live += ev.text
                     if not ev.finish_reason and not self.pacer.due(shown, UI_FRAME_S):
                         continue
                 else:  # a step: the text so far was its thought, now part of the step
                     live = ""
                 shown = time.monotonic()
-                yield self._frame(sess, "", notice, live)
-        yield self._frame(sess, "", notice)  # exactly what was stored
+                yield self._frame(sess, "", notice, live, lang)
+        yield self._frame(sess, "", notice, lang=lang)  # exactly what was stored
 
     def on_stop(self, request: gr.Request):
         """Stop this browser session's run (a running tool is killed)."""
@@ -196,18 +197,18 @@ class _Handlers:
     @user_errors
     def on_clear(self, sess, uid, request: gr.Request):
         agent_task.clear(self.services, user_of(uid, request), sess)
-        return self._frame(sess, "", "")
+        return self._frame(sess, "", "", lang=page_lang(request))
 
     @user_errors
     def on_new(self, sess, uid, request: gr.Request):
-        return self._frame(agent_task.new_session(self.services), "", "")
+        return self._frame(agent_task.new_session(self.services), "", "", lang=page_lang(request))
 
     def on_export(self, kind: str):
         """The handler that downloads the conversation, its steps included, as export `kind`."""
         @user_errors
-        def export(sess):
+        def export(sess, request: gr.Request):
             if not sess.messages:
-                gr.Info("This conversation is empty: ask the agent first, then export.")
+                gr.Info(tr(page_lang(request), "notice_export_empty_agent"))
                 return None
             result = EXPORTS.get(f"conversation_{kind}")(sess, self.services.engines.label(sess.engine))
             return str(self.services.files.export(result.filename, result.data))
@@ -221,7 +222,7 @@ class _Handlers:
         uid, store = user_of(uid, request), self.services.agent_store
         latest = store.list(uid, 1)
         sess = store.load(uid, latest[0].id) if latest else agent_task.new_session(self.services)
-        return {**self._frame(sess, gr.skip(), ""), self.tab.protections: self.protections()}
+        return {**self._frame(sess, gr.skip(), "", lang=page_lang(request)), self.tab.protections: self.protections()}
 
 
 def wire(services: Services, tab: AgentTab, user_id: gr.State, pacer: FramePacer) -> None:

@@ -16,16 +16,14 @@ from studio.services import Services
 from studio.tasks import article as article_task
 from studio.tasks import article_edit as edit
 from studio.tasks import article_plan
-from studio.tasks.article_model import Said
 from studio.tasks.article_plan import SpeedLog
 from studio.ui import homework_export, sidebar_list
 from studio.ui.article_tab import UI_FRAME_S, ArticleTab, _paths, parse_params
-from studio.ui.article_view import (STATUS_MARKS, block_choices, estimate_markdown, preview_html, said_text,
+from studio.ui.article_view import (block_choices, draft_label, estimate_markdown, notice_words, preview_html,
                                     status_notice, steps_markdown)
 from studio.ui.i18n import page_lang, tr
 from studio.ui.convert import user_of
 from studio.ui.errors import user_errors
-from studio.ui.i18n import notice_text
 from studio.ui.pacing import FramePacer
 from studio.ui.stops import StopSignals, run_key
 
@@ -46,12 +44,11 @@ class _Views:
     def __init__(self, services: Services, tab: ArticleTab) -> None:
         self.services, self.tab = services, tab
 
-    def drafts(self, sess: ArticleSession, user: str) -> dict:
+    def drafts(self, sess: ArticleSession, user: str, lang: str = "en") -> dict:
         """The sidebar's drafts list (the hidden radio of the API, the rendered list's state), the open
         draft selected if it is stored."""
         rows = self.services.drafts.list(user, sidebar_list.LIST_LIMIT)
-        choices = [(f"{s.title or 'Untitled'} · {s.blocks}¶ {s.images}🖼{STATUS_MARKS.get(s.status, '')}", s.id)
-                   for s in rows]
+        choices = [(draft_label(s.title, s.blocks, s.images, s.status, lang), s.id) for s in rows]
         value = sess.draft.id if any(c[1] == sess.draft.id for c in choices) else None
         entries = [sidebar_list.Entry(s.id, s.title, s.updated, f"{s.blocks} {s.images} {s.status}".strip())
                    for s in rows]
@@ -76,7 +73,7 @@ class _Views:
         tab = self.tab
         return {tab.preview: preview_html(sess.draft, lang),
                 tab.block: gr.Dropdown(choices=block_choices(sess.draft), value=index),
-                **self.paragraph(sess, index), **self.drafts(sess, user), tab.session: sess}
+                **self.paragraph(sess, index), **self.drafts(sess, user, lang or "en"), tab.session: sess}
 
     def edited(self, sess: ArticleSession, user: str, index: Optional[int] = None, lang: Optional[str] = None) -> dict:
         """After an edit with no model call: the notice cleared and the draft shown."""
@@ -102,8 +99,8 @@ class _Writing:
             for ev in events:
                 if isinstance(ev, article_task.Step):
                     steps[ev.key] = ev
-                elif isinstance(ev, (Notice, Said)):
-                    text = notice_text(lang, ev) if isinstance(ev, Notice) else said_text(ev, lang)
+                elif isinstance(ev, Notice):
+                    text = notice_words(ev, lang)
                     notice = f"{notice}  \n{text}" if notice else text
                     if ev.level == "warning":
                         gr.Warning(text)
@@ -238,15 +235,16 @@ class _Drafts:
     def __init__(self, services: Services, views: _Views) -> None:
         self.services, self.views, self.tab = services, views, views.tab
 
-    def _opened(self, sess, user: str, notice: str = "") -> dict:
-        return {self.tab.drafts.rename_box: "", self.tab.notice: notice, **self.views.draft(sess, user)}
+    def _opened(self, sess, user: str, notice: str = "", lang: Optional[str] = None) -> dict:
+        return {self.tab.drafts.rename_box: "", self.tab.notice: notice, **self.views.draft(sess, user, lang=lang)}
 
     @user_errors
     def on_open(self, draft_id, sess, uid, request: gr.Request):
         user = user_of(uid, request)
         if draft_id:
             sess.draft, sess.undo = self.services.drafts.load(user, draft_id), []
-        return self._opened(sess, user, status_notice(sess.draft))
+        lang = page_lang(request)
+        return self._opened(sess, user, status_notice(sess.draft, lang), lang)
 
     @user_errors
     def on_new(self, sess, uid, request: gr.Request):
@@ -257,7 +255,8 @@ class _Drafts:
     def on_rename(self, title, sess, uid, request: gr.Request):
         user = user_of(uid, request)
         if not self.services.drafts.exists(user, sess.draft.id):
-            raise InputError("This article is not saved yet.", "Write it first, then rename it.")
+            raise InputError("This article is not saved yet.", "Write it first, then rename it.",
+                             key="err_draft_not_saved")
         return self.rename_item(sess.draft.id)(title, sess, uid, request)
 
     @user_errors
@@ -278,7 +277,7 @@ class _Drafts:
             user = user_of(uid, request)
             stored = self.services.drafts.rename(user, draft_id, title or "")
             if sess.draft.id != draft_id:
-                return self.views.drafts(sess, user)
+                return self.views.drafts(sess, user, page_lang(request))
             sess.draft.title = stored
             return self._opened(sess, user)
 
@@ -294,7 +293,7 @@ class _Drafts:
             if self.services.drafts.delete(user, draft_id):  # a draft with no paragraphs yet has a row too
                 self.services.draft_files.remove(user, draft_id)
             if sess.draft.id != draft_id:
-                return self.views.drafts(sess, user)
+                return self.views.drafts(sess, user, page_lang(request))
             sess.draft, sess.undo = self.tab.new_draft(), []
             return self._opened(sess, user)
 
@@ -302,7 +301,7 @@ class _Drafts:
 
     @user_errors
     def on_list(self, sess, uid, request: gr.Request):
-        return self.views.drafts(sess, user_of(uid, request))
+        return self.views.drafts(sess, user_of(uid, request), page_lang(request))
 
 
 def _wire_writing(services: Services, tab: ArticleTab, user_id: gr.State, views: _Views, pacer: FramePacer) -> None:

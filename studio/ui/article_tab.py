@@ -225,7 +225,8 @@ def parse_params(beams, rep, max_new, sample, seed, images, selects) -> ArticleP
                              image_count=count, model_selects=bool(selects))
     except ValidationError as exc:
         first = exc.errors()[0]
-        raise InputError(f"Invalid setting {first['loc'][0]}: {first['msg']}.", "Adjust it in Settings.") from None
+        raise InputError(f"Invalid setting {first['loc'][0]}: {first['msg']}.", "Adjust it in Settings.",
+                         key="err_article_setting", values={"name": first["loc"][0]}) from None
     except (TypeError, ValueError) as exc:
         raise InputError(f"Invalid setting: {exc}.", "Adjust it in Settings.") from None
 

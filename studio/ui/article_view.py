@@ -9,18 +9,19 @@ from typing import Optional
 from gradio.i18n import I18nData
 
 from studio.core.article import ArticleDraft
+from studio.core.types import Notice
+from studio.errors import StudioError
 from studio.tasks.article import STEPS, Step
-from studio.tasks.article_model import Said
 from studio.tasks.article_plan import Estimate
+from studio.ui.errors import error_text
 from studio.ui.i18n import strings, tr
 
 PREVIEW_SIDE = 480
-STEP_NAMES = {"write": "Write the text", "split": "Split into paragraphs", "positions": "Choose image positions",
-              "captions": "Write captions", "images": "Find candidate images", "select": "Choose one image each"}
 # Plain marks, not emoji (an emoji needs a font that many machines lack); the state is also said in words.
 MARKS = {"running": "▸", "done": "✓", "skipped": "–", "failed": "✗", "cancelled": "■", "pending": "○",
          "not_run": "○"}
-STATUS_MARKS = {"writing": " · ⏳ unfinished", "stopped": " · ⏹️ stopped", "failed": " · ❌ failed"}
+# How a draft's writing ended, for the drafts list: a plain mark and the word (no emoji, see MARKS).
+STATUS_MARKS = {"writing": "…", "stopped": MARKS["cancelled"], "failed": MARKS["failed"]}
 
 
 def preview_html(draft: ArticleDraft, lang: Optional[str] = None) -> str:
@@ -68,21 +69,38 @@ def steps_markdown(steps: dict[str, Step], lang: str = "en") -> str:
             continue
         took = f" · {st.seconds:.1f} s" if st.seconds else ""
         words = f" · **{tr(lang, f'article_state_{st.state}')}**" if st.state in ("cancelled", "failed") else ""
-        detail = f" · {escape(tr(lang, st.detail, **st.args), quote=False)}" if st.detail else ""
+        detail = f" · {detail_text(st, lang)}" if st.detail else ""
         lines.append(f"- {MARKS[st.state]} {name}{words}{took}{detail}")
     return "\n".join(lines)
 
 
-def status_notice(draft: ArticleDraft) -> str:
-    """What a reopened draft says about how its writing ended ("" when it finished)."""
-    step = STEP_NAMES.get(draft.step, "Start")
-    kept = "what you see is what was written by then" if draft.blocks else "no text had been written yet"
-    what = {"writing": "was interrupted", "stopped": "was stopped",
-            "failed": "failed"}.get(draft.status)
-    if what is None:
+# Values the model wrote (its captions, its answer): marked so the page (and its language check) tells them
+# from the UI's own words.
+MODEL_VALUES = ("captions", "answer")
+
+
+def detail_text(st: Step, lang: str) -> str:
+    """A step's detail as safe Markdown in `lang`: a failure's reason worded like its toast."""
+    if st.detail == "article_d_failed" and isinstance(st.args.get("error"), StudioError):
+        return escape(error_text(st.args["error"], lang), quote=False)
+    args = {k: f"<span class='model-text'>{escape(str(v))}</span>" if k in MODEL_VALUES
+            else escape(v, quote=False) if isinstance(v, str) else v for k, v in st.args.items() if k != "error"}
+    return tr(lang, st.detail, **args)
+
+
+def status_notice(draft: ArticleDraft, lang: str = "en") -> str:
+    """What a reopened draft says about how its writing ended, in `lang` ("" when it finished)."""
+    if draft.status not in STATUS_MARKS:
         return ""
-    return (f"Writing this article {what} at step “{step}”; {kept}. "
-            "To finish it, Write again (a new draft), or edit what is there.")
+    step = tr(lang, f"article_step_{draft.step}") if draft.step in STEPS else tr(lang, "article_reopen_start")
+    kept = tr(lang, "article_reopen_kept" if draft.blocks else "article_reopen_nothing")
+    return tr(lang, f"article_reopen_{draft.status}", step=step, kept=kept)
+
+
+def draft_label(title: str, blocks: int, images: int, status: str, lang: str = "en") -> str:
+    """A draft's line in the drafts picker: title, paragraphs, images and how its writing ended."""
+    ended = f" · {STATUS_MARKS[status]} {tr(lang, f'draft_status_{status}')}" if status in STATUS_MARKS else ""
+    return f"{title or tr(lang, 'article_untitled')} · {blocks}¶ {images}▣{ended}"
 
 
 def block_choices(draft: ArticleDraft) -> list[tuple[str, int]]:
@@ -100,10 +118,12 @@ def language_name(lang: str, code: str) -> str:
     return tr(lang, key) if key in strings("en") else code
 
 
-def said_text(said: Said, lang: str) -> str:
-    """A task's notice in `lang` (language codes in its values named)."""
-    args = {k: language_name(lang, v) if k in ("language", "writes") else v for k, v in said.args.items()}
-    return tr(lang, said.key, **args)
+def notice_words(notice: Notice, lang: str) -> str:
+    """A task's notice in `lang` (language codes in its values named); its English text when it has no key."""
+    if notice.key not in strings("en"):
+        return notice.text
+    args = {k: language_name(lang, v) if k in ("language", "writes") else v for k, v in notice.args.items()}
+    return tr(lang, notice.key, **args)
 
 
 def duration(seconds: float, lang: str) -> str:
@@ -124,6 +144,7 @@ def estimate_markdown(est: Optional[Estimate], model: str, lang: str, language: 
         lines = [tr(lang, "article_estimate", time=duration(est.seconds, lang), model=model, tokens=est.tokens,
                     speed=est.tokens_per_s, how=how)]
     if language:
-        lines.append("**" + said_text(Said("article_n_language", "warning", {"language": language, "model": model,
-                                                                               "writes": writes}), lang) + "**")
+        said = Notice("", "warning", key="article_n_language",
+                      args={"language": language, "model": model, "writes": writes})
+        lines.append("**" + notice_words(said, lang) + "**")
     return "  \n".join(lines)

@@ -24,7 +24,7 @@ from studio.ui.chat_page import Generating
 from studio.ui.pacing import FramePacer
 from studio.ui import prompt_presets
 from studio.ui.stops import StopSignals, run_key
-from studio.ui.i18n import EXAMPLES, notice_text, page_lang
+from studio.ui.i18n import EXAMPLES, notice_text, page_lang, tr
 from studio.ui.icons import icon
 
 UI_FRAME_S = 0.05  # at most ~20 transcript updates a second while streaming
@@ -125,7 +125,8 @@ def _apply_settings(session: ChatSession, system_prompt: Optional[str], **params
         )
     except (ValidationError, TypeError, ValueError) as exc:
         first = exc.errors()[0] if isinstance(exc, ValidationError) else {"loc": ("?",), "msg": str(exc)}
-        raise InputError(f"Invalid setting {first['loc'][0]}: {first['msg']}.", "Adjust it in Parameters.") from None
+        raise InputError(f"Invalid setting {first['loc'][0]}: {first['msg']}.", "Adjust it in Parameters.",
+                         key="err_setting", values={"name": first["loc"][0]}) from None
     # An empty value leaves the conversation's prompt as it is: API callers that leave the argument out send
     # "", and the page tells an emptied box (no system prompt) through the box's own event (on_system_prompt).
     if system_prompt:
@@ -224,7 +225,8 @@ class _Handlers:
                             gr.Warning(notice)
                     elif ev.finish_reason == "error":
                         events.close()  # the task saves the reply, marked partial, before the error shows
-                        raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
+                        raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.",
+                                         key="err_generation_failed", values={"error": ev.error})
                     else:
                         state.pieces += bool(ev.text)
                         if level == "info":
@@ -283,9 +285,9 @@ class _Handlers:
     def on_export(self, kind: str):
         """The handler that downloads the conversation as export `kind` (a notice when it is empty)."""
         @user_errors
-        def export(sess):
+        def export(sess, request: gr.Request):
             if not sess.messages:
-                gr.Info("This conversation is empty: chat first, then export.")  # harmless: a notice, no file
+                gr.Info(tr(page_lang(request), "notice_export_empty_chat"))  # harmless: a notice, no file
                 return None
             result = EXPORTS.get(f"conversation_{kind}")(sess, self.services.engines.label(sess.engine))
             return str(self.services.files.export(result.filename, result.data))

@@ -188,7 +188,7 @@ class _Handlers:
             self._refuse_while_streaming(request)
             at = shown_fork(sess, selected)
             if at is None:
-                raise InputError("This conversation has no other versions.", "")
+                raise InputError("This conversation has no other versions.", "", key="err_no_versions")
             k, m = sess.version_of(at)
             return {self.bar.message_index: to_message_index(sess, at), self.bar.version: min(max(k + delta, 1), m)}
 

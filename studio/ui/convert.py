@@ -9,7 +9,7 @@ from studio.core.session import ChatSession
 from studio.core.text import cleaned
 from studio.services import LoadState
 from studio.store.conversations import ConversationSummary
-from studio.ui.i18n import INTERRUPTED_NOTE, tr
+from studio.ui.i18n import tr
 from studio.ui.math_text import DOLLAR, protect_prices
 
 STATS_CLASS = "reply-stats"
@@ -41,7 +41,7 @@ def chatbot_messages(session: ChatSession, lang: str = "en") -> list[dict]:
     shown = []
     for i in shown_indices(session):
         m = session.messages[i]
-        note = f"\n\n*{INTERRUPTED_NOTE}*" if m.partial else ""
+        note = f"\n\n*{tr(lang, 'reply_interrupted')}*" if m.partial else ""
         # The stats line last: shown_text takes it off the end (a version mark stays above it).
         stats = "" if m.partial else stats_line(m.meta, lang)
         shown.append({"role": m.role, "content": protect_prices(cleaned(m.text)) + note + version_mark(session, i) + stats})

@@ -7,9 +7,9 @@ from typing import Optional
 
 import gradio as gr
 
-from studio.ui.strings import chat, homework, looks, sidebar, tabs, versions
+from studio.ui.strings import chat, errors, homework, looks, notices, sidebar, tabs, versions
 
-AREAS = (chat, sidebar, tabs, looks, homework, versions)  # each adds its own keys; none may repeat another's
+AREAS = (chat, sidebar, tabs, looks, homework, versions, errors, notices)  # each adds its own keys; none may repeat another's
 LANG_COOKIE = "puyu-lang"  # set by the page's early script (studio/ui/early_script.py)
 
 EN = {
@@ -213,10 +213,6 @@ ZH = {
     "agent_plugins": "插件",
     "agent_files": "给解释器的文件（CSV、图片…）",
 }
-
-# Under a reply cut short by a crash or an error. It is part of the transcript value, which the server
-# renders before the browser's language is known, so it carries both languages.
-INTERRUPTED_NOTE = "回复中断 · Reply interrupted — 重新生成 / Regenerate"
 
 # The chat's example chips: the page shows the list of its language (theme.css hides the other by html[lang]).
 EXAMPLES = {

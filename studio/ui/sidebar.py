@@ -168,7 +168,8 @@ class _Handlers:
     @user_errors
     def rename(self, title: str, sess, uid: str, state, request: gr.Request):
         if not sess.messages:
-            raise InputError("Send a message first; empty conversations are not saved.", "")
+            raise InputError("Send a message first; empty conversations are not saved.", "",
+                             key="err_empty_conversation")
         return self.rename_item(sess.id)(title, sess, uid, state, request)
 
     @user_errors

@@ -134,7 +134,8 @@ class _Handlers:
     @user_errors
     def on_switch(self, name, path, request: gr.Request):
         if not (path or "").strip():
-            raise InputError("No model path given.", "Type the folder (or .gguf file) of the model to switch to.")
+            raise InputError("No model path given.", "Type the folder (or .gguf file) of the model to switch to.",
+                             key="err_no_model_path")
         self.pool.switch(name, path, family="auto")  # the new folder says what it is
         return self.status(request)
 

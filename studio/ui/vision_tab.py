@@ -204,7 +204,8 @@ class _Handlers:
                     if ev.level == "warning":
                         gr.Warning(text)
                 elif isinstance(ev, TextDelta) and ev.finish_reason == "error":
-                    raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.")
+                    raise InputError(f"Generation failed: {ev.error}", "Try again; if it repeats, check the model.",
+                                         key="err_generation_failed", values={"error": ev.error})
                 elif isinstance(ev, vision_task.Extraction):
                     result = self._extraction(ev)  # the result stays in every later update
                 elif isinstance(ev, TextDelta) and not ev.finish_reason and not self.pacer.due(shown, UI_FRAME_S):

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.support.apps import EMBEDDED_CONFIG, REPO, running_app
+from tests.support.apps import EMBEDDED_CONFIG, REPO, running_app, write_config
 from tests.support.waits import wait_in_page, wait_until
 
 pytestmark = pytest.mark.browser
@@ -33,15 +33,18 @@ ALLOWED_LATIN = frozenset(w.lower() for w in (
     # The paper the lesson's agent example searches for (its title is the query).
     "Technical", "Report",
 ))
-# Tooltips of Gradio's own component buttons (gr.Code's), which Gradio 6.31 does not translate.
-GRADIO_TOOLTIPS = frozenset({"Copy", "Download"})
+# Tooltips of Gradio's own component buttons (gr.Code's, gr.Chatbot's, gr.Gallery's, a Markdown code block's):
+# Gradio words them by the browser's locale, not by the page's language switch.
+GRADIO_TOOLTIPS = frozenset({"Copy", "Download", "copy", "Copy message", "Copy conversation", "Download All"})
 # Chinese the English UI may show: bilingual names of the lesson's features, and the language switch.
 ALLOWED_CJK = ("图文创作", "智能体", "数据分析", "中文", "浦语")
 WORD = re.compile(r"[A-Za-z][A-Za-z0-9_+\-/'.]*[A-Za-z0-9]|[A-Za-z]")
 CJK = re.compile(r"[\u3400-\u9fff]+")
-# Model output and user data: transcripts, the article preview, code and commands, editable values.
+# Model output and user data: transcripts, the article preview, code and commands, editable values, what the
+# model wrote inside a step, list titles (a conversation is titled by its first message), the gallery's captions.
 OUTSIDE_UI = ("[data-testid='bot']", "[data-testid='user']", "#article-preview", "code", "pre", ".cm-editor",
-              "#system-engine")
+              "#system-engine", ".model-text", ".item-title", "#article-candidates .caption-label",
+              ".toast-title-row")  # Gradio 6.31 heads a toast with its type ("Error"), whatever the title
 # Placeholders that hold the official prompt text the model receives (model input), not UI text.
 PROMPT_BOXES = ("#agent-system-prompt", "#agent-plugin-prompt", "#agent-interpreter-prompt")
 
@@ -171,3 +174,79 @@ def test_system_table_headers_stay_on_one_line(page, embedded_app, lang, width, 
     assert len(headers) == 14, headers  # both tables' headers, in the page's language only
     assert all(lines == 1 for _, lines in headers), headers
     page.screenshot(path=str(ARTIFACTS / f"system-{lang}-{width}.png"), full_page=True)
+
+
+def _chinese_page(page, url: str) -> None:
+    page.goto(url)
+    page.evaluate("localStorage.setItem('puyu-lang', 'zh')")
+    page.reload()
+    wait_until(lambda: page.evaluate("document.documentElement.lang").startswith("zh"), "the page in 中文")
+    _ready(page)
+
+
+def _shown(page, step: str) -> list:
+    """The visible texts of the tab shown now, its accordions open; a screenshot of it as `step`."""
+    _open_everything(page)
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(ARTIFACTS / f"language-zh-{step}.png"), full_page=True)
+    return [(text, f"{where} after {step}")
+            for text, where in page.evaluate(VISIBLE_TEXT_JS, [list(OUTSIDE_UI), list(PROMPT_BOXES),
+                                                                sorted(GRADIO_TOOLTIPS)])]
+
+
+def _bots(page) -> list[str]:
+    return page.get_by_test_id("bot").all_inner_texts()
+
+
+@pytest.fixture(scope="module")
+def scripted_app(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("lang-scripted")
+    with running_app(write_config(tmp, model_path="script:slow"), tmp / "data") as app:
+        yield app
+
+
+def test_chinese_mode_after_a_reply_a_stop_a_regenerate_an_article_and_the_image_tab(page, scripted_app):
+    from tests.browser.helpers import start_new_chat
+    from tests.support.scripted import ARTICLE, scripted
+
+    app, engine = scripted_app, scripted(scripted_app.services)
+    _chinese_page(page, app.url)
+    start_new_chat(page)
+    texts = []
+    engine.enqueue("short reply")
+    page.locator("#chat-input textarea").fill("hello")
+    page.locator("#chat-input textarea").press("Enter")
+    wait_until(lambda: any("short reply" in b for b in _bots(page)) and page.locator(".reply-stats").count() == 1,
+               "the first reply and its stats line", step=0.3)
+    texts += _shown(page, "reply")
+    page.locator("#chat-input textarea").fill("a long one")  # nothing queued: 200 slow words
+    page.locator("#chat-input textarea").press("Enter")
+    wait_until(lambda: len(_bots(page)) == 2 and "w1" in _bots(page)[-1], "the long reply to start", step=0.2)
+    page.locator("#stop-btn").click()
+    wait_until(lambda: page.locator(".reply-stats").count() == 2, "the stopped reply's stats line", step=0.3)
+    texts += _shown(page, "stop")
+    engine.enqueue("again")
+    page.locator("#regen-btn").click()
+    wait_until(lambda: "again" in _bots(page)[-1] and page.locator(".reply-stats").count() == 2,
+               "the regenerated reply", step=0.3)
+    texts += _shown(page, "regenerate")
+
+    page.get_by_role("tab", name="图文创作").click()
+    page.locator("#article-write").click()  # no title yet: an error toast
+    wait_in_page(page, page.locator(".toast-body").first, "the empty-title toast", text="标题是空的")
+    texts += _shown(page, "article-error")
+    # Images on auto: the model's positions name a paragraph that does not exist, which warns.
+    engine.enqueue(*ARTICLE)
+    page.locator("#article-title textarea").fill("周末的猫和咖啡")
+    page.locator("#article-write").click()
+    wait_in_page(page, page.locator("#article-steps"), "the last article step", text="✓ 为每处选定一张图")
+    wait_in_page(page, page.locator("#article-notice"), "the ignored-position notice", text="99")
+    texts += _shown(page, "article")
+
+    page.get_by_role("tab", name="图像理解").click()
+    page.wait_for_timeout(800)
+    texts += _shown(page, "image-tab")
+    info = app.services.engines.get("chat").info()  # the header names the engine kind and dtype as configured
+    found = _english(texts, set(app.services.engines.names()) | {info.engine, info.dtype},
+                     app.services.engines.label("chat"))
+    assert not found, "English in the 中文 UI:\n" + "\n".join(f"{w!r} in {t!r} ({at})" for w, t, at in found)

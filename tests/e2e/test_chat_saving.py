@@ -8,10 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from studio.ui.i18n import INTERRUPTED_NOTE
+from studio.ui.i18n import tr
 from tests.e2e.helpers import chat, connect, reply_text, wait_for
 from tests.support.apps import running_app, write_config
 from tests.support.studio_process import running_studio
+
+INTERRUPTED_NOTE = tr("en", "reply_interrupted")  # what an API client's transcript shows
 
 
 @pytest.fixture(scope="module")

@@ -14,10 +14,12 @@ from gradio_client import Client
 
 from studio.store.conversations import ConversationStore
 from studio.store.drafts import DraftStore
-from studio.ui.i18n import INTERRUPTED_NOTE
+from studio.ui.i18n import tr
 from tests.support.apps import write_config
 from tests.support.studio_process import StudioProcess
 from tests.support.waits import wait_until
+
+INTERRUPTED_NOTE = tr("en", "reply_interrupted")  # what an API client's transcript shows
 
 pytestmark = pytest.mark.slow
 

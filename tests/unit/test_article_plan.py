@@ -9,11 +9,12 @@ import pytest
 
 from studio.config import load_config
 from studio.core.article import ArticleParams, ArticleSession
+from studio.core.types import Notice
 from studio.services import build_services
 from studio.tasks import article
 from studio.tasks import article_plan as plan
 from studio.tasks.article_images import even_positions
-from studio.tasks.article_model import Said, Step
+from studio.tasks.article_model import Step
 from tests.support.apps import EMBEDDED_CONFIG, write_config
 from tests.support.scripted import ARTICLE_TEXT, CAT_CAPTION, scripted
 
@@ -114,14 +115,14 @@ def test_a_fixed_count_never_asks_the_model_where_and_a_write_is_timed(scripted_
     positions = next(e for e in events if isinstance(e, Step) and e.key == "positions" and e.state == "done")
     assert positions.detail == "article_d_positions_spread" and positions.args["positions"] == "¶2, ¶3"
     assert [i for i, b in enumerate(session.draft.blocks) if b.image] == [1, 2]
-    assert not any(isinstance(e, Said) and "positions" in e.key for e in events)
+    assert not any(isinstance(e, Notice) and "positions" in e.key for e in events)
 
 
 def test_a_chinese_title_is_warned_about_before_the_model_is_asked(embedded, monkeypatch):
     session = ArticleSession()
     events = article.run(embedded, "u", session, "周末去山里徒步", "", ArticleParams(), [], threading.Event())
     first = next(events)
-    assert isinstance(first, Said) and first.key == "article_n_language" and first.level == "warning"
+    assert isinstance(first, Notice) and first.key == "article_n_language" and first.level == "warning"
     assert first.args["language"] == "zh" and first.args["writes"] == "en"
     assert embedded.engines.state("chat").state == "idle"  # warned before anything was loaded or asked
     events.close()

@@ -13,8 +13,10 @@ from studio.services import build_services
 from studio.tasks import chat, turn
 from studio.ui.chat_page import GENERATING_CLASS, Generating
 from studio.ui.convert import STATS_CLASS, chatbot_messages, shown_text, stats_line
-from studio.ui.i18n import INTERRUPTED_NOTE
+from studio.ui.i18n import tr
 from tests.support.apps import write_config
+
+INTERRUPTED_NOTE = tr("en", "reply_interrupted")  # what an API client's transcript shows
 
 
 class Clock:
@@ -133,6 +135,12 @@ def test_the_transcript_shows_stats_under_finished_replies_only():
     assert shown[1]["content"].endswith("41.3 tok/s</span>") and shown_text(shown[1]["content"]) == "a"
     assert INTERRUPTED_NOTE in shown[3]["content"] and STATS_CLASS not in shown[3]["content"]
     assert STATS_CLASS not in shown[0]["content"]
+
+
+def test_the_interrupted_note_is_in_the_page_language_only():
+    session = ChatSession(messages=[Message.of("user", "q"), Message.of("assistant", "a", partial=True)])
+    zh = chatbot_messages(session, "zh")[1]["content"]
+    assert tr("zh", "reply_interrupted") in zh and "Reply" not in zh and "Regenerate" not in zh
 
 
 def test_the_generating_line_counts_what_streamed_and_keeps_warnings():
