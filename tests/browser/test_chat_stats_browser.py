@@ -48,7 +48,7 @@ def last_reply(app):
 def test_generating_line_escape_stops_and_the_stats_show_the_stored_counts(laptop, slow_app):
     pg = laptop
     pg.goto(slow_app.url)
-    wait_in_page(pg, pg.locator("#model-status"), "the model to be ready", text="🟢")
+    wait_in_page(pg, pg.locator("#model-status .status-ready"), "the model to be ready", visible=True)
     pg.keyboard.press("Escape")  # nothing runs: harmless
     send(pg, "tell me a long story")
     wait_in_page(pg, pg.locator(RUNNING), "the generating line to count tokens", text="tokens")

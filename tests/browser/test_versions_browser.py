@@ -51,7 +51,7 @@ def app(tmp_path_factory):
 
 def test_edit_regenerate_flip_and_reload(page, app):  # noqa: F811
     page.goto(app.url)
-    wait_in_page(page, page.locator("#model-status"), "the model to be ready", text="🟢")
+    wait_in_page(page, page.locator("#model-status .status-ready"), "the model to be ready", visible=True)
     assert not page.locator("#versions-bar").is_visible()  # nothing to switch yet
     for text in ("first", "second"):
         send(page, text)
@@ -91,7 +91,7 @@ def test_edit_regenerate_flip_and_reload(page, app):  # noqa: F811
 def test_editing_and_switching_while_a_reply_streams_are_refused(page, tmp_path):  # noqa: F811
     with running_app(write_config(tmp_path, model_path="script:slow"), tmp_path / "data") as slow:
         page.goto(slow.url)
-        wait_in_page(page, page.locator("#model-status"), "the model to be ready", text="🟢")
+        wait_in_page(page, page.locator("#model-status .status-ready"), "the model to be ready", visible=True)
         send(page, "a long one")
         wait_in_page(page, page.get_by_test_id("bot").last, "the reply to stream", text="w3")
         page.locator("#stop-btn").click()

@@ -11,11 +11,21 @@ from tests.e2e.helpers import chat, connect, reply_text
 from tests.support.apps import running_app, write_config
 
 
+# Without a login every page shares the local user; logins keep each test's users apart (one app per module).
+USERS = [(f"user{i}", f"pw-{i}") for i in range(8)]
+
+
 @pytest.fixture(scope="module")
 def app(tmp_path_factory):
     tmp = tmp_path_factory.mktemp("sidebar")
-    with running_app(write_config(tmp), tmp / "data") as running:
+    with running_app(write_config(tmp), tmp / "data", auth=USERS) as running:
         yield running
+
+
+def login(app, i: int):
+    """A page of login user `i`: its client and user id."""
+    client, _ = connect(app.url, auth=USERS[i])
+    return client, f"user:{USERS[i][0]}"
 
 
 def listed(radio: dict) -> list[str]:
@@ -24,7 +34,7 @@ def listed(radio: dict) -> list[str]:
 
 
 def test_search_filters_by_title_and_text_and_keeps_the_filter(app):
-    client, user = connect(app.url)
+    client, user = login(app, 0)
     chat(client, "alpha: growth of 100% in a_b")
     client.predict(api_name="/new")
     chat(client, "beta: 小猫 sleeps in the sun")
@@ -43,12 +53,12 @@ def test_search_filters_by_title_and_text_and_keeps_the_filter(app):
     assert listed(out[0]) == ["beta: 小猫 sleeps in the sun"] and out[0]["value"] == beta
     assert reply_text(out[1]) == "echo: beta: 小猫 sleeps in the sun"
     assert len(client.predict("", api_name="/search")[0]["choices"]) == 3
-    other, _ = connect(app.url)
+    other, _ = login(app, 1)
     assert other.predict("小猫", api_name="/search")[0]["choices"] == []  # another user's conversations
 
 
 def test_rename_and_delete_keep_the_list_in_step(app):
-    client, user = connect(app.url)
+    client, user = login(app, 2)
     chat(client, "first chat")
     client.predict(api_name="/new")
     chat(client, "second chat")
@@ -64,30 +74,30 @@ def test_rename_and_delete_keep_the_list_in_step(app):
 
 
 def test_resume_reopens_the_conversation_that_was_open(app):
-    client, user = connect(app.url)
+    client, user = login(app, 3)
     chat(client, "older conversation")
     older = app.services.store.list(user)[0].id
     client.predict(api_name="/new")
     chat(client, "newer conversation")
-    again = Client(app.url, verbose=False)
+    again = Client(app.url, verbose=False, auth=USERS[3])
     out = again.predict(user, older, "480", api_name="/resume")
-    assert out[0] == user and reply_text(out[2]) == "echo: older conversation"
+    assert out[0] == "" and reply_text(out[2]) == "echo: older conversation"  # a login keeps no browser key
     assert out[1]["value"] == older and out[-2] == older and out[-1] == "480"  # open id, browser zone
     # Gone, another user's, or not an id at all: a new, empty chat opens (the list still shows them all).
-    stranger, _ = connect(app.url)
+    stranger, _ = login(app, 4)
     chat(stranger, "not yours")
-    foreign = app.services.store.list(stranger.predict("", api_name="/resume")[0])
+    foreign = app.services.store.list(f"user:{USERS[4][0]}")
     for conv in ["0" * 32, "../../etc", foreign[0].id if foreign else "f" * 32]:
-        out = Client(app.url, verbose=False).predict(user, conv, "bogus", api_name="/resume")
+        out = Client(app.url, verbose=False, auth=USERS[3]).predict(user, conv, "bogus", api_name="/resume")
         assert out[2] == [] and out[-1] == ""
 
 
 def test_presets_builtin_saved_applied_and_deleted_per_user(app):
-    client, user = connect(app.url)
+    client, user = login(app, 5)
     choices = client.predict(api_name="/presets")["choices"]
     assert [key for _, key in choices][:3] == ["builtin:default", "builtin:concise", "builtin:translator"]
     assert "briefly" in client.predict("builtin:concise", api_name="/preset_apply")
-    zh = Client(app.url, verbose=False, headers={"Cookie": "puyu-lang=zh"})
+    zh = Client(app.url, verbose=False, auth=USERS[5], headers={"Accept-Language": "zh-CN"})
     assert "简洁" in zh.predict("builtin:concise", api_name="/preset_apply")
     assert "中英互译" in [label for label, _ in zh.predict(api_name="/presets")["choices"]]
 
@@ -102,7 +112,7 @@ def test_presets_builtin_saved_applied_and_deleted_per_user(app):
     chat(client, "ahoy", system_prompt=text)  # what the box holds is what the conversation keeps
     assert app.services.store.load(user, app.services.store.list(user)[0].id).system_prompt == "Arr, be brief."
 
-    other, _ = connect(app.url)
+    other, _ = login(app, 6)
     assert saved not in [key for _, key in other.predict(api_name="/presets")["choices"]]
     with pytest.raises(AppError, match="not found|not in the list of choices"):
         other.predict(saved, api_name="/preset_apply")
