@@ -47,9 +47,15 @@ def idle(pg) -> None:
 def set_max_new_tokens(pg, n: int) -> None:
     """Type a value into the Max new tokens slider's number box (Parameters is open)."""
     box = pg.locator("#parameters-panel input[type=number]").first
-    box.fill(str(n))
-    box.press("Enter")
-    wait_until(lambda: box.input_value() == str(n), f"max_new_tokens {n}")
+
+    def typed() -> bool:
+        # The page load's config defaults can land after a first fill and put 512 back: type again.
+        if box.input_value() != str(n):
+            box.fill(str(n))
+            box.press("Enter")
+        return box.input_value() == str(n)
+
+    wait_until(typed, f"max_new_tokens {n}", step=1.0)
 
 
 def stats_lines(pg) -> list[str]:
