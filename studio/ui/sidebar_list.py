@@ -25,6 +25,8 @@ TOGGLE_JS = """() => {
   const box = item.querySelector('.item-rename textarea, .item-rename input');
   if (item.classList.contains('editing') && box) { box.focus(); box.select(); }
 }"""
+# Enter in the rename box closes the menu: the new title shows in the list, the box is done.
+CLOSE_JS = """(...args) => { document.getElementById('%s')?.classList.remove('editing'); return args; }"""
 CONFIRM_JS = """(c, ...rest) => [confirm(%s), ...rest]"""
 
 
@@ -102,4 +104,5 @@ def _item(t, prefix: str, entry: Entry, current: bool, when: str, note: str) -> 
             delete = gr.Button(t("delete"), size="sm", variant="stop", icon=icon("trash"),
                                elem_classes=["item-delete"], key=f"{elem}-delete", min_width=0, scale=1)
     menu.click(None, js=TOGGLE_JS % elem, api_visibility="private")
+    rename.submit(None, js=CLOSE_JS % elem, api_visibility="private")
     return ItemParts(entry, title, rename, delete)

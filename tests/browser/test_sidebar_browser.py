@@ -38,9 +38,11 @@ def user_of_page(page) -> str:
 
 
 def seeded(page, app) -> dict[str, str]:
-    """Open the app, store four conversations of different ages for its user, reload; title -> id."""
+    """Open the app, replace its user's conversations with four of different ages, reload; title -> id."""
     page.goto(app.url)
     user = user_of_page(page)
+    for earlier in app.services.store.list(user):  # the module's app (and its local user) is shared by every test
+        app.services.store.delete(user, earlier.id)
     now, ids = time.time(), {}
     for title, age, reply in [("Sorting in Python", 60, "use sorted()"), ("小猫的故事", DAY + 60, "从前有一只小猫"),
                               ("Weekly plan", 3 * DAY, "Monday: write"), ("Old notes", 60 * DAY, "kept 100% safe")]:
