@@ -74,22 +74,31 @@ class Estimate:
 
 
 class SpeedLog:
-    """The decoding speed each engine was last measured at (one per app; replies report to it)."""
+    """How fast each engine wrote article text lately: tokens over seconds of its last RECENT_CALLS model calls
+    together (one per app; replies report to it). Summing calls weighs each by its length, so a short caption,
+    mostly prompt time, does not stand for the whole article; the seconds include each call's prompt, which
+    an article's wait includes too."""
+
+    RECENT_CALLS = 20
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
-        self._speeds: dict[str, float] = {}
+        self._calls: dict[str, list[tuple[int, float]]] = {}
 
     def record(self, engine: str, tokens: int, seconds: float) -> None:
-        """Remember a reply of `tokens` that took `seconds` (short ones are ignored)."""
-        if tokens >= MIN_TIMED_TOKENS and seconds > 0:
+        """Remember a reply of `tokens` that took `seconds` (empty ones are ignored)."""
+        if tokens > 0 and seconds > 0:
             with self._lock:
-                self._speeds[engine] = tokens / seconds
+                calls = self._calls.setdefault(engine, [])
+                calls.append((tokens, seconds))
+                del calls[:-self.RECENT_CALLS]
 
     def get(self, engine: str) -> Optional[float]:
-        """The last measured tokens per second of `engine`, or None."""
+        """Tokens per second of `engine` over its recent calls once they add up to MIN_TIMED_TOKENS, or None."""
         with self._lock:
-            return self._speeds.get(engine)
+            calls = self._calls.get(engine, [])
+            tokens, seconds = sum(c[0] for c in calls), sum(c[1] for c in calls)
+        return tokens / seconds if tokens >= MIN_TIMED_TOKENS and seconds > 0 else None
 
 
 def planned_calls(params: ArticleParams, sees: bool) -> tuple[int, int, int]:

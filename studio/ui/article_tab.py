@@ -211,7 +211,7 @@ def build_drafts(t, tz=None) -> DraftsSection:
 def draft_note(counts: str, lang: str) -> str:
     """The line under a draft's title from its listing note ("paragraphs images [status]")."""
     blocks, images, *status = (counts.split() + ["0", "0"])[:3]
-    text = tr(lang, "draft_counts", blocks=blocks, images=images)
+    text = f"{tr(lang, 'draft_blocks', count=blocks, n=blocks)} · {tr(lang, 'draft_images', count=images, n=images)}"
     mark = f"draft_status_{status[0]}" if status else ""
     return f"{text} · {tr(lang, mark)}" if mark in DRAFT_STATUSES else text
 

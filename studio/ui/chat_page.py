@@ -59,7 +59,8 @@ class Generating:
         if notice and level == "info":
             text = notice
         elif self.pieces:
-            text = tr(self.lang, "chat_generating", n=self.pieces, s=f"{time.monotonic() - self.since:.1f}")
+            text = tr(self.lang, "chat_generating", count=self.pieces, n=self.pieces,
+                      s=f"{time.monotonic() - self.since:.1f}")
         else:
             text = tr(self.lang, "chat_generating_wait")  # no clock: nothing updates the line until text comes
         state = f'<span class="{GENERATING_CLASS}">{text}</span>'

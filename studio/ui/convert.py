@@ -67,7 +67,7 @@ def stats_line(meta: Optional[dict], lang: str) -> str:
     stats = (meta or {}).get("stats") or {}
     if not stats.get("finish_reason") or stats.get("completion_tokens") is None:
         return ""
-    parts = [tr(lang, "stats_tokens", n=stats["completion_tokens"])]
+    parts = [tr(lang, "stats_tokens", count=stats["completion_tokens"], n=stats["completion_tokens"])]
     if stats.get("first_token_s") is not None:
         parts.append(tr(lang, "stats_first_token", s=f"{stats['first_token_s']:.2f}"))
     if stats.get("tokens_per_s") is not None:

@@ -275,9 +275,13 @@ def page_lang(request: Optional[gr.Request]) -> str:
     return "zh" if str(headers.get("accept-language", "")).lower().startswith("zh") else "en"
 
 
-def tr(lang: str, key: str, **fmt) -> str:
-    """The string `key` in `lang`, formatted with `fmt` (for text the server renders itself)."""
-    text = strings(lang).get(key) or strings("en")[key]
+def tr(lang: str, key: str, count: Optional[int] = None, **fmt) -> str:
+    """The string `key` in `lang`, formatted with `fmt` (for text the server renders itself); with
+    `count` == 1 its `KEY_one` form where the table has one ("1 token", not "1 tokens")."""
+    table = strings(lang)
+    if count is not None and str(count) == "1" and f"{key}_one" in table:
+        key = f"{key}_one"
+    text = table.get(key) or strings("en")[key]
     return text.format(**fmt) if fmt else text
 
 

@@ -91,7 +91,9 @@ def test_the_estimate_uses_the_configured_speed_then_the_measured_one(embedded):
     assert not plan.estimate(embedded, "chat", params, speeds).measured
     speeds.record("chat", 200, 4.0)
     measured = plan.estimate(embedded, "chat", params, speeds)
-    assert measured.measured and measured.tokens_per_s == 50 and measured.seconds < est.seconds
+    assert measured.measured and measured.tokens_per_s == pytest.approx(208 / 4.1) and measured.seconds < est.seconds
+    speeds.record("chat", 20, 2.0)  # a caption, mostly prompt time: weighed by its length, not taken alone
+    assert plan.estimate(embedded, "chat", params, speeds).tokens_per_s == pytest.approx(228 / 6.1)
     auto = plan.estimate(embedded, "chat", params.model_copy(update={"image_count": None}), speeds)
     assert auto.tokens == tokens + plan.POSITION_TOKENS
     none = plan.estimate(embedded, "chat", params.model_copy(update={"image_count": 0}), speeds)

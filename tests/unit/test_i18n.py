@@ -34,3 +34,10 @@ def test_page_lang_reads_the_cookie_then_the_header():
 def test_tr_formats_and_falls_back_to_english():
     assert i18n.tr("zh", "tab_chat") == "对话"
     assert i18n.tr("en", "tab_chat") == "Chat"
+
+
+def test_a_count_of_one_takes_the_singular_form():
+    assert i18n.tr("en", "stats_tokens", count=1, n=1) == "1 token"
+    assert i18n.tr("en", "stats_tokens", count=2, n=2) == "2 tokens"
+    assert i18n.tr("zh", "stats_tokens", count=1, n=1) == "1 个 token"
+    assert i18n.tr("en", "tab_chat", count=1) == "Chat"  # no singular form: the string as it is
