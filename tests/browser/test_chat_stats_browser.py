@@ -9,7 +9,7 @@ from tests.browser.test_browser import browser, send, shot  # noqa: F401  (fixtu
 from tests.browser.test_stop_browser import ERROR_BADGE, TOAST, stored
 from tests.e2e.helpers import wait_for
 from tests.support.apps import running_app, write_config
-from tests.support.waits import wait_in_page
+from tests.support.waits import wait_until, wait_in_page
 
 pytestmark = pytest.mark.browser
 RUNNING = "#chat-notice .chat-generating"
@@ -117,6 +117,7 @@ def test_a_reloaded_chinese_page_shows_the_stats_in_chinese(laptop, echo_app):
     send(pg, "你好")
     stats = pg.locator("#chatbot .reply-stats").last
     wait_in_page(pg, stats, "the stats line in Chinese", text="个 token")
+    wait_until(lambda: pg.evaluate("localStorage.getItem('puyu-conv')"), "the open conversation remembered")
     pg.reload()  # the conversation comes back through the sidebar's /resume
     wait_in_page(pg, pg.get_by_test_id("user"), "the message after a reload", text="你好")
     wait_in_page(pg, pg.locator("#chatbot .reply-stats").last, "the stats line in Chinese again", text="首 token")
