@@ -16,8 +16,10 @@ pytestmark = pytest.mark.browser
 def bubbles(pg) -> list[str]:
     """The text of every message bubble, in order."""
     # One read of the whole list: the transcript may change between a count and a read of each bubble.
+    # Without each reply's stats line (tests/browser/test_chat_stats_browser.py checks those).
     texts = pg.evaluate("() => [...document.querySelectorAll('[data-testid=user], [data-testid=bot]')]"
-                        ".map(e => e.innerText)")
+                        ".map(e => { const c = e.cloneNode(true); c.querySelectorAll('.reply-stats')"
+                        ".forEach(s => s.remove()); return c.innerText; })")
     return [" ".join(t.split()) for t in texts]
 
 
