@@ -139,7 +139,7 @@ def test_draft_items_rename_and_delete(page, app):
     page.reload()
     wait_titles(page, ["A trip to the hills"], "#article-drafts")
     entry = item(page, draft.id, "draft")
-    assert "1 paragraphs · 0 images" in entry.inner_text()
+    assert "1 paragraph · 0 images" in entry.inner_text()
     entry.hover()
     entry.locator(".item-menu").click()
     box = entry.locator(".item-rename textarea, .item-rename input").first
