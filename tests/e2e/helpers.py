@@ -43,3 +43,9 @@ def wait_for(predicate, what: str, progress=None, step: float = 0.1):
     """Poll until predicate() is truthy; returns its value. Fails, naming `what`, only when nothing
     has changed for a long time (tests/support/waits.py), never on a fixed deadline."""
     return wait_until(predicate, what, progress=progress, step=step)
+
+
+def resume_open(client: Client, user: str):
+    """A reload as the browser makes it: /resume with the conversation it had open (here the newest)."""
+    listing = client.predict("", api_name="/search")[0]["choices"]
+    return client.predict(user, listing[0][1] if listing else "", api_name="/resume")

@@ -10,7 +10,7 @@ from gradio_client.client import Status
 
 from studio.core.types import Message
 from studio.tasks.chat import merge_user_runs
-from tests.e2e.helpers import GREEDY, chat, connect, reply_text, wait_for
+from tests.e2e.helpers import GREEDY, chat, connect, reply_text, wait_for, resume_open
 from tests.support.apps import EMBEDDED_CONFIG, running_app
 from tests.support.engine_calls import prompt_tokens
 
@@ -125,7 +125,7 @@ def test_conversation_survives_restart(tmp_path, embedded_cache_dir):
         before = final[0]
     with running_app(EMBEDDED_CONFIG, data, cache_dir=embedded_cache_dir) as second:
         client, same = connect(second.url, user)
-        out = client.predict(user, api_name="/resume")
+        out = resume_open(client, user)
         assert same == user and out[2] == before
 
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from studio.ui.i18n import tr
-from tests.e2e.helpers import chat, connect, reply_text, wait_for
+from tests.e2e.helpers import chat, connect, reply_text, wait_for, resume_open
 from tests.support.apps import running_app, write_config
 from tests.support.studio_process import running_studio
 
@@ -61,7 +61,7 @@ def test_undo_of_a_one_turn_chat_removes_it_from_the_listing(tmp_path):
         assert chatbot == [] and box == "to be undone"
         assert [c.title for c in app.services.store.list(user)] == ["only turn"]
         again, _ = connect(app.url, user)
-        out = again.predict(user, api_name="/resume")
+        out = resume_open(again, user)
         assert [label for label, _ in out[1]["choices"]] == ["only turn"]  # no "…" entry left behind
         assert reply_text(out[2]) == "echo: only turn"
 
@@ -82,7 +82,7 @@ def test_kill_9_mid_reply_then_restart_shows_every_message_and_an_interrupted_re
     with running_studio(config, data, log) as studio:
         client, same = connect(studio.url, user)
         assert same == user
-        chatbot = client.predict(user, api_name="/resume")[2]
+        chatbot = resume_open(client, user)[2]
         assert [m["role"] for m in chatbot] == ["user", "assistant", "user", "assistant"]
         texts = [reply_text([dict(m, role="assistant")]) for m in chatbot]  # each message's text
         assert texts[0] == "first question" and texts[1] == "w0 w1 w2"

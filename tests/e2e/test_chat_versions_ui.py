@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from gradio_client.exceptions import AppError
 
-from tests.e2e.helpers import chat, connect, reply_text, wait_for
+from tests.e2e.helpers import chat, connect, reply_text, wait_for, resume_open
 from tests.support.apps import running_app, write_config
 from tests.support.studio_process import running_studio
 
@@ -46,7 +46,7 @@ def test_edit_regenerate_and_switch_versions_then_reload(app):
     assert shown(chatbot) == ["first, again\n\n*‹ 2/2 ›*", "echo: first, again"]
     # A reload (a new client of the same user) shows the same conversation and versions.
     again, _ = connect(app.url, user)
-    chatbot = again.predict(user, api_name="/resume")[2]
+    chatbot = resume_open(again, user)[2]
     assert shown(chatbot) == ["first, again\n\n*‹ 2/2 ›*", "echo: first, again"]
     chatbot = again.predict(0, 1, api_name="/version")
     assert shown(chatbot)[2:] == ["second, edited\n\n*‹ 2/2 ›*", "echo: second, edited\n\n*‹ 1/2 ›*"]
@@ -95,7 +95,7 @@ def test_kill_9_mid_edit_keeps_both_versions(tmp_path):
         studio.kill()
     with running_studio(config, data, log) as studio:
         client, _ = connect(studio.url, user)
-        chatbot = client.predict(user, api_name="/resume")[2]
+        chatbot = resume_open(client, user)[2]
         texts = shown(chatbot)
         assert texts[0] == "edited\n\n*‹ 2/2 ›*" and texts[1].startswith("w0 w1 w2")
         chatbot = client.predict(0, 1, api_name="/version")
