@@ -132,14 +132,13 @@ class _Handlers:
                                                                                              self.chat.engine)
 
     def _reopen(self, uid: str, conv_id: str):
-        """The conversation open before the reload if it is still there and readable, else a new one (a
-        browser that never had one open starts a new chat; the list shows the others)."""
+        """The conversation open before the reload if it is still there and readable, else the newest."""
         if TOKEN_RE.match(conv_id or "") and self.store.exists(uid, conv_id):
             try:
                 return self.store.load(uid, conv_id)
             except StudioError:
-                pass  # a damaged row: start a new chat; opening it from the list says what is wrong
-        return chat_task.new_session(self.services, self.chat.engine)
+                pass  # a damaged row: open the newest instead; opening it from the list says what is wrong
+        return self._latest(uid)
 
     @user_errors
     def resume(self, token: str, conversation: str, tz, request: gr.Request):

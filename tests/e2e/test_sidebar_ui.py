@@ -83,13 +83,13 @@ def test_resume_reopens_the_conversation_that_was_open(app):
     out = again.predict(user, older, "480", api_name="/resume")
     assert out[0] == "" and reply_text(out[2]) == "echo: older conversation"  # a login keeps no browser key
     assert out[1]["value"] == older and out[-2] == older and out[-1] == "480"  # open id, browser zone
-    # Gone, another user's, or not an id at all: a new, empty chat opens (the list still shows them all).
+    # Gone, another user's, or not an id at all: the newest opens, as before.
     stranger, _ = login(app, 4)
     chat(stranger, "not yours")
     foreign = app.services.store.list(f"user:{USERS[4][0]}")
     for conv in ["0" * 32, "../../etc", foreign[0].id if foreign else "f" * 32]:
         out = Client(app.url, verbose=False, auth=USERS[3]).predict(user, conv, "bogus", api_name="/resume")
-        assert out[2] == [] and out[-1] == ""
+        assert reply_text(out[2]) == "echo: newer conversation" and out[-1] == ""
 
 
 def test_presets_builtin_saved_applied_and_deleted_per_user(app):
