@@ -9,6 +9,7 @@ from tests.browser.test_browser import browser, send, shot  # noqa: F401  (fixtu
 from tests.browser.test_stop_browser import ERROR_BADGE, TOAST, stored
 from tests.e2e.helpers import wait_for
 from tests.support.apps import running_app, write_config
+from tests.browser.helpers import start_new_chat
 from tests.support.waits import wait_until, wait_in_page
 
 pytestmark = pytest.mark.browser
@@ -48,6 +49,7 @@ def last_reply(app):
 def test_generating_line_escape_stops_and_the_stats_show_the_stored_counts(laptop, slow_app):
     pg = laptop
     pg.goto(slow_app.url)
+    start_new_chat(pg)
     wait_in_page(pg, pg.locator("#model-status .status-ready"), "the model to be ready", visible=True)
     pg.keyboard.press("Escape")  # nothing runs: harmless
     send(pg, "tell me a long story")
@@ -75,6 +77,7 @@ def test_generating_line_escape_stops_and_the_stats_show_the_stored_counts(lapto
 def test_inline_math_renders_and_prices_stay_text(laptop, echo_app):
     pg = laptop
     pg.goto(echo_app.url)
+    start_new_chat(pg)
     send(pg, r"Costs $5 and $10, while $x^2$ and \(y_1\) are math.")
     bot = pg.get_by_test_id("bot").last
     wait_in_page(pg, bot, "the echoed reply with its stats", text="tok/s")
@@ -87,6 +90,7 @@ def test_copy_gives_the_reply_without_its_stats_line(laptop, echo_app):
     pg = laptop
     pg.context.grant_permissions(["clipboard-read", "clipboard-write"], origin=echo_app.url.rstrip("/"))
     pg.goto(echo_app.url)
+    start_new_chat(pg)
     send(pg, "copy $5 **bold**")
     bot = pg.get_by_test_id("bot").last
     wait_in_page(pg, bot, "the reply's stats line", text="tok/s")
@@ -98,6 +102,7 @@ def test_copy_gives_the_reply_without_its_stats_line(laptop, echo_app):
 def test_parameters_and_export_are_in_view_on_a_laptop_screen(laptop, echo_app):
     pg = laptop
     pg.goto(echo_app.url)
+    start_new_chat(pg)
     wait_in_page(pg, pg.locator("#parameters-panel"), "the parameters", visible=True)
     for panel in ("#parameters-panel", "#export-panel", "#chat-input textarea"):
         box = pg.locator(panel).bounding_box()
@@ -112,8 +117,10 @@ def test_parameters_and_export_are_in_view_on_a_laptop_screen(laptop, echo_app):
 def test_a_reloaded_chinese_page_shows_the_stats_in_chinese(laptop, echo_app):
     pg = laptop
     pg.goto(echo_app.url)
+    start_new_chat(pg)
     pg.evaluate("localStorage.setItem('puyu-lang', 'zh')")
     pg.reload()
+    start_new_chat(pg)
     send(pg, "你好")
     stats = pg.locator("#chatbot .reply-stats").last
     wait_in_page(pg, stats, "the stats line in Chinese", text="个 token")
