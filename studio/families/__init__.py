@@ -21,6 +21,13 @@ def _internlm2():
     return InternLM2Family()
 
 
+@FAMILIES.register("internlm3")
+def _internlm3():
+    from studio.families.internlm3 import InternLM3Family
+
+    return InternLM3Family()
+
+
 @FAMILIES.register("internvl2")
 def _internvl2():
     from studio.families.internvl2 import InternVL2Family

@@ -11,7 +11,8 @@ from studio.families.base import ModelFamily
 
 # config.json `architectures` of the official checkpoints each family loads natively.
 _ARCH_FAMILIES = {
-    "InternLM2ForCausalLM": "internlm2",
+    "InternLM2ForCausalLM": "internlm2",  # InternLM2-Chat and InternLM2.5-Chat (the same architecture)
+    "InternLM3ForCausalLM": "internlm3",
     "InternVLChatModel": "internvl2",
     "InternLMXComposer2ForCausalLM": "xcomposer2",
 }
@@ -54,14 +55,14 @@ def _guess(config: dict, where: Path) -> str:
             f"{where}: config.json lists several architectures ({', '.join(archs)}); cannot tell the family.",
             "Set `family:` explicitly in the config.",
         )
-    if model_type == "internlm2" and not archs:
-        return "internlm2"
+    if model_type in ("internlm2", "internlm3") and not archs:
+        return model_type
     if model_type and model_type in _native_model_types():
         return "hf_chat_template"
     raise StudioError(
         f"{where}: cannot tell the model family from config.json "
         f"(architectures={archs or 'missing'}, model_type={model_type or 'missing'}).",
-        "Set `family:` explicitly in the config (known: hf_chat_template, internlm2, internvl2, xcomposer2).",
+        "Set `family:` explicitly in the config (known: hf_chat_template, internlm2, internlm3, internvl2, xcomposer2).",
     )
 
 

@@ -3,7 +3,7 @@
 Not a test: it needs the official code and a Python environment that runs it (transformers 4.37.2,
 einops, sentencepiece). Usage:
 
-    python tests/parity/compare_internlm2.py --official DIR --official-python PYTHON [--keep WORKDIR]
+    python tests/parity/compare_internlm2.py --official DIR --official-python PYTHON [--internlm2-5] [--keep WORKDIR]
 
 DIR holds the official `modeling_internlm2.py`, `configuration_internlm2.py` and
 `tokenization_internlm2.py` (e.g. OpenGVLab/InternVL `internvl_chat/internvl/model/internlm2/`).
@@ -26,7 +26,6 @@ import subprocess
 import sys
 import tempfile
 from pathlib import Path
-from tests.support.engine_calls import GenerationRequest, generate
 
 ROOT = Path(__file__).resolve().parents[2]
 REAL_TOKENIZER = ROOT.parent / "shared" / "fixtures" / "internlm2-tokenizer" / "tokenizer.model"
@@ -43,12 +42,22 @@ STRINGS = [
 INTENDED = ["a<|im_end|>b", "x[UNUSED_TOKEN_145]y", "<s>hi</s>"]
 CASES = [("official config (max_position_embeddings 32768)", {}),
          ("max_position_embeddings 24: dynamic NTK beyond it", {"max_position_embeddings": 24})]
+# InternLM2.5-Chat (--internlm2-5): its config.json values (rope_theta 1e6, dynamic NTK factor 2.0,
+# max_position_embeddings 32768, no bias, vocab 92544) with tiny widths in each size's query-per-kv
+# grouping (1.8B 16/8, 7B 32/8, 20B 48/8 heads), then beyond the trained length, and with factor 3.0.
+CASES_2_5 = [("InternLM2.5-1.8B/7B config, 2 q heads per kv head", {}),
+             ("InternLM2.5 config, 4 q heads per kv head (7B)", {"num_attention_heads": 8, "hidden_size": 128}),
+             ("InternLM2.5 config, 6 q heads per kv head (20B)", {"num_attention_heads": 6, "num_key_value_heads": 1,
+                                                                  "hidden_size": 96}),
+             ("InternLM2.5 config, max_position_embeddings 24: dynamic NTK beyond it", {"max_position_embeddings": 24}),
+             ("InternLM2.5 config, rope factor 3.0, max_position_embeddings 24",
+              {"max_position_embeddings": 24, "rope_scaling": {"type": "dynamic", "factor": 3.0}})]
 
 
 # ---------------------------------------------------------------- inputs (our environment)
 
 
-def write_inputs(work: Path) -> dict:
+def write_inputs(work: Path, cases: list = CASES) -> dict:
     """Tiny checkpoints (fp32), the prompt ids, and tokenizer folders; returns the job description."""
     sys.path.insert(0, str(ROOT))
     from studio.core.types import Message
@@ -56,7 +65,7 @@ def write_inputs(work: Path) -> dict:
     from studio.families.sp_tokenizer import SPTokenizer
     from tests.support.tiny_checkpoints import write_tiny_internlm2, write_tiny_tokenizer
 
-    for i, (_, dims) in enumerate(CASES):
+    for i, (_, dims) in enumerate(cases):
         write_tiny_internlm2(work / f"ckpt{i}", seed=11, dtype="float32", **dims)
     tok = SPTokenizer.from_dir(work / "ckpt0")
     msgs = [Message.of("user", "你好，请介绍一下你自己。"), Message.of("assistant", "我是书生·浦语。"),
@@ -79,7 +88,7 @@ def write_inputs(work: Path) -> dict:
     for name, folder in tokenizers.items():
         tok = SPTokenizer.from_dir(Path(folder))
         sequences[name] = [_random_ids(rng, tok) for _ in range(150)]
-    job = {"prompt": prompt, "cases": len(CASES), "tokenizers": tokenizers, "strings": STRINGS + INTENDED,
+    job = {"prompt": prompt, "cases": len(cases), "tokenizers": tokenizers, "strings": STRINGS + INTENDED,
            "sequences": sequences}
     (work / "job.json").write_text(json.dumps(job, ensure_ascii=False), encoding="utf-8")
     return job
@@ -132,7 +141,7 @@ def official_side(work: Path, official: Path) -> None:
 # ---------------------------------------------------------------- our side and the comparison
 
 
-def our_side(work: Path, job: dict, official: dict) -> None:
+def our_side(work: Path, job: dict, official: dict, cases: list = CASES) -> None:
     """Our loader, engine and tokenizer on the same inputs; prints the comparison."""
     import torch
 
@@ -141,7 +150,7 @@ def our_side(work: Path, job: dict, official: dict) -> None:
 
     ids = torch.tensor([job["prompt"]])
     print(f"prompt: {ids.shape[1]} tokens (chat format with the default system prompt), fp32")
-    for i, (label, _) in enumerate(CASES):
+    for i, (label, _) in enumerate(cases):
         lm = InternLM2Family().load(work / f"ckpt{i}", torch.float32, lambda f, t: None).lm
         with torch.no_grad():
             logits = lm(ids).logits[0]
@@ -158,7 +167,7 @@ def our_side(work: Path, job: dict, official: dict) -> None:
               f" (logit scale {theirs.abs().max().item():.2f}); greedy {NEW_TOKENS} tokens equal: {same}")
         if not same:
             print(f"    ours     {new}\n    official {official[f'greedy{i}']}")
-        if i:
+        if "beyond" in label:
             base = torch.load(work / "official-logits0.pt")
             print(f"    (official logits differ from the first case by up to {(theirs - base).abs().max().item():.2f}:"
                   " the scaling is active on both sides)")
@@ -188,6 +197,7 @@ def _engine_check(work: Path, official_greedy: list[int]) -> None:
     from studio.core.types import GenParams, Message
     from studio.engines.base import LoadContext, Placement
     from studio.engines.hf import load_hf_engine
+    from tests.support.engine_calls import GenerationRequest, generate
 
     cfg = HFOptions(model_path=str(work / "ckpt0"), family="internlm2", device="cpu", dtype="float32")
     engine = load_hf_engine(cfg, LoadContext("chat", Placement("cpu"), work / "cache", lambda f, t: None))
@@ -209,6 +219,7 @@ def main() -> None:
     parser.add_argument("--official", type=Path, required=True, help="folder with the official InternLM2 code")
     parser.add_argument("--official-python", default="/work/scratch/official-venv/bin/python")
     parser.add_argument("--keep", type=Path, help="work folder to keep (default: a temporary one)")
+    parser.add_argument("--internlm2-5", action="store_true", help="the InternLM2.5-Chat configs instead")
     parser.add_argument("--side", choices=["ours", "official"], default="ours", help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -217,10 +228,11 @@ def main() -> None:
         return
     work = args.keep or Path(tempfile.mkdtemp(prefix="parity-internlm2-"))
     work.mkdir(parents=True, exist_ok=True)
-    job = write_inputs(work)
+    cases = CASES_2_5 if args.internlm2_5 else CASES
+    job = write_inputs(work, cases)
     subprocess.run([args.official_python, __file__, "--side", "official", "--work", str(work),
                     "--official", str(args.official.resolve())], check=True, cwd=work)
-    our_side(work, job, json.loads((work / "official.json").read_text(encoding="utf-8")))
+    our_side(work, job, json.loads((work / "official.json").read_text(encoding="utf-8")), cases)
     if not args.keep:
         shutil.rmtree(work, ignore_errors=True)
 
