@@ -33,10 +33,10 @@ def test_internlm2_configs_validate_without_remote_code(name):
 
 
 def test_unknown_family_names_file_key_and_known(tmp_path):
-    p = write(tmp_path, "engines:\n  chat:\n    family: internlm3\n    model_path: /x\n")
+    p = write(tmp_path, "engines:\n  chat:\n    family: internlm9\n    model_path: /x\n")
     with pytest.raises(ConfigError) as e:
         load_config(p)
-    assert str(e.value).startswith(f"{p}: engines.chat.family: 'internlm3' unknown; known: auto, ")
+    assert str(e.value).startswith(f"{p}: engines.chat.family: 'internlm9' unknown; known: auto, ")
     assert "internlm2" in str(e.value) and "hf_chat_template" in str(e.value)
 
 
