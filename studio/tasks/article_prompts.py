@@ -7,7 +7,7 @@ import re
 from dataclasses import dataclass
 
 # Families trained on the official Chinese prompts.
-CHINESE_FAMILIES = {"internlm2", "internvl2", "xcomposer2"}
+CHINESE_FAMILIES = {"internlm2", "internlm3", "internvl2", "xcomposer2"}
 TOKENS_PER_PARAGRAPH = 75  # a short paragraph of 50-60 English words
 SEG = re.compile(r"<\s*Seg\s*(\d+)\s*>", re.IGNORECASE)
 

@@ -177,3 +177,10 @@ def test_engine_greedy_equals_the_models_argmax(ckpt, tmp_path):
         assert "".join(d.text for d in deltas) == expected
     finally:
         engine.close()
+
+
+def test_article_tasks_treat_it_as_a_chinese_text_model():
+    from studio.tasks.article_plan import TEXT_FAMILIES
+    from studio.tasks.article_prompts import prompts_for
+
+    assert prompts_for("internlm3").lang == "zh" and "internlm3" in TEXT_FAMILIES
