@@ -1,0 +1,1 @@
+"""Model hub access: downloads the user asked for (Hugging Face, ModelScope), resumable and verified."""
