@@ -9,7 +9,7 @@ import time
 import uuid
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Callable, Literal, Optional
 
 from studio.config import DownloadsConfig
 from studio.errors import InputError
@@ -82,6 +82,7 @@ class Downloads:
         self._states: dict[str, JobState] = {}
         self._cancels: dict[str, threading.Event] = {}
         self._threads: dict[str, threading.Thread] = {}
+        self._aborts: dict[str, Callable[[], None]] = {}  # cuts a job's open connection
         self._stopping = threading.Event()
         for job_id, rec in self._records.load().items():
             self._states[job_id] = JobState(job_id, rec.request, rec.state, error=rec.error, hint=rec.hint,
@@ -146,9 +147,12 @@ class Downloads:
                 raise InputError(f"There is no download {job_id!r}.", "Pick one from the list of downloads.")
             if job_id in self._cancels:
                 self._cancels[job_id].set()
+            abort = self._aborts.get(job_id)
             if not self._running(job_id) and st.state in ACTIVE:
                 self._states[job_id] = replace(st, state="cancelled")
                 self._records.save(job_id, self._states[job_id], self._records.pinned(job_id))
+        if abort is not None:
+            abort()
 
     def resume_unfinished(self) -> list[str]:
         """Continue every job that was running when the studio (or the machine) stopped; their ids."""
@@ -171,8 +175,11 @@ class Downloads:
         self._stopping.set()
         with self._lock:
             events, threads = list(self._cancels.values()), list(self._threads.values())
+            aborts = list(self._aborts.values())
         for ev in events:
             ev.set()
+        for abort in aborts:
+            abort()
         for thread in threads:
             thread.join(timeout)
 
@@ -195,6 +202,14 @@ class Downloads:
             if persist:
                 self._records.save(job_id, st, pinned if pinned is not None else self._records.pinned(job_id))
             return st
+
+    def set_abort(self, job_id: str, abort: Optional[Callable[[], None]]) -> None:
+        """What cancel() calls to cut the job's connection at once (None: nothing open)."""
+        with self._lock:
+            if abort is None:
+                self._aborts.pop(job_id, None)
+            else:
+                self._aborts[job_id] = abort
 
     def add_bytes(self, job_id: str, n: int) -> None:
         """Count `n` more (or, negative, fewer) bytes done."""

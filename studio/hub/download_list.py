@@ -79,7 +79,7 @@ def connection_error(exc: Exception, url: str, source: str) -> DownloadError:
     text = f"{exc} {cause}".lower()
     if isinstance(cause, socket.gaierror) or "name or service not known" in text or "name resolution" in text \
             or "nodename nor servname" in text:
-        return no_network(host, source, "the name does not resolve (no network, or no DNS)")
+        return no_network(host, source, "the name does not resolve (no network, or no DNS)", retry=False)
     if isinstance(exc, httpx.TimeoutException):
         return no_network(host, source, "it did not answer in time")
     if isinstance(exc, httpx.ConnectError):

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 
 from studio.errors import InputError
-from studio.hub.download_errors import Cancelled, DownloadError, cannot_write, disk_full
+from studio.hub.download_errors import HUB_NAMES, Cancelled, DownloadError, cannot_write, disk_full
 from studio.hub.download_fetch import FetchContext, fetch_file, part_size
 from studio.hub.download_folder import PARTIAL_DIR, file_matches, read_record, write_record
 from studio.hub.download_list import Listing, RemoteFile, list_files
@@ -50,30 +50,44 @@ def _run(downloads, job_id: str, req, cancel: threading.Event) -> None:
     with httpx.Client(timeout=timeout, follow_redirects=True, headers={"User-Agent": "puyu-studio"}) as client:
         downloads.update(job_id, True, state="listing", error="", hint="", error_key="")
         listing = _listing(client, downloads, job_id, req, endpoint, headers, cancel)
-        files = [f for f in listing.files if _wanted(f.path, req.include)]
-        dest = req.dest
-        _mkdir(dest)
-        record = _prepare_record(dest, req, listing, files)
-        todo = [f for f in files if f.path not in record["files"]]
-        on_disk = sum(f.size for f in files if f.path in record["files"]) + sum(part_size(dest, f) for f in todo)
-        downloads.update(job_id, True, pinned=listing.revision, state="downloading", total_bytes=sum(f.size for f in files),
-                         files_total=len(files), files_done=len(files) - len(todo), done_bytes=on_disk,
-                         resumed_bytes=on_disk)
-        _check_space(dest, sum(f.size - part_size(dest, f) for f in todo))
+        files, record, todo = _plan(downloads, job_id, req, listing)
         ctx = FetchContext(client, req.source, endpoint, req.repo, listing.revision, headers, cancel, cfg.retries,
                            cfg.retry_wait_s, lambda n: downloads.add_bytes(job_id, n),
                            lambda rel: downloads.update(job_id, state="verifying", current_file=rel))
-        for f in todo:
-            downloads.update(job_id, state="downloading", current_file=f.path)
-            digest = fetch_file(ctx, f, dest)
-            st = (dest / f.path).stat()
-            record["files"][f.path] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "hash": digest}
-            write_record(dest, record)
-            done = downloads.state(job_id).files_done + 1
-            downloads.update(job_id, files_done=done)
+        downloads.set_abort(job_id, ctx.abort)
+        try:
+            _fetch_all(downloads, job_id, ctx, req.dest, record, todo)
+        finally:
+            downloads.set_abort(job_id, None)
         downloads.update(job_id, True, state="verifying", current_file="")
-        _finish(dest, record, files)
+        _finish(req.dest, record, files)
         downloads.update(job_id, True, state="done", done_bytes=sum(f.size for f in files), current_file="")
+
+
+def _plan(downloads, job_id: str, req, listing: Listing) -> tuple[list[RemoteFile], dict, list[RemoteFile]]:
+    """The files wanted, the folder's record, and what is left to fetch after the space check."""
+    dest = req.dest
+    files = [f for f in listing.files if _wanted(f.path, req.include)]
+    _mkdir(dest)
+    record = _prepare_record(dest, req, listing, files)
+    todo = [f for f in files if f.path not in record["files"]]
+    on_disk = sum(f.size for f in files if f.path in record["files"]) + sum(part_size(dest, f) for f in todo)
+    downloads.update(job_id, True, pinned=listing.revision, state="downloading", total_bytes=sum(f.size for f in files),
+                     files_total=len(files), files_done=len(files) - len(todo), done_bytes=on_disk,
+                     resumed_bytes=on_disk)
+    _check_space(dest, sum(f.size - part_size(dest, f) for f in todo))
+    return files, record, todo
+
+
+def _fetch_all(downloads, job_id: str, ctx: FetchContext, dest: Path, record: dict, todo: list[RemoteFile]) -> None:
+    """Fetch and verify each file in turn, recording each one in the folder as soon as it is in place."""
+    for f in todo:
+        downloads.update(job_id, state="downloading", current_file=f.path)
+        digest = fetch_file(ctx, f, dest)
+        st = (dest / f.path).stat()
+        record["files"][f.path] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "hash": digest}
+        write_record(dest, record)
+        downloads.update(job_id, files_done=downloads.state(job_id).files_done + 1)
 
 
 def _listing(client, downloads, job_id, req, endpoint, headers, cancel) -> Listing:
@@ -109,7 +123,8 @@ def _prepare_record(dest: Path, req, listing: Listing, files: list[RemoteFile]) 
     old = read_record(dest)
     same = old.get("source") == req.source and old.get("repo") == req.repo
     if old and not same and old.get("state") == "complete":
-        raise InputError(f"{dest} already holds {old.get('repo')}.", "Choose another destination folder.")
+        hub = HUB_NAMES.get(str(old.get("source")), old.get("source"))
+        raise InputError(f"{dest} already holds {old.get('repo')} from {hub}.", "Choose another destination folder (--dest).")
     wanted = {f.path: f for f in files}
     kept = {}
     for rel, entry in (old.get("files", {}) if same else {}).items():
