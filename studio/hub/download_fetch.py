@@ -16,9 +16,21 @@ from urllib.parse import urlsplit
 
 import httpx
 
-from studio.hub.download_errors import Cancelled, DownloadError, cannot_write, disk_full, dropped, hash_mismatch
+from studio.hub.download_errors import (
+    Cancelled,
+    DownloadError,
+    cannot_write,
+    disk_full,
+    dropped,
+    hash_mismatch,
+)
 from studio.hub.download_folder import part_path
-from studio.hub.download_list import RemoteFile, check_status, connection_error, file_url
+from studio.hub.download_list import (
+    RemoteFile,
+    check_status,
+    connection_error,
+    file_url,
+)
 
 READ_BLOCK = 1 << 20
 MAX_WAIT_S = 30.0

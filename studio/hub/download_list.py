@@ -14,7 +14,13 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from studio.errors import InputError
-from studio.hub.download_errors import DownloadError, bad_listing, no_network, not_found, private_repo
+from studio.hub.download_errors import (
+    DownloadError,
+    bad_listing,
+    no_network,
+    not_found,
+    private_repo,
+)
 from studio.hub.download_folder import MARKER, PARTIAL_DIR
 
 REPO_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")

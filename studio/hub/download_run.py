@@ -12,9 +12,20 @@ from pathlib import Path
 import httpx
 
 from studio.errors import InputError
-from studio.hub.download_errors import HUB_NAMES, Cancelled, DownloadError, cannot_write, disk_full
+from studio.hub.download_errors import (
+    HUB_NAMES,
+    Cancelled,
+    DownloadError,
+    cannot_write,
+    disk_full,
+)
 from studio.hub.download_fetch import FetchContext, fetch_file, part_size
-from studio.hub.download_folder import PARTIAL_DIR, file_matches, read_record, write_record
+from studio.hub.download_folder import (
+    PARTIAL_DIR,
+    file_matches,
+    read_record,
+    write_record,
+)
 from studio.hub.download_list import Listing, RemoteFile, list_files
 from studio.hub.download_settings import endpoint_for, token_for
 

@@ -13,7 +13,14 @@ import pytest
 
 from studio.config import DownloadsConfig
 from studio.hub.download import DownloadRequest, Downloads
-from studio.hub.download_folder import MARKER, PARTIAL_DIR, is_complete, part_path, partial_state, read_record
+from studio.hub.download_folder import (
+    MARKER,
+    PARTIAL_DIR,
+    is_complete,
+    part_path,
+    partial_state,
+    read_record,
+)
 from tests.support.apps import REPO
 from tests.support.fake_hub import SEND, fake_hub, make_repo
 from tests.support.tmpfs import fill, tiny_tmpfs
@@ -80,8 +87,7 @@ def test_killed_cli_resumes_from_its_partial_bytes(tmp_path, hub):
     dest, data = tmp_path / "m", tmp_path / "data"
     cmd = [sys.executable, "launch.py", "models", "download", "internlm/tiny", "--endpoint", hub.url,
            "--dest", str(dest), "--data-dir", str(data)]
-    log = open(tmp_path / "cli.log", "wb")
-    proc = subprocess.Popen(cmd, cwd=REPO, stdout=log, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     part = part_path(dest, BIG)
     wait_until(lambda: part.exists() and part.stat().st_size == HELD, "the partial file to hold the sent bytes",
                progress=lambda: part.exists() and part.stat().st_size)
@@ -90,7 +96,7 @@ def test_killed_cli_resumes_from_its_partial_bytes(tmp_path, hub):
     proc.wait()
     hub.faults.hold_after.clear()
     hub.release.set()
-    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True)
+    r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Downloaded internlm/tiny" in r.stdout
     assert_files(hub, dest) and is_complete(dest)
@@ -110,7 +116,10 @@ def test_studio_stop_then_restart_resumes_unfinished(tmp_path, hub):
     assert d.state(job).state == "downloading"  # stopped, not cancelled
     hub.faults.hold_after.clear()
     hub.release.set()
+    seen = len(hub.served)
     again = downloads(tmp_path, hub)
+    assert len(hub.served) == seen  # starting the studio contacts no hub by itself
+    assert [s.state for s in again.jobs()] == ["downloading"]
     assert again.resume_unfinished() == [job]
     st = again.wait(job)
     assert st.state == "done" and st.resumed_bytes >= HELD
@@ -223,7 +232,7 @@ def test_ctrl_c_in_the_terminal_cancels_and_keeps_the_partial(tmp_path, hub):
     assert "Cancelled." in out and "run the same command again to resume" in out and "Traceback" not in out
     assert part.stat().st_size == HELD and not is_complete(dest)
     status = subprocess.run([sys.executable, "launch.py", "models", "status", "--data-dir", str(data)], cwd=REPO,
-                            capture_output=True, text=True)
+                            capture_output=True, text=True, check=False)
     assert "cancelled" in status.stdout and "internlm/tiny" in status.stdout
 
 
@@ -238,3 +247,31 @@ def test_bad_requests_are_refused_with_the_fix(tmp_path, hub):
         d.start(DownloadRequest("modelscope", "justname", dest=tmp_path / "m"))
     with pytest.raises(InputError, match="Unknown source"):
         d.start(DownloadRequest("openxlab", "a/b", dest=tmp_path / "m"))
+
+
+def test_config_section_services_and_launch_flags(tmp_path, monkeypatch):
+    from pydantic import ValidationError
+
+    import launch
+    from studio.config import load_config
+    from studio.hub.download_settings import endpoint_for
+    from studio.services import build_services
+
+    with pytest.raises(ValidationError, match="http:// or https://"):
+        DownloadsConfig(hf_endpoint="hf-mirror.com")
+    monkeypatch.setenv("HF_ENDPOINT", "https://hf-mirror.com/")
+    monkeypatch.setenv("MODELSCOPE_ENDPOINT", "https://ms.example")
+    cfg = DownloadsConfig()
+    assert endpoint_for(cfg, "huggingface") == "https://hf-mirror.com"
+    assert endpoint_for(cfg, "modelscope") == "https://ms.example"
+    assert endpoint_for(DownloadsConfig(hf_endpoint="https://a.example/"), "huggingface") == "https://a.example"
+    assert endpoint_for(cfg, "huggingface", "http://127.0.0.1:9") == "http://127.0.0.1:9"
+    services = build_services(load_config(), tmp_path / "data")
+    try:
+        assert services.downloads.default_dest("internlm/x") == tmp_path / "data" / "models" / "internlm" / "x"
+        assert (tmp_path / "data" / "downloads").stat().st_mode & 0o777 == 0o700
+    finally:
+        services.close()
+    args = launch.parse_args(["--port", "6006", "--num-gpus", "1"])  # the studio's own flags are unchanged
+    assert (args.port, args.num_gpus, args.cli) == (6006, 1, False)
+    assert launch.main(["models", "download", "../x", "--data-dir", str(tmp_path / "d")]) == 2
