@@ -46,8 +46,11 @@ class Downloads:
         self._aborts: dict[str, Callable[[], None]] = {}  # cuts a job's open connection
         self._stopping = threading.Event()
         for job_id, rec in self._records.load().items():
+            fp = partial_state(rec.request.dest)  # how far it got, from the folder itself (no network)
+            counts = {} if fp is None else {"done_bytes": fp.done_bytes, "total_bytes": fp.total_bytes,
+                                            "files_done": fp.files_done, "files_total": fp.files_total}
             self._states[job_id] = JobState(job_id, rec.request, rec.state, error=rec.error, hint=rec.hint,
-                                            error_key=rec.error_key)
+                                            error_key=rec.error_key, **counts)
 
     def start(self, req: DownloadRequest) -> str:
         """Begin (or continue) a download; the id of its job. The same folder never downloads twice at once."""

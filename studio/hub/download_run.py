@@ -8,6 +8,7 @@ import logging
 import shutil
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
@@ -56,12 +57,15 @@ def _run(downloads, job_id: str, req, cancel: threading.Event) -> None:
     endpoint = endpoint_for(cfg, req.source, req.endpoint)
     token = token_for(cfg, req.source)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    timeout = httpx.Timeout(cfg.timeout_s)
-    # trust_env: a proxy set in the environment is how many lab machines reach the hubs.
-    with httpx.Client(timeout=timeout, follow_redirects=True, headers={"User-Agent": "puyu-studio"}) as client:
+    cookies = httpx.Cookies()
+    if token and req.source == "modelscope":  # ModelScope's own client sends the token as this session cookie
+        cookies.set("m_session_id", token, domain=urlsplit(endpoint).hostname or "")
+    # httpx drops Authorization on a redirect to another host (a CDN), and the cookie only goes to the hub's.
+    with httpx.Client(timeout=httpx.Timeout(cfg.timeout_s), follow_redirects=True, cookies=cookies,
+                      headers={"User-Agent": "puyu-studio"}) as client:
         downloads.update(job_id, True, state="listing", error="", hint="", error_key="")
         listing = _listing(client, downloads, job_id, req, endpoint, headers, cancel)
-        files, record, todo = _plan(downloads, job_id, req, listing)
+        files, record, todo = _plan(downloads, job_id, req, listing, cancel)
         ctx = FetchContext(client, req.source, endpoint, req.repo, listing.revision, headers, cancel, cfg.retries,
                            cfg.retry_wait_s, lambda n: downloads.add_bytes(job_id, n),
                            lambda rel: downloads.update(job_id, state="verifying", current_file=rel))
@@ -75,12 +79,13 @@ def _run(downloads, job_id: str, req, cancel: threading.Event) -> None:
         downloads.update(job_id, True, state="done", done_bytes=sum(f.size for f in files), current_file="")
 
 
-def _plan(downloads, job_id: str, req, listing: Listing) -> tuple[list[RemoteFile], dict, list[RemoteFile]]:
+def _plan(downloads, job_id: str, req, listing: Listing,
+          cancel: threading.Event) -> tuple[list[RemoteFile], dict, list[RemoteFile]]:
     """The files wanted, the folder's record, and what is left to fetch after the space check."""
     dest = req.dest
     files = [f for f in listing.files if _wanted(f.path, req.include)]
     _mkdir(dest)
-    record = _prepare_record(dest, req, listing, files)
+    record = _prepare_record(dest, req, listing, files, cancel)
     todo = [f for f in files if f.path not in record["files"]]
     on_disk = sum(f.size for f in files if f.path in record["files"]) + sum(part_size(dest, f) for f in todo)
     downloads.update(job_id, True, pinned=listing.revision, state="downloading", total_bytes=sum(f.size for f in files),
@@ -129,7 +134,7 @@ def _mkdir(dest: Path) -> None:
         raise cannot_write(str(dest), exc.strerror or str(exc)) from None
 
 
-def _prepare_record(dest: Path, req, listing: Listing, files: list[RemoteFile]) -> dict:
+def _prepare_record(dest: Path, req, listing: Listing, files: list[RemoteFile], cancel: threading.Event) -> dict:
     """The folder's record for this listing, keeping the files verified before that are still intact."""
     old = read_record(dest)
     same = old.get("source") == req.source and old.get("repo") == req.repo
@@ -144,21 +149,20 @@ def _prepare_record(dest: Path, req, listing: Listing, files: list[RemoteFile]) 
             kept[rel] = entry
     record = {"state": "partial", "source": req.source, "repo": req.repo, "revision": listing.revision,
               "listing": {f.path: f.size for f in files}, "files": kept}
-    _adopt_present(dest, record, files)
+    _adopt_present(dest, record, files, cancel)
     write_record(dest, record)
     return record
 
 
-def _adopt_present(dest: Path, record: dict, files: list[RemoteFile]) -> None:
+def _adopt_present(dest: Path, record: dict, files: list[RemoteFile], cancel: threading.Event) -> None:
     """Files already in place (another tool's download) are kept when their size and hash match."""
     from studio.hub.download_fetch import file_hash
 
-    never = threading.Event()
     for f in files:
         path = dest / f.path
         if f.path in record["files"] or not path.is_file() or path.stat().st_size != f.size or not f.hash_kind:
             continue
-        digest = file_hash(path, f, never)
+        digest = file_hash(path, f, cancel)
         if digest == (f.sha256 or f.git_sha1):
             st = path.stat()
             record["files"][f.path] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "hash": digest}

@@ -43,6 +43,7 @@ class Served:
     sent: int  # body bytes written
     status: int
     authorization: str = ""
+    cookie: str = ""
 
 
 @dataclass
@@ -241,7 +242,8 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
 
     def _record(self, hub, method, repo, rel, start, status) -> Served:
-        s = Served(hub, method, repo, rel, start, 0, status, self.headers.get("Authorization", ""))
+        s = Served(hub, method, repo, rel, start, 0, status, self.headers.get("Authorization", ""),
+                   self.headers.get("Cookie", ""))
         with self.server.lock:
             self.server.served.append(s)
         return s

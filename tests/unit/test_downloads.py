@@ -119,7 +119,8 @@ def test_studio_stop_then_restart_resumes_unfinished(tmp_path, hub):
     seen = len(hub.served)
     again = downloads(tmp_path, hub)
     assert len(hub.served) == seen  # starting the studio contacts no hub by itself
-    assert [s.state for s in again.jobs()] == ["downloading"]
+    (before,) = again.jobs()
+    assert before.state == "downloading" and before.files_total == 4 and before.done_bytes >= HELD
     assert again.resume_unfinished() == [job]
     st = again.wait(job)
     assert st.state == "done" and st.resumed_bytes >= HELD
@@ -152,13 +153,17 @@ def test_missing_and_private_repos_say_so(tmp_path, hub, source):
     assert not (tmp_path / "b" / MARKER).exists()
 
 
-def test_token_goes_to_the_hub_and_never_into_records(tmp_path, hub):
-    d = downloads(tmp_path, hub, hf_token="hf_secret_token_1234")
+def test_tokens_go_to_the_hub_and_never_into_records(tmp_path, hub):
+    d = downloads(tmp_path, hub, hf_token="hf_secret_token_1234", modelscope_token="ms_secret_token_5678")
     assert run(d, "huggingface", tmp_path / "m").state == "done"
     assert {s.authorization for s in hub.served} == {"Bearer hf_secret_token_1234"}
-    stored = [p.read_text() for p in (tmp_path / "state").glob("*.json")] + [(tmp_path / "m" / MARKER).read_text()]
-    assert not any("hf_secret" in text for text in stored)
-    assert "hf_secret" not in repr(d.config)
+    hub.served[:] = []
+    assert run(d, "modelscope", tmp_path / "s").state == "done"
+    assert {s.cookie for s in hub.served} == {"m_session_id=ms_secret_token_5678"}  # as ModelScope's client sends it
+    stored = [p.read_text() for p in (tmp_path / "state").glob("*.json")]
+    stored += [(tmp_path / m / MARKER).read_text() for m in ("m", "s")]
+    assert not any("secret" in text for text in stored)
+    assert "secret" not in repr(d.config)
 
 
 def test_dropped_connections_are_retried_then_reported(tmp_path, hub):
