@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import fnmatch
 import logging
+import os
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -61,10 +65,13 @@ def _run(downloads, job_id: str, req, cancel: threading.Event) -> None:
     if token and req.source == "modelscope":  # ModelScope's own client sends the token as this session cookie
         cookies.set("m_session_id", token, domain=urlsplit(endpoint).hostname or "")
     # httpx drops Authorization on a redirect to another host (a CDN), and the cookie only goes to the hub's.
-    with httpx.Client(timeout=httpx.Timeout(cfg.timeout_s), follow_redirects=True, cookies=cookies,
-                      headers={"User-Agent": "puyu-studio"}) as client:
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(httpx.Client(timeout=httpx.Timeout(cfg.timeout_s), follow_redirects=True,
+                                                  cookies=cookies, headers={"User-Agent": "puyu-studio"}))
         downloads.update(job_id, True, state="listing", error="", hint="", error_key="")
         listing = _listing(client, downloads, job_id, req, endpoint, headers, cancel)
+        _mkdir(req.dest)
+        stack.enter_context(_folder_lock(req.dest))
         files, record, todo = _plan(downloads, job_id, req, listing, cancel)
         ctx = FetchContext(client, req.source, endpoint, req.repo, listing.revision, headers, cancel, cfg.retries,
                            cfg.retry_wait_s, lambda n: downloads.add_bytes(job_id, n),
@@ -76,7 +83,7 @@ def _run(downloads, job_id: str, req, cancel: threading.Event) -> None:
             downloads.set_abort(job_id, None)
         downloads.update(job_id, True, state="verifying", current_file="")
         _finish(req.dest, record, files)
-        downloads.update(job_id, True, state="done", done_bytes=sum(f.size for f in files), current_file="")
+    downloads.update(job_id, True, state="done", done_bytes=sum(f.size for f in files), current_file="")
 
 
 def _plan(downloads, job_id: str, req, listing: Listing,
@@ -84,7 +91,6 @@ def _plan(downloads, job_id: str, req, listing: Listing,
     """The files wanted, the folder's record, and what is left to fetch after the space check."""
     dest = req.dest
     files = [f for f in listing.files if _wanted(f.path, req.include)]
-    _mkdir(dest)
     record = _prepare_record(dest, req, listing, files, cancel)
     todo = [f for f in files if f.path not in record["files"]]
     on_disk = sum(f.size for f in files if f.path in record["files"]) + sum(part_size(dest, f) for f in todo)
@@ -166,6 +172,23 @@ def _adopt_present(dest: Path, record: dict, files: list[RemoteFile], cancel: th
         if digest == (f.sha256 or f.git_sha1):
             st = path.stat()
             record["files"][f.path] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "hash": digest}
+
+
+@contextlib.contextmanager
+def _folder_lock(dest: Path) -> Iterator[None]:
+    """Hold the folder's download lock: the studio and a terminal never write the same partial files."""
+    lock_dir = dest / PARTIAL_DIR
+    lock_dir.mkdir(exist_ok=True)
+    fd = os.open(lock_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"{dest} is being downloaded by another studio or terminal right now.",
+                             "Let that download finish (or cancel it) first; it resumes from the same bytes.") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _check_space(dest: Path, needed: int) -> None:

@@ -92,6 +92,9 @@ def test_killed_cli_resumes_from_its_partial_bytes(tmp_path, hub):
     wait_until(lambda: part.exists() and part.stat().st_size == HELD, "the partial file to hold the sent bytes",
                progress=lambda: part.exists() and part.stat().st_size)
     assert not is_complete(dest) and partial_state(dest).state == "partial"
+    other = run(downloads(tmp_path, hub), "huggingface", dest)  # the studio, while the terminal downloads
+    assert other.state == "failed" and "being downloaded by another studio or terminal" in other.error
+    assert part.stat().st_size == HELD
     os.kill(proc.pid, signal.SIGKILL)
     proc.wait()
     hub.faults.hold_after.clear()
@@ -280,3 +283,19 @@ def test_config_section_services_and_launch_flags(tmp_path, monkeypatch):
     args = launch.parse_args(["--port", "6006", "--num-gpus", "1"])  # the studio's own flags are unchanged
     assert (args.port, args.num_gpus, args.cli) == (6006, 1, False)
     assert launch.main(["models", "download", "../x", "--data-dir", str(tmp_path / "d")]) == 2
+
+
+def test_progress_line_and_hostile_listing_paths():
+    from studio.hub.download import JobState
+    from studio.hub.download_list import safe_path
+    from studio.models_cli import progress_line
+
+    req = DownloadRequest("huggingface", "internlm/tiny", dest=Path("/x"))
+    st = JobState("j", req, "downloading", done_bytes=3 * 1024 * 1024, total_bytes=6 * 1024 * 1024, files_done=1,
+                  files_total=4, current_file=BIG)
+    assert progress_line(st, tty=True) == f" 50.0%  3.0 MiB / 6.0 MiB  file 2/4  internlm/tiny: downloading {BIG}"
+    assert progress_line(st, tty=False) == f"internlm/tiny: downloading {BIG} (file 2/4)"  # one line per file
+    assert progress_line(JobState("j", req, "listing"), tty=True) == "internlm/tiny: listing files…"
+    assert all(safe_path(p) for p in ("a", "sub/dir/x.bin", ".gitattributes"))
+    assert not any(safe_path(p) for p in ("../x", "/etc/passwd", "a/../../b", "a//b", "a\\b", "",
+                                          ".puyu-download.json", ".puyu-partial/x.part", "a\0b", None))
