@@ -10,7 +10,7 @@ from typing import Optional, TextIO
 
 from studio.console import Console
 from studio.errors import ConfigError, StudioError
-from studio.hub.download import DownloadRequest, JobState
+from studio.hub.download import ACTIVE, DownloadRequest, JobState
 from studio.hub.download_errors import human_bytes
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_CANCELLED = 0, 1, 2, 130
@@ -107,7 +107,9 @@ def _status(downloads, out: TextIO) -> int:
     if not jobs:
         print("No downloads yet. Start one with: python launch.py models download OWNER/NAME", file=out)
     for st in jobs:
-        line = f"{st.id}  {st.state:<11} {st.request.source:<11} {st.request.repo}  → {st.request.dest}"
+        # An active state read back from disk means the download was cut off; it resumes when started again.
+        state = "interrupted" if st.state in ACTIVE and not downloads.running(st.id) else st.state
+        line = f"{st.id}  {state:<11} {st.request.source:<11} {st.request.repo}  → {st.request.dest}"
         print(line + (f"\n    {st.error}" if st.error else ""), file=out)
     return EXIT_OK
 

@@ -72,6 +72,11 @@ class Downloads:
         thread = self._threads.get(job_id)
         return thread is not None and thread.is_alive()
 
+    def running(self, job_id: str) -> bool:
+        """Whether the job is being worked on in this process (an active state read back from disk is not)."""
+        with self._lock:
+            return self._running(job_id)
+
     def _launch(self, job_id: str, req: DownloadRequest) -> None:
         # Called with the lock held.
         self._states[job_id] = JobState(job_id, req, "queued")

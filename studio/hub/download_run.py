@@ -70,6 +70,8 @@ def _run(downloads, job_id: str, req, cancel: threading.Event) -> None:
                                                   cookies=cookies, headers={"User-Agent": "puyu-studio"}))
         downloads.update(job_id, True, state="listing", error="", hint="", error_key="")
         listing = _listing(client, downloads, job_id, req, endpoint, headers, cancel)
+        if cancel.is_set():
+            raise Cancelled()
         _mkdir(req.dest)
         stack.enter_context(_folder_lock(req.dest))
         files, record, todo = _plan(downloads, job_id, req, listing, cancel)

@@ -99,6 +99,9 @@ def test_killed_cli_resumes_from_its_partial_bytes(tmp_path, hub):
     proc.wait()
     hub.faults.hold_after.clear()
     hub.release.set()
+    status = subprocess.run([sys.executable, "launch.py", "models", "status", "--data-dir", str(data)], cwd=REPO,
+                            capture_output=True, text=True, check=False)
+    assert "interrupted" in status.stdout and "internlm/tiny" in status.stdout
     r = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, check=False)
     assert r.returncode == 0, r.stdout + r.stderr
     assert "Downloaded internlm/tiny" in r.stdout
