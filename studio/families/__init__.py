@@ -21,6 +21,13 @@ def _internlm2():
     return InternLM2Family()
 
 
+@FAMILIES.register("internlm")
+def _internlm():
+    from studio.families.internlm1 import InternLM1Family
+
+    return InternLM1Family()
+
+
 @FAMILIES.register("internvl2")
 def _internvl2():
     from studio.families.internvl2 import InternVL2Family

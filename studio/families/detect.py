@@ -12,6 +12,7 @@ from studio.families.base import ModelFamily
 # config.json `architectures` of the official checkpoints each family loads natively.
 _ARCH_FAMILIES = {
     "InternLM2ForCausalLM": "internlm2",
+    "InternLMForCausalLM": "internlm",
     "InternVLChatModel": "internvl2",
     "InternLMXComposer2ForCausalLM": "xcomposer2",
 }
@@ -61,7 +62,7 @@ def _guess(config: dict, where: Path) -> str:
     raise StudioError(
         f"{where}: cannot tell the model family from config.json "
         f"(architectures={archs or 'missing'}, model_type={model_type or 'missing'}).",
-        "Set `family:` explicitly in the config (known: hf_chat_template, internlm2, internvl2, xcomposer2).",
+        "Set `family:` explicitly in the config (known: hf_chat_template, internlm, internlm2, internvl2, xcomposer2).",
     )
 
 
