@@ -35,6 +35,13 @@ def _internvl2():
     return InternVL2Family()
 
 
+@FAMILIES.register("xcomposer")
+def _xcomposer():
+    from studio.families.xcomposer1 import XComposer1Family
+
+    return XComposer1Family()
+
+
 @FAMILIES.register("xcomposer2")
 def _xcomposer2():
     from studio.families.xcomposer2 import XComposer2Family

@@ -15,6 +15,7 @@ _ARCH_FAMILIES = {
     "InternLMForCausalLM": "internlm",
     "InternVLChatModel": "internvl2",
     "InternLMXComposer2ForCausalLM": "xcomposer2",
+    "InternLMXComposerForCausalLM": "xcomposer",
 }
 
 
@@ -62,7 +63,7 @@ def _guess(config: dict, where: Path) -> str:
     raise StudioError(
         f"{where}: cannot tell the model family from config.json "
         f"(architectures={archs or 'missing'}, model_type={model_type or 'missing'}).",
-        "Set `family:` explicitly in the config (known: hf_chat_template, internlm, internlm2, internvl2, xcomposer2).",
+        "Set `family:` explicitly in the config (known: hf_chat_template, internlm, internlm2, internvl2, xcomposer, xcomposer2).",
     )
 
 
