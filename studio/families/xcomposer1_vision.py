@@ -156,8 +156,10 @@ class XComposer1Vision:
 
         self.tower, self.qformer = tower, qformer
         self.query_tokens = own["query_tokens"]
-        self.proj = torch.nn.Linear(own["internlm_proj.weight"].shape[1], own["internlm_proj.weight"].shape[0])
-        self.proj.load_state_dict({"weight": own["internlm_proj.weight"], "bias": own["internlm_proj.bias"]})
+        weight = own["internlm_proj.weight"]
+        self.proj = torch.nn.Linear(weight.shape[1], weight.shape[0], device="meta")
+        # assign: the projection takes the loaded dtype (a copy would keep nn.Linear's fp32).
+        self.proj.load_state_dict({"weight": weight, "bias": own["internlm_proj.bias"]}, assign=True)
         self.flags = (own["flag_image_start"], own["flag_image_end"])
 
     @property

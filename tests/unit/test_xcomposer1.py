@@ -155,3 +155,12 @@ def test_memory_plan_and_config_file(ckpt):
     assert plan.weights > 2 * 103168 * 64 * 4 and plan.headroom > 1024**3
     chat = load_config(DEFAULT_CONFIG.parent / "xcomposer-7b.yaml").engines["chat"]
     assert (chat.family, chat.trust_remote_code, chat.context_window) == ("xcomposer", False, 2048)
+
+
+def test_bfloat16_load_keeps_every_image_part_in_bfloat16(ckpt, tok):
+    family = XComposer1Family()
+    parts = family.load(ckpt, torch.bfloat16, lambda *a: None)
+    assert {p.dtype for p in parts.vision.parameters()} == {torch.bfloat16}
+    prompt = family.prepare(parts.tokenizer, [Message("user", [ImagePart(picture()), TextPart("x")])])
+    embeds, mask = parts.vision.embed(parts.lm, prompt)
+    assert embeds.dtype == torch.bfloat16 and mask is None and embeds.shape[1] == len(prompt.ids)
