@@ -8,7 +8,8 @@ Prompt, as examples/web_demo.py builds it (CONV_VISION_7132_v2 and get_context_e
 The prompt is split at each `<Img><ImageHere></Img>` (the tags go with it) and every text part is
 tokenized apart, BOS only before the first; an image takes 66 positions (start flag, 64 Q-Former
 outputs, end flag). A message's images go before its text, joined by a space, as an upload next to
-a typed question does in the demo. `<TOKENS_UNUSED_0>` / `<TOKENS_UNUSED_1>` (103027 / 103028,
+a typed question does in the demo; a text with one `<ImageHere>` per image of its message puts each
+image at its mark instead (the article demo's candidate list: `A.<ImageHere>\nB.<ImageHere>…`). `<TOKENS_UNUSED_0>` / `<TOKENS_UNUSED_1>` (103027 / 103028,
 eoh / eoa) are SentencePiece pieces; typed in user text they stay text here. `{meta}` is the
 demo's meta instruction, replaced by the conversation's own system message when it has one (an
 empty one means none).
@@ -42,15 +43,20 @@ META_INSTRUCTION = "\n".join([
 BOS_ID, EOS_ID = 1, 2
 EOH, EOA = "<TOKENS_UNUSED_0>", "<TOKENS_UNUSED_1>"
 IMAGE_TAG = "<Img><ImageHere></Img>"
+IMAGE_MARK = "<ImageHere>"
 ARCHITECTURE = "InternLMXComposerForCausalLM"
 LM_PREFIX = "internlm_model."
 Piece = Union[str, int, ImagePart]  # text, a marker (0 = eoh, 1 = eoa), or an image
 
 
 def _content(message: Message) -> list[Piece]:
-    """A user message's images (first, as the demo's upload) and text, joined by single spaces."""
+    """A user message's images (first, as the demo's upload) and text, joined by single spaces; or, when
+    its text has one `<ImageHere>` per image, each image at its mark (the demo's interleaved prompts)."""
     images = [p for p in message.content if isinstance(p, ImagePart)]
     text = "".join(p.text for p in message.content if isinstance(p, TextPart))
+    if images and text.count(IMAGE_MARK) == len(images):
+        chunks = text.split(IMAGE_MARK)
+        return [chunks[0], *(p for image, chunk in zip(images, chunks[1:]) for p in (image, chunk))]
     out: list[Piece] = []
     for image in images:
         out += [image, " "]

@@ -164,3 +164,44 @@ def test_bfloat16_load_keeps_every_image_part_in_bfloat16(ckpt, tok):
     prompt = family.prepare(parts.tokenizer, [Message("user", [ImagePart(picture()), TextPart("x")])])
     embeds, mask = parts.vision.embed(parts.lm, prompt)
     assert embeds.dtype == torch.bfloat16 and mask is None and embeds.shape[1] == len(prompt.ids)
+
+
+# ---------------------------------------------------------------- article prompts
+
+
+def _demo_inner(prompt: str) -> str:
+    """The user text of one of the demo's raw prompts: between `<|User|>:` and `<TOKENS_UNUSED_0>`."""
+    return prompt.split("<|User|>:", 1)[1].split("<TOKENS_UNUSED_0>")[0].lstrip(" ")
+
+
+def test_article_prompts_are_the_v1_demos_own_texts():
+    from studio.tasks.article_prompts import prompts_for, tag
+
+    v1, paragraphs = prompts_for("xcomposer"), ["第一段。", "第二段。", "第三段。"]
+    sections = "".join(f"<Seg{i}> {p}\n" for i, p in enumerate(paragraphs))  # the demo's text_sections joined
+    # The demo's strings (examples/web_demo.py generate_text / generate_loc / generate_cap), verbatim.
+    title = ' <|User|>:根据给定标题写一个图文并茂，不重复的文章：{}\n'.format("春天") + "<TOKENS_UNUSED_0>" + ' <|Bot|>:'
+    loc = f' <|User|>:给定文章"{sections}" 根据上述文章，选择适合插入图像的行' + ' \n<TOKENS_UNUSED_0> <|Bot|>:适合插入图像的行是'
+    past = '现在<Seg0>后插入图像对应的标题是"花"， <Seg1>后插入图像对应的标题是"树"， '[:-2] + '。'
+    cap = f' <|User|>: 给定文章"{sections}" {past}给出适合在<Seg2>后插入的图像对应的标题。' + ' \n<TOKENS_UNUSED_0> <|Bot|>: 标题是"'
+    assert v1.write("春天", "") == _demo_inner(title)
+    assert v1.positions(tag(paragraphs), "") == _demo_inner(loc)
+    assert v1.caption(tag(paragraphs), [(0, "花"), (1, "树")], 2) == _demo_inner(cap)
+    assert prompts_for("internlm").lang == "zh" and prompts_for("xcomposer2").variant == ""
+
+
+def test_article_pick_puts_each_candidate_at_its_mark(tok):
+    from studio.tasks.article_prompts import prompts_for
+
+    text = prompts_for("xcomposer").pick("第一段。", "ABCD")
+    demo = ("根据给定上下文和候选图像，选择合适的配图：" + "<ImageHere>".join(["第一段。\n"])
+            + "\n\n候选图像包括: A.<ImageHere>\nB.<ImageHere>\nC.<ImageHere>\nD.<ImageHere>\n\n")
+    assert text == demo
+    family = XComposer1Family(tokens_per_image=10)
+    msgs = [Message("user", [ImagePart(picture(k)) for k in range(4)] + [TextPart(text)])]
+    assert "A.<Img><ImageHere></Img>\nB.<Img><ImageHere></Img>" in family.build_prompt(tok, msgs)
+    ids = family.prepare(tok, msgs).ids
+    runs = [i for i in range(1, len(ids)) if ids[i] == 0 and ids[i - 1] != 0]
+    assert len(runs) == 4 and ids.count(0) == 40
+    # The same text without images is plain text: no image slots.
+    assert 0 not in family.encode(tok, [Message.of("user", text)])
