@@ -105,33 +105,37 @@ def test_detection_and_refusal(ckpt, tmp_path):
         resolve_family("auto", tmp_path)
 
 
-def test_engine_answers_an_image_question_natively(ckpt, tmp_path):
+@pytest.fixture(scope="module")
+def engine(ckpt, tmp_path_factory):
     from studio.engines.base import LoadContext, Placement
     from studio.engines.hf import load_hf_engine
     from studio.engines.hf_loading import HFOptions
 
     cfg = HFOptions(model_path=str(ckpt), family="auto", device="cpu", dtype="float32")
-    engine = load_hf_engine(cfg, LoadContext("chat", Placement("cpu"), tmp_path, lambda f, t: None))
-    try:
-        assert engine.loaded.source == "native" and engine.accepts_images and engine.family.name == "xcomposer"
-        assert engine.image_cost(picture(), None).tokens == 10
-        msgs = conversation([(True, "What is in the picture?", None)])
-        params = GenParams(max_new_tokens=8, do_sample=False, repetition_penalty=1.0)
-        text = "".join(d.text for d in generate(engine, GenerationRequest(msgs, params)))
-        prompt = engine.family.prepare(engine.tokenizer, msgs)
-        embeds, _ = engine.loaded.vision.embed(engine.model, prompt)
-        new: list[int] = []
-        with torch.no_grad():
-            while len(new) < 8 and (not new or new[-1] not in (2, EOH, EOA)):
-                extra = engine.model.get_input_embeddings()(torch.tensor([new], dtype=torch.long))
-                new.append(int(engine.model(inputs_embeds=torch.cat([embeds, extra], 1)).logits[0, -1].argmax()))
-        assert text and text == engine.tokenizer.decode([t for t in new if t not in (2, EOH, EOA)], skip_special_tokens=True)
-        # The image matters: another picture gives other logits.
-        other = engine.family.prepare(engine.tokenizer, [Message("user", [ImagePart(picture(3)), TextPart("x")])])
-        first = engine.loaded.vision.features(torch.stack(prompt.pixel_values))
-        assert not torch.allclose(first, engine.loaded.vision.features(torch.stack(other.pixel_values)))
-    finally:
-        engine.close()
+    loaded = load_hf_engine(cfg, LoadContext("chat", Placement("cpu"), tmp_path_factory.mktemp("cache"),
+                                             lambda f, t: None))
+    yield loaded
+    loaded.close()
+
+
+def test_engine_answers_an_image_question_natively(engine):
+    assert engine.loaded.source == "native" and engine.accepts_images and engine.family.name == "xcomposer"
+    assert engine.image_cost(picture(), None).tokens == 10
+    msgs = conversation([(True, "What is in the picture?", None)])
+    params = GenParams(max_new_tokens=8, do_sample=False, repetition_penalty=1.0)
+    text = "".join(d.text for d in generate(engine, GenerationRequest(msgs, params)))
+    prompt = engine.family.prepare(engine.tokenizer, msgs)
+    embeds, _ = engine.loaded.vision.embed(engine.model, prompt)
+    new: list[int] = []
+    with torch.no_grad():
+        while len(new) < 8 and (not new or new[-1] not in (2, EOH, EOA)):
+            extra = engine.model.get_input_embeddings()(torch.tensor([new], dtype=torch.long))
+            new.append(int(engine.model(inputs_embeds=torch.cat([embeds, extra], 1)).logits[0, -1].argmax()))
+    assert text and text == engine.tokenizer.decode([t for t in new if t not in (2, EOH, EOA)], skip_special_tokens=True)
+    # The image matters: another picture gives other features.
+    other = engine.family.prepare(engine.tokenizer, [Message("user", [ImagePart(picture(3)), TextPart("x")])])
+    first = engine.loaded.vision.features(torch.stack(prompt.pixel_values))
+    assert not torch.allclose(first, engine.loaded.vision.features(torch.stack(other.pixel_values)))
 
 
 def test_unexpected_tensor_and_missing_part_are_clear(tmp_path):
@@ -205,3 +209,25 @@ def test_article_pick_puts_each_candidate_at_its_mark(tok):
     assert len(runs) == 4 and ids.count(0) == 40
     # The same text without images is plain text: no image slots.
     assert 0 not in family.encode(tok, [Message.of("user", text)])
+
+
+def test_article_pick_runs_on_the_real_model(engine, tmp_path):
+    import threading
+
+    from studio.core.article import Candidate
+    from studio.tasks.article_images import pick
+    from studio.tasks.article_model import ArticleModel
+    from studio.tasks.article_prompts import prompts_for
+    from tests.support.engine_calls import serving
+
+    candidates = []
+    for k in range(4):
+        picture(k).save(tmp_path / f"c{k}.png")
+        candidates.append(Candidate(str(tmp_path / f"c{k}.png"), "gallery", 1.0, f"c{k}"))
+    steps = pick(ArticleModel(serving(engine), "chat", engine), prompts_for("xcomposer"), "第一段。", candidates,
+                 True, threading.Event())
+    try:
+        while True:
+            next(steps)
+    except StopIteration as stop:
+        assert stop.value in range(4)
