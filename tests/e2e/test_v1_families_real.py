@@ -80,3 +80,11 @@ def test_xcomposer_v1_image_question_is_the_models_own_answer(xcomposer, tmp_pat
     question = Message("user", [ImagePart(load_image(photo).image), TextPart("What is in this picture?")])
     assert answer and answer == direct(xcomposer, [question])
     assert "photo.png: 400×300 → 1 tile(s), 10 tokens" in final[2]  # 8 Q-Former queries + 2 image flags
+
+
+def test_xcomposer_v1_text_turn_in_the_chat_tab_uses_the_demos_meta_instruction(xcomposer):
+    client, _ = connect(xcomposer.url)
+    _, final = chat(client, "你好", **GREEDY)
+    # Whether the session stores the default system prompt or leaves it to the family, the model gets
+    # the demo's meta instruction (with its trailing newline) exactly once.
+    assert reply_text(final[0]) == direct(xcomposer, [Message.of("user", "你好")])
