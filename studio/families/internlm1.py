@@ -28,6 +28,7 @@ from studio.families.plain_text import plain_ids
 
 BOS, BOS_ID, EOS_ID = "<s>", 1, 2
 EOH, EOA = "<eoh>", "<eoa>"
+EOA_ID = 103028  # web_demo.py stops on this id by number
 ARCHITECTURES = frozenset({"InternLMForCausalLM"})
 
 
@@ -100,9 +101,11 @@ class InternLM1Family:
         return encode_turns(MarkerIds(tokenizer), *pieces(text_messages(messages)))
 
     def stop_token_ids(self, tokenizer: Any, generation_config: Any = None) -> list[int]:
-        """eos (2) and <eoa> (the web demo's additional eos), plus any eos ids the generation config adds."""
+        """eos (2) and 103028, the web demo's `additional_eos_token_id` (<eoa>), plus the tokenizer's own <eoa>
+        piece if it has another id and any eos ids the generation config adds."""
         eoa = MarkerIds(tokenizer).eoa
-        return unique_ids([EOS_ID, eoa if len(eoa) == 1 else None, getattr(generation_config, "eos_token_id", None)])
+        return unique_ids([EOS_ID, EOA_ID, eoa if len(eoa) == 1 else None,
+                           getattr(generation_config, "eos_token_id", None)])
 
     def load(self, model_dir: Path, dtype: Any, progress: Progress) -> LoadedParts:
         """The official checkpoint as a LlamaForCausalLM plus its SentencePiece tokenizer (remote code off)."""

@@ -42,6 +42,7 @@ META_INSTRUCTION = "\n".join([
 ])
 BOS_ID, EOS_ID = 1, 2
 EOH, EOA = "<TOKENS_UNUSED_0>", "<TOKENS_UNUSED_1>"
+STOP_IDS = [103027, 103028]  # the demo's stop words, by number
 IMAGE_TAG = "<Img><ImageHere></Img>"
 IMAGE_MARK = "<ImageHere>"
 ARCHITECTURE = "InternLMXComposerForCausalLM"
@@ -132,7 +133,7 @@ class XComposer1Family:
         """eos (2) and the demo's stop words eoh / eoa (103027 / 103028), plus the generation config's eos ids."""
         marks = MarkerIds(tokenizer, EOH, EOA)
         singles = [m[0] for m in (marks.eoh, marks.eoa) if len(m) == 1]
-        return unique_ids([EOS_ID, singles, getattr(generation_config, "eos_token_id", None)])
+        return unique_ids([EOS_ID, STOP_IDS, singles, getattr(generation_config, "eos_token_id", None)])
 
     def load(self, model_dir: Path, dtype: Any, progress: Progress) -> LoadedParts:
         """The LM (LoRA merged) as LlamaForCausalLM, the tokenizer, and the EVA + Q-Former image side."""

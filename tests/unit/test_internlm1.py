@@ -175,3 +175,11 @@ def test_config_file_names_the_family_without_remote_code():
     chat = load_config(DEFAULT_CONFIG.parent / "internlm-chat-7b.yaml").engines["chat"]
     assert (chat.family, chat.trust_remote_code, chat.context_window) == ("internlm", False, 2048)
     assert (chat.defaults.temperature, chat.defaults.top_p, chat.defaults.max_new_tokens) == (0.8, 0.8, 1024)
+
+
+def test_stop_ids_keep_the_demos_103028_whatever_the_piece_is_named(tmp_path):
+    from tests.support.tiny_internlm1 import write_v1_tokenizer
+
+    other = SPTokenizer.from_dir(write_v1_tokenizer(tmp_path, ("<a0>", "<a1>")))  # no <eoa> piece at all
+    assert FAMILY.stop_token_ids(other) == [2, EOA_ID]
+    assert FAMILY.encode(other, [Message.of("user", "hi")]).count(EOH_ID) == 0  # "<eoh>" is text there
