@@ -21,6 +21,13 @@ def _internlm2():
     return InternLM2Family()
 
 
+@FAMILIES.register("internlm")
+def _internlm():
+    from studio.families.internlm1 import InternLM1Family
+
+    return InternLM1Family()
+
+
 @FAMILIES.register("internlm3")
 def _internlm3():
     from studio.families.internlm3 import InternLM3Family
@@ -33,6 +40,13 @@ def _internvl2():
     from studio.families.internvl2 import InternVL2Family
 
     return InternVL2Family()
+
+
+@FAMILIES.register("xcomposer")
+def _xcomposer():
+    from studio.families.xcomposer1 import XComposer1Family
+
+    return XComposer1Family()
 
 
 @FAMILIES.register("xcomposer2")

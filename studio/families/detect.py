@@ -11,10 +11,12 @@ from studio.families.base import ModelFamily
 
 # config.json `architectures` of the official checkpoints each family loads natively.
 _ARCH_FAMILIES = {
+    "InternLMForCausalLM": "internlm",
     "InternLM2ForCausalLM": "internlm2",  # InternLM2-Chat and InternLM2.5-Chat (the same architecture)
     "InternLM3ForCausalLM": "internlm3",
     "InternVLChatModel": "internvl2",
     "InternLMXComposer2ForCausalLM": "xcomposer2",
+    "InternLMXComposerForCausalLM": "xcomposer",
 }
 
 
@@ -42,6 +44,13 @@ def _native_model_types() -> set[str]:
     return set(CONFIG_MAPPING_NAMES)
 
 
+def _known_families() -> str:
+    """The registered family names, for the refusal's hint."""
+    from studio.families import FAMILIES
+
+    return ", ".join(sorted(FAMILIES.names()))
+
+
 def _guess(config: dict, where: Path) -> str:
     """A family name from config.json `architectures` / `model_type`."""
     archs = [str(a) for a in (config.get("architectures") or [])]
@@ -62,7 +71,7 @@ def _guess(config: dict, where: Path) -> str:
     raise StudioError(
         f"{where}: cannot tell the model family from config.json "
         f"(architectures={archs or 'missing'}, model_type={model_type or 'missing'}).",
-        "Set `family:` explicitly in the config (known: hf_chat_template, internlm2, internlm3, internvl2, xcomposer2).",
+        f"Set `family:` explicitly in the config (known: {_known_families()}).",
     )
 
 

@@ -94,11 +94,7 @@ def pick(model: ArticleModel, prompts: P.Prompts, paragraph: str, candidates: li
 
     letters = "ABCDEFGH"[: len(candidates)]
     images = [load_image(Path(c.path)).image for c in candidates]
-    question = (f"Paragraph: {paragraph}\nWhich candidate image ({', '.join(letters)}, in the order shown) fits "
-                "this paragraph best? Answer with one letter.")
-    if prompts.lang == "zh":
-        question = f"根据给定上下文和候选图像，选择合适的配图：{paragraph}\n候选图像依次为 {'、'.join(letters)}。最合适的图是"
-    answer = yield from model.ask(question, GenParams(max_new_tokens=PICK_TOKENS, **GREEDY_SHORT), cancel, images)
+    answer = yield from model.ask(prompts.pick(paragraph, letters), GenParams(max_new_tokens=PICK_TOKENS, **GREEDY_SHORT), cancel, images)
     match = re.search(f"[{letters}]", answer.upper())
     return letters.index(match.group(0)) if match else 0
 

@@ -1,5 +1,7 @@
 """The article pipeline's prompts: the official XComposer demo's Chinese prompts for InternLM-family
-models, and English equivalents for the rest (the embedded SmolLM2 only speaks English)."""
+models, and English equivalents for the rest (the embedded SmolLM2 only speaks English).
+InternLM-XComposer v1 gets the exact texts of its own demo (examples/web_demo.py at 3e8c790), which
+its family wraps in its ` <|User|>: …<TOKENS_UNUSED_0> <|Bot|>:` turn."""
 
 from __future__ import annotations
 
@@ -7,7 +9,8 @@ import re
 from dataclasses import dataclass
 
 # Families trained on the official Chinese prompts.
-CHINESE_FAMILIES = {"internlm2", "internlm3", "internvl2", "xcomposer2"}
+CHINESE_FAMILIES = {"internlm", "internlm2", "internlm3", "internvl2", "xcomposer", "xcomposer2"}
+XCOMPOSER1 = "xcomposer1"  # the variant with InternLM-XComposer v1's own demo texts
 TOKENS_PER_PARAGRAPH = 75  # a short paragraph of 50-60 English words
 SEG = re.compile(r"<\s*Seg\s*(\d+)\s*>", re.IGNORECASE)
 
@@ -17,9 +20,12 @@ class Prompts:
     """One language's prompt set."""
 
     lang: str
+    variant: str = ""
 
     def write(self, instruction: str, material: str, max_new_tokens: int = 700) -> str:
         """Ask for the article text (in English, as many paragraphs as `max_new_tokens` has room for)."""
+        if self.variant == XCOMPOSER1:  # generate_text: the title, then a newline before <eoh>
+            return f"根据给定标题写一个图文并茂，不重复的文章：{instruction}" + (f"\n基于以下素材：{material}" if material else "") + "\n"
         if self.lang == "zh":
             text = f"根据给定标题写一个图文并茂，不重复的文章：{instruction}"
             return text + (f"\n基于以下素材：{material}" if material else "")
@@ -30,6 +36,8 @@ class Prompts:
 
     def positions(self, tagged: str, count: str) -> str:
         """Ask which paragraphs should be followed by an image."""
+        if self.variant == XCOMPOSER1:  # generate_loc: its sections each end with a newline
+            return f'给定文章"{tagged}\n" 根据上述文章，选择适合插入图像的{count}行 \n'
         if self.lang == "zh":
             return f'给定文章"{tagged}" 根据上述文章，选择适合插入图像的{count}行'
         many = f"{count} paragraphs" if count else "paragraphs (choose how many)"
@@ -38,6 +46,10 @@ class Prompts:
 
     def caption(self, context: str, past: list[tuple[int, str]], position: int) -> str:
         """Ask for the caption of the image after paragraph `position`, earlier captions as context."""
+        if self.variant == XCOMPOSER1:  # generate_cap: "现在" once, "， " after each, the last "， " → "。"
+            done = "".join(f'{"" if k else "现在"}<Seg{p}>后插入图像对应的标题是"{c}"， ' for k, (p, c) in enumerate(past))
+            done = done[:-2] + "。" if done else ""
+            return f'给定文章"{context}\n" {done}给出适合在<Seg{position}>后插入的图像对应的标题。 \n'
         if self.lang == "zh":
             done = "".join(f'现在<Seg{p}>后插入图像对应的标题是"{c}"，' for p, c in past)
             done = done[:-1] + "。" if done else ""
@@ -45,6 +57,16 @@ class Prompts:
         done = "".join(f'The image after <Seg{p}> shows "{c}". ' for p, c in past)
         return (f'Article: "{context}"\n{done}Write a short caption (under 12 words) for a new, different image '
                 f"to place after <Seg{position}>. Reply with the caption only.")
+
+    def pick(self, paragraph: str, letters: str) -> str:
+        """Ask which candidate image fits the paragraph (the images come with the message, in order)."""
+        if self.variant == XCOMPOSER1:  # model_select_image: each candidate at its <ImageHere>
+            listed = "\n".join(f"{k}.<ImageHere>" for k in letters)
+            return f"根据给定上下文和候选图像，选择合适的配图：{paragraph}\n\n\n候选图像包括: {listed}\n\n"
+        if self.lang == "zh":
+            return f"根据给定上下文和候选图像，选择合适的配图：{paragraph}\n候选图像依次为 {'、'.join(letters)}。最合适的图是"
+        return (f"Paragraph: {paragraph}\nWhich candidate image ({', '.join(letters)}, in the order shown) fits "
+                "this paragraph best? Answer with one letter.")
 
     def edit(self, op: str, text: str, instruction: str, prev: str = "") -> str:
         """The official editing prompts: rewrite / expand / shorten / insert."""
@@ -68,6 +90,8 @@ class Prompts:
 
 def prompts_for(family: str) -> Prompts:
     """The prompt set a model family understands."""
+    if family == "xcomposer":
+        return Prompts("zh", XCOMPOSER1)
     return Prompts("zh" if family in CHINESE_FAMILIES else "en")
 
 
