@@ -131,4 +131,7 @@ def _launch_kwargs(services: Services, demo: gr.Blocks, i18n: gr.I18n, lang: Opt
         show_error=False,
         enable_monitoring=False,
         footer_links=["api"],
+        # Gradio's own "is localhost reachable" probe gives up after one 3-second HEAD request, which
+        # a busy machine can miss while it renders the page; the server is up once launch() returns.
+        _frontend=False,
     )
