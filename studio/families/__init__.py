@@ -28,6 +28,13 @@ def _internvl2():
     return InternVL2Family()
 
 
+@FAMILIES.register("internvl2_5")
+def _internvl2_5():
+    from studio.families.internvl25 import InternVL25Family
+
+    return InternVL25Family()
+
+
 @FAMILIES.register("xcomposer2")
 def _xcomposer2():
     from studio.families.xcomposer2 import XComposer2Family
