@@ -94,7 +94,7 @@ def qwen2_llm_config(rope_scaling: bool, **dims) -> dict:
            "initializer_range": 0.02, "max_position_embeddings": 32768, "max_window_layers": 70,
            "model_type": "qwen2", "rms_norm_eps": 1e-06, "rope_theta": 1000000.0, "sliding_window": None,
            "torch_dtype": "bfloat16", "use_bfloat16": True, "use_cache": False, "use_sliding_window": False,
-           "vocab_size": QWEN_VOCAB, "attn_implementation": "flash_attention_2", **QWEN_LLM_DEFAULTS}
+           "vocab_size": QWEN_VOCAB, **QWEN_LLM_DEFAULTS}
     if rope_scaling:
         cfg["rope_scaling"] = {"factor": 2.0, "rope_type": "dynamic", "type": "dynamic"}
     cfg.update(dims)
