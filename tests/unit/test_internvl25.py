@@ -167,3 +167,11 @@ def test_config_system_message_replaces_the_templates(engines, tmp_path):
     assert family.default_system_prompt == "You are a careful reader."
     assert family.build_prompt(None, [Message.of("user", "Hi")]).startswith(
         "<|im_start|>system\nYou are a careful reader.<|im_end|>\n")
+
+
+@pytest.mark.parametrize("name", ["internvl2_5-2b", "internvl2_5-8b", "internvl3-1b", "internvl3-2b", "internvl3-8b"])
+def test_shipped_configs_name_the_family(name):
+    from studio.config import load_config
+
+    chat = load_config(Path(__file__).parents[2] / "configs" / f"{name}.yaml").engines["chat"]
+    assert chat.engine == "hf" and chat.family == "internvl2_5" and chat.max_tiles == 6
