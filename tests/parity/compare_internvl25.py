@@ -10,7 +10,8 @@ DIR holds the `internvl` package (OpenGVLab/InternVL `internvl_chat/internvl`, `
 made optional) and `internvl_readme.py` (the README's InternVL2.5 `load_image` helpers, which the
 InternVL3 model card uses unchanged). For each tiny checkpoint style of
 `tests/support/tiny_internvl25.py` (InternVL3 with Qwen2.5, InternVL2.5 with Qwen2.5, InternVL2.5
-with InternLM2.5; fp32) both sides read the same files and PNG images. The official side runs
+with InternLM2.5, InternVL3 with InternViT-6B's vision config; fp32) both sides read the same
+files and PNG images. The official side runs
 `InternVLChatModel.chat()` (template `internvl2_5` from config.json, its tokenizer — `Qwen2Tokenizer`
 or `InternLM2Tokenizer` — and `extract_feature`) up to the language model's `generate`, captures
 the `inputs_embeds`, runs them through its language model for logits over all positions, and
@@ -28,7 +29,7 @@ import tempfile
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-STYLES = ("internvl3", "internvl2_5-qwen2", "internvl2_5-internlm2")
+STYLES = ("internvl3", "internvl2_5-qwen2", "internvl2_5-internlm2", "internvl3-vit6b")
 # (name, images per user turn, questions per user turn, assistant answers, max tiles, own system message)
 CASES = [
     ("one image (chat() adds <image>\\n)", [["wide"]], ["What is in the picture?"], [], 4, None),
@@ -262,7 +263,7 @@ def compare_style(work: Path, style: str, ref: dict) -> bool:
 def write_golden(ref: dict, path: Path) -> None:
     """The official prompt texts and ids of the GOLDEN conversations, per style, as JSON test data."""
     data = {"cases": [{"name": n, "turns": t, "questions": q, "answers": a, "system": s} for n, t, q, a, s in GOLDEN]}
-    for style in STYLES:
+    for style in STYLES[:3]:  # the InternViT-6B style shares InternVL3's tokenizer and template
         data[style] = [{"query": g["query"], "ids": g["ids"]} for g in ref[style]["golden"]]
     path.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
     print(f"golden prompts and ids written to {path}")

@@ -6,7 +6,9 @@ vision config (tiny widths):
   dynamic rope_scaling InternVL3 ships), the Qwen2 tokenizer files, `language_model.*` in
   transformers' Qwen2 names;
 - "internvl2_5-qwen2": InternVL2.5-1B's (Qwen2.5 without rope_scaling);
-- "internvl2_5-internlm2": InternVL2.5-2B's (InternLM2.5 language model, SentencePiece tokenizer).
+- "internvl2_5-internlm2": InternVL2.5-2B's (InternLM2.5 language model, SentencePiece tokenizer);
+- "internvl3-vit6b": InternVL3-38B/78B's (and InternVL2.5-26B+'s) InternViT-6B-448px-V2_5 vision
+  config: RMSNorm without biases, q/k RMS-normalised over all heads, no qkv bias; Qwen2.5 LM.
 
 The Qwen2 tokenizer is built here (nothing is downloaded): a byte-level BPE trained with
 `tokenizers` on a small corpus under Qwen2's pre-tokenizer rule, written as `vocab.json` (padded
@@ -40,7 +42,7 @@ _NOT_SPECIAL = {"<tool_call>", "</tool_call>", "<|fim_prefix|>", "<|fim_middle|>
                 "<|repo_name|>", "<|file_sep|>"}
 QWEN_LLM_DEFAULTS = dict(hidden_size=64, num_attention_heads=4, num_key_value_heads=2, num_hidden_layers=2,
                          intermediate_size=128)
-STYLES = ("internvl3", "internvl2_5-qwen2", "internvl2_5-internlm2")
+STYLES = ("internvl3", "internvl2_5-qwen2", "internvl2_5-internlm2", "internvl3-vit6b")
 
 
 @functools.lru_cache(maxsize=1)
@@ -139,6 +141,22 @@ def _v25_vision(cfg: dict) -> None:
     cfg["template"] = "internvl2_5"
 
 
+def _vit6b(cfg: dict, tensors: dict, seed: int) -> None:
+    """InternViT-6B's vision config and tensors: rms_norm (weights only), qk_normalization, no qkv bias."""
+    import torch
+
+    cfg["vision_config"].update({"_name_or_path": "OpenGVLab/InternViT-6B-448px-V2_5", "norm_type": "rms_norm",
+                                 "qk_normalization": True, "qkv_bias": False, "initializer_factor": 0.1})
+    g = torch.Generator().manual_seed(seed + 2)
+    h, dt = cfg["vision_config"]["hidden_size"], next(iter(tensors.values())).dtype
+    for n in range(cfg["vision_config"]["num_hidden_layers"]):
+        q = f"vision_model.encoder.layers.{n}."
+        for name in ("norm1.bias", "norm2.bias", "attn.qkv.bias"):
+            del tensors[q + name]
+        for name in ("attn.q_norm.weight", "attn.k_norm.weight"):
+            tensors[q + name] = (torch.randn(h, generator=g) * 0.3 + 1.0).to(dt)
+
+
 def write_tiny_internvl25(folder: Path, style: str = "internvl3", seed: int = 0, shards: int = 2,
                           dtype: str = "bfloat16", **dims) -> Path:
     """A random-weight InternVL2.5 / InternVL3 checkpoint of `style` (see STYLES); returns the folder."""
@@ -156,14 +174,16 @@ def write_tiny_internvl25(folder: Path, style: str = "internvl3", seed: int = 0,
     folder.mkdir(parents=True, exist_ok=True)
     vision = {k: dims.pop(k, v) for k, v in VISION_DEFAULTS.items()}
     cfg = internvl2_config(vision, {})
-    cfg["llm_config"] = qwen2_llm_config(style == "internvl3", **dims)
+    cfg["llm_config"] = qwen2_llm_config(style != "internvl2_5-qwen2", **dims)
     _v25_vision(cfg)
+    tensors = internvl2_vision_tensors(cfg, seed, dtype)
+    if style == "internvl3-vit6b":
+        _vit6b(cfg, tensors, seed)
+    tensors.update(qwen2_tensors(cfg["llm_config"], seed, dtype))
     (folder / "config.json").write_text(json.dumps(cfg, indent=2), encoding="utf-8")
     gen = {"_from_model_config": True, "bos_token_id": 151643, "eos_token_id": 151643,
            "transformers_version": "4.37.2"}
     (folder / "generation_config.json").write_text(json.dumps(gen, indent=2), encoding="utf-8")
-    tensors = internvl2_vision_tensors(cfg, seed, dtype)
-    tensors.update(qwen2_tensors(cfg["llm_config"], seed, dtype))
     write_shards(folder, tensors, shards)
     write_qwen2_tokenizer(folder)
     return folder

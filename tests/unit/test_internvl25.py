@@ -175,3 +175,26 @@ def test_shipped_configs_name_the_family(name):
 
     chat = load_config(Path(__file__).parents[2] / "configs" / f"{name}.yaml").engines["chat"]
     assert chat.engine == "hf" and chat.family == "internvl2_5" and chat.max_tiles == 6
+
+
+def test_internvit_6b_config_gets_rms_norms_and_qk_norms_that_change_the_features(tmp_path):
+    import torch
+
+    from studio.families.internvit import build_projector, build_tower, tower_features, vision_dims
+
+    cfg = json.loads((_config_only(tmp_path / "m", "internvl3") / "config.json").read_text())
+    cfg["vision_config"].update(norm_type="rms_norm", qk_normalization=True, qkv_bias=False)  # InternViT-6B-V2_5
+    dims = vision_dims(cfg, "config.json")
+    assert dims.norm == "rms_norm" and dims.qk_norm
+    torch.manual_seed(0)
+    tower, projector = build_tower(dims), build_projector(dims)
+    for p in [*tower.parameters(), *projector.parameters()]:
+        torch.nn.init.normal_(p, std=0.2)
+    layer = tower.encoder.layers[0]
+    assert isinstance(layer.norm1, torch.nn.RMSNorm) and layer.attn.qkv.bias is None
+    pixels = torch.randn(1, 3, 448, 448)
+    with torch.no_grad():
+        before = tower_features(tower, projector, dims, pixels)
+        layer.attn.q_norm.weight.mul_(3.0)  # a tower that skipped the q norm would not notice
+        after = tower_features(tower, projector, dims, pixels)
+    assert before.shape == (1, 256, 64) and not torch.allclose(before, after)
