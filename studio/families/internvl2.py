@@ -243,12 +243,15 @@ def _llm_config(config: dict, model_dir: Path) -> dict:
     where = model_dir / "config.json"
     llm_cfg = config.get("llm_config")
     archs = llm_cfg.get("architectures") if isinstance(llm_cfg, dict) else None
+    newer = "This is an InternVL2.5 / InternVL3 checkpoint: set `family: internvl2_5` (or `auto`)."
     if archs != ["InternLM2ForCausalLM"]:
         raise StudioError(f"{where}: llm_config.architectures is {archs!r}; this family covers InternVL2 "
                           "with an InternLM2 language model (2B, 8B, 26B).",
+                          newer if config.get("template") == "internvl2_5" else
                           "InternVL2 models built on Qwen2 or Phi-3 (1B, 4B) need another family.")
     if config.get("template") != "internlm2-chat":
         raise StudioError(f"{where}: template is {config.get('template')!r}, expected 'internlm2-chat'.",
+                          newer if config.get("template") == "internvl2_5" else
                           "This checkpoint uses another prompt format; set `family:` accordingly.")
     return llm_cfg
 

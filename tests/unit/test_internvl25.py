@@ -198,3 +198,14 @@ def test_internvit_6b_config_gets_rms_norms_and_qk_norms_that_change_the_feature
         layer.attn.q_norm.weight.mul_(3.0)  # a tower that skipped the q norm would not notice
         after = tower_features(tower, projector, dims, pixels)
     assert before.shape == (1, 256, 64) and not torch.allclose(before, after)
+
+
+def test_internvl2_family_on_an_internvl25_checkpoint_points_to_internvl2_5(engines):
+    import torch
+
+    from studio.families.internvl2 import InternVL2Family
+
+    folder = Path(engines["internvl2_5-internlm2"].loaded.files.model_dir)
+    with pytest.raises(StudioError) as info:
+        InternVL2Family().load(folder, torch.float32, lambda f, t: None)
+    assert "internvl2_5" in str(info.value) and "family: internvl2_5" in info.value.hint
