@@ -68,7 +68,7 @@ class InternVL25Family(InternVL2Family):
     def _load_tokenizer(self, model_dir: Path, llm_cfg: dict, config: dict) -> Any:
         """The checkpoint's tokenizer; the template takes its marker ids and config.json's system_message."""
         qwen = llm_cfg.get("architectures") == [QWEN2]
-        tokenizer = _qwen2_tokenizer(model_dir) if qwen else _sentencepiece_tokenizer(model_dir)
+        tokenizer = _qwen2_tokenizer(model_dir, llm_cfg) if qwen else _sentencepiece_tokenizer(model_dir)
         ids = [_marker_id(tokenizer, name, model_dir) for name in MARKERS]
         system = config.get("system_message")
         base = QWEN2_TEMPLATE if qwen else INTERNLM2_TEMPLATE
@@ -79,9 +79,11 @@ class InternVL25Family(InternVL2Family):
         return tokenizer
 
 
-def _qwen2_tokenizer(model_dir: Path) -> Any:
+def _qwen2_tokenizer(model_dir: Path, llm_cfg: dict) -> Any:
     """The Qwen2 BPE tokenizer from the folder's own files (vocab.json + merges.txt, or tokenizer.json)."""
     from transformers import AutoTokenizer
+
+    from studio.families.internvl_qwen2 import qwen2_config
 
     if not any((model_dir / f).is_file() for f in ("tokenizer.json", "vocab.json")):
         from studio.errors import ModelNotFound
@@ -89,7 +91,9 @@ def _qwen2_tokenizer(model_dir: Path) -> Any:
         raise ModelNotFound(f"{model_dir}: no tokenizer files (vocab.json + merges.txt, or tokenizer.json).",
                             "Copy the checkpoint's tokenizer files into this folder.")
     try:
-        return AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True, trust_remote_code=False)
+        # The language model's config, so that config.json's `internvl_chat` type is not looked up.
+        return AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True, trust_remote_code=False,
+                                             config=qwen2_config(llm_cfg, model_dir / "config.json"))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         first = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
         raise StudioError(f"{model_dir}: cannot load the Qwen2 tokenizer: {first}",
