@@ -260,11 +260,24 @@ def compare_style(work: Path, style: str, ref: dict) -> bool:
     return ok
 
 
+def _runs(ids: list, repeated: int) -> list:
+    """`ids` with each run of `repeated` (the image context id) written as [repeated, count]."""
+    out: list = []
+    for i in ids:
+        if i == repeated and out and isinstance(out[-1], list):
+            out[-1][1] += 1
+        else:
+            out.append([i, 1] if i == repeated else i)
+    return out
+
+
 def write_golden(ref: dict, path: Path) -> None:
-    """The official prompt texts and ids of the GOLDEN conversations, per style, as JSON test data."""
+    """The official prompt texts and ids of the GOLDEN conversations, per style, as JSON test data
+    (runs of `<IMG_CONTEXT>` ids stored as [id, count], which keeps the file small)."""
     data = {"cases": [{"name": n, "turns": t, "questions": q, "answers": a, "system": s} for n, t, q, a, s in GOLDEN]}
     for style in STYLES[:3]:  # the InternViT-6B style shares InternVL3's tokenizer and template
-        data[style] = [{"query": g["query"], "ids": g["ids"]} for g in ref[style]["golden"]]
+        context = 92546 if style.endswith("internlm2") else 151667
+        data[style] = [{"query": g["query"], "ids": _runs(g["ids"], context)} for g in ref[style]["golden"]]
     path.write_text(json.dumps(data, ensure_ascii=False, separators=(",", ":")) + "\n", encoding="utf-8")
     print(f"golden prompts and ids written to {path}")
 
