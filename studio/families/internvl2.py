@@ -16,6 +16,9 @@ Images, which only user messages may carry:
 Each `<image>` becomes `<img>` + `<IMG_CONTEXT>`×(256·tiles) + `</img>` in the ids. Special
 tokens are placed by id; user text is encoded as plain text, so typing `<img>`, `<image>` or
 `<|im_end|>` never forges an image slot or a turn boundary.
+
+`ChatTemplate` holds what differs between InternVL generations (the separator after `<|im_end|>`,
+the system message, BOS and the markers' ids), so internvl25.py reuses this prompt assembly.
 """
 
 from __future__ import annotations
