@@ -77,7 +77,8 @@ def weight_bytes(model_dir: Path, gguf: Optional[Path], dtype: str) -> int:
 
 
 def _text_config(config: dict) -> dict:
-    """The language model's config: `llm_config` for InternVL2, else the config itself."""
+    """The language model's config: `llm_config` for InternVL2/2.5/3 (InternLM2 or Qwen2, with their
+    own num_key_value_heads), `text_config` for configs that nest it so, else the config itself."""
     for key in ("llm_config", "text_config"):
         if isinstance(config.get(key), dict):
             return config[key]

@@ -42,6 +42,13 @@ def _internvl2():
     return InternVL2Family()
 
 
+@FAMILIES.register("internvl2_5")
+def _internvl2_5():
+    from studio.families.internvl25 import InternVL25Family
+
+    return InternVL25Family()
+
+
 @FAMILIES.register("xcomposer")
 def _xcomposer():
     from studio.families.xcomposer1 import XComposer1Family

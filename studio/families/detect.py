@@ -18,6 +18,8 @@ _ARCH_FAMILIES = {
     "InternLMXComposer2ForCausalLM": "xcomposer2",
     "InternLMXComposerForCausalLM": "xcomposer",
 }
+# InternVLChatModel covers several generations; config.json `template` tells them apart.
+_INTERNVL_TEMPLATES = {"internvl2_5": "internvl2_5"}
 
 
 def _read_config(model_dir: Path) -> Optional[dict]:
@@ -57,7 +59,8 @@ def _guess(config: dict, where: Path) -> str:
     model_type = str(config.get("model_type") or "")
     families = {_ARCH_FAMILIES.get(a) for a in archs}
     if len(archs) == 1 and None not in families:
-        return families.pop()
+        family = families.pop()
+        return _INTERNVL_TEMPLATES.get(str(config.get("template")), family) if family == "internvl2" else family
     if families - {None}:
         # One of ours listed next to something else: guessing could load the wrong weights.
         raise StudioError(

@@ -1,4 +1,5 @@
-"""InternViT-300M (InternVL2's vision tower), pixel shuffle, the mlp1 projector, and the VisionPart.
+"""InternViT (InternVL's vision tower: 300M, and 6B with RMSNorm and qk-norm), pixel shuffle, the mlp1
+projector, and the VisionPart.
 
 Our own small module rather than transformers' native InternVL vision classes:
 - it holds the official parameter names (`embeddings.class_embedding`, `encoder.layers.N.attn.qkv`,
@@ -35,6 +36,8 @@ class VisionDims:
     llm_hidden: int
     downsample: float = 0.5
     select_layer: int = -1
+    norm: str = "layer_norm"  # "rms_norm" in InternViT-6B
+    qk_norm: bool = False  # InternViT-6B RMS-normalises q and k over all heads before attention
 
     @property
     def grid(self) -> int:
@@ -61,8 +64,8 @@ def vision_dims(config: dict, where: Any) -> VisionDims:
     """VisionDims from an InternVLChatModel config.json, refusing variants this tower does not cover."""
     vc, lc = config.get("vision_config") or {}, config.get("llm_config") or {}
     unsupported = [
-        (vc.get("norm_type", "rms_norm") != "layer_norm", f"vision_config.norm_type={vc.get('norm_type')!r}"),
-        (bool(vc.get("qk_normalization", False)), "vision_config.qk_normalization=true"),
+        (vc.get("norm_type", "rms_norm") not in ("layer_norm", "rms_norm"),
+         f"vision_config.norm_type={vc.get('norm_type')!r}"),
         (vc.get("hidden_act", "gelu") != "gelu", f"vision_config.hidden_act={vc.get('hidden_act')!r}"),
         (config.get("ps_version", "v1") != "v2", f"ps_version={config.get('ps_version')!r}"),
         (bool(config.get("use_backbone_lora")) or bool(config.get("use_llm_lora")), "LoRA wrappers"),
@@ -70,9 +73,9 @@ def vision_dims(config: dict, where: Any) -> VisionDims:
     bad = [what for flag, what in unsupported if flag]
     if bad:
         raise StudioError(
-            f"{where}: {', '.join(bad)}: this InternVL variant is not supported (InternVL2 with "
-            "InternViT-300M: layer_norm, no qk-norm, gelu, pixel shuffle v2).",
-            "Use an InternVL2-1B/2B/4B/8B style checkpoint.",
+            f"{where}: {', '.join(bad)}: this InternVL variant is not supported (InternViT with "
+            "layer_norm or rms_norm, gelu, pixel shuffle v2).",
+            "Use an InternVL2, InternVL2.5 or InternVL3 checkpoint.",
         )
     try:
         return VisionDims(
@@ -82,6 +85,7 @@ def vision_dims(config: dict, where: Any) -> VisionDims:
             eps=float(vc.get("layer_norm_eps", 1e-6)), qkv_bias=bool(vc.get("qkv_bias", False)),
             llm_hidden=int(lc["hidden_size"]), downsample=float(config.get("downsample_ratio", 0.5)),
             select_layer=int(config.get("select_layer", -1)),
+            norm=str(vc.get("norm_type", "rms_norm")), qk_norm=bool(vc.get("qk_normalization", False)),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise StudioError(f"{where}: vision_config/llm_config field missing or invalid: {exc}",
@@ -103,16 +107,27 @@ def build_tower(dims: VisionDims) -> Any:
     return tower
 
 
+def _norm(dims: VisionDims) -> Any:
+    """The tower's norm: LayerNorm (300M) or RMSNorm without bias (6B), eps from the config."""
+    from torch import nn
+
+    # nn.RMSNorm's fp32 math is InternRMSNorm's: x · rsqrt(mean(x²) + eps) · weight.
+    return nn.LayerNorm(dims.hidden, eps=dims.eps) if dims.norm == "layer_norm" else nn.RMSNorm(dims.hidden, eps=dims.eps)
+
+
 def _layer(dims: VisionDims) -> Any:
-    """One pre-norm encoder block with layer scale (ls1, ls2)."""
+    """One pre-norm encoder block with layer scale (ls1, ls2), and q/k norms when the config asks."""
     import torch
     from torch import nn
 
     layer = nn.Module()
-    layer.norm1 = nn.LayerNorm(dims.hidden, eps=dims.eps)
-    layer.norm2 = nn.LayerNorm(dims.hidden, eps=dims.eps)
+    layer.norm1, layer.norm2 = _norm(dims), _norm(dims)
     layer.attn = nn.Module()
     layer.attn.qkv = nn.Linear(dims.hidden, 3 * dims.hidden, bias=dims.qkv_bias)
+    if dims.qk_norm:
+        # Always RMSNorm, over the whole width (all heads), as the official InternAttention.
+        layer.attn.q_norm = nn.RMSNorm(dims.hidden, eps=dims.eps)
+        layer.attn.k_norm = nn.RMSNorm(dims.hidden, eps=dims.eps)
     layer.attn.proj = nn.Linear(dims.hidden, dims.hidden)
     layer.mlp = nn.Module()
     layer.mlp.fc1 = nn.Linear(dims.hidden, dims.intermediate)
@@ -156,9 +171,19 @@ def _block(layer: Any, dims: VisionDims, x: Any) -> Any:
 
     n, t, c = x.shape
     qkv = layer.attn.qkv(layer.norm1(x)).reshape(n, t, 3, dims.heads, c // dims.heads).permute(2, 0, 3, 1, 4)
-    attn = F.scaled_dot_product_attention(qkv[0], qkv[1], qkv[2])
+    q, k, v = qkv[0], qkv[1], qkv[2]
+    if dims.qk_norm:
+        q = _across_heads(layer.attn.q_norm, q)
+        k = _across_heads(layer.attn.k_norm, k)
+    attn = F.scaled_dot_product_attention(q, k, v)
     x = x + layer.attn.proj(attn.transpose(1, 2).reshape(n, t, c)) * layer.ls1
     return x + layer.mlp.fc2(F.gelu(layer.mlp.fc1(layer.norm2(x)))) * layer.ls2
+
+
+def _across_heads(norm: Any, x: Any) -> Any:
+    """`norm` over all heads of each position: [n, heads, t, d] → [n, t, heads·d] → back."""
+    n, h, t, d = x.shape
+    return norm(x.transpose(1, 2).reshape(n, t, h * d)).reshape(n, t, h, d).transpose(1, 2)
 
 
 def pixel_shuffle(x: Any, side: int) -> Any:

@@ -18,7 +18,7 @@ SEARCH_S = 1.0  # per picture: retrieval from the gallery
 AUTO_IMAGES = 2  # what "auto" is estimated with (article_images places about one per three paragraphs)
 MIN_TIMED_TOKENS = 16  # a reply shorter than this says little about the model's speed
 # Families whose models see images, and those known to read text only (others: unknown until loaded).
-SEEING_FAMILIES = {"internvl2", "xcomposer", "xcomposer2"}
+SEEING_FAMILIES = {"internvl2", "internvl2_5", "xcomposer", "xcomposer2"}
 TEXT_FAMILIES = {"hf_chat_template", "internlm", "internlm2", "internlm3", "plain_text"}
 
 # Scripts that name a language unambiguously; Latin script is only "en" when it is plain ASCII.

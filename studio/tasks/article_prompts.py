@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass
 
 # Families trained on the official Chinese prompts.
-CHINESE_FAMILIES = {"internlm", "internlm2", "internlm3", "internvl2", "xcomposer", "xcomposer2"}
+CHINESE_FAMILIES = {"internlm", "internlm2", "internlm3", "internvl2", "internvl2_5", "xcomposer", "xcomposer2"}
 XCOMPOSER1 = "xcomposer1"  # the variant with InternLM-XComposer v1's own demo texts
 TOKENS_PER_PARAGRAPH = 75  # a short paragraph of 50-60 English words
 SEG = re.compile(r"<\s*Seg\s*(\d+)\s*>", re.IGNORECASE)
