@@ -144,6 +144,13 @@ class AgentConfig(_Frozen):
     interpreter_timeout_s: float = Field(30.0, gt=0, le=600)
 
 
+class ModelsConfig(_Frozen):
+    """Where the model manager looks for checkpoints."""
+
+    # None: the Hugging Face and ModelScope caches, /root/share/new_models, /share/new_models and <data>/models.
+    search_dirs: Optional[list[str]] = Field(None, max_length=64)
+
+
 class StudioConfig(_Frozen):
     """The whole config file; each engine block is validated by its own engine's options class."""
 
@@ -152,6 +159,7 @@ class StudioConfig(_Frozen):
     article: ArticleConfig = ArticleConfig()
     api: ApiConfig = ApiConfig()
     agent: AgentConfig = AgentConfig()
+    models: ModelsConfig = ModelsConfig()
 
     @field_validator("engines", mode="before")
     @classmethod

@@ -1,0 +1,1 @@
+"""Model checkpoints on this machine and on the hubs: finding and downloading them."""
