@@ -63,6 +63,22 @@ class Target:
     free: Optional[int] = None  # bytes free there; None: measured once per search
 
 
+def target_for(engine_cfg, num_gpus: int = 1) -> Target:
+    """Where an engine with these options would load a checkpoint (its device and dtype), for the plan."""
+    import torch
+
+    from studio.engines.base import Placement
+    from studio.engines.hf_loading import pick_device, pick_dtype
+
+    requested = getattr(engine_cfg, "device", "auto")
+    try:
+        device = pick_device(requested, Placement(requested, num_gpus), torch.cuda.is_available())
+    except StudioError:
+        device = "cpu"  # device: cuda without a GPU: the load refuses with its own message
+    dtype = pick_dtype(getattr(engine_cfg, "dtype", "auto"), device)
+    return Target(device, dtype, num_gpus if device == "cuda" else 1)
+
+
 def default_folders(data_dir: Optional[Path] = None) -> list[Path]:
     """The caches and share folders the lesson uses, then the studio's downloads folder."""
     home = Path.home()

@@ -17,6 +17,7 @@ from studio.tasks import article_plan
 from studio.tasks import vision as vision_task
 from studio.ui.pacing import FramePacer
 from studio.ui import agent_tab, article_events, article_tab, chat_page, chat_tab, sidebar, system_tab, vision_tab
+from studio.ui import models_tab
 from studio.ui.early_script import EarlyScriptMiddleware, lang_script
 from studio.ui.convert import status_markdown
 from studio.ui.i18n import build_i18n, in_both, page_lang
@@ -98,6 +99,8 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
                 agtab = agent_tab.build(i18n, services, agent_engine)
             with gr.Tab(i18n("tab_system"), id="system") as system_tab_item:
                 sys_ui = system_tab.build(i18n, services)
+            with gr.Tab(i18n("tab_models"), id="models") as models_tab_item:
+                models_ui = models_tab.build(i18n, services)
         _wire_status(services, demo, status, timer, tab)
         after_save = sidebar.wire(demo, services, bar, tab, user_id)
         pacer = FramePacer()  # one per app: all streams together stay within its update budget
@@ -107,6 +110,7 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
         refresh_drafts = article_events.wire(services, atab, user_id, pacer)
         article_tab_item.select(*refresh_drafts, api_name="article_drafts")
         system_tab.wire(services, sys_ui, system_tab_item)
+        models_tab.wire(services, models_ui, models_tab_item)
         # The drafts list sits in the sidebar: fill it once /resume has told us who the user is.
         user_id.change(*refresh_drafts, api_visibility="private")
     demo.queue(max_size=cfg.ui.queue_max_size, default_concurrency_limit=8)

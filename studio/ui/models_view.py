@@ -1,0 +1,137 @@
+"""What the Models tab shows, rendered in the page's language: the folders searched, the checkpoints found,
+the download jobs and the progress line of the running one."""
+
+from __future__ import annotations
+
+import html
+import re
+from pathlib import Path
+
+from studio.hub.find import Found, human_size
+from studio.ui.i18n import tr
+
+ACTIVE = ("queued", "listing", "downloading", "verifying")
+# The downloader's English messages (studio.hub.download), read back so they can be worded in the page's
+# language; an error it names with a key of ours is used as it is.
+_ERROR_KEYS = (
+    ("dl_disk_full", re.compile(r"disk|space|ENOSPC", re.I)),
+    ("dl_private", re.compile(r"private|gated|401|403|token|log in", re.I)),
+    ("dl_not_found", re.compile(r"not found|404|no such repo", re.I)),
+    ("dl_hash", re.compile(r"hash|sha|checksum|corrupt", re.I)),
+    ("dl_no_network", re.compile(r"network|resolve|DNS|unreachable|cannot reach|connect to", re.I)),
+    ("dl_dropped", re.compile(r"dropp|reset|interrupted|retries|timed out", re.I)),
+)
+
+
+def cell(text: object) -> str:
+    """Text safe inside a Markdown table cell (no HTML, no column breaks)."""
+    return html.escape(str(text)).replace("|", "&#124;").replace("\n", " ")
+
+
+def _rule(head: str) -> str:
+    return "|" + "---|" * (head.count("|") - 1)
+
+
+def folders_line(folders: list[Path], lang: str) -> str:
+    """The searched folders, each absent one marked."""
+    parts = [f"`{cell(f)}`" + ("" if Path(f).is_dir() else f" ({tr(lang, 'models_absent')})") for f in folders]
+    return tr(lang, "models_folders", folders=", ".join(parts))
+
+
+def _fit(f: Found, lang: str) -> str:
+    if f.fits is None:
+        return tr(lang, "models_fit_unknown")
+    if f.fits:
+        return tr(lang, "models_fits", need=human_size(f.need))
+    free = re.search(r"([\d.]+) GiB free", f.plan)
+    return tr(lang, "models_too_big", need=human_size(f.need), free=f"{free.group(1)} GiB" if free else "?")
+
+
+def _files(f: Found, lang: str) -> str:
+    text = tr(lang, "models_n_files", count=len(f.files), n=len(f.files))
+    if f.missing:
+        text += "; " + tr(lang, "models_missing", files=", ".join(f.missing))
+    return text
+
+
+def family_text(f: Found, lang: str) -> str:
+    """The family name, or "unknown" with config.json's architectures."""
+    return f.family if f.known else tr(lang, "models_unknown", arch=f.arch or "-")
+
+
+def found_table(found: list[Found], device: str, lang: str) -> str:
+    """One row per checkpoint: name, family, size, files, state, memory fit, folder."""
+    if not found:
+        return tr(lang, "models_none")
+    head = tr(lang, "models_head", device=device)
+    rows = [head, _rule(head)]
+    for f in found:
+        rows.append("| " + " | ".join([
+            f"**{cell(f.name)}**", cell(family_text(f, lang)), human_size(f.size), cell(_files(f, lang)),
+            tr(lang, f"models_state_{f.state}"), cell(_fit(f, lang)), f"`{cell(f.path)}`"]) + " |")
+    return "\n".join(rows)
+
+
+def choices(found: list[Found]) -> list[tuple[str, str]]:
+    """The loadable checkpoints as (label, path) for the picker."""
+    return [(f"{f.name} ({f.family}, {human_size(f.size)})", str(f.path)) for f in found if f.loadable]
+
+
+def error_key(job) -> str:
+    """The string key that words a failed job's error."""
+    key = getattr(job, "key", "") or ""
+    if key:
+        return key
+    for name, pattern in _ERROR_KEYS:
+        if pattern.search(job.error or ""):
+            return name
+    return ""
+
+
+def job_message(job, lang: str) -> str:
+    """A failed job's error in `lang` (the downloader's English when it is not one we know); else notes."""
+    if job.state == "failed":
+        key = error_key(job)
+        if key and lang != "en":
+            values = dict(host=_host(job), dest=job.request.dest, repo=job.request.repo, file=job.current_file or "-",
+                          source=_source(job))
+            return f"{tr(lang, key, **values)} {tr(lang, key + '_hint', **values)}"
+        return f"{job.error} {job.hint}".strip()
+    if job.resumed_bytes:
+        return tr(lang, "models_resumed", bytes=human_size(job.resumed_bytes))
+    return ""
+
+
+def _host(job) -> str:
+    endpoint = job.request.endpoint or ("huggingface.co" if job.request.source == "huggingface" else "modelscope.cn")
+    return re.sub(r"^https?://", "", endpoint).split("/")[0]
+
+
+def _source(job) -> str:
+    return "Hugging Face" if job.request.source == "huggingface" else "ModelScope"
+
+
+def jobs_table(jobs: list, lang: str) -> str:
+    """Every download job, newest first: state, bytes, and what went wrong."""
+    if not jobs:
+        return tr(lang, "models_no_jobs")
+    head = tr(lang, "models_jobs_head")
+    rows = [head, _rule(head)]
+    for job in reversed(jobs):
+        done = f"{human_size(job.done_bytes)} / {human_size(job.total_bytes)}" if job.total_bytes else ""
+        rows.append(f"| {cell(job.id)} | {cell(job.request.repo)} | {_source(job)} | "
+                    f"{tr(lang, 'models_job_state_' + job.state)} | {done} | {cell(job_message(job, lang))} |")
+    return "\n".join(rows)
+
+
+def progress_html(job, lang: str) -> str:
+    """A progress bar and one line for `job` (the newest one when none runs)."""
+    if job is None:
+        return ""
+    current = tr(lang, "models_current", file=cell(job.current_file)) if job.current_file and job.state in ACTIVE else ""
+    line = tr(lang, "models_progress", repo=cell(job.request.repo), state=tr(lang, "models_job_state_" + job.state),
+              done=human_size(job.done_bytes), total=human_size(job.total_bytes), files_done=job.files_done,
+              files_total=job.files_total, current=current)
+    value = job.done_bytes if job.total_bytes else 0
+    return (f'<div id="models-progress-line" data-state="{job.state}"><progress value="{value}" '
+            f'max="{max(job.total_bytes, 1)}"></progress> <span>{line}</span></div>')
