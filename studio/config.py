@@ -151,6 +151,28 @@ class ModelsConfig(_Frozen):
     search_dirs: Optional[list[str]] = Field(None, max_length=64)
 
 
+class DownloadsConfig(_Frozen):
+    """Model downloads (only when the user asks for one): hubs, mirrors, tokens, where folders go."""
+
+    hf_endpoint: Optional[str] = None  # None: $HF_ENDPOINT, else https://huggingface.co (a mirror works too)
+    modelscope_endpoint: Optional[str] = None  # None: $MODELSCOPE_ENDPOINT, else https://www.modelscope.cn
+    dest_root: Optional[str] = None  # None: <data dir>/models; a download goes to <dest_root>/<owner>/<name>
+    hf_token: Optional[str] = Field(None, repr=False)  # None: $HF_TOKEN or the `hf auth login` token
+    modelscope_token: Optional[str] = Field(None, repr=False)  # None: $MODELSCOPE_API_TOKEN
+    retries: int = Field(5, ge=0, le=100)  # attempts without progress before a dropped connection is reported
+    retry_wait_s: float = Field(1.0, ge=0, le=60)  # the first back-off; it doubles up to 30 s
+    timeout_s: float = Field(30.0, gt=0, le=600)  # connect / read timeout of one request
+
+    @field_validator("hf_endpoint", "modelscope_endpoint")
+    @classmethod
+    def _endpoint(cls, value: Optional[str]) -> Optional[str]:
+        if value is not None:
+            parts = urlsplit(value)
+            if parts.scheme.lower() not in ("http", "https") or not parts.hostname:
+                raise PydanticCustomError("endpoint", "must be an http:// or https:// address, e.g. https://hf-mirror.com")
+        return value.rstrip("/") if value else value
+
+
 class StudioConfig(_Frozen):
     """The whole config file; each engine block is validated by its own engine's options class."""
 
@@ -160,6 +182,7 @@ class StudioConfig(_Frozen):
     api: ApiConfig = ApiConfig()
     agent: AgentConfig = AgentConfig()
     models: ModelsConfig = ModelsConfig()
+    downloads: DownloadsConfig = DownloadsConfig()
 
     @field_validator("engines", mode="before")
     @classmethod

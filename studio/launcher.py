@@ -139,6 +139,8 @@ def _serve(args, services, auth, generated: bool, console: Console, log_file: Pa
     from studio.ui.app import build_app
 
     services.engines.start()  # the page is served while the model loads
+    if services.downloads is not None:
+        services.downloads.resume_unfinished()  # downloads cut off by a stop or a crash go on from their bytes
     app = build_app(services, lang=args.lang)
     try:
         app.blocks.launch(server_name=args.host, server_port=args.port, share=args.share, auth=auth,

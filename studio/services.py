@@ -14,6 +14,8 @@ from studio.core.types import EngineInfo
 from studio.engines import ENGINES
 from studio.engines.base import Engine, LoadContext, Placement
 from studio.errors import ModelNotReady, StudioError
+from studio.hub.download import Downloads
+from studio.hub.download_settings import dest_root
 from studio.store.conversations import ConversationStore
 from studio.store.draft_files import DraftFiles
 from studio.store.drafts import DraftStore
@@ -216,6 +218,7 @@ class Services:
     tools: Optional[ToolPool] = None  # the agent's tools: one sandboxed interpreter per conversation
     agent_store: Optional[ConversationStore] = None  # the agent tab's conversations (apart from the chat list)
     presets: Optional[PresetStore] = None  # each user's saved system prompts
+    downloads: Optional[Downloads] = None  # model downloads the user asked for (resumed at start)
 
     def device_stats(self) -> list:
         """Live memory of each GPU and of RAM (studio.engines.devices.DeviceStat)."""
@@ -231,6 +234,8 @@ class Services:
         """Release models and stop the agent's interpreters; the stores need no closing."""
         if self.tools is not None:
             self.tools.close()
+        if self.downloads is not None:
+            self.downloads.close()  # stopped, not cancelled: the next start resumes them
         self.engines.close()
 
 
@@ -255,9 +260,17 @@ def build_services(config: StudioConfig, data_dir: Path, num_gpus: int = 1,
         tools=build_tool_pool(config, data_dir),
         agent_store=ConversationStore(data_dir / "agent.db"),
         presets=PresetStore(data_dir / "presets.db"),
+        downloads=build_downloads(config, data_dir),
     )
     sweep_draft_folders(services.drafts, services.draft_files)
     return services
+
+
+def build_downloads(config: StudioConfig, data_dir: Path) -> Downloads:
+    """The download jobs, recorded in a private folder under the data dir."""
+    from studio.store.private_files import private_dir
+
+    return Downloads(private_dir(data_dir, "downloads"), config.downloads, dest_root(config.downloads, data_dir))
 
 
 def build_tool_pool(config: StudioConfig, data_dir: Path) -> ToolPool:

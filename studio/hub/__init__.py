@@ -1,1 +1,1 @@
-"""Model checkpoints on this machine and on the hubs: finding and downloading them."""
+"""Model hub access: downloads the user asked for (Hugging Face, ModelScope), resumable and verified."""
