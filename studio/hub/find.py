@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Iterable, Optional, TextIO
 
 from studio.errors import StudioError
+from studio.hub.download_folder import MARKER, PARTIAL_DIR, is_complete
 
 MAX_DEPTH = 5  # models--org--name/snapshots/<rev> and hub/models/<org>/<name> sit 3 deep
 MAX_FOLDERS = 20_000  # a search root that is a whole home folder must still answer quickly
@@ -20,8 +21,6 @@ _SKIP = {".git", "blobs", "refs", ".locks", ".cache", ".puyu-partial", "._____te
 _WEIGHT_GLOBS = ("*.safetensors", "pytorch_model*.bin", "model*.bin")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer.txt", "qwen.tiktoken",
                     "tiktoken.model", "vocab.txt")
-MARKER = ".puyu-download.json"  # written by studio.hub.download; "complete" only once every file is verified
-PARTIAL_DIR = ".puyu-partial"
 
 
 @dataclass(frozen=True)
@@ -244,14 +243,10 @@ def _arch(folder: Path) -> str:
 
 
 def _download_state(folder: Path) -> str:
-    """"partial" while the downloader's marker says unfinished or partial files wait; else "complete"."""
-    marker = folder / MARKER
-    if marker.is_file():
-        try:
-            state = json.loads(marker.read_text(encoding="utf-8")).get("state")
-        except (OSError, ValueError, AttributeError):
-            return "partial"
-        return "complete" if state == "complete" else "partial"
+    """"partial" for a download folder not verified complete (or partial files waiting); else "complete"
+    (a folder copied by hand has no download record: its files speak for it)."""
+    if (folder / MARKER).exists():
+        return "complete" if is_complete(folder) else "partial"
     return "partial" if (folder / PARTIAL_DIR).is_dir() else "complete"
 
 

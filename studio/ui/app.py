@@ -110,7 +110,9 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
         refresh_drafts = article_events.wire(services, atab, user_id, pacer)
         article_tab_item.select(*refresh_drafts, api_name="article_drafts")
         system_tab.wire(services, sys_ui, system_tab_item)
-        models_tab.wire(services, models_ui, models_tab_item)
+        # A model loaded from the Models tab: the header polls its progress again until it is ready.
+        models_tab.wire(services, models_ui, models_tab_item).success(lambda: gr.Timer(active=True), None, timer,
+                                                                       api_visibility="private", queue=False)
         # The drafts list sits in the sidebar: fill it once /resume has told us who the user is.
         user_id.change(*refresh_drafts, api_visibility="private")
     demo.queue(max_size=cfg.ui.queue_max_size, default_concurrency_limit=8)

@@ -11,6 +11,8 @@ import gradio as gr
 
 from studio.errors import InputError, StudioError
 from studio.hub import find
+from studio.hub.download import DownloadRequest
+from studio.hub.download_list import check_repo
 from studio.services import Services
 from studio.tasks import agent as agent_task
 from studio.tasks import vision as vision_task
@@ -62,7 +64,8 @@ def build(t, services: Services) -> ModelsTab:
             source = gr.Radio(SOURCES, value="huggingface", label=t("models_source"), elem_id="models-source")
             repo = gr.Textbox(label=t("models_repo"), placeholder=t("models_repo_hint"), elem_id="models-repo")
         with gr.Row():
-            dest = gr.Textbox(label=t("models_dest"), elem_id="models-dest")
+            root = services.downloads.dest_root if services.downloads is not None else services.data_dir / "models"
+            dest = gr.Textbox(label=t("models_dest"), placeholder=str(root / "<owner>" / "<name>"), elem_id="models-dest")
             endpoint = gr.Textbox(label=t("models_endpoint"), elem_id="models-endpoint")
         with gr.Row():
             start = gr.Button(t("models_start"), variant="primary", size="sm", elem_id="models-start")
@@ -79,7 +82,7 @@ class _Handlers:
 
     def __init__(self, services: Services, tab: ModelsTab) -> None:
         self.services, self.tab = services, tab
-        self.downloads = getattr(services, "downloads", None)
+        self.downloads = services.downloads
 
     def _folders(self) -> list[Path]:
         return find.search_folders(self.services.config.models.search_dirs, self.services.data_dir)
@@ -88,14 +91,15 @@ class _Handlers:
         return find.target_for(self.services.engines.config_of("chat"))
 
     def _engine_choices(self, lang: str) -> list[tuple[str, str]]:
-        tabs = {"chat": "models_tabs_chat", vision_task.engine_name(self.services): "models_tabs_vision",
-                agent_task.engine_name(self.services): "models_tabs_agent"}
-        named = {}
-        for engine, key in tabs.items():
-            named.setdefault(engine, []).append(tr(lang, key))
+        """Each engine with the tabs that talk to it (the chat engine serves every tab without its own)."""
+        served = [("chat", "models_tabs_chat"), (vision_task.engine_name(self.services), "models_tabs_vision"),
+                  (agent_task.engine_name(self.services), "models_tabs_agent")]
         pool = self.services.engines
-        return [(tr(lang, "models_engine_choice", name=n, tabs=", ".join(named.get(n, [n])), model=pool.label(n)), n)
-                for n in pool.names()]
+        out = []
+        for n in pool.names():
+            tabs = ("、" if lang == "zh" else ", ").join(tr(lang, key) for engine, key in served if engine == n) or n
+            out.append((tr(lang, "models_engine_choice", name=n, tabs=tabs, model=pool.label(n)), n))
+        return out
 
     @user_errors
     def on_find(self, request: gr.Request):
@@ -140,7 +144,7 @@ class _Handlers:
         return self.downloads
 
     def _jobs_view(self, lang: str, selected: Optional[str] = None) -> dict:
-        jobs = self._need_downloads().jobs() if self.downloads is not None else []
+        jobs = self.downloads.jobs() if self.downloads is not None else []
         running = [j for j in jobs if j.state in view.ACTIVE]
         shown = next((j for j in jobs if j.id == selected), None) or (running or jobs or [None])[-1]
         ids = [j.id for j in jobs]
@@ -150,16 +154,18 @@ class _Handlers:
 
     @user_errors
     def on_download(self, source, repo, dest, endpoint, request: gr.Request):
-        from studio.hub.download import DownloadRequest
-
-        lang, repo = page_lang(request), (repo or "").strip().strip("/")
+        lang, repo, source = page_lang(request), (repo or "").strip().strip("/"), source or "huggingface"
         if not repo:
             raise InputError("No repository id given.", "Type one like internlm/internlm2_5-1_8b-chat.",
                              key="models_err_no_repo")
-        target = Path(dest.strip()).expanduser() if (dest or "").strip() else self.services.data_dir / "models" / repo
-        req = DownloadRequest(source=source or "huggingface", repo=repo, dest=target,
-                              endpoint=(endpoint or "").strip() or None)
-        job_id = self._need_downloads().start(req)
+        try:
+            check_repo(source, repo)
+        except InputError as exc:
+            raise InputError(exc.message, exc.hint, key="models_err_bad_repo", values={"repo": repo}) from None
+        downloads = self._need_downloads()
+        target = Path(dest.strip()).expanduser() if (dest or "").strip() else downloads.default_dest(repo)
+        job_id = downloads.start(DownloadRequest(source=source, repo=repo, dest=target,
+                                                 endpoint=(endpoint or "").strip() or None))
         return {**self._jobs_view(lang, job_id), self.tab.notice: tr(lang, "models_started", id=job_id, repo=repo)}
 
     @user_errors
@@ -182,16 +188,18 @@ class _Handlers:
         return out
 
 
-def wire(services: Services, tab: ModelsTab, tab_item) -> None:
-    """Find on open and on Refresh; load; download, cancel, and poll the jobs while one runs."""
+def wire(services: Services, tab: ModelsTab, tab_item):
+    """Find on open and on Refresh; load; download, cancel, and poll the jobs while one runs. Returns the load
+    event (the header's status follows it)."""
     h = _Handlers(services, tab)
     found_outs = [tab.folders, tab.table, tab.pick, tab.engine]
     job_outs = [tab.jobs, tab.progress, tab.job, tab.timer]
     tab_item.select(h.on_find, None, found_outs, api_visibility="private").then(
         h.on_open_jobs, [tab.job], job_outs, api_visibility="private")
     tab.refresh.click(h.on_find, None, found_outs, api_name="models_find")
-    tab.load.click(h.on_load, [tab.pick, tab.engine], [tab.notice], api_name="models_load")
+    loaded = tab.load.click(h.on_load, [tab.pick, tab.engine], [tab.notice], api_name="models_load")
     tab.start.click(h.on_download, [tab.source, tab.repo, tab.dest, tab.endpoint], [*job_outs, tab.notice],
                     api_name="models_download")
     tab.cancel.click(h.on_cancel, [tab.job], [*job_outs, tab.notice], api_name="models_cancel")
     tab.timer.tick(h.on_jobs, [tab.job], [*job_outs, *found_outs], api_name="models_jobs")
+    return loaded

@@ -11,17 +11,6 @@ from studio.hub.find import Found, human_size
 from studio.ui.i18n import tr
 
 ACTIVE = ("queued", "listing", "downloading", "verifying")
-# The downloader's English messages (studio.hub.download), read back so they can be worded in the page's
-# language; an error it names with a key of ours is used as it is.
-_ERROR_KEYS = (
-    ("dl_disk_full", re.compile(r"disk|space|ENOSPC", re.I)),
-    ("dl_private", re.compile(r"private|gated|401|403|token|log in", re.I)),
-    ("dl_not_found", re.compile(r"not found|404|no such repo", re.I)),
-    ("dl_hash", re.compile(r"hash|sha|checksum|corrupt", re.I)),
-    ("dl_no_network", re.compile(r"network|resolve|DNS|unreachable|cannot reach|connect to", re.I)),
-    ("dl_dropped", re.compile(r"dropp|reset|interrupted|retries|timed out", re.I)),
-)
-
 
 def cell(text: object) -> str:
     """Text safe inside a Markdown table cell (no HTML, no column breaks)."""
@@ -77,34 +66,20 @@ def choices(found: list[Found]) -> list[tuple[str, str]]:
     return [(f"{f.name} ({f.family}, {human_size(f.size)})", str(f.path)) for f in found if f.loadable]
 
 
-def error_key(job) -> str:
-    """The string key that words a failed job's error."""
-    key = getattr(job, "key", "") or ""
-    if key:
-        return key
-    for name, pattern in _ERROR_KEYS:
-        if pattern.search(job.error or ""):
-            return name
-    return ""
-
-
 def job_message(job, lang: str) -> str:
-    """A failed job's error in `lang` (the downloader's English when it is not one we know); else notes."""
+    """A failed job's error in `lang` (by the key the downloader gave it; its English when values are gone, as
+    after a restart); for a running job, how much it resumed from."""
     if job.state == "failed":
-        key = error_key(job)
-        if key and lang != "en":
-            values = dict(host=_host(job), dest=job.request.dest, repo=job.request.repo, file=job.current_file or "-",
-                          source=_source(job))
-            return f"{tr(lang, key, **values)} {tr(lang, key + '_hint', **values)}"
+        if job.error_key and lang != "en":
+            try:
+                text = tr(lang, job.error_key, **job.error_values)
+                return f"{text} {tr(lang, job.error_key + '_hint', **job.error_values)}"
+            except (KeyError, IndexError, ValueError):
+                pass
         return f"{job.error} {job.hint}".strip()
-    if job.resumed_bytes:
+    if job.resumed_bytes and job.state in ACTIVE:
         return tr(lang, "models_resumed", bytes=human_size(job.resumed_bytes))
     return ""
-
-
-def _host(job) -> str:
-    endpoint = job.request.endpoint or ("huggingface.co" if job.request.source == "huggingface" else "modelscope.cn")
-    return re.sub(r"^https?://", "", endpoint).split("/")[0]
 
 
 def _source(job) -> str:

@@ -18,6 +18,13 @@ from tests.support.tiny_checkpoints import write_tiny_internlm2
 from tests.support.tiny_internvl2 import write_tiny_internvl2
 from tests.support.tiny_xcomposer2 import write_tiny_xcomposer2
 
+def mark_downloaded(folder: Path, state: str = "complete") -> None:
+    """The record studio.hub.download leaves in a folder it fetched (every file verified, for "complete")."""
+    files = {p.name: {"size": p.stat().st_size, "mtime_ns": p.stat().st_mtime_ns} for p in folder.iterdir()
+             if p.is_file() and p.name != MARKER}
+    (folder / MARKER).write_text(json.dumps({"state": state, "files": files if state == "complete" else {}}))
+
+
 PLENTY = Target(device="cpu", dtype="bfloat16", free=1 << 50)
 
 
@@ -58,11 +65,14 @@ def tree(tmp_path_factory) -> dict:
     (share / "loop" / "back").symlink_to(share)  # a loop: walking it must end
     data = tmp / "data" / "models"
     partial = shutil.copytree(lm, data / "internlm" / "internlm2_5-7b-chat")
-    (partial / MARKER).write_text(json.dumps({"state": "downloading"}))
+    mark_downloaded(partial, "partial")
     (partial / PARTIAL_DIR).mkdir()
     (partial / PARTIAL_DIR / "model-00002-of-00002.safetensors.part").write_bytes(b"\0" * 100)
     done = shutil.copytree(lm, data / "internlm" / "internlm2-chat-1_8b")
-    (done / MARKER).write_text(json.dumps({"state": "complete"}))
+    mark_downloaded(done)
+    forged = shutil.copytree(lm, data / "internlm" / "internlm2-chat-20b")  # marked complete, then a file changed
+    mark_downloaded(forged)
+    (forged / "generation_config.json").write_text("{}")
     (data / "gguf").mkdir()
     (data / "gguf" / "tiny.Q4_0.gguf").write_bytes(b"GGUF" + b"\0" * 1000)
     folders = [hf, ms, share, data, tmp / "absent"]
@@ -96,6 +106,7 @@ def test_a_partial_download_is_listed_but_never_offered(tree):
     assert f.state == "partial" and not f.loadable
     done = tree["found"]["internlm/internlm2-chat-1_8b"]
     assert done.state == "complete" and done.loadable
+    assert tree["found"]["internlm/internlm2-chat-20b"].state == "partial"  # its verified files no longer match
 
 
 def test_an_unknown_architecture_says_why(tree):
