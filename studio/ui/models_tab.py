@@ -69,7 +69,8 @@ def build(t, services: Services) -> ModelsTab:
             endpoint = gr.Textbox(label=t("models_endpoint"), elem_id="models-endpoint")
         with gr.Row():
             start = gr.Button(t("models_start"), variant="primary", size="sm", elem_id="models-start")
-            job = gr.Dropdown([], label=t("models_job"), elem_id="models-job", scale=2)
+            # Any job id is accepted (an API client's session has no choices yet); the handlers check it.
+            job = gr.Dropdown([], label=t("models_job"), elem_id="models-job", scale=2, allow_custom_value=True)
             cancel = gr.Button(t("models_cancel"), size="sm", elem_id="models-cancel")
         progress = gr.HTML("", elem_id="models-progress")
         jobs = gr.Markdown("", elem_id="models-jobs", elem_classes=["system-table"])
@@ -170,9 +171,12 @@ class _Handlers:
 
     @user_errors
     def on_cancel(self, job, request: gr.Request):
-        lang = page_lang(request)
+        lang, downloads = page_lang(request), self._need_downloads()
+        if job and job not in {j.id for j in downloads.jobs()}:
+            raise InputError(f"There is no download {job!r}.", "Pick one from the list of downloads.",
+                             key="models_err_no_job", values={"id": job})
         if job:
-            self._need_downloads().cancel(job)
+            downloads.cancel(job)
         notice = tr(lang, "models_cancelled", id=job) if job else ""
         return {**self._jobs_view(lang, job), self.tab.notice: notice}
 
