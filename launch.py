@@ -1,4 +1,4 @@
-"""Start Puyu Studio: `python launch.py --port 6006 --num-gpus 1` (see --help)."""
+"""Start Puyu Studio: `python launch.py --port 6006 --num-gpus 1` (see --help); models: `python launch.py models --help`."""
 
 from __future__ import annotations
 
@@ -29,7 +29,12 @@ def parse_args(argv=None) -> argparse.Namespace:
 
 
 def main(argv=None) -> int:
-    """Parse flags, validate the config, then serve the UI or run the terminal chat."""
+    """Parse flags, validate the config, then serve the UI or run the terminal chat (or a `models` command)."""
+    argv = sys.argv[1:] if argv is None else list(argv)
+    if argv[:1] == ["models"]:  # `python launch.py models download REPO …`; every other command line is as before
+        from studio.models_cli import main as models_main
+
+        return models_main(argv[1:], DEFAULT_DATA_DIR)
     args = parse_args(argv)
     from studio.launcher import run
 

@@ -7,68 +7,29 @@ import logging
 import threading
 import time
 import uuid
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import replace
 from pathlib import Path
-from typing import Literal, Optional
+from typing import Callable, Optional
 
 from studio.config import DownloadsConfig
 from studio.errors import InputError
 from studio.hub.download_errors import DownloadError
+from studio.hub.download_folder import FolderProgress, is_complete, partial_state
 from studio.hub.download_jobs import JobRecords
-from studio.hub.download_list import check_repo
+from studio.hub.download_types import (
+    ACTIVE,
+    SOURCES,
+    DownloadRequest,
+    JobState,
+    State,
+    request_dict,
+    validate,
+)
+
+__all__ = ["ACTIVE", "SOURCES", "DownloadRequest", "Downloads", "FolderProgress", "JobState", "State", "is_complete",
+           "partial_state", "request_dict", "validate"]
 
 log = logging.getLogger(__name__)
-
-Source = Literal["huggingface", "modelscope"]
-State = Literal["queued", "listing", "downloading", "verifying", "done", "failed", "cancelled"]
-ACTIVE = ("queued", "listing", "downloading", "verifying")
-SOURCES = ("huggingface", "modelscope")
-
-
-@dataclass(frozen=True)
-class DownloadRequest:
-    """One download: which repository, from which hub, into which folder."""
-
-    source: Source
-    repo: str
-    revision: str = "main"
-    dest: Path = Path()
-    endpoint: Optional[str] = None  # None: the config's / environment's hub address
-    include: tuple[str, ...] = ()  # glob patterns of the files wanted; () means all
-
-
-@dataclass(frozen=True)
-class JobState:
-    """A snapshot of one download job."""
-
-    id: str
-    request: DownloadRequest
-    state: State = "queued"
-    done_bytes: int = 0
-    total_bytes: int = 0
-    files_done: int = 0
-    files_total: int = 0
-    current_file: str = ""
-    error: str = ""
-    hint: str = ""
-    resumed_bytes: int = 0  # bytes already on disk (verified files and partials) when this run began
-    error_key: str = ""  # for the UI to word the error in the page's language
-    error_values: dict = field(default_factory=dict)
-
-
-def validate(req: DownloadRequest) -> DownloadRequest:
-    """The request checked and normalised (absolute destination); InputError saying what to fix."""
-    if req.source not in SOURCES:
-        raise InputError(f"Unknown source {req.source!r}.", "Use huggingface or modelscope.")
-    check_repo(req.source, req.repo)
-    if not req.revision or any(c in req.revision for c in "\0\n\r") or ".." in req.revision:
-        raise InputError(f"{req.revision!r} is not a revision.", "Use a branch, a tag or a commit id, e.g. main.")
-    if str(req.dest) in ("", "."):
-        raise InputError("No destination folder was given.", "Choose the folder the model goes into.")
-    dest = Path(req.dest).expanduser().absolute()
-    if dest.exists() and not dest.is_dir():
-        raise InputError(f"{dest} exists and is not a folder.", "Choose another destination.")
-    return replace(req, dest=dest, include=tuple(req.include))
 
 
 class Downloads:
@@ -82,10 +43,14 @@ class Downloads:
         self._states: dict[str, JobState] = {}
         self._cancels: dict[str, threading.Event] = {}
         self._threads: dict[str, threading.Thread] = {}
+        self._aborts: dict[str, Callable[[], None]] = {}  # cuts a job's open connection
         self._stopping = threading.Event()
         for job_id, rec in self._records.load().items():
+            fp = partial_state(rec.request.dest)  # how far it got, from the folder itself (no network)
+            counts = {} if fp is None else {"done_bytes": fp.done_bytes, "total_bytes": fp.total_bytes,
+                                            "files_done": fp.files_done, "files_total": fp.files_total}
             self._states[job_id] = JobState(job_id, rec.request, rec.state, error=rec.error, hint=rec.hint,
-                                            error_key=rec.error_key)
+                                            error_key=rec.error_key, **counts)
 
     def start(self, req: DownloadRequest) -> str:
         """Begin (or continue) a download; the id of its job. The same folder never downloads twice at once."""
@@ -106,6 +71,11 @@ class Downloads:
     def _running(self, job_id: str) -> bool:
         thread = self._threads.get(job_id)
         return thread is not None and thread.is_alive()
+
+    def running(self, job_id: str) -> bool:
+        """Whether the job is being worked on in this process (an active state read back from disk is not)."""
+        with self._lock:
+            return self._running(job_id)
 
     def _launch(self, job_id: str, req: DownloadRequest) -> None:
         # Called with the lock held.
@@ -146,9 +116,12 @@ class Downloads:
                 raise InputError(f"There is no download {job_id!r}.", "Pick one from the list of downloads.")
             if job_id in self._cancels:
                 self._cancels[job_id].set()
+            abort = self._aborts.get(job_id)
             if not self._running(job_id) and st.state in ACTIVE:
                 self._states[job_id] = replace(st, state="cancelled")
                 self._records.save(job_id, self._states[job_id], self._records.pinned(job_id))
+        if abort is not None:
+            abort()
 
     def resume_unfinished(self) -> list[str]:
         """Continue every job that was running when the studio (or the machine) stopped; their ids."""
@@ -171,8 +144,11 @@ class Downloads:
         self._stopping.set()
         with self._lock:
             events, threads = list(self._cancels.values()), list(self._threads.values())
+            aborts = list(self._aborts.values())
         for ev in events:
             ev.set()
+        for abort in aborts:
+            abort()
         for thread in threads:
             thread.join(timeout)
 
@@ -196,6 +172,14 @@ class Downloads:
                 self._records.save(job_id, st, pinned if pinned is not None else self._records.pinned(job_id))
             return st
 
+    def set_abort(self, job_id: str, abort: Optional[Callable[[], None]]) -> None:
+        """What cancel() calls to cut the job's connection at once (None: nothing open)."""
+        with self._lock:
+            if abort is None:
+                self._aborts.pop(job_id, None)
+            else:
+                self._aborts[job_id] = abort
+
     def add_bytes(self, job_id: str, n: int) -> None:
         """Count `n` more (or, negative, fewer) bytes done."""
         with self._lock:
@@ -210,10 +194,3 @@ class Downloads:
         """Record a failure with its message and hint."""
         self.update(job_id, True, state="failed", error=exc.message, hint=exc.hint, error_key=exc.key,
                     error_values=dict(exc.values), current_file="")
-
-
-def request_dict(req: DownloadRequest) -> dict:
-    """A request as JSON-friendly data."""
-    data = asdict(req)
-    data["dest"], data["include"] = str(req.dest), list(req.include)
-    return data

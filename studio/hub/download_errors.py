@@ -26,12 +26,12 @@ def _mirror_hint(source: str) -> str:
     return "set a mirror with --endpoint, downloads.hf_endpoint in the config or HF_ENDPOINT (e.g. https://hf-mirror.com)"
 
 
-def no_network(host: str, source: str, detail: str) -> DownloadError:
+def no_network(host: str, source: str, detail: str, retry: bool = True) -> DownloadError:
     """The hub's host does not resolve or refuses connections."""
     return DownloadError(
         f"Cannot reach {host}: {detail}.",
         f"Check that this machine is online (try `curl -I https://{host}`), or {_mirror_hint(source)}.",
-        "dl_no_network", {"host": host}, retry=True)
+        "dl_no_network", {"host": host}, retry=retry)
 
 
 def not_found(source: str, repo: str, revision: str) -> DownloadError:

@@ -7,17 +7,30 @@ import errno
 import hashlib
 import os
 import shutil
+import socket
 import threading
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Optional
 from urllib.parse import urlsplit
 
 import httpx
 
-from studio.hub.download_errors import Cancelled, DownloadError, cannot_write, disk_full, dropped, hash_mismatch
+from studio.hub.download_errors import (
+    Cancelled,
+    DownloadError,
+    cannot_write,
+    disk_full,
+    dropped,
+    hash_mismatch,
+)
 from studio.hub.download_folder import part_path
-from studio.hub.download_list import RemoteFile, check_status, connection_error, file_url
+from studio.hub.download_list import (
+    RemoteFile,
+    check_status,
+    connection_error,
+    file_url,
+)
 
 READ_BLOCK = 1 << 20
 MAX_WAIT_S = 30.0
@@ -43,6 +56,24 @@ class FetchContext:
     retry_wait_s: float
     on_bytes: Callable[[int], None]
     on_verify: Callable[[str], None]
+    _sock: object = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def attach(self, resp: Optional[httpx.Response]) -> None:
+        """Remember (or, with None, forget) the socket of the response being read, for abort()."""
+        stream = resp.extensions.get("network_stream") if resp is not None else None
+        with self._lock:
+            self._sock = stream.get_extra_info("socket") if stream is not None else None
+
+    def abort(self) -> None:
+        """Cut the connection being read: a read blocked on a stalled hub returns at once (a cancel is prompt)."""
+        with self._lock:
+            sock = self._sock
+        if sock is not None:
+            try:
+                sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
 
     def wait(self, attempt: int) -> None:
         """Back off before attempt `attempt` + 1; a cancel ends the wait at once."""
@@ -104,6 +135,8 @@ def _fetch_bytes(ctx: FetchContext, f: RemoteFile, part: Path, dest: Path) -> No
     """Fill `part` up to f.size, resuming from its length, retrying failures that make no progress."""
     failures, last = 0, ""
     while True:
+        if ctx.cancel.is_set():
+            raise Cancelled()
         have = part.stat().st_size if part.exists() else 0
         if have > f.size:  # not ours to trust: start the file again
             part.unlink()
@@ -112,12 +145,15 @@ def _fetch_bytes(ctx: FetchContext, f: RemoteFile, part: Path, dest: Path) -> No
         if have == f.size:
             return
         try:
-            got = _one_request(ctx, f, part, have, dest)
+            _one_request(ctx, f, part, have, dest)
         except (httpx.TransportError, _Transient) as exc:
-            got, last = -1, str(exc) or type(exc).__name__
+            last = str(exc) or type(exc).__name__
             if isinstance(exc, httpx.ConnectError) and failures + 1 > ctx.retries:
                 raise connection_error(exc, ctx.endpoint, ctx.source) from None
-        if got > 0:
+        now = part.stat().st_size if part.exists() else 0
+        if now == f.size:
+            return
+        if now > have:
             failures = 0  # progress was made: a long download survives many separate drops
             continue
         failures += 1
@@ -126,27 +162,36 @@ def _fetch_bytes(ctx: FetchContext, f: RemoteFile, part: Path, dest: Path) -> No
         ctx.wait(failures)
 
 
-def _one_request(ctx: FetchContext, f: RemoteFile, part: Path, have: int, dest: Path) -> int:
-    """One GET from byte `have` on, appended to `part`; how many new bytes it wrote (≤ 0: none)."""
+def _one_request(ctx: FetchContext, f: RemoteFile, part: Path, have: int, dest: Path) -> None:
+    """One GET from byte `have` on, appended to `part`."""
     url, params = file_url(ctx.source, ctx.endpoint, ctx.repo, ctx.revision, f.path)
     headers = {**ctx.headers, "Accept-Encoding": "identity"}  # sizes and Range count the stored bytes
     if have:
         headers["Range"] = f"bytes={have}-"
     with ctx.client.stream("GET", url, params=params, headers=headers) as resp:
-        check_status(resp, ctx.source, ctx.repo, ctx.revision)
-        if resp.status_code == 416:
-            part.unlink()  # the partial file is longer than the hub's: begin again
-            ctx.on_bytes(-have)
-            return 1
-        if resp.status_code >= 400:
-            raise _Transient(f"HTTP {resp.status_code}")
-        if have and resp.status_code != 206:  # the server ignored Range: take the whole file again
-            ctx.on_bytes(-have)
-            have = 0
-        return _write_body(ctx, resp, part, have, f, dest)
+        ctx.attach(resp)
+        try:
+            _read_response(ctx, resp, f, part, have, dest)
+        finally:
+            ctx.attach(None)
 
 
-def _write_body(ctx: FetchContext, resp: httpx.Response, part: Path, have: int, f: RemoteFile, dest: Path) -> int:
+def _read_response(ctx: FetchContext, resp: httpx.Response, f: RemoteFile, part: Path, have: int, dest: Path) -> None:
+    """Check the answer, then append its body to `part` (from zero when the hub ignored Range)."""
+    check_status(resp, ctx.source, ctx.repo, ctx.revision)
+    if resp.status_code == 416:
+        part.unlink()  # the hub says the partial file is not a prefix of its file: begin again
+        ctx.on_bytes(-have)
+        return
+    if resp.status_code >= 400:
+        raise _Transient(f"HTTP {resp.status_code}")
+    if have and resp.status_code != 206:  # the server ignored Range: take the whole file again
+        ctx.on_bytes(-have)
+        have = 0
+    _write_body(ctx, resp, part, have, f, dest)
+
+
+def _write_body(ctx: FetchContext, resp: httpx.Response, part: Path, have: int, f: RemoteFile, dest: Path) -> None:
     written = 0
     try:
         # Unbuffered: every byte received is in the file the moment write() returns, so a kill -9 keeps it.
@@ -165,7 +210,6 @@ def _write_body(ctx: FetchContext, resp: httpx.Response, part: Path, have: int, 
         raise _write_error(exc, dest, f.size - have - written) from None
     if have + written < f.size:
         raise _Transient(f"the body ended after {have + written} of {f.size} bytes")
-    return max(written, 1) if written or have == f.size else 0
 
 
 def file_hash(path: Path, f: RemoteFile, cancel: threading.Event) -> str:

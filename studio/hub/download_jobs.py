@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from studio.hub.download_folder import write_json_atomic
+from studio.hub.download_types import DownloadRequest, request_dict
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,6 @@ class JobRecords:
 
     def load(self) -> dict[str, JobRecord]:
         """Every readable job file; a damaged one is skipped with a warning, never fatal."""
-        from studio.hub.download import DownloadRequest
-
         out = {}
         for path in sorted(self._folder.glob("*.json")):
             try:
@@ -59,8 +58,6 @@ class JobRecords:
 
     def save(self, job_id: str, st, pinned: str) -> None:
         """Write job `job_id`'s record (its request, state, error and pinned commit)."""
-        from studio.hub.download import request_dict
-
         self._pinned[job_id] = pinned
         created = self._created.setdefault(job_id, time.time())
         data = {"id": job_id, "request": request_dict(st.request), "state": st.state, "error": st.error,

@@ -14,7 +14,13 @@ from urllib.parse import quote, urlsplit
 import httpx
 
 from studio.errors import InputError
-from studio.hub.download_errors import DownloadError, bad_listing, no_network, not_found, private_repo
+from studio.hub.download_errors import (
+    DownloadError,
+    bad_listing,
+    no_network,
+    not_found,
+    private_repo,
+)
 from studio.hub.download_folder import MARKER, PARTIAL_DIR
 
 REPO_RE = re.compile(r"^(?:[A-Za-z0-9][A-Za-z0-9._-]{0,95}/)?[A-Za-z0-9][A-Za-z0-9._-]{0,95}$")
@@ -79,7 +85,7 @@ def connection_error(exc: Exception, url: str, source: str) -> DownloadError:
     text = f"{exc} {cause}".lower()
     if isinstance(cause, socket.gaierror) or "name or service not known" in text or "name resolution" in text \
             or "nodename nor servname" in text:
-        return no_network(host, source, "the name does not resolve (no network, or no DNS)")
+        return no_network(host, source, "the name does not resolve (no network, or no DNS)", retry=False)
     if isinstance(exc, httpx.TimeoutException):
         return no_network(host, source, "it did not answer in time")
     if isinstance(exc, httpx.ConnectError):

@@ -2,19 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
 import errno
+import fcntl
 import fnmatch
 import logging
+import os
 import shutil
 import threading
+from collections.abc import Iterator
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import httpx
 
 from studio.errors import InputError
-from studio.hub.download_errors import Cancelled, DownloadError, cannot_write, disk_full
+from studio.hub.download_errors import (
+    HUB_NAMES,
+    Cancelled,
+    DownloadError,
+    cannot_write,
+    disk_full,
+)
 from studio.hub.download_fetch import FetchContext, fetch_file, part_size
-from studio.hub.download_folder import PARTIAL_DIR, file_matches, read_record, write_record
+from studio.hub.download_folder import (
+    PARTIAL_DIR,
+    file_matches,
+    read_record,
+    write_record,
+)
 from studio.hub.download_list import Listing, RemoteFile, list_files
 from studio.hub.download_settings import endpoint_for, token_for
 
@@ -45,35 +61,57 @@ def _run(downloads, job_id: str, req, cancel: threading.Event) -> None:
     endpoint = endpoint_for(cfg, req.source, req.endpoint)
     token = token_for(cfg, req.source)
     headers = {"Authorization": f"Bearer {token}"} if token else {}
-    timeout = httpx.Timeout(cfg.timeout_s)
-    # trust_env: a proxy set in the environment is how many lab machines reach the hubs.
-    with httpx.Client(timeout=timeout, follow_redirects=True, headers={"User-Agent": "puyu-studio"}) as client:
+    cookies = httpx.Cookies()
+    if token and req.source == "modelscope":  # ModelScope's own client sends the token as this session cookie
+        cookies.set("m_session_id", token, domain=urlsplit(endpoint).hostname or "")
+    # httpx drops Authorization on a redirect to another host (a CDN), and the cookie only goes to the hub's.
+    with contextlib.ExitStack() as stack:
+        client = stack.enter_context(httpx.Client(timeout=httpx.Timeout(cfg.timeout_s), follow_redirects=True,
+                                                  cookies=cookies, headers={"User-Agent": "puyu-studio"}))
         downloads.update(job_id, True, state="listing", error="", hint="", error_key="")
         listing = _listing(client, downloads, job_id, req, endpoint, headers, cancel)
-        files = [f for f in listing.files if _wanted(f.path, req.include)]
-        dest = req.dest
-        _mkdir(dest)
-        record = _prepare_record(dest, req, listing, files)
-        todo = [f for f in files if f.path not in record["files"]]
-        on_disk = sum(f.size for f in files if f.path in record["files"]) + sum(part_size(dest, f) for f in todo)
-        downloads.update(job_id, True, pinned=listing.revision, state="downloading", total_bytes=sum(f.size for f in files),
-                         files_total=len(files), files_done=len(files) - len(todo), done_bytes=on_disk,
-                         resumed_bytes=on_disk)
-        _check_space(dest, sum(f.size - part_size(dest, f) for f in todo))
+        if cancel.is_set():
+            raise Cancelled()
+        _mkdir(req.dest)
+        stack.enter_context(_folder_lock(req.dest))
+        files, record, todo = _plan(downloads, job_id, req, listing, cancel)
         ctx = FetchContext(client, req.source, endpoint, req.repo, listing.revision, headers, cancel, cfg.retries,
                            cfg.retry_wait_s, lambda n: downloads.add_bytes(job_id, n),
                            lambda rel: downloads.update(job_id, state="verifying", current_file=rel))
-        for f in todo:
-            downloads.update(job_id, state="downloading", current_file=f.path)
-            digest = fetch_file(ctx, f, dest)
-            st = (dest / f.path).stat()
-            record["files"][f.path] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "hash": digest}
-            write_record(dest, record)
-            done = downloads.state(job_id).files_done + 1
-            downloads.update(job_id, files_done=done)
+        downloads.set_abort(job_id, ctx.abort)
+        try:
+            _fetch_all(downloads, job_id, ctx, req.dest, record, todo)
+        finally:
+            downloads.set_abort(job_id, None)
         downloads.update(job_id, True, state="verifying", current_file="")
-        _finish(dest, record, files)
-        downloads.update(job_id, True, state="done", done_bytes=sum(f.size for f in files), current_file="")
+        _finish(req.dest, record, files)
+    downloads.update(job_id, True, state="done", done_bytes=sum(f.size for f in files), current_file="")
+
+
+def _plan(downloads, job_id: str, req, listing: Listing,
+          cancel: threading.Event) -> tuple[list[RemoteFile], dict, list[RemoteFile]]:
+    """The files wanted, the folder's record, and what is left to fetch after the space check."""
+    dest = req.dest
+    files = [f for f in listing.files if _wanted(f.path, req.include)]
+    record = _prepare_record(dest, req, listing, files, cancel)
+    todo = [f for f in files if f.path not in record["files"]]
+    on_disk = sum(f.size for f in files if f.path in record["files"]) + sum(part_size(dest, f) for f in todo)
+    downloads.update(job_id, True, pinned=listing.revision, state="downloading", total_bytes=sum(f.size for f in files),
+                     files_total=len(files), files_done=len(files) - len(todo), done_bytes=on_disk,
+                     resumed_bytes=on_disk)
+    _check_space(dest, sum(f.size - part_size(dest, f) for f in todo))
+    return files, record, todo
+
+
+def _fetch_all(downloads, job_id: str, ctx: FetchContext, dest: Path, record: dict, todo: list[RemoteFile]) -> None:
+    """Fetch and verify each file in turn, recording each one in the folder as soon as it is in place."""
+    for f in todo:
+        downloads.update(job_id, state="downloading", current_file=f.path)
+        digest = fetch_file(ctx, f, dest)
+        st = (dest / f.path).stat()
+        record["files"][f.path] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "hash": digest}
+        write_record(dest, record)
+        downloads.update(job_id, files_done=downloads.state(job_id).files_done + 1)
 
 
 def _listing(client, downloads, job_id, req, endpoint, headers, cancel) -> Listing:
@@ -104,12 +142,13 @@ def _mkdir(dest: Path) -> None:
         raise cannot_write(str(dest), exc.strerror or str(exc)) from None
 
 
-def _prepare_record(dest: Path, req, listing: Listing, files: list[RemoteFile]) -> dict:
+def _prepare_record(dest: Path, req, listing: Listing, files: list[RemoteFile], cancel: threading.Event) -> dict:
     """The folder's record for this listing, keeping the files verified before that are still intact."""
     old = read_record(dest)
     same = old.get("source") == req.source and old.get("repo") == req.repo
     if old and not same and old.get("state") == "complete":
-        raise InputError(f"{dest} already holds {old.get('repo')}.", "Choose another destination folder.")
+        hub = HUB_NAMES.get(str(old.get("source")), old.get("source"))
+        raise InputError(f"{dest} already holds {old.get('repo')} from {hub}.", "Choose another destination folder (--dest).")
     wanted = {f.path: f for f in files}
     kept = {}
     for rel, entry in (old.get("files", {}) if same else {}).items():
@@ -118,24 +157,40 @@ def _prepare_record(dest: Path, req, listing: Listing, files: list[RemoteFile]) 
             kept[rel] = entry
     record = {"state": "partial", "source": req.source, "repo": req.repo, "revision": listing.revision,
               "listing": {f.path: f.size for f in files}, "files": kept}
-    _adopt_present(dest, record, files)
+    _adopt_present(dest, record, files, cancel)
     write_record(dest, record)
     return record
 
 
-def _adopt_present(dest: Path, record: dict, files: list[RemoteFile]) -> None:
+def _adopt_present(dest: Path, record: dict, files: list[RemoteFile], cancel: threading.Event) -> None:
     """Files already in place (another tool's download) are kept when their size and hash match."""
     from studio.hub.download_fetch import file_hash
 
-    never = threading.Event()
     for f in files:
         path = dest / f.path
         if f.path in record["files"] or not path.is_file() or path.stat().st_size != f.size or not f.hash_kind:
             continue
-        digest = file_hash(path, f, never)
+        digest = file_hash(path, f, cancel)
         if digest == (f.sha256 or f.git_sha1):
             st = path.stat()
             record["files"][f.path] = {"size": st.st_size, "mtime_ns": st.st_mtime_ns, "hash": digest}
+
+
+@contextlib.contextmanager
+def _folder_lock(dest: Path) -> Iterator[None]:
+    """Hold the folder's download lock: the studio and a terminal never write the same partial files."""
+    lock_dir = dest / PARTIAL_DIR
+    lock_dir.mkdir(exist_ok=True)
+    fd = os.open(lock_dir / "lock", os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise InputError(f"{dest} is being downloaded by another studio or terminal right now.",
+                             "Let that download finish (or cancel it) first; it resumes from the same bytes.") from None
+        yield
+    finally:
+        os.close(fd)
 
 
 def _check_space(dest: Path, needed: int) -> None:

@@ -43,6 +43,7 @@ class Served:
     sent: int  # body bytes written
     status: int
     authorization: str = ""
+    cookie: str = ""
 
 
 @dataclass
@@ -114,10 +115,10 @@ class _Handler(BaseHTTPRequestHandler):
     def log_message(self, *args) -> None:
         pass
 
-    def do_HEAD(self) -> None:  # noqa: N802
+    def do_HEAD(self) -> None:
         self._route("HEAD")
 
-    def do_GET(self) -> None:  # noqa: N802
+    def do_GET(self) -> None:
         self._route("GET")
 
     def _route(self, method: str) -> None:
@@ -241,7 +242,8 @@ class _Handler(BaseHTTPRequestHandler):
                 pass
 
     def _record(self, hub, method, repo, rel, start, status) -> Served:
-        s = Served(hub, method, repo, rel, start, 0, status, self.headers.get("Authorization", ""))
+        s = Served(hub, method, repo, rel, start, 0, status, self.headers.get("Authorization", ""),
+                   self.headers.get("Cookie", ""))
         with self.server.lock:
             self.server.served.append(s)
         return s

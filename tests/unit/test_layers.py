@@ -15,9 +15,11 @@ FORBIDDEN = {
     "families": {"tasks", "ui", "services", "store", "exports", "cli", "launcher", "engines"},
     "store": {"tasks", "ui", "services", "engines", "families", "cli", "launcher"},
     "exports": {"tasks", "ui", "services", "engines", "families", "store", "cli", "launcher"},
-    "tasks": {"ui", "cli", "launcher"},
+    "tasks": {"ui", "cli", "launcher", "models_cli"},
     "api": {"ui", "cli", "launcher"},
     "sources": {"tasks", "ui", "services", "store", "exports", "cli", "launcher", "engines"},
+    "hub": {"tasks", "ui", "services", "store", "exports", "cli", "launcher", "engines", "families", "api", "sources",
+            "tools", "models_cli"},
     "tools": {"tasks", "ui", "services", "store", "exports", "cli", "launcher", "engines", "families", "api",
               "sources"},
 }
