@@ -310,3 +310,10 @@ def print_listing(found: list[Found], folders: list[Path], out: TextIO) -> None:
         print(f"    {f.path}", file=out)
         if f.missing:
             print("    missing: " + ", ".join(f.missing), file=out)
+
+
+def list_command(config, data_dir: Path, dirs: list[str], out: TextIO) -> int:
+    """`python launch.py models list [--dir DIR]`: the listing for the chat engine's device; exit status 0."""
+    folders = search_folders(dirs or config.models.search_dirs, data_dir)
+    print_listing(find_checkpoints(folders, target_for(config.engines["chat"])), folders, out)
+    return 0

@@ -151,3 +151,14 @@ def test_listing_names_the_folders_and_what_is_missing(tree):
     text = out.getvalue()
     assert f"{tree['folders'][-1]} (absent)" in text
     assert "[internvl2]" in text and "missing: model-00002-of-00002.safetensors" in text and "partial" in text
+
+
+def test_models_list_in_the_terminal(tree, tmp_path):
+    from studio.models_cli import run_models
+
+    out, err = io.StringIO(), io.StringIO()
+    code = run_models(["list", "--dir", str(tree["folders"][1]), "--data-dir", str(tmp_path / "data")], tmp_path, out, err)
+    assert code == 0, err.getvalue()
+    text = out.getvalue()
+    assert "OpenGVLab/InternVL2-2B  [internvl2]" in text and "complete  fits" in text
+    assert str(tree["folders"][1] / "OpenGVLab" / "InternVL2-2B") in text
