@@ -97,10 +97,10 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
                                          article_plan.sees_images(services, chat_engine))
             with gr.Tab(i18n("tab_agent"), id="agent"):
                 agtab = agent_tab.build(i18n, services, agent_engine)
-            with gr.Tab(i18n("tab_system"), id="system") as system_tab_item:
-                sys_ui = system_tab.build(i18n, services)
             with gr.Tab(i18n("tab_models"), id="models") as models_tab_item:
                 models_ui = models_tab.build(i18n, services)
+            with gr.Tab(i18n("tab_system"), id="system") as system_tab_item:
+                sys_ui = system_tab.build(i18n, services)
         _wire_status(services, demo, status, timer, tab)
         after_save = sidebar.wire(demo, services, bar, tab, user_id)
         pacer = FramePacer()  # one per app: all streams together stay within its update budget

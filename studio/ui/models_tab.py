@@ -17,7 +17,7 @@ from studio.services import Services
 from studio.tasks import agent as agent_task
 from studio.tasks import vision as vision_task
 from studio.ui.errors import user_errors
-from studio.ui.i18n import page_lang, tr
+from studio.ui.i18n import in_both, page_lang, tr
 from studio.ui import models_view as view
 
 SOURCES = [("Hugging Face", "huggingface"), ("ModelScope", "modelscope")]
@@ -60,12 +60,14 @@ def build(t, services: Services) -> ModelsTab:
     notice = gr.Markdown("", elem_id="models-notice")
     with gr.Group(elem_id="models-download"):
         gr.Markdown(t("models_download_head"))
+        root = services.downloads.dest_root if services.downloads is not None else services.data_dir / "models"
+        gr.Markdown(in_both(lambda lang: tr(lang, "models_dest_default", root=f"`{view.cell(root)}/<owner>/<name>`")),
+                    elem_id="models-dest-default")
         with gr.Row():
             source = gr.Radio(SOURCES, value="huggingface", label=t("models_source"), elem_id="models-source")
             repo = gr.Textbox(label=t("models_repo"), placeholder=t("models_repo_hint"), elem_id="models-repo")
         with gr.Row():
-            root = services.downloads.dest_root if services.downloads is not None else services.data_dir / "models"
-            dest = gr.Textbox(label=t("models_dest"), placeholder=str(root / "<owner>" / "<name>"), elem_id="models-dest")
+            dest = gr.Textbox(label=t("models_dest"), elem_id="models-dest")
             endpoint = gr.Textbox(label=t("models_endpoint"), elem_id="models-endpoint")
         with gr.Row():
             start = gr.Button(t("models_start"), variant="primary", size="sm", elem_id="models-start")

@@ -162,3 +162,14 @@ def test_models_list_in_the_terminal(tree, tmp_path):
     text = out.getvalue()
     assert "OpenGVLab/InternVL2-2B  [internvl2]" in text and "complete  fits" in text
     assert str(tree["folders"][1] / "OpenGVLab" / "InternVL2-2B") in text
+
+
+def test_the_studio_starts_in_a_new_data_dir_with_its_cache_elsewhere(tmp_path):
+    from studio.config import load_config
+    from studio.services import build_services
+
+    services = build_services(load_config(), tmp_path / "new" / "data", cache_dir=tmp_path / "cache")
+    try:
+        assert services.downloads.jobs() == [] and (tmp_path / "new" / "data" / "downloads").is_dir()
+    finally:
+        services.close()

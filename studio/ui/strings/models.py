@@ -16,6 +16,7 @@ EN: dict[str, str] = {
     "models_start": "Start download",
     "models_cancel": "Cancel",
     "models_job": "Download job",
+    "models_dest_default": "Without a destination, a download goes to {root}.",
     # Text the server renders in the page's language.
     "models_folders": "Searched: {folders}",
     "models_absent": "absent",
@@ -103,6 +104,7 @@ ZH: dict[str, str] = {
     "models_start": "开始下载",
     "models_cancel": "取消",
     "models_job": "下载任务",
+    "models_dest_default": "不填保存目录时，下载到 {root}。",
     "models_folders": "已搜索：{folders}",
     "models_absent": "不存在",
     "models_none": "这些目录里没有找到模型。可在下方下载，或在配置文件的 `models: search_dirs:` 中添加目录。",
