@@ -3,6 +3,9 @@ fake hub with its progress and job list, load it into the chat engine and ask it
 
 from __future__ import annotations
 
+import os
+import shutil
+
 import pytest
 
 from tests.browser.helpers import start_new_chat
@@ -21,13 +24,15 @@ def fill(pg, elem_id: str, text: str) -> None:
 
 
 def test_find_download_load_and_ask(page, tmp_path):  # noqa: F811
-    write_tiny_internlm2(tmp_path / "hub" / REPO_ID, seed=2)
+    served = write_tiny_internlm2(tmp_path / "hub" / REPO_ID, seed=2)
     share = tmp_path / "new_models"
-    first = write_tiny_internlm2(share / "Shanghai_AI_Laboratory" / "internlm2-chat-1_8b")
+    first = shutil.copytree(served, share / "Shanghai_AI_Laboratory" / "internlm2-chat-1_8b", copy_function=os.link)
     data = tmp_path / "data"
     cfg = write_config(tmp_path, engine="hf", model_path=str(first),
                        extra=f"models:\n  search_dirs: [{share}, {data / 'models'}]\n")
-    cfg.write_text(cfg.read_text().replace("    family: auto\n", "    family: auto\n    device: cpu\n"))
+    # A short reply is enough to see the downloaded model answer (random weights write filler tokens).
+    cfg.write_text(cfg.read_text().replace("    family: auto\n", "    family: auto\n    device: cpu\n"
+                                           "    defaults:\n      max_new_tokens: 24\n"))
     with fake_hub(tmp_path / "hub") as hub, running_app(cfg, data) as app:
         page.goto(app.url)
         page.get_by_role("tab", name="Models").click()

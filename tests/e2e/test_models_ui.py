@@ -4,6 +4,7 @@ download, load one into the chat engine and get a reply from it."""
 from __future__ import annotations
 
 import json
+import os
 import shutil
 
 import pytest
@@ -22,7 +23,7 @@ def app(tmp_path_factory):
     first = write_tiny_internlm2(tmp / "first")
     share = tmp / "new_models"
     other = write_tiny_internlm2(share / "Shanghai_AI_Laboratory" / "internlm2-chat-1_8b", seed=1)
-    partial = shutil.copytree(other, share / "internlm" / "internlm2_5-7b-chat")
+    partial = shutil.copytree(other, share / "internlm" / "internlm2_5-7b-chat", copy_function=os.link)
     (partial / MARKER).write_text(json.dumps({"state": "downloading"}))
     cfg = write_config(tmp, engine="hf", model_path=str(first),
                        extra=f"models:\n  search_dirs: [{share}, {tmp / 'absent'}]\n")
