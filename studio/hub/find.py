@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import os
 import struct
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterable, Optional, TextIO
 
@@ -17,7 +17,9 @@ from studio.hub.download_folder import MARKER, PARTIAL_DIR, is_complete
 
 MAX_DEPTH = 5  # models--org--name/snapshots/<rev> and hub/models/<org>/<name> sit 3 deep
 MAX_FOLDERS = 20_000  # a search root that is a whole home folder must still answer quickly
-_SKIP = {".git", "blobs", "refs", ".locks", ".cache", ".puyu-partial", "._____temp", "__pycache__", "node_modules"}
+# Cache internals and partial downloads: never a checkpoint (the HF cache's blobs are reached through snapshots/).
+_SKIP = {".git", "blobs", "refs", ".locks", ".no_exist", ".cache", ".puyu-partial", "._____temp", "__pycache__",
+         "node_modules"}
 _WEIGHT_GLOBS = ("*.safetensors", "pytorch_model*.bin", "model*.bin")
 _TOKENIZER_FILES = ("tokenizer.json", "tokenizer.model", "vocab.json", "tokenizer.txt", "qwen.tiktoken",
                     "tiktoken.model", "vocab.txt")
@@ -199,7 +201,8 @@ def _missing(folder: Path, weights: list[str]) -> list[str]:
             missing.append(f"{index.name} (unreadable)")
             continue
         missing += sorted(s for s in shards if not (folder / s).is_file())
-    missing += [f"{w} (truncated)" for w in weights if w.endswith(".safetensors") and not _whole_safetensors(folder / w)]
+    missing += [f"{w} (truncated)" for w in weights
+                if w.endswith(".safetensors") and not _whole_safetensors(folder / w)]
     if not weights:
         missing.append("weights (*.safetensors or pytorch_model*.bin)")
     if not any((folder / t).is_file() for t in _TOKENIZER_FILES):
@@ -228,7 +231,8 @@ def _family(folder: Path) -> tuple[str, bool]:
     try:
         family = resolve_family("auto", folder)
     except StudioError as exc:
-        reason = exc.message.split("config.json: ", 1)[-1].split(": ", 1)[-1] if "config.json" in exc.message else exc.message
+        # The message starts with the file's path: the reason is what follows it.
+        reason = exc.message.split("config.json: ", 1)[-1] if "config.json: " in exc.message else exc.message
         return f"unknown ({reason.rstrip('.')})", False
     return family.name, bool(getattr(family, "accepts_images", False))
 

@@ -16,9 +16,9 @@ from studio.hub.download_list import check_repo
 from studio.services import Services
 from studio.tasks import agent as agent_task
 from studio.tasks import vision as vision_task
+from studio.ui import models_view as view
 from studio.ui.errors import user_errors
 from studio.ui.i18n import in_both, page_lang, tr
-from studio.ui import models_view as view
 
 SOURCES = [("Hugging Face", "huggingface"), ("ModelScope", "modelscope")]
 

@@ -66,7 +66,7 @@ def test_load_into_the_chat_engine_then_it_replies(app):
 
 def test_a_missing_repository_fails_with_its_message_in_both_languages(app):
     client, _ = connect(app.url)
-    jobs, _progress, job, _timer, notice = client.predict("huggingface", "internlm/no-such-model", "", app.hub.url,
+    _jobs, _progress, job, _timer, notice = client.predict("huggingface", "internlm/no-such-model", "", app.hub.url,
                                                           api_name="/models_download")
     assert "started: internlm/no-such-model" in notice
     job_id = job["value"]

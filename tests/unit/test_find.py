@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import os
 import shutil
 from pathlib import Path
 
@@ -17,6 +16,7 @@ from studio.hub.find import MARKER, PARTIAL_DIR, Target, find_checkpoints, print
 from tests.support.tiny_checkpoints import write_tiny_internlm2
 from tests.support.tiny_internvl2 import write_tiny_internvl2
 from tests.support.tiny_xcomposer2 import write_tiny_xcomposer2
+
 
 def mark_downloaded(folder: Path, state: str = "complete") -> None:
     """The record studio.hub.download leaves in a folder it fetched (every file verified, for "complete")."""
