@@ -199,11 +199,12 @@ def _write_body(ctx: FetchContext, resp: httpx.Response, part: Path, have: int, 
             for piece in resp.iter_bytes():
                 if ctx.cancel.is_set():
                     raise Cancelled()
-                piece = piece[: f.size - have - written]
-                if piece:
-                    out.write(piece)
-                    written += len(piece)
-                    ctx.on_bytes(len(piece))
+                view = memoryview(piece)[: f.size - have - written]
+                while view:  # a raw write may take only part of the bytes
+                    n = out.write(view)
+                    view = view[n:]
+                    written += n
+                    ctx.on_bytes(n)
                 if have + written >= f.size:
                     break
     except OSError as exc:

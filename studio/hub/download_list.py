@@ -162,7 +162,8 @@ def _list_modelscope(client: httpx.Client, endpoint: str, repo: str, revision: s
     code = body.get("Code", 200)
     if code in (401, 403):
         raise private_repo("modelscope", repo, code)
-    if code == 404 or (code != 200 and "not exist" in str(body.get("Message", "")).lower()):
+    message = str(body.get("Message", "")).lower()
+    if code == 404 or (code != 200 and ("not exist" in message or "不存在" in message)):
         raise not_found("modelscope", repo, revision)
     entries = (body.get("Data") or {}).get("Files") if isinstance(body.get("Data"), dict) else None
     if code != 200 or not isinstance(entries, list):

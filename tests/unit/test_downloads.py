@@ -66,8 +66,16 @@ def assert_files(hub, dest: Path) -> None:
         assert (dest / rel).read_bytes() == data, rel
 
 
+@pytest.fixture
+def no_login(monkeypatch):
+    """No token from this machine's environment or `hf auth login`."""
+    monkeypatch.delenv("HF_TOKEN", raising=False)
+    monkeypatch.delenv("MODELSCOPE_API_TOKEN", raising=False)
+    monkeypatch.setattr("huggingface_hub.get_token", lambda: None)
+
+
 @pytest.mark.parametrize("source", ["huggingface", "modelscope"])
-def test_repo_with_subfolders_from_each_hub(tmp_path, hub, source):
+def test_repo_with_subfolders_from_each_hub(tmp_path, hub, source, no_login):
     st = run(downloads(tmp_path, hub), source, tmp_path / "m")
     assert (st.state, st.error) == ("done", "")
     assert (st.files_done, st.files_total, st.done_bytes) == (4, 4, sum(map(len, hub.repo_files.values())))
@@ -159,13 +167,17 @@ def test_missing_and_private_repos_say_so(tmp_path, hub, source):
     assert not (tmp_path / "b" / MARKER).exists()
 
 
-def test_tokens_go_to_the_hub_and_never_into_records(tmp_path, hub):
+def test_tokens_go_to_the_hub_and_never_into_records(tmp_path, hub, monkeypatch):
     d = downloads(tmp_path, hub, hf_token="hf_secret_token_1234", modelscope_token="ms_secret_token_5678")
     assert run(d, "huggingface", tmp_path / "m").state == "done"
     assert {s.authorization for s in hub.served} == {"Bearer hf_secret_token_1234"}
     hub.served[:] = []
     assert run(d, "modelscope", tmp_path / "s").state == "done"
     assert {s.cookie for s in hub.served} == {"m_session_id=ms_secret_token_5678"}  # as ModelScope's client sends it
+    monkeypatch.setenv("HF_TOKEN", "hf_from_the_environment")  # no token in the config: the environment's
+    hub.served[:] = []
+    assert run(downloads(tmp_path, hub), "huggingface", tmp_path / "m").state == "done"
+    assert {s.authorization for s in hub.served} == {"Bearer hf_from_the_environment"}
     stored = [p.read_text() for p in (tmp_path / "state").glob("*.json")]
     stored += [(tmp_path / m / MARKER).read_text() for m in ("m", "s")]
     assert not any("secret" in text for text in stored)
