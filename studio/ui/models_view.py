@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import html
 import re
+import string
 from pathlib import Path
 
 from studio.hub.find import Found, human_size
-from studio.ui.i18n import tr
+from studio.ui.i18n import strings, tr
 
 ACTIVE = ("queued", "listing", "downloading", "verifying")
 
@@ -70,16 +71,20 @@ def job_message(job, lang: str) -> str:
     """A failed job's error in `lang` (by the key the downloader gave it; its English when values are gone, as
     after a restart); for a running job, how much it resumed from."""
     if job.state == "failed":
-        if job.error_key and lang != "en":
-            try:
-                text = tr(lang, job.error_key, **job.error_values)
-                return f"{text} {tr(lang, job.error_key + '_hint', **job.error_values)}"
-            except (KeyError, IndexError, ValueError):
-                pass
+        keys, words = (job.error_key, job.error_key + "_hint"), strings(lang)
+        # A key this table lacks, or values lost (a job read back after a restart): the English is still right.
+        if job.error_key and lang != "en" and all(k in words and _fields(words[k]) <= set(job.error_values)
+                                                  for k in keys):
+            return " ".join(words[k].format(**job.error_values) for k in keys)
         return f"{job.error} {job.hint}".strip()
     if job.resumed_bytes and job.state in ACTIVE:
         return tr(lang, "models_resumed", bytes=human_size(job.resumed_bytes))
     return ""
+
+
+def _fields(text: str) -> set[str]:
+    """The {placeholders} a string needs."""
+    return {name for _, name, _, _ in string.Formatter().parse(text) if name}
 
 
 def _source(job) -> str:
