@@ -71,9 +71,9 @@ def build(t, services: Services) -> ModelsTab:
             endpoint = gr.Textbox(label=t("models_endpoint"), elem_id="models-endpoint")
         with gr.Row():
             start = gr.Button(t("models_start"), variant="primary", size="sm", elem_id="models-start")
-            # Any job id is accepted (an API client's session has no choices yet); the handlers check it.
-            job = gr.Dropdown([], label=t("models_job"), elem_id="models-job", scale=2, allow_custom_value=True)
             cancel = gr.Button(t("models_cancel"), size="sm", elem_id="models-cancel")
+        # Any job id is accepted (an API client's session has no choices yet); the handlers check it.
+        job = gr.Dropdown([], label=t("models_job"), elem_id="models-job", allow_custom_value=True)
         progress = gr.HTML("", elem_id="models-progress")
         jobs = gr.Markdown("", elem_id="models-jobs", elem_classes=["system-table"])
     return ModelsTab(folders, table, refresh, pick, engine, load, notice, source, repo, dest, endpoint, start,
