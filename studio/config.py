@@ -151,6 +151,13 @@ class AgentConfig(_Frozen):
     interpreter_timeout_s: float = Field(30.0, gt=0, le=600)
 
 
+class ModelsConfig(_Frozen):
+    """Where the model manager looks for checkpoints."""
+
+    # None: the Hugging Face and ModelScope caches, /root/share/new_models, /share/new_models and <data>/models.
+    search_dirs: Optional[list[str]] = Field(None, max_length=64)
+
+
 class DownloadsConfig(_Frozen):
     """Model downloads (only when the user asks for one): hubs, mirrors, tokens, where folders go."""
 
@@ -181,6 +188,7 @@ class StudioConfig(_Frozen):
     article: ArticleConfig = ArticleConfig()
     api: ApiConfig = ApiConfig()
     agent: AgentConfig = AgentConfig()
+    models: ModelsConfig = ModelsConfig()
     downloads: DownloadsConfig = DownloadsConfig()
 
     @field_validator("engines", mode="before")

@@ -32,6 +32,9 @@ def parse_models_args(argv: list[str], default_data_dir: Path) -> argparse.Names
     d.add_argument("--endpoint", default=None, help="hub address, e.g. a mirror (default: config, HF_ENDPOINT / MODELSCOPE_ENDPOINT)")
     d.add_argument("--include", action="append", default=[], metavar="GLOB", help="only files matching GLOB (repeatable)")
     sub.add_parser("status", parents=[common], help="list the downloads this data dir knows and how far each got")
+    ls = sub.add_parser("list", parents=[common], help="list the checkpoints on this machine (family, size, fit)")
+    ls.add_argument("--dir", action="append", default=[], metavar="DIR",
+                    help="search DIR instead of the configured folders (repeatable)")
     return p.parse_args(argv)
 
 
@@ -55,6 +58,10 @@ def run_models(argv: list[str], default_data_dir: Path, out: TextIO = sys.stdout
                      err, EXIT_FAILED)
     if args.command == "status":
         return _status(downloads, out)
+    if args.command == "list":
+        from studio.hub.find import list_command
+
+        return list_command(config, data_dir, args.dir, out)
     dest = Path(args.dest).expanduser() if args.dest else downloads.default_dest(args.repo)
     req = DownloadRequest(args.source, args.repo, args.revision, dest, args.endpoint, tuple(args.include))
     try:

@@ -245,6 +245,7 @@ def build_services(config: StudioConfig, data_dir: Path, num_gpus: int = 1,
     data_dir = Path(data_dir).expanduser().resolve()
     cache_dir = Path(cache_dir) if cache_dir else data_dir / "cache"
     try:
+        data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # the cache may live elsewhere (PUYU_CACHE_DIR)
         cache_dir.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise StudioError(f"Cannot create the data directory {data_dir}: {exc}", "Pass a writable --data-dir.") from None

@@ -17,6 +17,7 @@ from studio.tasks import article_plan
 from studio.tasks import vision as vision_task
 from studio.ui.pacing import FramePacer
 from studio.ui import agent_tab, article_events, article_tab, chat_page, chat_tab, sidebar, system_tab, vision_tab
+from studio.ui import models_tab
 from studio.ui.early_script import EarlyScriptMiddleware, lang_script
 from studio.ui.convert import status_markdown
 from studio.ui.i18n import build_i18n, in_both, page_lang
@@ -96,6 +97,8 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
                                          article_plan.sees_images(services, chat_engine))
             with gr.Tab(i18n("tab_agent"), id="agent"):
                 agtab = agent_tab.build(i18n, services, agent_engine)
+            with gr.Tab(i18n("tab_models"), id="models") as models_tab_item:
+                models_ui = models_tab.build(i18n, services)
             with gr.Tab(i18n("tab_system"), id="system") as system_tab_item:
                 sys_ui = system_tab.build(i18n, services)
         _wire_status(services, demo, status, timer, tab)
@@ -107,6 +110,9 @@ def build_app(services: Services, lang: Optional[str] = None) -> App:
         refresh_drafts = article_events.wire(services, atab, user_id, pacer)
         article_tab_item.select(*refresh_drafts, api_name="article_drafts")
         system_tab.wire(services, sys_ui, system_tab_item)
+        # A model loaded from the Models tab: the header polls its progress again until it is ready.
+        models_tab.wire(services, models_ui, models_tab_item).success(lambda: gr.Timer(active=True), None, timer,
+                                                                       api_visibility="private", queue=False)
         # The drafts list sits in the sidebar: fill it once /resume has told us who the user is.
         user_id.change(*refresh_drafts, api_visibility="private")
     demo.queue(max_size=cfg.ui.queue_max_size, default_concurrency_limit=8)

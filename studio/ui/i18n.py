@@ -7,9 +7,9 @@ from typing import Optional
 
 import gradio as gr
 
-from studio.ui.strings import chat, errors, homework, looks, notices, sidebar, tabs, versions
+from studio.ui.strings import chat, errors, homework, looks, models, notices, sidebar, tabs, versions
 
-AREAS = (chat, sidebar, tabs, looks, homework, versions, errors, notices)  # each adds its own keys; none may repeat another's
+AREAS = (chat, sidebar, tabs, looks, homework, versions, errors, notices, models)  # each adds its own keys; none may repeat another's
 LANG_COOKIE = "puyu-lang"  # set by the page's early script (studio/ui/early_script.py)
 
 EN = {

@@ -19,7 +19,7 @@ ARTIFACTS = Path(os.environ.get("PUYU_TEST_ARTIFACTS", REPO / "test-artifacts"))
 ALLOWED_LATIN = frozenset(w.lower() for w in (
     # Product, model and library names.
     "Puyu", "Studio", "InternLM", "SmolLM", "InternVL", "XComposer", "Gradio", "lmdeploy", "Transformers",
-    "ReAct", "ArXiv", "Python", "Jupyter", "Landlock", "seccomp",
+    "ReAct", "ArXiv", "Python", "Jupyter", "Landlock", "seccomp", "Hugging", "Face", "ModelScope",
     # File formats and data formats.
     "JSON", "Schema", "Markdown", "HTML", "Excel", "xlsx", "zip", "CSV", "gguf",
     # Hardware and memory units.
