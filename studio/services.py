@@ -271,7 +271,6 @@ def build_downloads(config: StudioConfig, data_dir: Path) -> Downloads:
     """The download jobs, recorded in a private folder under the data dir."""
     from studio.store.private_files import private_dir
 
-    data_dir.mkdir(mode=0o700, parents=True, exist_ok=True)  # a new data dir is the user's alone
     return Downloads(private_dir(data_dir, "downloads"), config.downloads, dest_root(config.downloads, data_dir))
 
 

@@ -28,10 +28,10 @@ def run_launch(args, tmp_path, cache_dir=None, stdin=None):
 
 def test_bad_config_exits_2_before_ui(tmp_path):
     cfg = tmp_path / "bad.yaml"
-    cfg.write_text("engines:\n  chat:\n    family: internlm3\n    model_path: /x\n")
+    cfg.write_text("engines:\n  chat:\n    family: internlm4\n    model_path: /x\n")
     r = run_launch(["--config", str(cfg)], tmp_path)
     assert r.returncode == 2
-    assert "engines.chat.family: 'internlm3' unknown; known:" in r.stderr
+    assert "engines.chat.family: 'internlm4' unknown; known:" in r.stderr
     assert "Running" not in r.stdout
 
 
