@@ -59,7 +59,7 @@ def run_models(argv: list[str], default_data_dir: Path, out: TextIO = sys.stdout
     if args.command == "status":
         return _status(downloads, out)
     if args.command == "list":
-        from studio.hub.find import list_command
+        from studio.tasks.models_find import list_command
 
         return list_command(config, data_dir, args.dir, out)
     dest = Path(args.dest).expanduser() if args.dest else downloads.default_dest(args.repo)

@@ -10,7 +10,7 @@ from typing import Optional
 import gradio as gr
 
 from studio.errors import InputError, StudioError
-from studio.hub import find
+from studio.tasks import models_find as find
 from studio.hub.download import DownloadRequest
 from studio.hub.download_list import check_repo
 from studio.services import Services

@@ -8,7 +8,7 @@ import re
 import string
 from pathlib import Path
 
-from studio.hub.find import Found, human_size
+from studio.tasks.models_find import Found, human_size
 from studio.ui.i18n import strings, tr
 
 ACTIVE = ("queued", "listing", "downloading", "verifying")

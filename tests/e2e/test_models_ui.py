@@ -10,7 +10,7 @@ import shutil
 import pytest
 from gradio_client.exceptions import AppError
 
-from studio.hub.find import MARKER
+from studio.tasks.models_find import MARKER
 from tests.e2e.helpers import GREEDY, connect, reply_text, wait_for
 from tests.support.apps import running_app, write_config
 from tests.support.fake_hub import fake_hub, make_repo

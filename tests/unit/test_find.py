@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from studio.hub.find import MARKER, PARTIAL_DIR, Target, find_checkpoints, print_listing, search_folders
+from studio.tasks.models_find import MARKER, PARTIAL_DIR, Target, find_checkpoints, print_listing, search_folders
 from tests.support.tiny_checkpoints import write_tiny_internlm2
 from tests.support.tiny_internvl2 import write_tiny_internvl2
 from tests.support.tiny_xcomposer2 import write_tiny_xcomposer2

@@ -23,9 +23,8 @@ FORBIDDEN = {
     "tools": {"tasks", "ui", "services", "store", "exports", "cli", "launcher", "engines", "families", "api",
               "sources"},
 }
-# module → studio packages it may import although its package may not: the finder asks the families which
-# family a folder holds and the engines' memory plan whether it fits (the downloader itself stays apart).
-EXCEPTIONS = {"hub/find.py": {"engines", "families"}}
+# module → studio packages it may import although its package may not.
+EXCEPTIONS: dict[str, set[str]] = {}
 HEAVY = {"torch", "transformers", "gguf", "accelerate", "lmdeploy", "openai", "sentence_transformers"}
 
 
