@@ -28,13 +28,33 @@ def parse_args(argv=None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+_SHARED_FLAGS = ("--data-dir", "--config")  # the flags `models` commands take too
+
+
+def _models_at(argv: list[str]):
+    """Where the `models` command stands, when only --data-dir / --config come before it; else None."""
+    i = 0
+    while i < len(argv):
+        if argv[i] == "models":
+            return i
+        if argv[i] in _SHARED_FLAGS:
+            i += 2
+        elif argv[i].split("=", 1)[0] in _SHARED_FLAGS and "=" in argv[i]:
+            i += 1
+        else:
+            return None
+    return None
+
+
 def main(argv=None) -> int:
     """Parse flags, validate the config, then serve the UI or run the terminal chat (or a `models` command)."""
     argv = sys.argv[1:] if argv is None else list(argv)
-    if argv[:1] == ["models"]:  # `python launch.py models download REPO …`; every other command line is as before
+    at = _models_at(argv)
+    if at is not None:  # `python launch.py models download REPO …`; every other command line is as before
         from studio.models_cli import main as models_main
 
-        return models_main(argv[1:], DEFAULT_DATA_DIR)
+        # `--data-dir D models list` works as `models list --data-dir D` does.
+        return models_main(argv[at + 1:] + argv[:at], DEFAULT_DATA_DIR)
     args = parse_args(argv)
     from studio.launcher import run
 

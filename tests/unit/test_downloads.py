@@ -298,6 +298,11 @@ def test_config_section_services_and_launch_flags(tmp_path, monkeypatch):
     args = launch.parse_args(["--port", "6006", "--num-gpus", "1"])  # the studio's own flags are unchanged
     assert (args.port, args.num_gpus, args.cli) == (6006, 1, False)
     assert launch.main(["models", "download", "../x", "--data-dir", str(tmp_path / "d")]) == 2
+    # The shared flags may come before `models`, as they do before the studio's own flags.
+    assert launch.main(["--data-dir", str(tmp_path / "d"), "models", "download", "../x"]) == 2
+    assert launch.main([f"--data-dir={tmp_path / 'e'}", "models", "status"]) == 0
+    assert (tmp_path / "e").is_dir()
+    assert launch._models_at(["--port", "6006", "models"]) is None  # not a models command: the studio's parser says so
 
 
 def test_progress_line_and_hostile_listing_paths():
