@@ -187,8 +187,6 @@ class Batcher:
 
     def _step(self) -> None:
         """One batched forward for every active slot; each row's token goes to its request."""
-        import torch
-
         for req in [r for r in self._active.values() if r.stopped() or self.engine._closed]:
             self._end(req, "cancelled")
         reqs = sorted(self._active.values(), key=lambda r: r.slot)

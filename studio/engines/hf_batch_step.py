@@ -180,7 +180,6 @@ class GraphBatchStep(BatchStep):
 
     def static_step(self, rows: int, size: int) -> Any:
         """Rows 0..rows-1 (slot r in row r): tokens and positions from the device tensors, attention over `size`."""
-        import torch
         import torch.nn.functional as F
 
         d = self.d
