@@ -393,10 +393,18 @@ class HFEngine(EngineBase):
 
     def _capture_batch(self, progress: Callable[[float, str], None]) -> None:
         """The batched step as CUDA graphs per (batch, length) bucket; eager batched when capture fails."""
-        from studio.engines.hf_batch_step import GraphBatchStep
+        import torch
 
+        from studio.engines.hf_batch_step import GraphBatchStep, graph_tokens
+
+        slots = self.batcher.slots
+        want = min(self.cfg.cuda_graph_tokens, self.context_window)
+        tokens = graph_tokens(self.decoder, slots, want, torch.cuda.mem_get_info(self.model.device)[0])
+        if not tokens:
+            self.decoder_notice = f"Not enough free GPU memory for {slots} graph cache slots: batching eagerly."
+            return
         progress(0.95, "Capturing the batched decode step as CUDA graphs")
-        step = GraphBatchStep(self.decoder, self.batcher.slots, min(self.cfg.cuda_graph_tokens, self.context_window))
+        step = GraphBatchStep(self.decoder, slots, tokens)
         if step.capture(lambda i, n: progress(0.95 + 0.05 * i / n, f"Capturing CUDA graphs ({i}/{n})")):
             self.batcher.step, self.decoder_notice = step, ""
         else:

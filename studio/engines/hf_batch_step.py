@@ -110,6 +110,16 @@ def batch_buckets(slots: int) -> list[int]:
     return out + [slots]
 
 
+def graph_tokens(decoder: FastLlamaDecoder, slots: int, want: int, free: int, headroom: int = 2 * 1024**3) -> int:
+    """Positions per slot for the shared cache: `want`, halved until slots × positions fit `free` less
+    `headroom` (the plan counted one sequence's cache, not one per slot); 0 when even 256 do not fit."""
+    per_position = len(decoder.layers) * 2 * decoder.kv_heads * decoder.head_dim * decoder.model.dtype.itemsize
+    tokens = want
+    while tokens > 256 and slots * tokens * per_position > free - headroom:
+        tokens //= 2
+    return tokens if slots * max(tokens, 256) * per_position <= free - headroom else 0
+
+
 class GraphBatchStep(BatchStep):
     """Batched step on one preallocated cache for all slots, replayed as CUDA graphs (module docstring)."""
 

@@ -257,3 +257,12 @@ def test_batching_is_declared_for_the_ui_and_the_api(engine):
     assert HFOptions(model_path="x", device="cpu", max_batch_size=1).concurrency() == 1
     with pytest.raises(ValueError):
         HFOptions(model_path="x", max_batch_size=0)
+
+
+def test_the_graph_cache_shrinks_to_the_free_gpu_memory(engine):
+    from studio.engines.hf_batch_step import graph_tokens
+
+    gib, per_slot_position = 1024**3, 30 * 2 * 3 * 64 * 2  # SmolLM2: layers × K,V × kv heads × head dim × bf16
+    assert graph_tokens(engine.decoder, 8, 4096, 3 * gib) == 4096
+    assert graph_tokens(engine.decoder, 8, 4096, 2 * gib + 8 * 1024 * per_slot_position) == 1024
+    assert graph_tokens(engine.decoder, 8, 4096, 2 * gib) == 0  # not even 256 positions: batch eagerly
