@@ -38,10 +38,10 @@ class BatchStep:
     """Eager batched step over per-sequence caches (see the module docstring)."""
 
     name = "eager"
-    graphs: dict = {}
 
     def __init__(self, decoder: FastLlamaDecoder) -> None:
         self.d = decoder
+        self.graphs: dict = {}  # none: eager
         self.cap: Optional[int] = None  # no limit: each cache is sized to its request
 
     def new_cache(self, slot: int, capacity: int) -> _BufferCache:
@@ -140,6 +140,7 @@ class GraphBatchStep(BatchStep):
         self.tokens = torch.zeros((slots,), dtype=torch.long, device=dev)
         self.pos = torch.zeros((slots,), dtype=torch.long, device=dev)
         self.rows = torch.arange(slots, device=dev)
+        self.heads_at = torch.arange(decoder.kv_heads, device=dev)
         self.places = torch.arange(self.cap, device=dev)
         with torch.inference_mode():
             probe = torch.zeros((1, 1, 1), dtype=model.dtype, device=dev)
@@ -152,7 +153,7 @@ class GraphBatchStep(BatchStep):
 
     def new_cache(self, slot: int, capacity: int) -> _BufferCache:
         """Slot `slot`'s view of the shared buffers (the prompt is prefilled straight into them)."""
-        if not self.graphs:
+        if not self.kbuf:  # freed after a failed capture
             return super().new_cache(slot, capacity)
         cache = _BufferCache.__new__(_BufferCache)
         cache.k, cache.v, cache.n = [k[slot] for k in self.kbuf], [v[slot] for v in self.vbuf], 0
@@ -195,7 +196,10 @@ class GraphBatchStep(BatchStep):
         d = self.d
         inner = d.model.model
         nh, nkv, hd, half = d.heads, d.kv_heads, d.head_dim, d.head_dim // 2
-        pos, at = self.pos[:rows], self.rows[:rows]
+        pos = self.pos[:rows]
+        # Where each row's new key goes in a layer's buffer seen as [slots × kv_heads × cap, head_dim]:
+        # index_copy_ with device indices, as the one-sequence graph step writes its cache.
+        flat = ((self.rows[:rows, None] * nkv + self.heads_at[None, :]) * self.cap + pos[:, None]).view(-1)
         h = inner.embed_tokens(self.tokens[:rows].view(rows, 1))
         cos = self.cos.index_select(0, pos).view(rows, 1, 1, hd)
         sin = self.sin.index_select(0, pos).view(rows, 1, 1, hd)
@@ -203,9 +207,8 @@ class GraphBatchStep(BatchStep):
         for i, (norm1, qkv_w, o_w, scale, norm2, gu_w, down_w) in enumerate(d.layers):
             qkv = F.linear(norm1(h), qkv_w).view(rows, nh + 2 * nkv, 1, hd)
             qk = _rotate(qkv[:, : nh + nkv], cos, sin, half)
-            # Each row writes its key/value at its own position (index_put_: no host sync, capturable).
-            self.kbuf[i][at, :, pos] = qk[:, nh:, 0]
-            self.vbuf[i][at, :, pos] = qkv[:, nh + nkv :, 0]
+            self.kbuf[i].view(-1, hd).index_copy_(0, flat, qk[:, nh:, 0].reshape(rows * nkv, hd))
+            self.vbuf[i].view(-1, hd).index_copy_(0, flat, qkv[:, nh + nkv :, 0].reshape(rows * nkv, hd))
             keys, values = self.kbuf[i][:rows, :, :size], self.vbuf[i][:rows, :, :size]
             q = qk[:, :nh].reshape(rows, nkv, nh // nkv, hd)
             att = F.scaled_dot_product_attention(q, keys, values, attn_mask=seen, scale=scale)

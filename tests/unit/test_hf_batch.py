@@ -266,3 +266,35 @@ def test_the_graph_cache_shrinks_to_the_free_gpu_memory(engine):
     assert graph_tokens(engine.decoder, 8, 4096, 3 * gib) == 4096
     assert graph_tokens(engine.decoder, 8, 4096, 2 * gib + 8 * 1024 * per_slot_position) == 1024
     assert graph_tokens(engine.decoder, 8, 4096, 2 * gib) == 0  # not even 256 positions: batch eagerly
+
+
+def test_the_graph_steps_math_matches_the_eager_batch(engine_fp32):
+    """The step GraphBatchStep captures on a GPU, run uncaptured on CPU: shared slot buffers, an idle slot
+    inside the 4-row bucket, per-row positions and masks give the eager batch's logits."""
+    import torch
+
+    from studio.engines.hf_batch_step import GraphBatchStep
+
+    dec, eager = engine_fp32.decoder, engine_fp32.batcher.step
+    shared = GraphBatchStep(dec, 4, 256)
+    ids = [engine_fp32.prepare([Message.of("user", p)], GenParams()).payload.ids for p in PROMPTS]
+    slots = [0, 2, 3]
+    with torch.inference_mode():
+        mine, ref, tokens = [], [], []
+        for s, x in zip(slots, ids):
+            for caches, step in ((mine, shared), (ref, eager)):
+                caches.append(step.new_cache(s, len(x) + 8))
+                dec.cache = caches[-1]
+                logits = dec.prefill(x, lambda: False)
+            tokens.append(int(logits.argmax()))
+        dec.cache = None
+        for _ in range(4):
+            want = eager.forward(tokens, ref, slots)
+            shared.pos.zero_()
+            shared.tokens.zero_()
+            for t, c, s in zip(tokens, mine, slots):
+                shared.pos[s], shared.tokens[s] = c.n, t
+                c.n += 1
+            got = shared.static_step(4, 256)[torch.tensor(slots)]
+            assert (got - want).abs().max() < 1e-3 and got.argmax(-1).tolist() == want.argmax(-1).tolist()
+            tokens = want.argmax(-1).tolist()
