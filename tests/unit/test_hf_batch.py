@@ -298,3 +298,29 @@ def test_the_graph_steps_math_matches_the_eager_batch(engine_fp32):
             got = shared.static_step(4, 256)[torch.tensor(slots)]
             assert (got - want).abs().max() < 1e-3 and got.argmax(-1).tolist() == want.argmax(-1).tolist()
             tokens = want.argmax(-1).tolist()
+
+
+@pytest.mark.parametrize("family", ["xcomposer2"])  # internvl2 passes too; one keeps the suite short
+def test_image_prompts_decode_together_as_alone(family, tmp_path, monkeypatch):
+    """A tiny official-layout vision checkpoint (float32): each image prompt's embeddings and XComposer2's
+    image-only adapter mask go into its own slot at prefill; the replies are the alone replies."""
+    from PIL import Image
+
+    from studio.core.types import ImagePart, TextPart
+    from studio.engines.hf import load_hf_engine
+    from tests.support.tiny_internvl2 import write_tiny_internvl2
+    from tests.support.tiny_xcomposer2 import write_tiny_xcomposer2
+
+    write = {"internvl2": write_tiny_internvl2, "xcomposer2": write_tiny_xcomposer2}[family]
+    folder = write(tmp_path / family)
+    eng = load_hf_engine(HFOptions(model_path=str(folder), device="cpu", dtype="float32"),
+                         LoadContext(family, Placement("cpu"), tmp_path, lambda f, t: None))
+    try:
+        assert eng.batcher is not None and eng.accepts_images
+        convs = [[Message("user", [ImagePart(Image.new("RGB", (300, 300), (9, 99, c))), TextPart("What is this?")])]
+                 for c in (10, 200)]
+        reqs = lambda: [GenerationRequest(m, GenParams(max_new_tokens=12, **GREEDY)) for m in convs]  # noqa: E731
+        solo = [summary(alone(eng, r, monkeypatch)) for r in reqs()]
+        assert [summary(d) for d in together(eng, reqs())] == solo and solo[0][0] != solo[1][0]
+    finally:
+        eng.close()
