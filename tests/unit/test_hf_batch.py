@@ -116,10 +116,10 @@ def test_greedy_replies_together_equal_the_single_user_path(engine_fp32, monkeyp
 
 
 def test_seeded_sampling_per_request_reproduces_the_single_user_reply(engine_fp32, monkeypatch):
-    hot = dict(do_sample=True, temperature=1.3, top_k=0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=10)
-    cool = dict(do_sample=True, temperature=0.7, top_k=20, top_p=0.9, repetition_penalty=1.2, max_new_tokens=10)
+    hot = dict(do_sample=True, temperature=1.3, top_k=0, top_p=1.0, repetition_penalty=1.0, max_new_tokens=8)
+    cool = dict(do_sample=True, temperature=0.7, top_k=20, top_p=0.9, repetition_penalty=1.2, max_new_tokens=8)
     reqs = lambda: [request(PROMPTS[1], seed=7, **hot), request(PROMPTS[1], seed=11, **cool),  # noqa: E731
-                    request(PROMPTS[1], max_new_tokens=10, **GREEDY)]
+                    request(PROMPTS[1], max_new_tokens=8, **GREEDY)]
     solo = [summary(alone(engine_fp32, r, monkeypatch))[0] for r in reqs()]
     batch = [summary(d)[0] for d in together(engine_fp32, reqs())]
     assert batch == solo  # each row sampled with its own parameters and its own generator
@@ -127,7 +127,7 @@ def test_seeded_sampling_per_request_reproduces_the_single_user_reply(engine_fp3
 
 
 def test_a_request_joining_mid_decode_gets_its_own_reply(engine_fp32, monkeypatch):
-    first, late = request(PROMPTS[2], max_new_tokens=24, **GREEDY), request(PROMPTS[1], max_new_tokens=8, **GREEDY)
+    first, late = request(PROMPTS[2], max_new_tokens=16, **GREEDY), request(PROMPTS[1], max_new_tokens=8, **GREEDY)
     want = [summary(alone(engine_fp32, r, monkeypatch)) for r in (first, late)]
     got: dict = {}
     sizes: list = []
@@ -135,7 +135,7 @@ def test_a_request_joining_mid_decode_gets_its_own_reply(engine_fp32, monkeypatc
     real = step.forward
     monkeypatch.setattr(step, "forward", lambda t, c, s: (sizes.append(len(t)), real(t, c, s))[1])
     runner = threading.Thread(target=lambda: got.setdefault(0, list(generate(engine_fp32, request(
-        PROMPTS[2], max_new_tokens=24, **GREEDY)))))
+        PROMPTS[2], max_new_tokens=16, **GREEDY)))))
     runner.start()
     wait_until(lambda: len(sizes) >= 3, "the first request to be decoding")
     got[1] = list(generate(engine_fp32, request(PROMPTS[1], max_new_tokens=8, **GREEDY)))
@@ -163,7 +163,7 @@ def test_bf16_batched_logits_follow_the_single_step_up_to_near_ties(engine):
             dec.cache = mine[-1]
             dec.prefill(x, lambda: False)
             tokens.append(int(logits.argmax()))
-        for _ in range(24):
+        for _ in range(STEPS):
             batch = step.forward(tokens, mine, [0, 1, 2])
             picks = []
             for r, cache in enumerate(ref):
@@ -176,10 +176,10 @@ def test_bf16_batched_logits_follow_the_single_step_up_to_near_ties(engine):
                 picks.append(want)
             tokens = picks
         dec.release()
-    print(f"bf16: {flips} near-tie flips in {24 * len(ids)} picks, largest logit difference {worst:.3f}")
+    print(f"bf16: {flips} near-tie flips in {STEPS * len(ids)} picks, largest logit difference {worst:.3f}")
 
 
-TIE = 2e-2
+TIE, STEPS = 2e-2, 16
 
 
 # ---------------------------------------------------------------- joining, leaving, Stop, errors (bf16 default)
@@ -288,7 +288,7 @@ def test_the_graph_steps_math_matches_the_eager_batch(engine_fp32):
                 logits = dec.prefill(x, lambda: False)
             tokens.append(int(logits.argmax()))
         dec.cache = None
-        for _ in range(4):
+        for _ in range(3):
             want = eager.forward(tokens, ref, slots)
             shared.pos.zero_()
             shared.tokens.zero_()
@@ -324,3 +324,23 @@ def test_image_prompts_decode_together_as_alone(family, tmp_path, monkeypatch):
         assert [summary(d) for d in together(eng, reqs())] == solo and solo[0][0] != solo[1][0]
     finally:
         eng.close()
+
+
+def test_beam_search_waits_for_the_batch_and_then_runs_one_at_a_time(engine, rows):
+    beams = request(PROMPTS[1], max_new_tokens=4, num_beams=2, do_sample=False)
+    want = summary(list(generate(engine, request(PROMPTS[1], max_new_tokens=4, num_beams=2, do_sample=False))))
+    started = threading.Event()
+
+    def on_delta(i, deltas):
+        if i == 0:
+            started.set()
+
+    out: dict = {}
+    runner = threading.Thread(target=lambda: out.setdefault("batch", together(
+        engine, [request(PROMPTS[2], max_new_tokens=20, **GREEDY)], on_delta)[0]))
+    runner.start()
+    started.wait(300)
+    got = summary(list(generate(engine, beams)))
+    runner.join()
+    assert got == want and out["batch"][-1].finish_reason in ("length", "stop")
+    assert rows  # the greedy request went through the batch; the beams did not
