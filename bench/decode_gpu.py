@@ -59,7 +59,8 @@ def engine_row(folder: Path, graphs: bool, n: int, compiled: bool = False) -> tu
     from studio.engines.hf_loading import HFOptions
 
     cfg = HFOptions(model_path=str(folder), family="hf_chat_template", device="cuda", dtype="bfloat16",
-                    cuda_graphs=graphs, cuda_graph_compile=compiled)
+                    cuda_graphs=graphs, cuda_graph_compile=compiled,
+                    max_batch_size=1)  # one stream: the single-sequence step, not the batch's
     t0 = time.perf_counter()
     engine = load_hf_engine(cfg, LoadContext("chat", Placement("cuda", 1), Path(tempfile.mkdtemp()),
                                              lambda f, t: None))

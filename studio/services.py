@@ -128,7 +128,8 @@ class EnginePool:
 
     def concurrency(self, name: str) -> int:
         """How many requests the UI may run on engine `name` at once: what its options say (max_batch_size
-        for engines that batch, else 1: a local transformers model generates one reply at a time).
+        for engines that batch: lmdeploy, remote servers, and the transformers engine, which decodes the
+        requests of Llama-architecture models together; 1 where a config says max_batch_size: 1).
 
         Asked of the config, not the loaded engine: listeners are wired before anything loads."""
         return self._config.engines[name].concurrency()

@@ -147,7 +147,8 @@ class _TextAssembler:
 
 
 class HFEngine(EngineBase):
-    """A transformers causal LM behind the Engine protocol; one generation at a time."""
+    """A transformers causal LM behind the Engine protocol; Llama-architecture models decode concurrent
+    requests together (studio.engines.hf_batch), others one generation at a time."""
 
     batches = False
 
@@ -177,6 +178,10 @@ class HFEngine(EngineBase):
         self._worker = ThreadPoolExecutor(max_workers=1, thread_name_prefix="hf-engine")
         # Fast tokenizers raise "Already borrowed" when one thread encodes while another decodes.
         self._tok_lock = threading.Lock()
+        from studio.engines.hf_batch import make_batcher
+
+        self.batcher = make_batcher(self)  # None: one request at a time
+        self.batches = self.batcher is not None
 
     def label(self) -> str:
         """The model's name: the label, the GGUF file's or the folder's."""
@@ -215,6 +220,10 @@ class HFEngine(EngineBase):
 
     def _serve(self, prompt: PromptInputs, params: GenParams, cancel: threading.Event,
                markers: Optional[dict] = None) -> Iterator[TextDelta]:
+        batcher = self.batcher
+        if batcher is not None and params.num_beams <= 1 and batcher.fits(len(prompt.ids) + params.max_new_tokens):
+            yield from batcher.serve(prompt, params, cancel, markers or {})
+            return
         # The lock is taken on the caller's thread; only the compute moves to the engine thread,
         # so a waiting caller never occupies that thread.
         if not self._acquire(cancel):
@@ -326,6 +335,8 @@ class HFEngine(EngineBase):
         """How tokens are decoded: "cuda-graph" (or "cuda-graph-compiled"), "fast-llama" (the lean eager step)
         or "hf-forward"."""
         decoder = self.decoder
+        if self.batcher is not None and self.batcher.step.graphs:
+            return "cuda-graph"
         if getattr(decoder, "name", "") == "cuda-graph":
             return ("cuda-graph-compiled" if decoder.compile_step else "cuda-graph") if decoder.graphs else "fast-llama"
         return getattr(decoder, "name", "?")
@@ -340,13 +351,19 @@ class HFEngine(EngineBase):
         return EngineInfo(
             engine="hf", model=label, family=self.family.name, device=self.loaded.device,
             dtype=self.loaded.dtype, context_window=self.context_window, memory_bytes=memory,
-            accepts_images=self.accepts_images, system_prompt=self.system_prompt(),
+            accepts_images=self.accepts_images, system_prompt=self.system_prompt(), batches=self.batches,
             extra={"decoder": self.decoder_name(), "decoder_notice": self.decoder_notice,
+                   "batch": self._batch_summary(),
                    "graph_capture_s": round(getattr(self.decoder, "capture_seconds", 0.0), 2),
                    "load_seconds": round(self.loaded.seconds, 2),
                    "source": self.loaded.source, "cache_path": str(self.loaded.cache_path or ""),
                    "memory_plan": plan.summary() if plan else ""},
         )
+
+    def _batch_summary(self) -> str:
+        """ "8 × cuda-graph", "4 × eager", or "" for one request at a time."""
+        batcher = self.batcher
+        return f"{batcher.slots} × {batcher.step.name}" if batcher is not None else ""
 
     def capture_graphs(self, progress: Callable[[float, str], None], cache_dir: Optional[Path] = None) -> None:
         """On a GPU, capture the lean decode step as CUDA graphs (cfg.cuda_graphs); a failure leaves the
@@ -354,6 +371,9 @@ class HFEngine(EngineBase):
         from studio.engines.hf_decode import FastLlamaDecoder
 
         if not (self.cfg.cuda_graphs and self.model.device.type == "cuda" and type(self.decoder) is FastLlamaDecoder):
+            return
+        if self.batcher is not None:  # every lean request decodes in the batch: capture that step only
+            self._capture_batch(progress)
             return
         from studio.engines.hf_graphs import GraphLlamaDecoder
 
@@ -370,6 +390,26 @@ class HFEngine(EngineBase):
         else:
             decoder.drop_buffers()
             self.decoder_notice = f"CUDA graph capture failed, decoding eagerly: {decoder.failure}"
+
+    def _capture_batch(self, progress: Callable[[float, str], None]) -> None:
+        """The batched step as CUDA graphs per (batch, length) bucket; eager batched when capture fails."""
+        import torch
+
+        from studio.engines.hf_batch_step import GraphBatchStep, graph_tokens
+
+        slots = self.batcher.slots
+        want = min(self.cfg.cuda_graph_tokens, self.context_window)
+        tokens = graph_tokens(self.decoder, slots, want, torch.cuda.mem_get_info(self.model.device)[0])
+        if not tokens:
+            self.decoder_notice = f"Not enough free GPU memory for {slots} graph cache slots: batching eagerly."
+            return
+        progress(0.95, "Capturing the batched decode step as CUDA graphs")
+        step = GraphBatchStep(self.decoder, slots, tokens)
+        if step.capture(lambda i, n: progress(0.95 + 0.05 * i / n, f"Capturing CUDA graphs ({i}/{n})")):
+            self.batcher.step, self.decoder_notice = step, ""
+        else:
+            self.decoder_notice = f"CUDA graph capture failed, decoding eagerly: {step.failure}"
+        self.decoder.capture_seconds = step.capture_seconds
 
     def warm_up(self) -> None:
         """One tiny generation so the first reply does not pay for lazy kernel set-up."""

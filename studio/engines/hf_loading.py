@@ -15,7 +15,7 @@ import time
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, Literal, Optional
+from typing import Any, Literal, Optional
 
 from pydantic import Field
 
@@ -43,9 +43,16 @@ class HFOptions(LocalOptions):
     # torch.compile the step before capturing it (fewer, fused kernels: faster decoding, but the first load
     # compiles for minutes; later loads reuse the compile cache under the studio's cache folder).
     cuda_graph_compile: bool = False
-    refused: ClassVar[dict[str, str]] = {
-        "max_batch_size": "only for engine: lmdeploy or openai_compat (a transformers model answers one "
-                          "request at a time)"}
+    # Requests decoded together (Llama-architecture models; others answer one at a time); None: 8 on a GPU,
+    # 4 on CPU; 1: one request at a time.
+    max_batch_size: Optional[int] = Field(None, ge=1, le=64)
+
+    def concurrency(self) -> int:
+        """As many requests at once as the engine batches (asked before the model loads, so on device: auto
+        the GPU's figure: on a CPU-only machine the extras wait in the engine's queue)."""
+        from studio.engines.hf_batch import slots_for
+
+        return slots_for(self.max_batch_size, "cpu" if self.device == "cpu" else "cuda")
 
     def display_name(self) -> str:
         """The label, else the GGUF file's or the model folder's name."""

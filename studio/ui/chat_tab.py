@@ -300,7 +300,7 @@ def wire(services: Services, tab: ChatTab, user_id: gr.State, after_save, pacer:
     """Attach the tab's events; `after_save(event)` chains the sidebar refresh; `pacer` spaces updates."""
     h, b = _Handlers(services, tab, pacer), tab.buttons
     # Listeners that run the model share one queue per engine, so tabs never fight over it;
-    # an lmdeploy engine batches, so its queue lets max_batch_size requests run at once.
+    # an engine that batches (lmdeploy, transformers) lets max_batch_size requests run at once.
     model_queue = dict(concurrency_id=f"engine:{tab.engine}",
                        concurrency_limit=services.engines.concurrency(tab.engine))
     outs, settings = tab.reply_outputs(), tab.settings.inputs()

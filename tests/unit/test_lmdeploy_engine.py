@@ -69,9 +69,9 @@ def test_concurrency_follows_max_batch_size_for_engines_that_batch(tmp_path):
                                 "remote": RemoteOptions(base_url="http://h:1/v1",
                                                        max_batch_size=16)})
     pool = EnginePool(cfg, 1, tmp_path)
-    assert [pool.concurrency(n) for n in ("chat", "vision", "remote")] == [24, 1, 16]
-    with pytest.raises(ConfigError, match="only for engine: lmdeploy or openai_compat"):
-        load_config(_write(tmp_path, {"model_path": "/v", "max_batch_size": 4}))
+    # A transformers engine batches too (8 on a GPU by default); max_batch_size: 1 is one at a time.
+    assert [pool.concurrency(n) for n in ("chat", "vision", "remote")] == [24, 8, 16]
+    assert load_config(_write(tmp_path, {"model_path": "/v", "max_batch_size": 1})).engines["chat"].concurrency() == 1
     assert EnginePool(StudioConfig(engines={"chat": LmdeployOptions(model_path="/m")}), 1,
                       tmp_path).concurrency("chat") == 32
 
