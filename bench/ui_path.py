@@ -90,29 +90,39 @@ def _ask_v1(http, i: int, max_new: int, start: float, model: str = "") -> tuple[
     return (first if first is not None else time.monotonic() - start), time.monotonic(), "".join(pieces)
 
 
-def _worker(url: str, kind: str, i: int, conn) -> None:
-    """One user's process: open the page (or a connection), then answer each (max_new, start_at) sent."""
+def _open(url: str, kind: str):
+    """The user's client and how it asks: a gradio_client with its page's session, or an HTTP client."""
     if kind == "ui":
         from gradio_client import Client
 
         client = Client(url, verbose=False)
         client.predict(api_name="/clear")  # the page load makes a browser's session before it sends
-        ask = _ask_ui
-    else:
-        import httpx
+        return client, _ask_ui
+    import httpx
 
-        client = httpx.Client(base_url=url, timeout=600)
-        ask = functools.partial(_ask_v1, model=client.get("v1/models").json()["data"][0]["id"])
-    conn.send("ready")
+    client = httpx.Client(base_url=url, timeout=600)
+    return client, functools.partial(_ask_v1, model=client.get("v1/models").json()["data"][0]["id"])
+
+
+def _worker(url: str, kind: str, i: int, conn) -> None:
+    """One user's process: open the page when told, then answer each (max_new, start_at) sent."""
+    conn.recv()
+    try:
+        client, ask = _open(url, kind)
+        conn.send("ready")
+    except Exception as exc:
+        conn.send(f"{type(exc).__name__}: {exc}")
+        return
     while (msg := conn.recv()) is not None:
         max_new, start_at = msg
-        if kind == "ui":
-            client.predict(api_name="/clear")  # each round a new conversation of one question
         time.sleep(max(0.0, start_at - time.monotonic()))
         try:
             conn.send(ask(client, i, max_new, start_at))
         except Exception as exc:  # reported as the row's error, the other users go on
             conn.send(f"{type(exc).__name__}: {exc}")
+        if kind == "ui":
+            client.predict(api_name="/clear")  # the next round is a new conversation of one question
+        conn.send("settled")
 
 
 class Users:
@@ -127,19 +137,24 @@ class Users:
             proc.start()
             self.pipes.append(mine)
             self.procs.append(proc)
-        for p in self.pipes:
-            assert p.recv() == "ready"
+        for p in self.pipes:  # one page load at a time, as a class's browsers open the page over a minute
+            p.send("open")
+            if (answer := p.recv()) != "ready":
+                raise RuntimeError(answer)
 
-    def round(self, max_new: int, lead_s: float = 1.0) -> tuple[float, list]:
-        """Every user sends at the same moment; (wall s, [(first s, end, text)])."""
+    def round(self, max_new: int, cpu=lambda: 0.0, lead_s: float = 1.0) -> tuple[float, list, float]:
+        """Every user sends at the same moment; (wall s, [(first s, end, text)], `cpu()` at the last reply)."""
         start_at = time.monotonic() + lead_s
         for p in self.pipes:
             p.send((max_new, start_at))
         results = [p.recv() for p in self.pipes]
+        cpu_end = cpu()
+        for p in self.pipes:
+            p.recv()  # "settled": the clear after the reply is not part of the round's server CPU
         errors = [r for r in results if isinstance(r, str)]
         if errors:
             raise RuntimeError(f"{len(errors)} users failed, e.g. {errors[0]}")
-        return max(r[1] for r in results) - start_at, results
+        return max(r[1] for r in results) - start_at, results, cpu_end
 
     def close(self) -> None:
         """End the processes."""
@@ -149,11 +164,11 @@ class Users:
             proc.join(30)
 
 
-def _threads_round(path: str, url: str, n: int, max_new: int) -> tuple[float, list]:
+def _threads_round(path: str, url: str, n: int, max_new: int, cpu=lambda: 0.0) -> tuple[float, list, float]:
     from serving_clients import api_users, ui_users
 
     wall, results = (ui_users if path == "ui-threads" else api_users)(url, n, max_new)
-    return wall, [(first, None, out) for first, out in results]
+    return wall, [(first, None, out) for first, out in results], cpu()
 
 
 def measure(url: str, pid: int, path: str, n: int, max_new: int, count, spy=None) -> dict:
@@ -165,11 +180,11 @@ def measure(url: str, pid: int, path: str, n: int, max_new: int, count, spy=None
     if spy:
         spy()
     try:
-        go = users.round if users else (lambda m: _threads_round(path, url, n, m))
-        go(max_new)
+        go = users.round if users else (lambda m, cpu: _threads_round(path, url, n, m, cpu))
+        go(max_new, lambda: 0.0)
         cpu0 = server_cpu_s(pid)
-        wall, results = go(max_new)
-        cpu = server_cpu_s(pid) - cpu0
+        wall, results, cpu_end = go(max_new, lambda: server_cpu_s(pid))
+        cpu = cpu_end - cpu0
     finally:
         if users:
             users.close()

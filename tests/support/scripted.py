@@ -168,7 +168,7 @@ class ScriptedEngine(EngineBase):
                 return
             time.sleep(self.script.delay + (self.script.prefill if i == 0 else 0.0))
             yield TextDelta(("" if i == 0 else " ") + w)
-        yield TextDelta(finish_reason="stop", completion_tokens=len(words))
+        yield TextDelta(finish_reason="stop", completion_tokens=min(len(words), max_new))
 
     def _generate(self, prepared, cancel: threading.Event) -> Iterator[TextDelta]:
         words = self._reply_words(prepared.messages, prepared.max_tiles)
