@@ -8,6 +8,8 @@ measured first (bench/serving_direct.py).
 
 Per user count and path: aggregate tok/s, first token p50/p95, and the server process's CPU seconds per
 1000 tokens (utime + stime from /proc; steadier than wall time on a shared machine). Paths:
+- `page-proc`: one client per process speaking Gradio's queue protocol as the page's script does (join,
+  then the event stream; diffs applied): what a browser costs, without gradio_client's own latency;
 - `ui-proc`: one gradio_client per process on `/chat` (as N browsers are);
 - `ui-threads`: N gradio_client threads in one process (bench/serving_clients.py; under-reports the UI);
 - `v1-proc`: one streaming HTTP client per process on /v1/chat/completions;
@@ -40,7 +42,7 @@ sys.path[:0] = [str(ROOT), str(BENCH)]
 from serving_model import prompt  # noqa: E402
 
 POLL_S = 0.005  # how often a client process looks for a new update (a browser is told at once)
-PATHS = ("ui-proc", "ui-threads", "v1-proc", "v1-threads")
+PATHS = ("page-proc", "ui-proc", "ui-threads", "v1-proc", "v1-threads")
 
 
 def server_cpu_s(pid: int) -> float:
@@ -90,8 +92,71 @@ def _ask_v1(http, i: int, max_new: int, start: float, model: str = "") -> tuple[
     return (first if first is not None else time.monotonic() - start), time.monotonic(), "".join(pieces)
 
 
+class PageClient:
+    """Gradio's queue protocol as the page's own script speaks it: join, then one event stream per send."""
+
+    def __init__(self, url: str) -> None:
+        import uuid
+
+        import httpx
+
+        self.http = httpx.Client(base_url=url, timeout=600)
+        deps = self.http.get("config").json()["dependencies"]
+        self.fns = {d["api_name"]: d for d in deps if d.get("api_name")}
+        self.session_hash = uuid.uuid4().hex[:11]
+
+    def events(self, api_name: str, data: list):
+        """The event's stream messages, each with its outputs so far (diffs applied), until it completes."""
+        from gradio_client.utils import apply_diff
+
+        fn = self.fns[api_name]
+        self.http.post("gradio_api/queue/join", json={
+            "data": data, "event_data": None, "fn_index": fn["id"], "session_hash": self.session_hash,
+            "trigger_id": (fn.get("targets") or [[None]])[0][0]}).raise_for_status()
+        outputs = None
+        with self.http.stream("GET", "gradio_api/queue/data", params={"session_hash": self.session_hash}) as resp:
+            for line in resp.iter_lines():
+                if not line.startswith("data:"):
+                    continue
+                msg = json.loads(line[5:])
+                data = (msg.get("output") or {}).get("data")
+                if msg.get("msg") == "process_generating" and data is not None:
+                    outputs = list(data) if outputs is None else [apply_diff(o, d) for o, d in zip(outputs, data)]
+                elif msg.get("msg") == "process_completed":
+                    if not msg.get("success", True):
+                        raise RuntimeError(f"{api_name}: {msg.get('output')}")
+                    yield msg, data
+                    return
+                yield msg, outputs
+
+    def predict(self, api_name: str, data: list) -> None:
+        """Run a short event to its end."""
+        for _ in self.events(api_name, data):
+            pass
+
+
+def _ask_page(page: PageClient, i: int, max_new: int, start: float) -> tuple[float, float, str]:
+    from studio.ui.convert import shown_text
+
+    first, final = None, None
+    # The chat event's inputs as the page sends them: text, the session State (the server holds it), the
+    # user id, the system prompt box (empty: the conversation's own) and the Parameters controls.
+    args = [prompt(i), None, "", "", max_new, 0.7, 0.9, 50, 1.1, False, -1]
+    for msg, outputs in page.events("chat", args):
+        if outputs and first is None and _reply(outputs[0]).strip():
+            first = time.monotonic() - start
+        final = outputs
+    end = time.monotonic()
+    return (first if first is not None else end - start), end, shown_text(_reply(final[0]))
+
+
 def _open(url: str, kind: str):
-    """The user's client and how it asks: a gradio_client with its page's session, or an HTTP client."""
+    """The user's client and how it asks: a gradio_client or the page's protocol on its own session, or an
+    HTTP client for /v1."""
+    if kind == "page":
+        page = PageClient(url)
+        page.predict("clear", [None, ""])  # the page load makes a browser's session before it sends
+        return page, _ask_page
     if kind == "ui":
         from gradio_client import Client
 
@@ -120,8 +185,8 @@ def _worker(url: str, kind: str, i: int, conn) -> None:
             conn.send(ask(client, i, max_new, start_at))
         except Exception as exc:  # reported as the row's error, the other users go on
             conn.send(f"{type(exc).__name__}: {exc}")
-        if kind == "ui":
-            client.predict(api_name="/clear")  # the next round is a new conversation of one question
+        if kind in ("ui", "page"):  # the next round is a new conversation of one question
+            client.predict("clear", [None, ""]) if kind == "page" else client.predict(api_name="/clear")
         conn.send("settled")
 
 
