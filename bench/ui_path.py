@@ -345,7 +345,7 @@ def run(args) -> Path:
         for n in args.users:
             for path in args.paths:
                 spy = None
-                if args.profile and n == max(args.users) and path == "ui-proc":
+                if args.profile and n == max(args.users) and path == args.paths[0]:
                     def spy():
                         spies.append(profile(proc.pid, args.profile, Path(args.out) / "ui_path-profile.txt"))
                 try:
@@ -418,7 +418,7 @@ def main() -> None:
     ap.add_argument("--token-s", type=float, default=0.005, help="scripted engine: seconds per token a user")
     ap.add_argument("--lmdeploy", action="store_true", help="the GPU form (needs --tokenizer)")
     ap.add_argument("--tokenizer", help="the real InternLM2 tokenizer.model (--lmdeploy)")
-    ap.add_argument("--profile", type=int, default=0, help="py-spy the server this many seconds (ui-proc, most users)")
+    ap.add_argument("--profile", type=int, default=0, help="py-spy the server this many seconds (the first path, most users)")
     ap.add_argument("--out", default=str(BENCH / "results"))
     ap.add_argument("--work", default=tempfile.gettempdir())
     print(run(ap.parse_args()))
