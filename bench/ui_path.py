@@ -232,8 +232,12 @@ class Users:
 def _threads_round(path: str, url: str, n: int, max_new: int, cpu=lambda: 0.0) -> tuple[float, list, float]:
     from serving_clients import api_users, ui_users
 
+    from studio.ui.convert import shown_text
+
     wall, results = (ui_users if path == "ui-threads" else api_users)(url, n, max_new)
-    return wall, [(first, None, out) for first, out in results], cpu()
+    cpu_end = cpu()
+    # The UI's replies without the stats line under them (/v1 gives the usage's token count).
+    return wall, [(first, None, shown_text(out) if isinstance(out, str) else out) for first, out in results], cpu_end
 
 
 def measure(url: str, pid: int, path: str, n: int, max_new: int, count, spy=None) -> dict:
