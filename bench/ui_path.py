@@ -39,7 +39,7 @@ ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "bench"
 sys.path[:0] = [str(ROOT), str(BENCH)]
 
-from serving_model import prompt  # noqa: E402
+from serving_model import prompt
 
 POLL_S = 0.005  # how often a client process looks for a new update (a browser is told at once)
 PATHS = ("page-proc", "ui-proc", "ui-threads", "v1-proc", "v1-threads")
@@ -302,18 +302,23 @@ def library_rows(args, work: Path) -> tuple[list, object, Path]:
     from transformers import AutoTokenizer
 
     tok = AutoTokenizer.from_pretrained(model)
-    count = lambda text: len(tok(text, add_special_tokens=False)["input_ids"])  # noqa: E731
     cmd = [sys.executable, str(ROOT / "launch.py"), "--config", str(studio_config("lmdeploy", model, max(args.users), work))]
-    return direct["rows"], count, cmd
+    return direct["rows"], lambda text: len(tok(text, add_special_tokens=False)["input_ids"]), cmd
 
 
 def scripted_rows(args, work: Path) -> tuple[list, object, list]:
     """CPU form: the scripted engine's own pace at N threads (the 'library' level) and the studio command."""
-    from serving_direct import summary
     from concurrent.futures import ThreadPoolExecutor
+
+    from serving_direct import summary
+
     from studio.core.types import GenParams, Message
     from studio.engines.base import generate
-    from tests.support.scripted import ScriptedOptions, load_scripted, scripted_registered
+    from tests.support.scripted import (
+        ScriptedOptions,
+        load_scripted,
+        scripted_registered,
+    )
 
     with scripted_registered():
         cfg = ScriptedOptions(model_path="script:long", max_batch_size=max(args.users), token_s=args.token_s)
@@ -328,7 +333,7 @@ def scripted_rows(args, work: Path) -> tuple[list, object, list]:
 
         start = time.monotonic()
         with ThreadPoolExecutor(n) as pool:
-            firsts = list(pool.map(lambda i: one(i, start), range(n)))
+            firsts = list(pool.map(one, range(n), [start] * n))
         rows.append(summary("library", n, time.monotonic() - start, firsts, [args.max_new] * n))
     cmd = [sys.executable, "-m", "tests.support.launch_scripted", "--config",
            str(scripted_config(work, max(args.users), args.token_s))]
