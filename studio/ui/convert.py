@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import re
+import threading
+from collections import OrderedDict
 from typing import Optional
 
 from studio.core.session import ChatSession
@@ -32,19 +34,59 @@ def user_of(uid: str, request) -> str:
     return uid or f"session:{request.session_hash}"
 
 
-def chatbot_messages(session: ChatSession, lang: str = "en") -> list[dict]:
-    """The session's turns as messages-format Chatbot values: no empty reply bubble, partial replies labelled,
-    each finished reply followed by its stats line in `lang`.
+class ShownTexts:
+    """Message texts as shown (cleaned, prices protected), kept by the text they came from.
 
-    Text is cleaned for showing: a conversation stored before input was cleaned may hold lone surrogates,
-    which would break the event stream (the store keeps them exactly)."""
+    A streaming reply repaints the whole transcript many times a second, and showing a text walks it
+    character by character in Python (protect_prices): a 40-message conversation cost ~9 ms a frame,
+    the same for every frame. Only the text decides the result, so earlier messages are converted once.
+    Bounded by characters held; the oldest go first. One per app (shared by its streams)."""
+
+    def __init__(self, max_chars: int = 8_000_000) -> None:
+        self.max_chars = max_chars
+        self._items: OrderedDict[str, str] = OrderedDict()
+        self._chars = 0
+        self._lock = threading.Lock()
+
+    def get(self, text: str) -> str:
+        """`text` as shown."""
+        with self._lock:
+            hit = self._items.get(text)
+            if hit is not None:
+                self._items.move_to_end(text)
+                return hit
+        shown = _shown(text)
+        with self._lock:
+            if text not in self._items and len(text) <= self.max_chars:
+                self._items[text] = shown
+                self._chars += len(text)
+                while self._chars > self.max_chars:
+                    self._chars -= len(self._items.popitem(last=False)[0])
+        return shown
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
+def _shown(text: str) -> str:
+    # Cleaned for showing: a conversation stored before input was cleaned may hold lone surrogates,
+    # which would break the event stream (the store keeps them exactly).
+    return protect_prices(cleaned(text))
+
+
+def chatbot_messages(session: ChatSession, lang: str = "en", texts: Optional[ShownTexts] = None) -> list[dict]:
+    """The session's turns as messages-format Chatbot values: no empty reply bubble, partial replies labelled,
+    each finished reply followed by its stats line in `lang`. `texts` keeps earlier messages' shown text
+    between calls (the last message, a reply that may still grow, is converted each time)."""
     shown = []
-    for i in shown_indices(session):
+    indices = shown_indices(session)
+    for i in indices:
         m = session.messages[i]
         note = f"\n\n*{tr(lang, 'reply_interrupted')}*" if m.partial else ""
         # The stats line last: shown_text takes it off the end (a version mark stays above it).
         stats = "" if m.partial else stats_line(m.meta, lang)
-        shown.append({"role": m.role, "content": protect_prices(cleaned(m.text)) + note + version_mark(session, i) + stats})
+        text = texts.get(m.text) if texts is not None and i != indices[-1] else _shown(m.text)
+        shown.append({"role": m.role, "content": text + note + version_mark(session, i) + stats})
     return shown
 
 

@@ -18,9 +18,11 @@ import threading
 import time
 from collections import deque
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from types import MappingProxyType
-from typing import Callable, Iterator, Literal, Mapping
+from typing import Callable, Iterator, Literal, Mapping, Optional
+
+from pydantic import Field
 
 from studio.core.types import EngineInfo, TextDelta
 from studio.engines import ENGINES, EngineKind
@@ -89,6 +91,7 @@ SCRIPTS: Mapping[str, Script] = MappingProxyType({
     "echo": Script(),
     "html": Script(default=fixed(XSS)),
     "slow": Script(delay=0.2, default=fixed(LONG)),
+    "long": Script(default=fixed(LONG)),  # 200 words: a benchmark's replies run to max_new_tokens
     "slowload": Script(load_steps=6),
     "vision": Script(images=True, default=vision_report),
     "agent": Script(tools=True),
@@ -103,6 +106,13 @@ class ScriptedOptions(EngineOptions):
 
     engine: Literal["scripted"] = "scripted"
     model_path: str = "script:echo"
+    # A batching engine's stand-in (bench/ui_path.py): this many requests at once, each at its own pace.
+    max_batch_size: int = Field(1, ge=1, le=1024)
+    token_s: Optional[float] = Field(None, gt=0, le=10)  # seconds before each word, instead of the script's
+
+    def concurrency(self) -> int:
+        """max_batch_size: the scripted engine streams every request on its own thread."""
+        return self.max_batch_size
 
     def display_name(self) -> str:
         """The label, else the model path (as a folder's name would be)."""
@@ -119,6 +129,7 @@ class ScriptedEngine(EngineBase):
         super().__init__(options, 512)
         self.script, self.name = script, name
         self.accepts_images = script.images
+        self.batches = options.max_batch_size > 1
         self.tools = script.tools
         self._queue: deque[str] = deque()
         self._lock = threading.Lock()
@@ -157,7 +168,7 @@ class ScriptedEngine(EngineBase):
                 return
             time.sleep(self.script.delay + (self.script.prefill if i == 0 else 0.0))
             yield TextDelta(("" if i == 0 else " ") + w)
-        yield TextDelta(finish_reason="stop", completion_tokens=len(words))
+        yield TextDelta(finish_reason="stop", completion_tokens=min(len(words), max_new))
 
     def _generate(self, prepared, cancel: threading.Event) -> Iterator[TextDelta]:
         words = self._reply_words(prepared.messages, prepared.max_tiles)
@@ -192,6 +203,8 @@ def parse_model_path(model_path: str) -> tuple[str, Script, tuple[str, ...]]:
 def load_scripted(cfg, ctx) -> ScriptedEngine:
     """The engine factory registered as "scripted"."""
     name, script, replies = parse_model_path(cfg.model_path)
+    if cfg.token_s is not None:
+        script = replace(script, delay=cfg.token_s)
     for i in range(script.load_steps):
         ctx.progress(i / script.load_steps, f"step {i + 1}/{script.load_steps}")
         time.sleep(0.5)
