@@ -58,8 +58,11 @@ class SQLiteStore:
 
     def __init__(self, db_path: Path) -> None:
         self.db_path = Path(db_path)
-        # Guards schema creation only; SQLite itself serialises writers (WAL + busy_timeout).
         self._schema_lock = threading.Lock()
+        # This process's writers queue here rather than in SQLite's busy handler, which gives up after
+        # BUSY_TIMEOUT_MS: 32 users streaming at once on a loaded machine lost saves to "database is locked".
+        # Other processes (a terminal chat) still meet at SQLite's lock, with the busy timeout.
+        self._write_lock = threading.RLock()
         self._schema_ready = False
 
     @contextmanager
@@ -80,7 +83,7 @@ class SQLiteStore:
     @contextmanager
     def _transaction(self, action: str) -> Iterator[sqlite3.Connection]:
         """A write transaction: committed as a whole or rolled back, never half-applied."""
-        with self._connection(action) as conn:
+        with self._write_lock, self._connection(action) as conn:
             # IMMEDIATE takes the write lock up front, so busy_timeout applies instead of a
             # mid-transaction SQLITE_BUSY when two threads upgrade read locks at once.
             conn.execute("BEGIN IMMEDIATE")

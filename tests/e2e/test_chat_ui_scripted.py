@@ -49,7 +49,8 @@ def test_endpoints_are_the_intended_ones(app):
                      "/system_status", "/system_unload", "/system_load", "/system_switch",
                      "/agent_send", "/agent_stop", "/agent_clear", "/agent_new", "/agent_resume",
                      "/agent_export_markdown", "/agent_export_json",
-                     "/presets", "/preset_apply", "/preset_save", "/preset_delete"}
+                     "/presets", "/preset_apply", "/preset_save", "/preset_delete",
+                     "/models_find", "/models_load", "/models_download", "/models_cancel", "/models_jobs"}
 
 
 def test_stream_grows_and_conversation_is_listed(app):

@@ -422,3 +422,36 @@ def test_reassign_moves_every_row_of_one_user_and_overwrites_nothing(store):
     assert [s.title for s in store.list(A)] == ["A's version"]  # the clashing row stays, not lost
     assert store.count("someone-else") == 1
     assert store.reassign(B, B) == 0 and store.reassign("nobody", B) == 0
+
+
+def test_writers_of_one_process_queue_instead_of_timing_out(store, monkeypatch):
+    """A save that waits longer than SQLite's busy timeout for another thread's write still lands."""
+    import studio.store.sqlite_base as base
+
+    monkeypatch.setattr(base, "BUSY_TIMEOUT_MS", 50)  # SQLite alone would give up after 50 ms
+    store.save(A, make_session("first"))  # the schema exists before the race
+    inside, saved, errors = threading.Event(), [], []
+
+    def long_write():
+        with store._transaction("hold the write lock"):
+            inside.set()
+            time.sleep(0.5)  # ten busy timeouts
+
+    holder = threading.Thread(target=long_write)
+    holder.start()
+    inside.wait()
+
+    def save():
+        try:
+            session = make_session("second")
+            store.save(A, session)
+            saved.append(session.id)
+        except StudioError as exc:
+            errors.append(exc)
+
+    writer = threading.Thread(target=save)
+    writer.start()
+    holder.join()
+    writer.join()
+    assert errors == [] and len(saved) == 1
+    assert store.count(A) == 2
