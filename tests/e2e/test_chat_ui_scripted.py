@@ -13,10 +13,11 @@ import pytest
 from gradio_client.client import Status
 from gradio_client.exceptions import AppError
 
-from studio.ui.chat_page import GENERATING_CLASS
 from studio.tasks.users import local_user
+from studio.ui.chat_page import GENERATING_CLASS
 from tests.e2e.helpers import chat, connect, reply_text, wait_for
 from tests.support.apps import running_app, write_config
+from tests.support.waits import wait_until
 
 
 @pytest.fixture(scope="module")
@@ -172,12 +173,18 @@ def test_stop_keeps_partial_reply_and_next_message_works(slow_app):
 
 
 def test_message_sent_while_loading_waits_and_says_so(tmp_path):
-    with running_app(write_config(tmp_path, model_path="script:slowload"), tmp_path / "data",
-                     wait_ready=False) as app:
+    # The model stays loading until the test opens the gate: a busy machine cannot finish it early.
+    with running_app(write_config(tmp_path, model_path="script:gatedload"), tmp_path / "data",
+                     cache_dir=tmp_path / "cache", wait_ready=False) as app:
         client, _ = connect(app.url)
         status = client.predict(api_name="/status")[0]
         assert "loading" in status
-        outs, final = chat(client, "are you there")
+        job = client.submit("are you there", api_name="/chat")
+        wait_until(lambda: any("Waiting for the model to load" in str(o[2]) for o in job.outputs()),
+                   "the loading notice on the message sent while loading")
+        (tmp_path / "cache" / "load-gate").touch()
+        outs = list(job)
+        final = job.outputs()[-1]
         notices = [o[2] for o in outs]
         # The loading notice is the generating line's text while the model loads.
         assert any("Waiting for the model to load" in n and GENERATING_CLASS in n for n in notices)

@@ -19,6 +19,7 @@ import time
 from collections import deque
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
+from pathlib import Path
 from types import MappingProxyType
 from typing import Callable, Iterator, Literal, Mapping, Optional
 
@@ -82,6 +83,7 @@ class Script:
     delay: float = 0.02  # seconds before each word
     prefill: float = 0.0  # extra seconds before a reply's first word, like a model reading its prompt
     load_steps: int = 0  # load in this many 0.5 s steps, reporting progress like a real model
+    load_gate: bool = False  # then keep loading until the file <cache dir>/load-gate exists (the test says when)
     images: bool = False  # whether it accepts images
     tools: bool = False  # whether it calls tools natively (queued replies then hold InternLM2's call markers)
     default: Callable = echo  # the reply with nothing queued: (messages, max_tiles) -> text
@@ -93,6 +95,7 @@ SCRIPTS: Mapping[str, Script] = MappingProxyType({
     "slow": Script(delay=0.2, default=fixed(LONG)),
     "long": Script(default=fixed(LONG)),  # 200 words: a benchmark's replies run to max_new_tokens
     "slowload": Script(load_steps=6),
+    "gatedload": Script(load_steps=1, load_gate=True),
     "vision": Script(images=True, default=vision_report),
     "agent": Script(tools=True),
     "slowvision": Script(delay=0.2, images=True, default=counted_long),
@@ -208,6 +211,9 @@ def load_scripted(cfg, ctx) -> ScriptedEngine:
     for i in range(script.load_steps):
         ctx.progress(i / script.load_steps, f"step {i + 1}/{script.load_steps}")
         time.sleep(0.5)
+    while script.load_gate and not (Path(ctx.cache_dir) / "load-gate").exists():
+        ctx.progress(0.9, "waiting for the test's gate")
+        time.sleep(0.05)
     return ScriptedEngine(script, name, cfg).enqueue(*replies)
 
 
