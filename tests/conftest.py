@@ -10,6 +10,10 @@ os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["TRANSFORMERS_OFFLINE"] = "1"
 os.environ["GRADIO_ANALYTICS_ENABLED"] = "False"
 os.environ.setdefault("GRADIO_TEMP_DIR", tempfile.mkdtemp(prefix="puyu-test-gradio-"))
+if "PYTEST_XDIST_WORKER" in os.environ:
+    # Each worker its own Gradio cache: workers inherit the first process's folder, and one app's
+    # cleanup there removed files (the buttons' icons) another worker's page was still serving.
+    os.environ["GRADIO_TEMP_DIR"] = tempfile.mkdtemp(prefix=f"puyu-test-gradio-{os.environ['PYTEST_XDIST_WORKER']}-")
 
 import pytest  # noqa: E402
 
