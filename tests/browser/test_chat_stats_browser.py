@@ -5,12 +5,13 @@ from __future__ import annotations
 
 import pytest
 
+from studio.tasks.users import local_user
+from tests.browser.helpers import start_new_chat
 from tests.browser.test_browser import browser, send, shot  # noqa: F401  (fixtures)
 from tests.browser.test_stop_browser import ERROR_BADGE, TOAST, stored
 from tests.e2e.helpers import wait_for
 from tests.support.apps import running_app, write_config
-from tests.browser.helpers import start_new_chat
-from tests.support.waits import wait_until, wait_in_page
+from tests.support.waits import wait_in_page, wait_until
 
 pytestmark = pytest.mark.browser
 RUNNING = "#chat-notice .chat-generating"
@@ -124,7 +125,13 @@ def test_a_reloaded_chinese_page_shows_the_stats_in_chinese(laptop, echo_app):
     send(pg, "你好")
     stats = pg.locator("#chatbot .reply-stats").last
     wait_in_page(pg, stats, "the stats line in Chinese", text="个 token")
-    wait_until(lambda: pg.evaluate("localStorage.getItem('puyu-conv')"), "the open conversation remembered")
+    store, user = echo_app.services.store, local_user()
+
+    def remembered_is_this_chat() -> bool:  # not an id kept from before this chat's save
+        conv = pg.evaluate("localStorage.getItem('puyu-conv')")
+        return bool(conv) and any(c.id == conv and c.title == "你好" for c in store.list(user))
+
+    wait_until(remembered_is_this_chat, "this conversation remembered as the open one")
     pg.reload()  # the conversation comes back through the sidebar's /resume
     wait_in_page(pg, pg.get_by_test_id("user"), "the message after a reload", text="你好")
     wait_in_page(pg, pg.locator("#chatbot .reply-stats").last, "the stats line in Chinese again", text="首 token")
