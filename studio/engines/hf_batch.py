@@ -164,7 +164,7 @@ class Batcher:
 
     def _join(self, req: _Request, slot: int) -> None:
         """Prefill the prompt into the slot and emit its first token."""
-        from studio.engines.hf import _Sampler, _TextAssembler
+        from studio.engines.hf_sampling import _Sampler, _TextAssembler
 
         engine, ids, max_new = self.engine, req.prompt.ids, req.params.max_new_tokens
         try:
@@ -209,7 +209,7 @@ class Batcher:
 
     def _take(self, req: _Request, token: int) -> None:
         """The request's next token: stop ids, tool markers, text and stop strings, as HFEngine._run."""
-        from studio.engines.hf import _TextAssembler
+        from studio.engines.hf_sampling import _TextAssembler
 
         engine = self.engine
         if token in engine.stop_ids:

@@ -49,7 +49,7 @@ def test_config_refuses_what_lmdeploy_cannot_run(tmp_path, extra, expected):
         load_config(_write(tmp_path, {"engine": "lmdeploy", "model_path": "/m", **extra}))
 
 
-@pytest.mark.parametrize("field, value", [("backend", "pytorch"), ("session_len", 4096), ("max_batch_size", 8),
+@pytest.mark.parametrize("field, value", [("backend", "pytorch"), ("session_len", 4096),
                                           ("cache_max_entry_count", 0.3), ("enable_prefix_caching", False),
                                           ("engine_process", False)])
 def test_lmdeploy_fields_only_for_lmdeploy(tmp_path, field, value):
