@@ -120,6 +120,9 @@ def test_a_reloaded_chinese_page_shows_the_stats_in_chinese(laptop, echo_app):
     pg.goto(echo_app.url)
     start_new_chat(pg)
     pg.evaluate("localStorage.setItem('puyu-lang', 'zh')")
+    # Forget the key, so start_new_chat waits for this load's /resume (which sets it again): a click on New
+    # before it would be undone when it reopens the latest conversation.
+    pg.evaluate("localStorage.removeItem('puyu-user')")
     pg.reload()
     start_new_chat(pg)
     send(pg, "你好")
