@@ -16,16 +16,15 @@ from studio.errors import InputError
 from studio.exports import EXPORTS, export_kinds
 from studio.services import Services
 from studio.tasks import chat as chat_task
-from studio.ui import chat_versions, homework_export
+from studio.ui import chat_versions, homework_export, prompt_presets
 from studio.ui.bilingual import examples
+from studio.ui.chat_page import Generating
 from studio.ui.convert import ShownTexts, chatbot_messages, user_of
 from studio.ui.errors import user_errors
-from studio.ui.chat_page import Generating
-from studio.ui.pacing import FramePacer
-from studio.ui import prompt_presets
-from studio.ui.stops import StopSignals, run_key
 from studio.ui.i18n import EXAMPLES, notice_text, page_lang, tr
 from studio.ui.icons import icon
+from studio.ui.pacing import FramePacer
+from studio.ui.stops import StopSignals, run_key
 
 UI_FRAME_S = 0.05  # at most ~20 transcript updates a second while streaming
 
@@ -212,12 +211,6 @@ class _Handlers:
         return {tab.chatbot: chatbot_messages(sess, lang, self.texts), tab.textbox: box_value, tab.session: sess,
                 tab.notice: notice}
 
-    def _update(self, sess: ChatSession, notice: str, lang: str) -> dict:
-        """A frame while the reply streams: the transcript and the notice only. The State holds `sess`
-        itself (Gradio passes a State by reference), so it needs no update; each State output costs the
-        server a component config and a scan of every event, each frame."""
-        return {self.tab.chatbot: chatbot_messages(sess, lang, self.texts), self.tab.notice: notice}
-
     def _stream(self, events, sess: ChatSession, box_value, lang: str):
         """The reply's frames; while it runs the notice shows the generating state (see Generating)."""
         notice, level, shown = "", "info", 0.0
@@ -243,7 +236,7 @@ class _Handlers:
                     if isinstance(ev, TextDelta) and not ev.finish_reason and not self.pacer.due(shown, UI_FRAME_S):
                         continue
                     shown = time.monotonic()
-                    yield self._update(sess, state.notice(notice, level), lang)
+                    yield self._frame(sess, box_value, state.notice(notice, level), lang)
         except Exception:
             # The generating state must not outlive the run: show what is stored, then let the error through.
             yield self._frame(sess, box_value, notice if level == "warning" else "", lang)

@@ -9,7 +9,7 @@ import gradio as gr
 import pytest
 
 from studio.core.session import ChatSession
-from studio.core.types import Message, TextDelta
+from studio.core.types import Message
 from studio.ui import chat_tab
 from studio.ui.app import skip_matplotlib_probe
 from studio.ui.convert import ShownTexts, chatbot_messages
@@ -63,28 +63,6 @@ def handlers(monkeypatch):
     with gr.Blocks():
         tab = chat_tab.build(build_i18n(), "chat")
     return chat_tab._Handlers(None, tab, FramePacer(budget=float("inf")))
-
-
-def test_a_streaming_reply_updates_transcript_and_notice_and_ends_with_everything(handlers):
-    tab, sess = handlers.tab, ChatSession(engine="chat")
-    sess.messages.append(Message.of("user", "hi"))
-
-    def events():  # as the chat task streams: the session's reply grows before each delta is seen
-        sess.messages.append(Message.of("assistant", ""))
-        for text in ("Hello", "Hello there", "Hello there $2"):
-            sess.messages[-1] = Message.of("assistant", text)
-            yield TextDelta(text[-5:])
-        yield TextDelta(finish_reason="stop", completion_tokens=3)
-
-    frames = list(handlers._stream(events(), sess, "", "en"))
-    everything = {tab.chatbot, tab.textbox, tab.session, tab.notice}
-    assert set(frames[0]) == everything and frames[0][tab.textbox] == ""  # the prompt box empties at once
-    assert set(frames[-1]) == everything and frames[-1][tab.session] is sess
-    middle = frames[1:-1]
-    assert len(middle) == 4 and all(set(f) == {tab.chatbot, tab.notice} for f in middle)
-    assert [f[tab.chatbot][-1]["content"] for f in middle[:3]] == ["Hello", "Hello there",
-                                                                   chatbot_messages(sess)[-1]["content"]]
-    assert frames[-1][tab.chatbot] == chatbot_messages(sess)
 
 
 def test_matplotlib_absent_is_marked_so_and_present_is_left(monkeypatch):
