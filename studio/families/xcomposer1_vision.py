@@ -188,19 +188,9 @@ class XComposer1Vision:
 
     def embed(self, lm: Any, prompt: PromptInputs) -> tuple[Any, Optional[Any]]:
         """inputs_embeds [1, T, H] with image features at the placeholder runs (no image-only adapters)."""
-        import torch
+        from studio.families.xcomposer_vision import splice_images
 
-        table = lm.get_input_embeddings()
-        ids = torch.tensor([prompt.ids], device=table.weight.device)
-        mask = ids[0] == IMAGE_PLACEHOLDER_ID
-        if int(mask.sum()) != sum(prompt.image_tokens) or len(prompt.pixel_values) != len(prompt.image_tokens):
-            raise ValueError(f"prompt has {int(mask.sum())} image positions for images of {prompt.image_tokens} tokens")
-        with torch.no_grad():
-            embeds = table(ids)
-            if prompt.pixel_values:
-                feats = self.features(torch.stack(list(prompt.pixel_values)))
-                embeds[0, mask] = feats.reshape(-1, feats.shape[-1]).to(embeds.device, embeds.dtype)
-        return embeds, None
+        return splice_images(lm, prompt, self.features)[0], None
 
     def set_adapter_mask(self, mask: Optional[Any]) -> None:
         """Nothing to do: v1's LoRA applies to every position and is merged into the weights."""

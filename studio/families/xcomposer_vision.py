@@ -145,21 +145,7 @@ class XComposerVision:
 
     def embed(self, lm: Any, prompt: PromptInputs) -> tuple[Any, Optional[Any]]:
         """inputs_embeds [1, T, H] with image features at the placeholder runs, and the image mask [T]."""
-        import torch
-
-        table = lm.get_input_embeddings()
-        ids = torch.tensor([prompt.ids], device=table.weight.device)
-        mask = ids[0] == IMAGE_PLACEHOLDER_ID
-        if int(mask.sum()) != sum(prompt.image_tokens) or len(prompt.pixel_values) != len(prompt.image_tokens):
-            raise ValueError(f"prompt has {int(mask.sum())} image positions for images of {prompt.image_tokens} tokens")
-        with torch.no_grad():
-            embeds = table(ids)
-            if prompt.pixel_values:
-                feats = self.features(torch.stack(list(prompt.pixel_values)))
-                if [f.shape[0] for f in feats] != list(prompt.image_tokens):
-                    raise ValueError(f"image features of {feats.shape[1]} tokens, prompt expects {prompt.image_tokens}")
-                embeds[0, mask] = feats.reshape(-1, feats.shape[-1]).to(embeds.device, embeds.dtype)
-        return embeds, mask
+        return splice_images(lm, prompt, self.features)
 
     def set_adapter_mask(self, mask: Optional[Any]) -> None:
         """Image-position mask [1, chunk] for the next forward of the language model (None: text only)."""
@@ -170,3 +156,23 @@ class XComposerVision:
         self.tower.to(device)
         self.projector.to(device)
         return self
+
+
+def splice_images(lm: Any, prompt: PromptInputs, features: Any) -> tuple[Any, Any]:
+    """inputs_embeds [1, T, H] of `prompt.ids` with `features(pixels)` at the placeholder runs, and the
+    image mask [T]; ValueError when the prompt's image positions and the images disagree."""
+    import torch
+
+    table = lm.get_input_embeddings()
+    ids = torch.tensor([prompt.ids], device=table.weight.device)
+    mask = ids[0] == IMAGE_PLACEHOLDER_ID
+    if int(mask.sum()) != sum(prompt.image_tokens) or len(prompt.pixel_values) != len(prompt.image_tokens):
+        raise ValueError(f"prompt has {int(mask.sum())} image positions for images of {prompt.image_tokens} tokens")
+    with torch.no_grad():
+        embeds = table(ids)
+        if prompt.pixel_values:
+            feats = features(torch.stack(list(prompt.pixel_values)))
+            if [f.shape[0] for f in feats] != list(prompt.image_tokens):
+                raise ValueError(f"image features of {feats.shape[1]} tokens, prompt expects {prompt.image_tokens}")
+            embeds[0, mask] = feats.reshape(-1, feats.shape[-1]).to(embeds.device, embeds.dtype)
+    return embeds, mask
