@@ -111,8 +111,10 @@ def main() -> None:
     ap.add_argument("--users", default=None, help="comma-separated user counts (GPU 1,2,4,8; CPU 1,2,4)")
     ap.add_argument("--out", default=str(BENCH / "results"))
     ap.add_argument("--plot", action="store_true", help="only redraw the png from the JSON")
+    ap.add_argument("--compile", action="store_true",
+                    help="cuda_graph_compile: true for both engines (inductor before the capture; minutes at load)")
     args = ap.parse_args()
-    out, name = Path(args.out), "batch_cpu" if args.cpu else "batch_gpu"
+    out, name = Path(args.out), ("batch_cpu" if args.cpu else "batch_gpu") + ("-compiled" if args.compile else "")
     if args.plot:
         plot(json.loads((out / f"{name}.json").read_text()), out / f"{name}.png")
         return
@@ -122,23 +124,35 @@ def main() -> None:
     else:
         shape = TINY if args.tiny else LM_1_8B
         folder = write_checkpoint(Path(tempfile.mkdtemp()) / "lm", Path(args.tokenizer), shape)
-        options, device = dict(model_path=str(folder), family="hf_chat_template", dtype="bfloat16"), "cuda"
+        options, device = dict(model_path=str(folder), family="hf_chat_template", dtype="bfloat16",
+                               cuda_graph_compile=args.compile), "cuda"
         model = "InternLM2-1.8B shape, random bf16" if not args.tiny else "tiny"
     counts = [int(u) for u in (args.users or ("1,2,4" if args.cpu else "1,2,4,8")).split(",")]
     n = args.new_tokens or (48 if args.cpu else 128)
+    loaded = time.perf_counter()
     single = load(options, device, 1)
+    single_load_s, loaded = round(time.perf_counter() - loaded, 1), time.perf_counter()
     users_row(single, 1, 8, "warm-up")
     rows = [users_row(single, 1, n, "one at a time"), users_row(single, max(counts), n, "one at a time")]
     single.close()
+    loaded = time.perf_counter()
     engine = load(options, device, max(counts))
+    batched_load_s = round(time.perf_counter() - loaded, 1)
     users_row(engine, max(counts), 8, "warm-up")
     rows += [users_row(engine, u, n, "batched") for u in counts]
+    if engine.batcher is not None and engine.batcher.batch_prefill:  # the same engine, prompts prefilled one by one
+        engine.batcher.batch_prefill = False
+        rows.append(users_row(engine, max(counts), n, "batched, prefill one by one"))
+        engine.batcher.batch_prefill = True
     extra = engine.info().extra
+    engine_prefill = bool(getattr(engine.batcher, "batch_prefill", False))
     engine.close()
     one = rows[0]["aggregate_tok_s"]
-    top = rows[-1]
+    top = [r for r in rows if r["row"] == "batched"][-1]
     result = {"model": model, "device": device if args.cpu else _gpu_name(), "new_tokens": n,
               "batch": extra["batch"], "graph_capture_s": extra["graph_capture_s"], "single_stream_tok_s": one,
+              "load_s": {"one_at_a_time": single_load_s, "batched": batched_load_s},
+              "shared_prefill": engine_prefill,
               "rows": rows, f"batched_{top['users']}_over_single_stream": round(top["aggregate_tok_s"] / one, 2),
               f"batched_{top['users']}_over_one_at_a_time_{top['users']}":
                   round(top["aggregate_tok_s"] / rows[1]["aggregate_tok_s"], 2),

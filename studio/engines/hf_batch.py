@@ -25,6 +25,24 @@ from studio.families.base import PromptInputs
 log = logging.getLogger("studio.engines.hf")
 
 CPU_SLOTS, CUDA_SLOTS = 4, 8
+PREFILL_BUDGET = 4096  # padded prompt positions in one shared prefill pass
+
+
+def prefill_groups(pairs: list, budget: int) -> list[list]:
+    """Joining (request, slot) pairs grouped for shared prefill passes: by prompt length, each group's
+    padded size (rows × longest) at most `budget` and at most twice its real tokens, so a short prompt is
+    not padded far beyond its length. Groups of one prefill alone."""
+    groups: list[list] = []
+    for pair in sorted(pairs, key=lambda p: len(p[0].prompt.ids)):
+        n = len(pair[0].prompt.ids)
+        group = groups[-1] if groups else None
+        if group is not None:
+            rows, real = len(group) + 1, sum(len(r.prompt.ids) for r, _ in group) + n
+            if rows * n <= budget and rows * n <= 2 * real:
+                group.append(pair)
+                continue
+        groups.append([pair])
+    return groups
 
 
 def slots_for(max_batch_size: Optional[int], device: str) -> int:
@@ -66,6 +84,10 @@ class Batcher:
         self._pending: list[_Request] = []
         self._active: dict[int, _Request] = {}  # slot -> request; touched on the compute thread only
         self._running = False
+        # Joining text prompts share one prefill pass on a GPU, where a prefill is mostly launch overhead.
+        # On CPU a prefill is compute: one pass per prompt keeps a lone user's bf16 bits (tests turn it on).
+        self.batch_prefill = engine.model.device.type == "cuda"
+        self._width = PREFILL_BUDGET
 
     def fits(self, capacity: int) -> bool:
         """Whether a sequence of `capacity` positions can join (the graph cache has a fixed length)."""
@@ -159,19 +181,37 @@ class Batcher:
                 self._end(req, "cancelled")
             free = [s for s in range(self.slots) if s not in self._active]
             joining, self._pending = self._pending[: len(free)], self._pending[len(free):]
-        for slot, req in zip(free, joining):
+        singles = list(zip(joining, free))
+        if self.batch_prefill:
+            plain = [(r, s) for r, s in singles if self._plain(r)]
+            for group in prefill_groups(plain, self._width):
+                if len(group) > 1:
+                    self._join_many(group)
+                    singles = [(r, s) for r, s in singles if all(r is not g for g, _ in group)]
+        for req, slot in singles:
             self._join(req, slot)
 
-    def _join(self, req: _Request, slot: int) -> None:
-        """Prefill the prompt into the slot and emit its first token."""
+    def _plain(self, req: _Request) -> bool:
+        """A text prompt short enough for one prefill pass (images and long prompts prefill alone)."""
+        from studio.engines.hf_decode import PREFILL_CHUNK
+
+        return (self.engine.vision is None or not req.prompt.pixel_values) and 0 < len(req.prompt.ids) <= PREFILL_CHUNK
+
+    def _prepare(self, req: _Request, slot: int) -> None:
+        """The request's slot, cache, sampler and text assembler."""
         from studio.engines.hf_sampling import _Sampler, _TextAssembler
 
         engine, ids, max_new = self.engine, req.prompt.ids, req.params.max_new_tokens
+        req.slot, req.cache = slot, self.step.new_cache(slot, len(ids) + max_new)
+        # As the single path: vision prompts penalise repeats in the reply only.
+        req.sampler = _Sampler(req.params, [] if engine.accepts_images else ids, max_new, engine.model.device)
+        req.text = _TextAssembler(engine.tokenizer, req.params.stop, engine._tok_lock)
+
+    def _join(self, req: _Request, slot: int) -> None:
+        """Prefill the prompt into the slot and emit its first token."""
+        engine = self.engine
         try:
-            req.slot, req.cache = slot, self.step.new_cache(slot, len(ids) + max_new)
-            # As the single path: vision prompts penalise repeats in the reply only.
-            req.sampler = _Sampler(req.params, [] if engine.accepts_images else ids, max_new, engine.model.device)
-            req.text = _TextAssembler(engine.tokenizer, req.params.stop, engine._tok_lock)
+            self._prepare(req, slot)
             engine.decoder.cache = req.cache  # the decoder's prefill writes into the cache it holds
             try:
                 logits = engine._prefill(req.prompt, req.stopped)
@@ -184,6 +224,33 @@ class Batcher:
             self._take(req, req.sampler.pick(logits))
         except Exception as exc:
             self._failed(req, exc)
+
+    def _join_many(self, group: list[tuple[_Request, int]]) -> None:
+        """Prefill several text prompts in one pass (BatchStep.prefill_many); each emits its first token."""
+        reqs = []
+        for req, slot in group:
+            try:
+                self._prepare(req, slot)
+                reqs.append(req)
+            except Exception as exc:
+                self._failed(req, exc)
+        if not reqs:
+            return
+        try:
+            logits = self.step.prefill_many([r.prompt.ids for r in reqs], [r.cache for r in reqs])
+        except Exception as exc:  # the shared pass failed: each of its requests ends with the error
+            for req in reqs:
+                self._failed(req, exc)
+            return
+        for row, req in enumerate(reqs):
+            if req.stopped():
+                self._end(req, "cancelled")
+                continue
+            self._active[req.slot] = req
+            try:
+                self._take(req, req.sampler.pick(logits[row]))
+            except Exception as exc:
+                self._failed(req, exc)
 
     def _step(self) -> None:
         """One batched forward for every active slot; each row's token goes to its request."""

@@ -22,7 +22,7 @@ import logging
 import time
 from typing import Any, Callable, Optional
 
-from studio.engines.hf_decode import FastLlamaDecoder, _BufferCache
+from studio.engines.hf_decode import PREFILL_CHUNK, FastLlamaDecoder, _BufferCache
 from studio.engines.hf_graphs import bucket_for, buckets
 
 log = logging.getLogger("studio.engines.hf")
@@ -48,6 +48,32 @@ class BatchStep:
         """A cache of `capacity` positions for the sequence joining slot `slot`."""
         d = self.d
         return _BufferCache(len(d.layers), d.kv_heads, capacity, d.head_dim, d.model.dtype, d.model.device)
+
+    def prefill_many(self, prompts: list[list[int]], caches: list[_BufferCache]) -> Any:
+        """Several text prompts (each ≤ PREFILL_CHUNK tokens) in one forward through the model's own layers,
+        right-padded to the longest: causal attention never lets a real position see the padding after it,
+        so each row is its prompt's own prefill. Each row's keys/values go into its cache; fp32 logits
+        [rows, vocab] at each prompt's last token. On a GPU one prompt's prefill is mostly kernel launches,
+        so 8 joining users cost about one prefill instead of eight."""
+        import torch
+
+        d, rows = self.d, len(prompts)
+        inner, dev = d.model.model, d.model.device
+        lengths = [len(p) for p in prompts]
+        width = max(lengths)
+        assert width <= PREFILL_CHUNK and all(c.n == 0 for c in caches)
+        ids = torch.tensor([p + [p[-1]] * (width - len(p)) for p in prompts], device=dev)
+        pos = torch.arange(width, device=dev)[None].expand(rows, width)
+        hidden = inner.embed_tokens(ids)
+        rope = inner.rotary_emb(hidden, position_ids=pos)
+        into = _RowsCache(caches, lengths)
+        for layer in inner.layers:  # no mask: a plain causal pass, as the single prefill's first chunk
+            hidden = layer(hidden, attention_mask=None, position_ids=pos, past_key_values=into,
+                           use_cache=True, position_embeddings=rope)
+        for cache, n in zip(caches, lengths):
+            cache.n = n
+        last = hidden[torch.arange(rows, device=dev), torch.tensor(lengths, device=dev) - 1]
+        return d.model.lm_head(inner.norm(last[:, None]))[:, -1].float()
 
     def _flags(self, rows: int) -> contextlib.AbstractContextManager:
         # On CPU the one-row flags turn oneDNN off (ATen's GEMV is faster for one row); for several rows
@@ -101,6 +127,20 @@ class BatchStep:
         return d.model.lm_head(inner.norm(h))[:, -1].float()
 
 
+class _RowsCache:
+    """The cache HF attention writes during `BatchStep.prefill_many`: row r's first lengths[r] keys and values
+    go into caches[r]; attention within the pass uses the keys just computed (nothing is cached before)."""
+
+    def __init__(self, caches: list[_BufferCache], lengths: list[int]) -> None:
+        self.caches, self.lengths = caches, lengths
+
+    def update(self, key: Any, value: Any, layer: int, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+        for r, (cache, n) in enumerate(zip(self.caches, self.lengths)):
+            cache.k[layer][:, :n] = key[r, :, :n]
+            cache.v[layer][:, :n] = value[r, :, :n]
+        return key, value
+
+
 def batch_buckets(slots: int) -> list[int]:
     """Batch sizes captured for `slots` slots: powers of two, then `slots`."""
     out, size = [], 1
@@ -125,10 +165,13 @@ class GraphBatchStep(BatchStep):
 
     name = "cuda-graph"
 
-    def __init__(self, decoder: FastLlamaDecoder, slots: int, max_tokens: int) -> None:
+    def __init__(self, decoder: FastLlamaDecoder, slots: int, max_tokens: int, compile_step: bool = False) -> None:
         import torch
 
         super().__init__(decoder)
+        self.compile_step = compile_step
+        if compile_step:
+            self.name = "cuda-graph-compiled"
         model, dev = decoder.model, decoder.model.device
         self.slots = slots
         self.cap = max(256, min(int(max_tokens), int(getattr(model.config, "max_position_embeddings", max_tokens))))
@@ -164,18 +207,23 @@ class GraphBatchStep(BatchStep):
         import torch
 
         start, keys = time.monotonic(), [(b, s) for b in self.batches for s in self.sizes]
+        step = self.static_step
         try:
+            if self.compile_step:
+                # As the single-sequence step (hf_graphs): inductor fuses the small kernels; dynamic=True lets
+                # one compile serve every (batch, length) bucket.
+                step = torch.compile(self.static_step, fullgraph=True, dynamic=True)
             pool = torch.cuda.graph_pool_handle()
             side = torch.cuda.Stream(device=self.d.model.device)
             side.wait_stream(torch.cuda.current_stream())
             with torch.inference_mode(), torch.cuda.stream(side), self.d._flags():
                 for b, s in keys:  # warm-up: kernels pick their algorithms outside the capture
-                    self.static_step(b, s)
+                    step(b, s)
             torch.cuda.current_stream().wait_stream(side)
             for i, key in enumerate(keys):
                 graph = torch.cuda.CUDAGraph()
                 with torch.inference_mode(), self.d._flags(), torch.cuda.graph(graph, pool=pool):
-                    self.outs[key] = self.static_step(*key)
+                    self.outs[key] = step(*key)
                 self.graphs[key] = graph
                 if progress:
                     progress(i + 1, len(keys))

@@ -100,6 +100,39 @@ def test_batched_greedy_picks_follow_the_single_sequence_step(engines):
     print(f"{flips} near-tie flips in {steps * USERS} picks; largest logit difference {worst:.3f}")
 
 
+def test_a_shared_prefill_pass_follows_each_prompts_own_prefill(engines):
+    """The USERS prompts in one padded pass (how users joining together are prefilled on a GPU): each row's
+    first-token logits and cached keys follow that prompt's own prefill up to bf16 rounding (a different
+    matmul shape), with the same TIE rule for the greedy pick."""
+    batched, _ = engines
+    step = batched.batcher.step
+    assert batched.batcher.batch_prefill
+    ids = [batched.prepare([Message.of("user", prompt(i) + " x" * (7 * i))], GenParams()).payload.ids
+           for i in range(USERS)]
+    assert len({len(x) for x in ids}) == USERS  # every row padded differently
+    with torch.inference_mode():
+        alone = []
+        for i, x in enumerate(ids):
+            batched.decoder.cache = cache = step.new_cache(i, len(x) + 1)
+            logits = batched.decoder.prefill(x, lambda: False).clone()
+            alone.append((logits, [k[:, : len(x)].clone() for k in cache.k]))
+        batched.decoder.cache = None
+        caches = [step.new_cache(i, len(x) + 1) for i, x in enumerate(ids)]
+        rows = step.prefill_many(ids, caches)
+    worst_logit, worst_key = 0.0, 0.0
+    for r, (ref, keys) in enumerate(alone):
+        want, got = int(ref.argmax()), int(rows[r].argmax())
+        gap = float(ref[want] - ref[got])
+        assert got == want or gap <= TIE * max(1.0, abs(float(ref[want]))), (r, want, got, gap)
+        assert caches[r].n == len(ids[r])
+        worst_logit = max(worst_logit, float((ref - rows[r]).abs().max()) / max(1.0, float(ref.abs().max())))
+        for k_alone, k_shared in zip(keys, caches[r].k):
+            diff = (k_alone.float() - k_shared[:, : len(ids[r])].float()).abs().max()
+            worst_key = max(worst_key, float(diff) / max(1e-3, float(k_alone.float().abs().max())))
+    print(f"shared prefill of {USERS} prompts: largest relative logit difference {worst_logit:.4f}, keys {worst_key:.4f}")
+    assert worst_logit < 0.05 and worst_key < 0.05
+
+
 def test_replay_equals_the_captured_batched_step_run_eagerly(engines):
     batched, _ = engines
     step = batched.batcher.step

@@ -344,3 +344,46 @@ def test_beam_search_waits_for_the_batch_and_then_runs_one_at_a_time(engine, row
     runner.join()
     assert got == want and out["batch"][-1].finish_reason in ("length", "stop")
     assert rows  # the greedy request went through the batch; the beams did not
+
+
+# ---------------------------------------------------------------- joining prompts share one prefill pass
+
+
+def test_prefill_groups_keep_padding_within_twice_the_real_tokens():
+    from studio.engines.hf_batch import prefill_groups
+
+    class R:  # a joining request as prefill_groups sees it
+        def __init__(self, n):
+            self.prompt = type("P", (), {"ids": [1] * n})()
+
+    pairs = [(R(n), slot) for slot, n in enumerate([30, 140, 36, 33, 500])]
+    groups = [[len(r.prompt.ids) for r, _ in g] for g in prefill_groups(pairs, 4096)]
+    assert groups == [[30, 33, 36], [140, 500]]  # 140 beside three ~33-token prompts: 560 positions for 239
+    assert [[len(r.prompt.ids) for r, _ in g] for g in prefill_groups(pairs[:4], 64)] == [[30], [33], [36], [140]]
+    assert prefill_groups([], 4096) == []
+
+
+def test_requests_joining_together_share_a_prefill_pass_and_keep_their_replies(engine_fp32, monkeypatch):
+    """Float32: the padded shared pass gives each prompt its own prefill (right padding is never attended),
+    so the replies equal the single-user path's."""
+    prompts = PROMPTS + ["Name a colour."]
+    solo = [summary(alone(engine_fp32, request(p, max_new_tokens=12, **GREEDY), monkeypatch)) for p in prompts]
+    batcher, passes = engine_fp32.batcher, []
+    real = batcher.step.prefill_many
+    monkeypatch.setattr(batcher, "batch_prefill", True)
+    monkeypatch.setattr(batcher.step, "prefill_many", lambda p, c: (passes.append(len(p)), real(p, c))[1])
+    reqs = [request(p, max_new_tokens=12, **GREEDY) for p in prompts]
+    out: list[list] = [[] for _ in reqs]
+    threads = [threading.Thread(target=lambda i=i: out[i].extend(generate(engine_fp32, reqs[i]))) for i in range(len(reqs))]
+    assert engine_fp32._lock.acquire(timeout=30)  # hold the scheduler back until every request waits
+    try:
+        for t in threads:
+            t.start()
+        wait_until(lambda: len(batcher._pending) == len(reqs), "every request to be waiting")
+    finally:
+        engine_fp32._lock.release()
+    for t in threads:
+        t.join()
+    assert [summary(d) for d in out] == solo
+    assert max(passes) >= 3 and sum(passes) <= len(prompts)  # the three short prompts in one pass
+    assert idle(engine_fp32)
