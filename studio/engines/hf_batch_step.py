@@ -22,8 +22,8 @@ import logging
 import time
 from typing import Any, Callable, Optional
 
-from studio.engines.hf_decode import PREFILL_CHUNK, FastLlamaDecoder, _BufferCache
-from studio.engines.hf_graphs import bucket_for, buckets
+from studio.engines.hf_decode import PREFILL_CHUNK, FastLlamaDecoder, _BufferCache, prefill_flags
+from studio.engines.hf_graphs import bucket_for, buckets, decode_attention, widened_scores
 
 log = logging.getLogger("studio.engines.hf")
 
@@ -67,9 +67,10 @@ class BatchStep:
         hidden = inner.embed_tokens(ids)
         rope = inner.rotary_emb(hidden, position_ids=pos)
         into = _RowsCache(caches, lengths)
-        for layer in inner.layers:  # no mask: a plain causal pass, as the single prefill's first chunk
-            hidden = layer(hidden, attention_mask=None, position_ids=pos, past_key_values=into,
-                           use_cache=True, position_embeddings=rope)
+        with prefill_flags(d.model)():
+            for layer in inner.layers:  # no mask: a plain causal pass, as the single prefill's first chunk
+                hidden = layer(hidden, attention_mask=None, position_ids=pos, past_key_values=into,
+                               use_cache=True, position_embeddings=rope)
         for cache, n in zip(caches, lengths):
             cache.n = n
         last = hidden[torch.arange(rows, device=dev), torch.tensor(lengths, device=dev) - 1]
@@ -189,6 +190,7 @@ class GraphBatchStep(BatchStep):
             probe = torch.zeros((1, 1, 1), dtype=model.dtype, device=dev)
             cos, sin = model.model.rotary_emb(probe, position_ids=self.places[None])
         self.cos, self.sin = cos[0].contiguous(), sin[0].contiguous()
+        self.bmm_attention = widened_scores(dev, model.dtype)
         self.graphs: dict[tuple[int, int], Any] = {}
         self.outs: dict[tuple[int, int], Any] = {}
         self.capture_seconds = 0.0
@@ -239,6 +241,7 @@ class GraphBatchStep(BatchStep):
 
     def static_step(self, rows: int, size: int) -> Any:
         """Rows 0..rows-1 (slot r in row r): tokens and positions from the device tensors, attention over `size`."""
+        import torch
         import torch.nn.functional as F
 
         d = self.d
@@ -252,6 +255,8 @@ class GraphBatchStep(BatchStep):
         cos = self.cos.index_select(0, pos).view(rows, 1, 1, hd)
         sin = self.sin.index_select(0, pos).view(rows, 1, 1, hd)
         seen = (self.places[:size][None, :] <= pos[:, None]).view(rows, 1, 1, size)
+        bias = torch.zeros((rows, nkv, 1, size), device=seen.device).masked_fill_(~seen, float("-inf"))
+        bias = bias.view(rows * nkv, 1, size)
         for i, (norm1, qkv_w, o_w, scale, norm2, gu_w, down_w) in enumerate(d.layers):
             qkv = F.linear(norm1(h), qkv_w).view(rows, nh + 2 * nkv, 1, hd)
             qk = _rotate(qkv[:, : nh + nkv], cos, sin, half)
@@ -259,7 +264,11 @@ class GraphBatchStep(BatchStep):
             self.vbuf[i].view(-1, hd).index_copy_(0, flat, qkv[:, nh + nkv :, 0].reshape(rows * nkv, hd))
             keys, values = self.kbuf[i][:rows, :, :size], self.vbuf[i][:rows, :, :size]
             q = qk[:, :nh].reshape(rows, nkv, nh // nkv, hd)
-            att = F.scaled_dot_product_attention(q, keys, values, attn_mask=seen, scale=scale)
+            if self.bmm_attention:  # rows × kv heads as one batch of single-position attentions
+                att = decode_attention(q.reshape(rows * nkv, nh // nkv, hd), keys.reshape(rows * nkv, size, hd),
+                                       values.reshape(rows * nkv, size, hd), bias, scale)
+            else:
+                att = F.scaled_dot_product_attention(q, keys, values, attn_mask=seen, scale=scale)
             h = h + F.linear(att.reshape(rows, 1, nh * hd), o_w)
             gate_up = F.linear(norm2(h), gu_w)
             h = h + F.linear(F.silu(gate_up[..., : d.inter]) * gate_up[..., d.inter :], down_w)

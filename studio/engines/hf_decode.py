@@ -52,6 +52,18 @@ def decode_flags(model: Any) -> Callable[[], contextlib.AbstractContextManager]:
     return contextlib.nullcontext
 
 
+def prefill_flags(model: Any) -> Callable[[], contextlib.AbstractContextManager]:
+    """A context factory for a prompt pass: on a GPU, attention without cuDNN's kernel, which builds an
+    execution plan for every new prompt length (~0.1 s of a first token on an H200: every real prompt is
+    a new length); flash / memory-efficient attention need none. Elsewhere torch's defaults."""
+    if model.device.type == "cuda":
+        from torch.nn.attention import SDPBackend, sdpa_kernel
+
+        backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
+        return lambda: sdpa_kernel(backends)
+    return contextlib.nullcontext
+
+
 class HFForwardDecoder:
     """Any causal LM: calls the model's forward with its own cache object, one token per step."""
 
@@ -97,7 +109,8 @@ class HFForwardDecoder:
             end = min(i + PREFILL_CHUNK, len(ids))
             if on_chunk:
                 on_chunk(i, end)
-            logits = self._forward(ids[i:end], None if embeds is None else embeds[:, i:end])
+            with prefill_flags(self.model)():
+                logits = self._forward(ids[i:end], None if embeds is None else embeds[:, i:end])
         return logits
 
     def step(self, token: int) -> Any:
@@ -213,9 +226,10 @@ class FastLlamaDecoder:
             else:
                 hidden = embeds[:, i:end].to(dev)
             rope = inner.rotary_emb(hidden, position_ids=pos)
-            for layer in inner.layers:
-                hidden = layer(hidden, attention_mask=mask, position_ids=pos, past_key_values=cache,
-                               use_cache=True, position_embeddings=rope)
+            with prefill_flags(self.model)():
+                for layer in inner.layers:
+                    hidden = layer(hidden, attention_mask=mask, position_ids=pos, past_key_values=cache,
+                                   use_cache=True, position_embeddings=rope)
             cache.n += q
         return self.model.lm_head(inner.norm(hidden[:, -1:]))[0, -1].float()
 
