@@ -114,10 +114,8 @@ def main() -> None:
     ap.add_argument("--users", default=None, help="comma-separated user counts (GPU 1,2,4,8; CPU 1,2,4)")
     ap.add_argument("--out", default=str(BENCH / "results"))
     ap.add_argument("--plot", action="store_true", help="only redraw the png from the JSON")
-    ap.add_argument("--compile", action="store_true",
-                    help="cuda_graph_compile: true for both engines (inductor before the capture; minutes at load)")
     args = ap.parse_args()
-    out, name = Path(args.out), ("batch_cpu" if args.cpu else "batch_gpu") + ("-compiled" if args.compile else "")
+    out, name = Path(args.out), "batch_cpu" if args.cpu else "batch_gpu"
     if args.plot:
         plot(json.loads((out / f"{name}.json").read_text()), out / f"{name}.png")
         return
@@ -127,8 +125,7 @@ def main() -> None:
     else:
         shape = TINY if args.tiny else LM_1_8B
         folder = write_checkpoint(Path(tempfile.mkdtemp()) / "lm", Path(args.tokenizer), shape)
-        options, device = dict(model_path=str(folder), family="hf_chat_template", dtype="bfloat16",
-                               cuda_graph_compile=args.compile), "cuda"
+        options, device = dict(model_path=str(folder), family="hf_chat_template", dtype="bfloat16"), "cuda"
         model = "InternLM2-1.8B shape, random bf16" if not args.tiny else "tiny"
     counts = [int(u) for u in (args.users or ("1,2,4" if args.cpu else "1,2,4,8")).split(",")]
     n = args.new_tokens or (48 if args.cpu else 128)

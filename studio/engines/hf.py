@@ -251,7 +251,7 @@ class HFEngine(EngineBase):
         if not (self.cfg.cuda_graphs and self.model.device.type == "cuda" and type(self.decoder) is FastLlamaDecoder):
             return
         if self.batcher is not None:  # every lean request decodes in the batch: capture that step only
-            self._capture_batch(progress, cache_dir)
+            self._capture_batch(progress)
             return
         from studio.engines.hf_graphs import GraphLlamaDecoder
 
@@ -269,7 +269,7 @@ class HFEngine(EngineBase):
             decoder.drop_buffers()
             self.decoder_notice = f"CUDA graph capture failed, decoding eagerly: {decoder.failure}"
 
-    def _capture_batch(self, progress: Callable[[float, str], None], cache_dir: Optional[Path] = None) -> None:
+    def _capture_batch(self, progress: Callable[[float, str], None]) -> None:
         """The batched step as CUDA graphs per (batch, length) bucket; eager batched when capture fails."""
         import torch
 
@@ -281,12 +281,8 @@ class HFEngine(EngineBase):
         if not tokens:
             self.decoder_notice = f"Not enough free GPU memory for {slots} graph cache slots: batching eagerly."
             return
-        compile_step = self.cfg.cuda_graph_compile
-        if compile_step and cache_dir is not None:
-            os.environ.setdefault("TORCHINDUCTOR_CACHE_DIR", str(Path(cache_dir) / "inductor"))
-        progress(0.95, "Compiling and capturing the batched decode step" if compile_step else
-                 "Capturing the batched decode step as CUDA graphs")
-        step = GraphBatchStep(self.decoder, slots, tokens, compile_step)
+        progress(0.95, "Capturing the batched decode step as CUDA graphs")
+        step = GraphBatchStep(self.decoder, slots, tokens)
         if step.capture(lambda i, n: progress(0.95 + 0.05 * i / n, f"Capturing CUDA graphs ({i}/{n})")):
             self.batcher.step, self.decoder_notice = step, ""
         else:

@@ -166,13 +166,10 @@ class GraphBatchStep(BatchStep):
 
     name = "cuda-graph"
 
-    def __init__(self, decoder: FastLlamaDecoder, slots: int, max_tokens: int, compile_step: bool = False) -> None:
+    def __init__(self, decoder: FastLlamaDecoder, slots: int, max_tokens: int) -> None:
         import torch
 
         super().__init__(decoder)
-        self.compile_step = compile_step
-        if compile_step:
-            self.name = "cuda-graph-compiled"
         model, dev = decoder.model, decoder.model.device
         self.slots = slots
         self.cap = max(256, min(int(max_tokens), int(getattr(model.config, "max_position_embeddings", max_tokens))))
@@ -209,12 +206,10 @@ class GraphBatchStep(BatchStep):
         import torch
 
         start, keys = time.monotonic(), [(b, s) for b in self.batches for s in self.sizes]
+        # Not compiled: torch.compile(dynamic=True) over (batch, length) took 383 s at load on an H200 and its
+        # kernels ran slower than these (8 users 960 against 1 690 tok/s; docs/BENCHMARKS.md).
         step = self.static_step
         try:
-            if self.compile_step:
-                # As the single-sequence step (hf_graphs): inductor fuses the small kernels; dynamic=True lets
-                # one compile serve every (batch, length) bucket.
-                step = torch.compile(self.static_step, fullgraph=True, dynamic=True)
             pool = torch.cuda.graph_pool_handle()
             side = torch.cuda.Stream(device=self.d.model.device)
             side.wait_stream(torch.cuda.current_stream())
