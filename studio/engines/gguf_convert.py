@@ -18,19 +18,48 @@ def convert_gguf(gguf: Path) -> tuple[Any, Any]:
 
     The model is for `save_pretrained` only: its non-persistent buffers (RoPE) are not computed."""
     from transformers import AutoConfig
-    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
 
-    parsed = load_gguf_checkpoint(str(gguf), return_tensors=False)  # the config exactly as transformers reads it
-    config = AutoConfig.for_model(**parsed["config"])
+    settings = config_dict(gguf)
+    config = AutoConfig.for_model(**settings)
     tokenizer = _tokenizer(gguf, config.model_type)
     model = _skeleton(config)
-    tensors = _weights(gguf, parsed["config"], model)
+    tensors = _weights(gguf, settings, model)
     missing, unexpected = model.load_state_dict(tensors, strict=False, assign=True)
     missing = [k for k in missing if k not in _tied_keys(model)]
     if missing or unexpected:
         raise ValueError(f"{gguf.name}: weights missing {missing[:5]}, unexpected {unexpected[:5]}")
     model.tie_weights()
     return model, tokenizer
+
+
+# Architectures whose config transformers reads with no rule of its own (load_gguf_checkpoint's special
+# cases: mistral, t5, stablelm, the MoEs, gemma, lfm2, gpt-oss …), all of them scalar settings.
+_PLAIN_CONFIG = ("llama", "qwen2", "qwen3")
+
+
+def config_dict(gguf: Path) -> dict:
+    """The config settings transformers' load_gguf_checkpoint reads from the file, from its fast metadata
+    reader (0.01 s, where gguf-py's reader parses the whole vocabulary: seconds); other architectures
+    through load_gguf_checkpoint itself."""
+    from transformers.integrations.gguf.reader import read_gguf_metadata
+    from transformers.modeling_gguf_pytorch_utils import (GGUF_CONFIG_DEFAULTS_MAPPING, GGUF_CONFIG_MAPPING,
+                                                          load_gguf_checkpoint)
+
+    metadata, tensor_names = read_gguf_metadata(str(gguf))
+    arch = metadata["general.architecture"]
+    if arch not in _PLAIN_CONFIG or metadata.get("general.name") == "mistral":
+        return load_gguf_checkpoint(str(gguf), return_tensors=False)["config"]
+    config: dict = {"tie_word_embeddings": all(name != "output.weight" for name in tensor_names)}
+    for key, value in GGUF_CONFIG_DEFAULTS_MAPPING.get(arch, {}).items():
+        config.setdefault(key, value)
+    for key, value in metadata.items():
+        prefix, _, config_key = key.partition(".")
+        renamed = GGUF_CONFIG_MAPPING.get(prefix, {}).get(config_key)
+        if renamed is not None and renamed != -1:
+            config[renamed] = value[0] if isinstance(value, list) and len(value) == 1 else value
+    if "vocab_size" not in config and "tokenizer.ggml.tokens" in metadata:
+        config["vocab_size"] = metadata["tokenizer.ggml.tokens"]  # this reader counts a string array
+    return config
 
 
 def _tokenizer(gguf: Path, model_type: str) -> Any:

