@@ -14,9 +14,10 @@ from typing import Any
 
 
 def convert_gguf(gguf: Path) -> tuple[Any, Any]:
-    """(model in float32 on the meta device's skeleton with real weights, tokenizer) of a GGUF file.
+    """(model with the file's weights in float32, tokenizer) of a GGUF file.
 
-    The model is for `save_pretrained` only: its non-persistent buffers (RoPE) are not computed."""
+    The model is for `save_pretrained` only: built on the meta device, its non-persistent buffers (RoPE)
+    were never computed."""
     from transformers import AutoConfig
 
     settings = config_dict(gguf)
@@ -85,8 +86,8 @@ def _skeleton(config: Any) -> Any:
 
 
 def _tied_keys(model: Any) -> set:
-    tied = getattr(model, "_tied_weights_keys", None) or {}
-    return set(tied) if not isinstance(tied, dict) else set(tied)
+    """The weights that are another's (lm_head of a tied model): absent from the file, tied after loading."""
+    return set(getattr(model, "_tied_weights_keys", None) or ())
 
 
 def _weights(gguf: Path, config: dict, model: Any) -> dict:
