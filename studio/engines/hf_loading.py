@@ -1,7 +1,7 @@
 """Find, check and load a transformers model from local files only (never downloads).
 
-GGUF files are dequantised by transformers on every load (slow); the result is cached as a
-safetensors checkpoint under the engine cache dir and loaded from there next time.
+A GGUF file is dequantised once (studio.engines.gguf_convert) into a safetensors checkpoint cached
+under the engine cache dir, and loaded from there, then and next time.
 """
 
 from __future__ import annotations
@@ -282,19 +282,38 @@ def _cast_parameters(model: Any, dtype: Any) -> Any:
     return model
 
 
+def _convert(gguf: Path) -> Optional[tuple[Any, Any]]:
+    """(model to save, tokenizer) from studio.engines.gguf_convert: the files transformers' own GGUF load
+    would save, in a third of the time; None for a file it cannot convert (transformers then does)."""
+    from studio.engines.gguf_convert import convert_gguf
+
+    try:
+        return convert_gguf(gguf)
+    except Exception as exc:  # an architecture the one-pass converter does not know
+        log.info("one-pass GGUF conversion of %s failed (%s); using transformers' loader", gguf.name, exc)
+        return None
+
+
+def _dequantise_with_transformers(files: ModelFiles) -> tuple[Any, Any]:
+    import torch
+
+    tok = _from_pretrained("tokenizer", files.model_dir, gguf_file=files.gguf.name)
+    return _from_pretrained("model", files.model_dir, gguf_file=files.gguf.name, dtype=torch.float32), tok
+
+
 def _load_gguf(files: ModelFiles, ctx: LoadContext, dtype: Any, place: dict) -> tuple[Any, Any, str, Path]:
     """Model + tokenizer of a GGUF file, through the dequantised cache (written on first load)."""
     cache = gguf_cache_path(ctx.cache_dir, files.gguf)
-    source = "gguf-cache"
-    if not _cache_complete(cache):
-        import torch
-
-        source = "gguf"
-        ctx.progress(0.1, f"Reading the tokenizer of {files.gguf.name}")
-        tok = _from_pretrained("tokenizer", files.model_dir, gguf_file=files.gguf.name)
-        ctx.progress(0.25, f"Dequantising {files.gguf.name} (first load only)")
+    source = "gguf"
+    if _cache_complete(cache):
+        source = "gguf-cache"
+    else:
         # Dequantised in float32 so the cache is exact whatever dtype a later config asks for.
-        model = _from_pretrained("model", files.model_dir, gguf_file=files.gguf.name, dtype=torch.float32)
+        ctx.progress(0.1, f"Dequantising {files.gguf.name} (first load only)")
+        converted = _convert(files.gguf)
+        if converted is None:
+            ctx.progress(0.25, f"Dequantising {files.gguf.name} with transformers")
+        model, tok = converted or _dequantise_with_transformers(files)
         ctx.progress(0.75, "Caching the dequantised model for faster loads")
         try:
             cached = _write_cache_atomically(model, tok, cache)
@@ -303,9 +322,11 @@ def _load_gguf(files: ModelFiles, ctx: LoadContext, dtype: Any, place: dict) -> 
             log.warning("could not write the GGUF cache %s: %s", cache, exc)
             ctx.progress(0.8, f"Could not write the model cache ({exc}); continuing")
         if not cached:
+            # The converter's model is for saving only (no RoPE buffers); without a cache transformers' is used.
+            model, tok = _dequantise_with_transformers(files) if converted else (model, tok)
             model = _cast_parameters(model, dtype)
             return (model.to(0) if place else model), tok, source, cache
-        del model  # reloaded from the cache below: the same model a warm start gets
+    # Loaded from the cache: the same model a warm start gets.
     ctx.progress(0.85, "Loading the dequantised model from the cache")
     tok = _from_pretrained("tokenizer", cache)
     model = _from_pretrained("model", cache, dtype=dtype, **place)
