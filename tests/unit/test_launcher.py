@@ -105,3 +105,24 @@ def test_new_data_dir_is_private_and_an_open_one_gets_a_warning(tmp_path, monkey
     err = capsys.readouterr().err
     assert f"warning: {shared} can be read by other users (mode 755); run `chmod 700 {shared}`" in err
     assert stat.S_IMODE(shared.stat().st_mode) == 0o755  # the user's own choice is not changed
+
+
+def test_gradio_queue_summarises_its_events_rarely_unless_the_user_says_otherwise(tmp_path, monkeypatch):
+    from gradio.queueing import Queue
+
+    from studio.launcher import prepare_environment
+
+    def frequency() -> int:
+        return Queue(live_updates=False, concurrency_count=None, update_intervals=1, max_size=None,
+                     blocks=None, default_concurrency_limit=1).ANAYLTICS_CACHE_FREQUENCY
+
+    for name in ("GRADIO_ANALYTICS_CACHE_FREQUENCY", "GRADIO_TEMP_DIR"):
+        monkeypatch.setenv(name, "")  # so that the test's end restores what was there (or nothing)
+        monkeypatch.delenv(name)
+    assert frequency() == 1  # gradio's default: a pandas summary of up to 10 000 events after every event
+    prepare_environment(tmp_path / "data")
+    assert frequency() == 1000
+    monkeypatch.setenv("GRADIO_ANALYTICS_CACHE_FREQUENCY", "7")
+    monkeypatch.delenv("GRADIO_TEMP_DIR")
+    prepare_environment(tmp_path / "data")
+    assert frequency() == 7
