@@ -87,7 +87,6 @@ class Batcher:
         # Joining text prompts share one prefill pass on a GPU, where a prefill is mostly launch overhead.
         # On CPU a prefill is compute: one pass per prompt keeps a lone user's bf16 bits (tests turn it on).
         self.batch_prefill = engine.model.device.type == "cuda"
-        self._width = PREFILL_BUDGET
 
     def fits(self, capacity: int) -> bool:
         """Whether a sequence of `capacity` positions can join (the graph cache has a fixed length)."""
@@ -181,15 +180,15 @@ class Batcher:
                 self._end(req, "cancelled")
             free = [s for s in range(self.slots) if s not in self._active]
             joining, self._pending = self._pending[: len(free)], self._pending[len(free):]
-        singles = list(zip(joining, free))
-        if self.batch_prefill:
-            plain = [(r, s) for r, s in singles if self._plain(r)]
-            for group in prefill_groups(plain, self._width):
-                if len(group) > 1:
-                    self._join_many(group)
-                    singles = [(r, s) for r, s in singles if all(r is not g for g, _ in group)]
-        for req, slot in singles:
-            self._join(req, slot)
+        pairs = list(zip(joining, free))
+        shared = [(r, s) for r, s in pairs if self.batch_prefill and self._plain(r)]
+        groups = [g for g in prefill_groups(shared, PREFILL_BUDGET) if len(g) > 1]
+        together = {id(r) for group in groups for r, _ in group}
+        for group in groups:
+            self._join_many(group)
+        for req, slot in pairs:
+            if id(req) not in together:
+                self._join(req, slot)
 
     def _plain(self, req: _Request) -> bool:
         """A text prompt short enough for one prefill pass (images and long prompts prefill alone)."""

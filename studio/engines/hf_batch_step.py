@@ -208,19 +208,18 @@ class GraphBatchStep(BatchStep):
         start, keys = time.monotonic(), [(b, s) for b in self.batches for s in self.sizes]
         # Not compiled: torch.compile(dynamic=True) over (batch, length) took 383 s at load on an H200 and its
         # kernels ran slower than these (8 users 960 against 1 690 tok/s; docs/BENCHMARKS.md).
-        step = self.static_step
         try:
             pool = torch.cuda.graph_pool_handle()
             side = torch.cuda.Stream(device=self.d.model.device)
             side.wait_stream(torch.cuda.current_stream())
             with torch.inference_mode(), torch.cuda.stream(side), self.d._flags():
                 for b, s in keys:  # warm-up: kernels pick their algorithms outside the capture
-                    step(b, s)
+                    self.static_step(b, s)
             torch.cuda.current_stream().wait_stream(side)
             for i, key in enumerate(keys):
                 graph = torch.cuda.CUDAGraph()
                 with torch.inference_mode(), self.d._flags(), torch.cuda.graph(graph, pool=pool):
-                    self.outs[key] = step(*key)
+                    self.outs[key] = self.static_step(*key)
                 self.graphs[key] = graph
                 if progress:
                     progress(i + 1, len(keys))
@@ -250,8 +249,9 @@ class GraphBatchStep(BatchStep):
         cos = self.cos.index_select(0, pos).view(rows, 1, 1, hd)
         sin = self.sin.index_select(0, pos).view(rows, 1, 1, hd)
         seen = (self.places[:size][None, :] <= pos[:, None]).view(rows, 1, 1, size)
-        bias = torch.zeros((rows, nkv, 1, size), device=seen.device).masked_fill_(~seen, float("-inf"))
-        bias = bias.view(rows * nkv, 1, size)
+        if self.bmm_attention:  # the mask as an additive bias, one row per (sequence, kv head)
+            bias = torch.zeros((rows, nkv, 1, size), device=seen.device).masked_fill_(~seen, float("-inf"))
+            bias = bias.view(rows * nkv, 1, size)
         for i, (norm1, qkv_w, o_w, scale, norm2, gu_w, down_w) in enumerate(d.layers):
             qkv = F.linear(norm1(h), qkv_w).view(rows, nh + 2 * nkv, 1, hd)
             qk = _rotate(qkv[:, : nh + nkv], cos, sin, half)

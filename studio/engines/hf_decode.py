@@ -43,25 +43,23 @@ def decode_flags(model: Any) -> Callable[[], contextlib.AbstractContextManager]:
         # is faster for many rows); other CPU work at that instant just takes the ATen path.
         return _onednn_off
     if model.device.type == "cuda":
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
         # cuDNN attention builds an execution plan for every new key length, i.e. every
         # decode step: ~90 ms of CPU per token on an H200 host. The other kernels need none.
-        backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
-        return lambda: sdpa_kernel(backends)
+        return _attention_without_cudnn
     return contextlib.nullcontext
+
+
+def _attention_without_cudnn() -> contextlib.AbstractContextManager:
+    from torch.nn.attention import SDPBackend, sdpa_kernel
+
+    return sdpa_kernel([SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH])
 
 
 def prefill_flags(model: Any) -> Callable[[], contextlib.AbstractContextManager]:
     """A context factory for a prompt pass: on a GPU, attention without cuDNN's kernel, which builds an
     execution plan for every new prompt length (~0.1 s of a first token on an H200: every real prompt is
     a new length); flash / memory-efficient attention need none. Elsewhere torch's defaults."""
-    if model.device.type == "cuda":
-        from torch.nn.attention import SDPBackend, sdpa_kernel
-
-        backends = [SDPBackend.FLASH_ATTENTION, SDPBackend.EFFICIENT_ATTENTION, SDPBackend.MATH]
-        return lambda: sdpa_kernel(backends)
-    return contextlib.nullcontext
+    return _attention_without_cudnn if model.device.type == "cuda" else contextlib.nullcontext
 
 
 class HFForwardDecoder:

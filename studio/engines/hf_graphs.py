@@ -147,7 +147,8 @@ class GraphLlamaDecoder(FastLlamaDecoder):
         sin = self.sin.index_select(0, self.pos).view(1, 1, hd)
         # Positions after the current one hold stale keys: masked out, they get zero weight.
         seen = (self.slots[:size] <= self.pos).view(1, 1, 1, size)
-        bias = torch.zeros((1, 1, size), device=seen.device).masked_fill_(~seen.view(1, 1, size), float("-inf"))
+        if self.bmm_attention:  # the mask as an additive bias
+            bias = torch.zeros((1, 1, size), device=seen.device).masked_fill_(~seen.view(1, 1, size), float("-inf"))
         for i, (norm1, qkv_w, o_w, scale, norm2, gu_w, down_w) in enumerate(self.layers):
             qkv = F.linear(norm1(h), qkv_w).view(nh + 2 * nkv, 1, hd)
             qk = qkv[: nh + nkv]
