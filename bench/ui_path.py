@@ -28,6 +28,7 @@ import functools
 import json
 import multiprocessing as mp
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -240,26 +241,32 @@ def _threads_round(path: str, url: str, n: int, max_new: int, cpu=lambda: 0.0) -
     return wall, [(first, None, shown_text(out) if isinstance(out, str) else out) for first, out in results], cpu_end
 
 
-def measure(url: str, pid: int, path: str, n: int, max_new: int, count, spy=None) -> dict:
-    """One path at `n` users: an untimed round, then the timed one; the summary row. `spy()` starts a
-    profile once the users' pages are open."""
+def measure(url: str, pid: int, path: str, n: int, max_new: int, count, spy=None, rounds: int = 1) -> dict:
+    """One path at `n` users: an untimed round, then `rounds` timed ones; the summary row of the median
+    round by tok/s (every round's tok/s beside it). `spy()` starts a profile once the users' pages are open."""
     from serving_direct import summary
 
     users = Users(url, path.split("-")[0], n) if path.endswith("proc") else None
     if spy:
         spy()
+    timed = []
     try:
         go = users.round if users else (lambda m, cpu: _threads_round(path, url, n, m, cpu))
         go(max_new, lambda: 0.0)
-        cpu0 = server_cpu_s(pid)
-        wall, results, cpu_end = go(max_new, lambda: server_cpu_s(pid))
-        cpu = cpu_end - cpu0
+        for _ in range(rounds):
+            cpu0 = server_cpu_s(pid)
+            wall, results, cpu_end = go(max_new, lambda: server_cpu_s(pid))
+            tokens = [r[2] if isinstance(r[2], int) else count(r[2]) for r in results]  # /v1 threads: usage
+            row = summary(path, n, wall, [r[0] for r in results], tokens)
+            row["server_cpu_s_per_1k_tokens"] = round(1000 * (cpu_end - cpu0) / max(1, sum(tokens)), 3)
+            timed.append(row)
     finally:
         if users:
             users.close()
-    tokens = [r[2] if isinstance(r[2], int) else count(r[2]) for r in results]  # /v1 threads: usage counts
-    row = summary(path, n, wall, [r[0] for r in results], tokens)
-    row["server_cpu_s_per_1k_tokens"] = round(1000 * cpu / max(1, sum(tokens)), 3)
+    row = sorted(timed, key=lambda r: r["tok_s"])[len(timed) // 2]
+    if rounds > 1:
+        row = {**row, "rounds": rounds, "tok_s_rounds": [r["tok_s"] for r in timed],
+               "first_p95_s_rounds": [r["first_p95_s"] for r in timed]}
     print(json.dumps(row), flush=True)
     return row
 
@@ -288,6 +295,7 @@ def launch(cmd: list[str], port: int, work: Path) -> tuple[subprocess.Popen, str
 def profile(pid: int, seconds: int, out: Path) -> subprocess.Popen:
     """py-spy on the server for `seconds` (all threads, idle ones left out), as a speedscope file."""
     spy = Path(sys.executable).with_name("py-spy")
+    spy = spy if spy.exists() else Path(shutil.which("py-spy") or "py-spy")
     return subprocess.Popen([str(spy), "record", "-p", str(pid), "-d", str(seconds), "-r", "200", "-f", "raw",
                              "-o", str(out)], stdout=subprocess.DEVNULL, stderr=subprocess.STDOUT)
 
@@ -358,7 +366,7 @@ def run(args) -> Path:
                     def spy():
                         spies.append(profile(proc.pid, args.profile, Path(args.out) / "ui_path-profile.txt"))
                 try:
-                    rows.append(measure(url, proc.pid, path, n, args.max_new, count, spy))
+                    rows.append(measure(url, proc.pid, path, n, args.max_new, count, spy, args.rounds))
                 except Exception as exc:  # the other paths' figures stay
                     rows.append({"level": path, "users": n, "error": f"{type(exc).__name__}: {exc}"})
                     print(json.dumps(rows[-1]), flush=True)
@@ -427,6 +435,7 @@ def main() -> None:
     ap.add_argument("--token-s", type=float, default=0.005, help="scripted engine: seconds per token a user")
     ap.add_argument("--lmdeploy", action="store_true", help="the GPU form (needs --tokenizer)")
     ap.add_argument("--tokenizer", help="the real InternLM2 tokenizer.model (--lmdeploy)")
+    ap.add_argument("--rounds", type=int, default=1, help="timed rounds per path (the median's row is kept)")
     ap.add_argument("--profile", type=int, default=0, help="py-spy the server this many seconds (the first path, most users)")
     ap.add_argument("--out", default=str(BENCH / "results"))
     ap.add_argument("--work", default=tempfile.gettempdir())
