@@ -7,6 +7,7 @@ import json
 import re
 import sqlite3
 import threading
+import weakref
 from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Iterator
@@ -64,6 +65,10 @@ class SQLiteStore:
         # Other processes (a terminal chat) still meet at SQLite's lock, with the busy timeout.
         self._write_lock = threading.RLock()
         self._schema_ready = False
+        # One connection held open for the store's life: when the last connection to a WAL file closes,
+        # SQLite checkpoints the log into the file and deletes it, which cost every save its own
+        # checkpoint (a third of the server's time on a short chat reply). Never used for queries.
+        self._keeper: weakref.finalize | None = None
 
     @contextmanager
     def _connection(self, action: str) -> Iterator[sqlite3.Connection]:
@@ -110,9 +115,10 @@ class SQLiteStore:
                                  factory=_ImmutableConnection)
         return conn
 
-    def _connect(self, target: str, uri: bool, factory=sqlite3.Connection) -> sqlite3.Connection:
+    def _connect(self, target: str, uri: bool, factory=sqlite3.Connection,
+                 check_same_thread: bool = True) -> sqlite3.Connection:
         conn = sqlite3.connect(target, timeout=BUSY_TIMEOUT_MS / 1000, isolation_level=None, uri=uri,
-                               factory=factory)
+                               factory=factory, check_same_thread=check_same_thread)
         conn.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
         return conn
 
@@ -126,7 +132,28 @@ class SQLiteStore:
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
             with closing(self._open()) as conn:
                 self._migrate(conn)
+            self._hold_open()
             self._schema_ready = True
+
+    def _hold_open(self) -> None:
+        """(Re)open the keeper connection on the file as it is now (see __init__); a store read as immutable
+        (read-only disk) has no log to keep."""
+        self.close()
+        conn = self._connect(str(self.db_path), uri=False, check_same_thread=False)
+        try:
+            conn.execute("PRAGMA schema_version")
+        except sqlite3.OperationalError:
+            conn.close()  # read-only disk: every connection reads the file as immutable, nothing to keep
+            return
+        # sqlite3 connections sit in a reference cycle with their statement cache, so only the cyclic
+        # garbage collector would free one: it is closed when the store goes instead (folders stay unmountable).
+        self._keeper = weakref.finalize(self, conn.close)
+
+    def close(self) -> None:
+        """Let go of the keeper connection (the next operation opens it again)."""
+        keeper, self._keeper = self._keeper, None
+        if keeper is not None:
+            keeper()
 
     def _migrate(self, conn: sqlite3.Connection) -> None:
         """Apply the migrations between the file's user_version and SCHEMA_VERSION."""

@@ -134,8 +134,8 @@ def test_a_damaged_row_stays_with_its_pictures(store, files, tmp_path, caplog):
 class ReadOnlyDraftStore(DraftStore):
     """The same file opened read-only by SQLite itself: every write fails as on a read-only disk."""
 
-    def _connect(self, target, uri, factory=sqlite3.Connection):
-        return super()._connect(f"{Path(target).resolve().as_uri()}?mode=ro", uri=True, factory=factory)
+    def _connect(self, target, uri, factory=sqlite3.Connection, **kw):
+        return super()._connect(f"{Path(target).resolve().as_uri()}?mode=ro", uri=True, factory=factory, **kw)
 
 
 def test_a_read_only_store_is_a_warning_and_the_rest_still_moves(store, files, tmp_path, caplog):

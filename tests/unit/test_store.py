@@ -353,8 +353,18 @@ def test_really_full_disk_says_full_not_writable(tmp_path):
 
     with tiny_tmpfs(tmp_path / "disk") as disk:
         path = disk / "data" / "studio.db"
-        ConversationStore(path).save(A, make_session("kept"))
+        running = ConversationStore(path)
+        running.save(A, make_session("kept"))
         filler = fill(disk)
+        # The running studio's store keeps its log open, so reading needs no new file and still works.
+        assert [s.message_count for s in running.list(A)] == [1]
+        with pytest.raises(StudioError) as info:
+            running.save(A, make_session("y" * 300_000))
+        assert f"the disk holding {path.parent} is full" in info.value.message
+        running.close()  # the last connection: SQLite folds the log into the file and removes it
+        assert not (path.parent / "studio.db-wal").exists()
+        filler.unlink()
+        filler = fill(disk)  # full again, now with no log: a new studio on this disk
         for call in (lambda s: s.list(A), lambda s: s.save(A, make_session("y" * 300_000))):
             with pytest.raises(StudioError) as info:
                 call(ConversationStore(path))
