@@ -65,9 +65,11 @@ class SQLiteStore:
         # Other processes (a terminal chat) still meet at SQLite's lock, with the busy timeout.
         self._write_lock = threading.RLock()
         self._schema_ready = False
-        # One connection held open for the store's life: when the last connection to a WAL file closes,
-        # SQLite checkpoints the log into the file and deletes it, which cost every save its own
-        # checkpoint (a third of the server's time on a short chat reply). Never used for queries.
+        # While replies stream (held()), one connection stays open: when the last connection to a WAL file
+        # closes, SQLite checkpoints the log into the file and deletes it, so each checkpoint save of a
+        # reply paid a checkpoint of the file (a third of the server's time on a short chat reply). Never
+        # held between requests: an open file keeps its disk from being unmounted or remounted read-only.
+        self._held = 0
         self._keeper: weakref.finalize | None = None
 
     @contextmanager
@@ -132,25 +134,41 @@ class SQLiteStore:
             self.db_path.parent.mkdir(parents=True, exist_ok=True)
             with closing(self._open()) as conn:
                 self._migrate(conn)
-            self._hold_open()
             self._schema_ready = True
 
-    def _hold_open(self) -> None:
-        """(Re)open the keeper connection on the file as it is now (see __init__); a store read as immutable
-        (read-only disk) has no log to keep."""
-        self.close()
-        conn = self._connect(str(self.db_path), uri=False, check_same_thread=False)
+    @contextmanager
+    def held(self) -> Iterator[None]:
+        """Keep one connection open while the block runs (a streaming reply's saves; see __init__); nests,
+        and is thread-safe: the connection closes when the last holder leaves."""
+        with self._schema_lock:
+            self._held += 1
+            if self._held == 1:
+                self._keeper = self._keep()
+        try:
+            yield
+        finally:
+            with self._schema_lock:
+                self._held -= 1
+                if self._held == 0:
+                    self.close()
+
+    def _keep(self) -> weakref.finalize | None:
+        """The held connection, closed at the latest when the store goes (sqlite3 connections sit in a
+        reference cycle with their statement cache: only the cyclic collector would free one); None when the
+        file cannot be opened as it is (no store yet, a read-only disk: nothing to keep)."""
+        try:
+            conn = self._connect(str(self.db_path), uri=False, check_same_thread=False)
+        except sqlite3.Error:
+            return None
         try:
             conn.execute("PRAGMA schema_version")
-        except sqlite3.OperationalError:
-            conn.close()  # read-only disk: every connection reads the file as immutable, nothing to keep
-            return
-        # sqlite3 connections sit in a reference cycle with their statement cache, so only the cyclic
-        # garbage collector would free one: it is closed when the store goes instead (folders stay unmountable).
-        self._keeper = weakref.finalize(self, conn.close)
+        except sqlite3.Error:
+            conn.close()
+            return None
+        return weakref.finalize(self, conn.close)
 
     def close(self) -> None:
-        """Let go of the keeper connection (the next operation opens it again)."""
+        """Close the held connection, if any."""
         keeper, self._keeper = self._keeper, None
         if keeper is not None:
             keeper()

@@ -42,8 +42,9 @@ def _generate(services: Services, user_id: str, session: ChatSession, cancel: th
         services.store.save(user_id, session.checkpoint())
 
     try:
-        yield from turn.shown(turn.run(services, session.engine, merge_user_runs(session.prompt_messages()[:-1]),
-                                    session.params, cancel, fit="trim", on_text=show, checkpoint=checkpoint))
+        with services.store.held():  # the reply's checkpoints share one open connection
+            yield from turn.shown(turn.run(services, session.engine, merge_user_runs(session.prompt_messages()[:-1]),
+                                        session.params, cancel, fit="trim", on_text=show, checkpoint=checkpoint))
         # stopped while the model loaded: the message stays, ready to regenerate
     except Exception:
         # A failure cuts the reply: it stays partial. Stop, a closed tab (GeneratorExit) or Ctrl-C in the

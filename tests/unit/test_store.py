@@ -353,18 +353,8 @@ def test_really_full_disk_says_full_not_writable(tmp_path):
 
     with tiny_tmpfs(tmp_path / "disk") as disk:
         path = disk / "data" / "studio.db"
-        running = ConversationStore(path)
-        running.save(A, make_session("kept"))
+        ConversationStore(path).save(A, make_session("kept"))
         filler = fill(disk)
-        # The running studio's store keeps its log open, so reading needs no new file and still works.
-        assert [s.message_count for s in running.list(A)] == [1]
-        with pytest.raises(StudioError) as info:
-            running.save(A, make_session("y" * 300_000))
-        assert f"the disk holding {path.parent} is full" in info.value.message
-        running.close()  # the last connection: SQLite folds the log into the file and removes it
-        assert not (path.parent / "studio.db-wal").exists()
-        filler.unlink()
-        filler = fill(disk)  # full again, now with no log: a new studio on this disk
         for call in (lambda s: s.list(A), lambda s: s.save(A, make_session("y" * 300_000))):
             with pytest.raises(StudioError) as info:
                 call(ConversationStore(path))
@@ -465,3 +455,25 @@ def test_writers_of_one_process_queue_instead_of_timing_out(store, monkeypatch):
     writer.join()
     assert errors == [] and len(saved) == 1
     assert store.count(A) == 2
+
+
+def test_held_keeps_one_connection_open_and_releases_the_files(tmp_path):
+    path = tmp_path / "studio.db"
+    store = ConversationStore(path)
+    store.save(A, make_session("first"))
+    wal = tmp_path / "studio.db-wal"
+    assert not wal.exists()  # no connection left open between requests: the log folded back and gone
+    with store.held():
+        with store.held():  # nested holders (two replies streaming) share it
+            store.save(A, make_session("second"))
+        store.save(A, make_session("third"))
+        assert wal.exists()  # the saves did not each fold the log back into the file
+    assert not wal.exists()  # the last holder left: the file is whole again, nothing open on the disk
+    assert store.count(A) == 3
+
+
+def test_held_on_a_store_not_yet_created_is_harmless(tmp_path):
+    store = ConversationStore(tmp_path / "later" / "studio.db")
+    with store.held():
+        store.save(A, make_session("made inside"))
+    assert store.count(A) == 1
