@@ -69,7 +69,7 @@ class SQLiteStore:
         # closes, SQLite checkpoints the log into the file and deletes it, so each checkpoint save of a
         # reply paid a checkpoint of the file (a third of the server's time on a short chat reply). Never
         # held between requests: an open file keeps its disk from being unmounted or remounted read-only.
-        self._held = 0
+        self._held, self._held_lock = 0, threading.Lock()
         self._keeper: weakref.finalize | None = None
 
     @contextmanager
@@ -140,17 +140,17 @@ class SQLiteStore:
     def held(self) -> Iterator[None]:
         """Keep one connection open while the block runs (a streaming reply's saves; see __init__); nests,
         and is thread-safe: the connection closes when the last holder leaves."""
-        with self._schema_lock:
+        with self._held_lock:
             self._held += 1
             if self._held == 1:
                 self._keeper = self._keep()
         try:
             yield
         finally:
-            with self._schema_lock:
+            with self._held_lock:
                 self._held -= 1
                 if self._held == 0:
-                    self.close()
+                    self._release()
 
     def _keep(self) -> weakref.finalize | None:
         """The held connection, closed at the latest when the store goes (sqlite3 connections sit in a
@@ -167,7 +167,7 @@ class SQLiteStore:
             return None
         return weakref.finalize(self, conn.close)
 
-    def close(self) -> None:
+    def _release(self) -> None:
         """Close the held connection, if any."""
         keeper, self._keeper = self._keeper, None
         if keeper is not None:
