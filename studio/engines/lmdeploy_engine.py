@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import gc
 import threading
+import time
 from collections.abc import Mapping
 from typing import Any, Iterator, Optional
 
@@ -83,6 +84,8 @@ class LmdeployEngine(EngineBase):
         # lmdeploy's chat templates add the same default the family's official code does.
         self.default_system_prompt = getattr(family, "default_system_prompt", None)
         self._tok_lock = threading.Lock()  # fast tokenizers refuse concurrent use ("Already borrowed")
+        self._count_with: Optional[tuple[Any, Any]] = None
+        self._watch = CancelWatch()
 
     def label(self) -> str:
         """The model's name: the label, else the folder's."""
@@ -97,21 +100,48 @@ class LmdeployEngine(EngineBase):
             tok = getattr(tok, "model", None)
         return None
 
+    def _counter(self) -> Any:
+        """(HF tokenizer, a private copy of its Rust tokenizer or None), built once.
+
+        The copy counts prompts from any number of threads without a lock: the shared one is lmdeploy's
+        too, and transformers' encode reconfigures it per call ("Already borrowed" under concurrent use)."""
+        with self._tok_lock:
+            if self._count_with is None:
+                tok = self._hf_tokenizer()
+                backend = getattr(tok, "backend_tokenizer", None)
+                copy = None
+                if backend is not None:
+                    try:
+                        from tokenizers import Tokenizer
+
+                        copy = Tokenizer.from_str(backend.to_str())
+                        copy.no_truncation()
+                        copy.no_padding()
+                    except Exception:  # an unusual tokenizer: count through transformers under the lock
+                        copy = None
+                self._count_with = (tok, copy)
+            return self._count_with
+
     def _count(self, messages: list[Message], max_tiles: Optional[int]) -> int:
         """Prompt tokens through the tokenizer's chat template, plus each image's cost; an estimate without one."""
         from studio.engines.openai_wire import estimate_tokens
 
         images = [img for m in messages for img in m.images]
-        tok = self._hf_tokenizer()
+        tok, copy = self._counter()
         if tok is None or (images and not hasattr(self.family, "image_cost")):
             return estimate_tokens(messages)
+        chat = [{"role": m.role, "content": m.text} for m in messages]
         try:
-            with self._tok_lock:
-                ids = tok.apply_chat_template([{"role": m.role, "content": m.text} for m in messages],
-                                              add_generation_prompt=True, tokenize=True)
-            if isinstance(ids, Mapping):  # transformers 5 returns a BatchEncoding (a dict), not a list
-                ids = ids["input_ids"]
-            return len(ids) + sum(self.family.image_cost(img, max_tiles).tokens for img in images)
+            if copy is not None:
+                text = tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
+                n = len(copy.encode(text, add_special_tokens=False).ids)
+            else:
+                with self._tok_lock:
+                    ids = tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=True)
+                if isinstance(ids, Mapping):  # transformers 5 returns a BatchEncoding (a dict), not a list
+                    ids = ids["input_ids"]
+                n = len(ids)
+            return n + sum(self.family.image_cost(img, max_tiles).tokens for img in images)
         except Exception:  # no chat template: the estimate still guards the session length
             return estimate_tokens(messages)
 
@@ -129,9 +159,8 @@ class LmdeployEngine(EngineBase):
 
     def _serve(self, messages: list[dict], gen: Any, cancel: threading.Event) -> Iterator[TextDelta]:
         sess = self.pipe.session()  # one per request: a session carries one request at a time
-        done = threading.Event()
-        threading.Thread(target=_watch, args=(cancel, done, sess), daemon=True, name="lmdeploy-cancel").start()
-        finish, error, prompt_tokens, tokens = None, None, 0, 0
+        finish, error, prompt_tokens, tokens, aborted = None, None, 0, 0, False
+        watched = self._watch.add(cancel, sess)  # a cancel before the first token (a long prefill) aborts too
         results = self.pipe.stream_infer(messages, sessions=sess, gen_config=gen)
         try:
             for r in results:
@@ -143,10 +172,13 @@ class LmdeployEngine(EngineBase):
                     finish = _FINISH.get(r.finish_reason, "stop")
                     if finish == "error":
                         error = _error_text(r)
+                elif cancel.is_set() and not aborted:
+                    aborted = True
+                    _abort(sess)
         except Exception as exc:  # a stream ends with an error delta, never a raise mid-stream
             finish, error = "error", f"lmdeploy failed: {type(exc).__name__}: {exc}"
         finally:
-            done.set()
+            self._watch.remove(watched)
             if finish is None:  # closed early (the user left) or broke off: stop the compute too
                 _abort(sess)
                 getattr(results, "close", lambda: None)()
@@ -187,12 +219,49 @@ class LmdeployEngine(EngineBase):
                 pass
 
 
-def _watch(cancel: threading.Event, done: threading.Event, sess: Any) -> None:
-    """Abort the session once the request is cancelled; return when the request ends."""
-    while not done.wait(_WATCH_S):
-        if cancel.is_set():
-            _abort(sess)
-            return
+class CancelWatch:
+    """One thread per engine that aborts the sessions of cancelled requests, however many stream.
+
+    A streaming request also checks its flag at each response; the watch covers the time before the first
+    (a long prefill, a full batch). The thread runs only while requests are registered."""
+
+    def __init__(self, every_s: float = _WATCH_S) -> None:
+        self.every_s = every_s
+        self._lock = threading.Lock()
+        self._entries: dict[int, tuple[threading.Event, Any]] = {}
+        self._next = 0
+        self._thread: Optional[threading.Thread] = None
+
+    def add(self, cancel: threading.Event, sess: Any) -> int:
+        """Watch `cancel` for `sess`; the key to remove it with."""
+        with self._lock:
+            self._next += 1
+            self._entries[self._next] = (cancel, sess)
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, daemon=True, name="lmdeploy-cancel")
+                self._thread.start()
+            return self._next
+
+    def remove(self, key: int) -> None:
+        with self._lock:
+            self._entries.pop(key, None)
+
+    def watching(self) -> int:
+        """Requests registered now."""
+        with self._lock:
+            return len(self._entries)
+
+    def _run(self) -> None:
+        while True:
+            time.sleep(self.every_s)
+            with self._lock:
+                if not self._entries:
+                    self._thread = None
+                    return
+                hits = [key for key, (cancel, _) in self._entries.items() if cancel.is_set()]
+                sessions = [self._entries.pop(key)[1] for key in hits]
+            for sess in sessions:
+                _abort(sess)
 
 
 def _abort(sess: Any) -> None:

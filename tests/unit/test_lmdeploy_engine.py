@@ -9,6 +9,7 @@ import struct
 import sys
 import threading
 import types
+from collections.abc import Mapping
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -336,3 +337,74 @@ def test_vision_prompts_count_image_tokens(fake_lmdeploy):
     assert cost.tiles == 1 and cost.tokens == 258
     msg = Message("user", [TextPart("see"), ImagePart(image)])
     assert prompt_tokens(engine, [msg]) == 5 + 258
+
+
+def test_prompts_are_counted_from_many_threads_as_the_template_tokenizes_them(fake_lmdeploy, tmp_path):
+    """The count uses a private copy of the Rust tokenizer, without a lock: equal to transformers'
+    apply_chat_template(tokenize=True) for every prompt, also with 16 threads counting at once."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from transformers import AutoTokenizer
+
+    from studio.engines.lmdeploy_tokenizer import write_fast_tokenizer
+    from tests.support.tiny_checkpoints import write_tiny_tokenizer
+
+    spm, fast = tmp_path / "spm", tmp_path / "fast"
+    spm.mkdir(), fast.mkdir()
+    write_tiny_tokenizer(spm)
+    write_fast_tokenizer(spm, fast)
+    tok = AutoTokenizer.from_pretrained(fast)
+    pipe = _Pipe()
+    pipe.tokenizer = SimpleNamespace(model=SimpleNamespace(model=tok))
+    engine = _engine(pipe)
+    chats = [[Message.of("system", "Be brief."), Message.of("user", f"Tell me about the river, part {i}. " * (i + 1)),
+              Message.of("assistant", "The river runs east."), Message.of("user", "浦语 and more " * i)]
+             for i in range(24)]
+
+    def expected(msgs):
+        ids = tok.apply_chat_template([{"role": m.role, "content": m.text} for m in msgs],
+                                      add_generation_prompt=True, tokenize=True)
+        return len(ids["input_ids"] if isinstance(ids, Mapping) else ids)  # transformers 5: a BatchEncoding
+
+    want = [expected(c) for c in chats]
+    assert len(set(want)) > 10  # the prompts differ, so a wrong count shows
+    with ThreadPoolExecutor(16) as pool:
+        got = list(pool.map(lambda c: engine._count(c, None), chats * 8))
+    assert got == want * 8
+    assert engine._counter()[1] is not tok.backend_tokenizer  # lmdeploy's own tokenizer is left alone
+
+
+def test_one_watch_thread_serves_every_request_and_a_cancel_before_the_first_token_aborts(fake_lmdeploy):
+    started = threading.Barrier(9)
+
+    def script(sess):
+        started.wait(5)  # all eight requests are streaming: none has produced a token yet
+        assert sess.aborted.wait(5)  # only the watch can end this one: no response came to check the flag
+        yield _r("", "abort")
+
+    engine = _engine(_Pipe(script))
+    engine._watch.every_s = 0.01
+    requests = [GenerationRequest([Message.of("user", f"hi {i}")]) for i in range(8)]
+    results = [None] * 8
+
+    def run(i):
+        results[i] = list(generate(engine, requests[i]))[-1]
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    started.wait(5)
+    assert engine._watch.watching() == 8
+    assert sum(t.name == "lmdeploy-cancel" for t in threading.enumerate()) == 1
+    for r in requests:
+        r.cancel.set()
+    for t in threads:
+        t.join(10)
+    assert all(r.finish_reason == "cancelled" for r in results)
+    assert all(s.aborted.is_set() for s in engine.pipe.sessions)
+    assert engine._watch.watching() == 0
+    for _ in range(200):  # the watch's thread ends once nothing is registered
+        if not any(t.name == "lmdeploy-cancel" for t in threading.enumerate()):
+            break
+        threading.Event().wait(0.01)
+    assert not any(t.name == "lmdeploy-cancel" for t in threading.enumerate())
