@@ -6,7 +6,9 @@ in turn, so that the host's noise falls on all of them alike:
 - "library-threads": N threads, each its own `stream_infer` call and session (no studio code);
 - "async": N coroutines on the pipeline's own event loop calling its async engine (no thread bridge);
 - "engine": the studio's engine object from N threads (what the chat UI and /v1 call);
-- "engine-no-count": the same with the prompt counted by the length estimate instead of the chat template.
+- "engine-no-count": the same with the prompt counted by the length estimate instead of the chat template;
+- "engine-stream-infer": the same reading each request through `Pipeline.stream_infer` (one response
+  per token) instead of studio/engines/lmdeploy_stream.py's batches of whatever has arrived.
 Rows are the median round by tok/s, with every round's figure and the CPU seconds this process and
 the engine's own process spent per 1 000 tokens.
 
@@ -34,7 +36,7 @@ sys.path.insert(0, str(ROOT / "bench"))
 from serving_direct import load, summary  # noqa: E402
 from serving_model import LM_1_8B, prompt, write_checkpoint  # noqa: E402
 
-CALLERS = ("library", "library-threads", "async", "engine", "engine-no-count")
+CALLERS = ("library", "library-threads", "async", "engine", "engine-no-count", "engine-stream-infer")
 
 
 def cpu_s(pid: int) -> float:
@@ -144,9 +146,15 @@ def measure(engine, caller: str, n: int, max_new: int) -> dict:
           "library-threads": lambda s: run_library_threads(pipe, n, max_new, s),
           "async": lambda s: run_async(pipe, n, max_new, s),
           "engine": lambda s: run_engine(engine, n, max_new, s),
-          "engine-no-count": lambda s: run_engine(engine, n, max_new, s)}[caller]
+          "engine-no-count": lambda s: run_engine(engine, n, max_new, s),
+          "engine-stream-infer": lambda s: run_engine(engine, n, max_new, s)}[caller]
+    import studio.engines.lmdeploy_engine as lm
+
+    reader = lm.read
     if caller == "engine-no-count":
         engine._count = lambda messages, max_tiles: estimate_tokens(messages)
+    if caller == "engine-stream-infer":
+        lm.read = lambda pipe, messages, sess, gen: pipe.stream_infer(messages, sessions=sess, gen_config=gen)
     try:
         own, child = cpu_s(os.getpid()), child_cpu_s()
         start = time.monotonic()
@@ -155,6 +163,7 @@ def measure(engine, caller: str, n: int, max_new: int) -> dict:
         own, child = cpu_s(os.getpid()) - own, child_cpu_s() - child
     finally:
         engine.__dict__.pop("_count", None)
+        lm.read = reader
     row = summary(caller, n, wall, firsts, tokens)
     total = max(1, sum(tokens))
     row.update(own_cpu_s_per_1k=round(1000 * own / total, 3), engine_cpu_s_per_1k=round(1000 * child / total, 3))

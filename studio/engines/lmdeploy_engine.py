@@ -22,6 +22,7 @@ from studio.engines.base import Encoded, EngineBase, LoadContext, Prepared
 from studio.engines.lmdeploy_setup import (
     LmdeployOptions, backend_config, cache_fraction, check_environment, plan_load, session_len_of,
 )
+from studio.engines.lmdeploy_stream import read
 from studio.engines.memory import MemoryPlan
 from studio.errors import StudioError
 from studio.families.base import ImageCost
@@ -161,7 +162,7 @@ class LmdeployEngine(EngineBase):
         sess = self.pipe.session()  # one per request: a session carries one request at a time
         finish, error, prompt_tokens, tokens, aborted = None, None, 0, 0, False
         watched = self._watch.add(cancel, sess)  # a cancel before the first token (a long prefill) aborts too
-        results = self.pipe.stream_infer(messages, sessions=sess, gen_config=gen)
+        results = read(self.pipe, messages, sess, gen)
         try:
             for r in results:
                 if r.text:

@@ -42,7 +42,7 @@ def _request(max_new=32, **params) -> GenerationRequest:
 
 
 def test_streams_deltas_to_a_final_reason(engine):
-    deltas = list(engine.stream(_request(32)))
+    deltas = list(generate(engine, _request(32)))
     assert deltas[-1].finish_reason in ("stop", "length") and deltas[-1].error is None
     assert deltas[-1].completion_tokens >= 1
     assert engine.info().engine == "lmdeploy" and engine.info().extra["backend"] == "pytorch"
@@ -57,13 +57,13 @@ def test_cancel_stops_within_a_second(engine):
     took = time.monotonic() - start
     assert last.finish_reason == "cancelled" and last.completion_tokens < 2000, last
     assert took < 1.5, took
-    again = list(engine.stream(_request(8)))[-1]  # the engine serves the next request
+    again = list(generate(engine, _request(8)))[-1]  # the engine serves the next request
     assert again.finish_reason in ("stop", "length")
 
 
 def test_eight_concurrent_streams(engine):
     def one(_):
-        return list(engine.stream(_request(64)))[-1]
+        return list(generate(engine, _request(64)))[-1]
 
     with ThreadPoolExecutor(8) as pool:
         finals = list(pool.map(one, range(8)))
@@ -71,5 +71,35 @@ def test_eight_concurrent_streams(engine):
 
 
 def test_greedy_is_reproducible(engine):
-    text = lambda: "".join(d.text for d in engine.stream(_request(24)))  # noqa: E731
+    text = lambda: "".join(d.text for d in generate(engine, _request(24)))  # noqa: E731
     assert text() == text()
+
+
+def test_a_reader_that_falls_behind_gets_the_same_reply_in_fewer_pieces(engine):
+    """lmdeploy_stream joins the responses that waited while the reader was busy: same text, same counts."""
+
+    def read(lag_s: float) -> list:
+        out = []
+        for d in generate(engine, _request(64, stop=())):
+            out.append(d)
+            time.sleep(lag_s)
+        return out
+
+    paced, lagging = read(0.0), read(0.05)
+    assert "".join(d.text for d in lagging) == "".join(d.text for d in paced)
+    assert lagging[-1].completion_tokens == paced[-1].completion_tokens
+    assert lagging[-1].prompt_tokens == paced[-1].prompt_tokens > 0
+    assert len(lagging) < len(paced)
+    assert hasattr(engine.pipe, "internal_thread") and hasattr(engine.pipe, "async_engine")  # the async path
+
+
+def test_a_request_lmdeploy_refuses_ends_with_its_message_and_the_next_one_works(engine):
+    from lmdeploy import GenerationConfig
+
+    from studio.engines.lmdeploy_engine import LmdeployEngine
+
+    too_long = [{"role": "user", "content": "word " * 5000}]  # past session_len 2048; prepare() would refuse it
+    last = list(LmdeployEngine._serve(engine, too_long, GenerationConfig(max_new_tokens=8), threading.Event()))[-1]
+    assert last.finish_reason == "error" and last.error and "lmdeploy" in last.error, last
+    again = list(generate(engine, _request(8)))[-1]
+    assert again.finish_reason in ("stop", "length") and again.error is None

@@ -57,7 +57,7 @@ def test_transformers_splits_the_model_over_both_gpus(internlm2_1_8b, tmp_path):
         used = [(torch.cuda.memory_allocated(i) - before[i]) / GIB for i in (0, 1)]
         print(f"weights per GPU: {used[0]:.2f} / {used[1]:.2f} GiB")
         assert min(used) > 0.25 * sum(used), used  # really split, not a token share on GPU 1
-        last = list(engine.stream(_request(16)))[-1]
+        last = list(generate(engine, _request(16)))[-1]
         assert last.finish_reason in ("stop", "length") and last.error is None, last
         request = _request(4000)  # stop works across the split
         threading.Timer(0.2, request.cancel.set).start()
@@ -77,7 +77,7 @@ def test_lmdeploy_runs_with_tensor_parallel_two(llama_checkpoint, tmp_path):
     engine = ENGINES.get("lmdeploy").load(cfg, _ctx(tmp_path))
     try:
         with ThreadPoolExecutor(8) as pool:
-            finals = list(pool.map(lambda _: list(engine.stream(_request(32)))[-1], range(8)))
+            finals = list(pool.map(lambda _: list(generate(engine, _request(32)))[-1], range(8)))
         assert all(f.finish_reason in ("stop", "length") and f.error is None for f in finals), finals
     finally:
         engine.close()

@@ -68,7 +68,7 @@ def _request(max_new: int, text: str = "Hello world.") -> GenerationRequest:
 
 
 def test_streams_from_lmdeploy_api_server(remote, llama_checkpoint):
-    deltas = list(remote.stream(_request(32)))
+    deltas = list(generate(remote, _request(32)))
     last = deltas[-1]
     assert last.finish_reason in ("length", "stop") and last.error is None, last
     assert sum(1 for d in deltas if d.text) >= 2  # streamed, not one block
@@ -84,7 +84,7 @@ def test_greedy_matches_lmdeploy_own_reply(remote, api_server):
                        "max_tokens": 24, "temperature": 0}).encode()
     req = urllib.request.Request(api_server + "/chat/completions", body, {"Content-Type": "application/json"})
     direct = json.loads(urllib.request.urlopen(req, timeout=60).read())["choices"][0]["message"]["content"]
-    ours = "".join(d.text for d in remote.stream(_request(24)))
+    ours = "".join(d.text for d in generate(remote, _request(24)))
     assert ours == direct
 
 
@@ -94,7 +94,7 @@ def test_cancel_closes_the_stream_and_the_next_request_works(remote):
     start = time.monotonic()
     last = list(generate(remote, request))[-1]
     assert last.finish_reason == "cancelled" and time.monotonic() - start < 3
-    assert list(remote.stream(_request(8)))[-1].finish_reason in ("length", "stop")
+    assert list(generate(remote, _request(8)))[-1].finish_reason in ("length", "stop")
 
 
 def test_studio_serves_eight_users_from_the_api_server(api_server, tmp_path):
