@@ -14,11 +14,11 @@ from __future__ import annotations
 import gc
 import threading
 import time
-from collections.abc import Mapping
 from typing import Any, Iterator, Optional
 
 from studio.core.types import EngineInfo, GenParams, Message, TextDelta
 from studio.engines.base import Encoded, EngineBase, LoadContext, Prepared
+from studio.engines.lmdeploy_count import PromptCounter
 from studio.engines.lmdeploy_setup import (
     LmdeployOptions, backend_config, cache_fraction, check_environment, plan_load, session_len_of,
 )
@@ -84,8 +84,11 @@ class LmdeployEngine(EngineBase):
             type(getattr(pipe, "async_engine", None)).__name__ == "VLAsyncEngine"
         # lmdeploy's chat templates add the same default the family's official code does.
         self.default_system_prompt = getattr(family, "default_system_prompt", None)
-        self._tok_lock = threading.Lock()  # fast tokenizers refuse concurrent use ("Already borrowed")
-        self._count_with: Optional[tuple[Any, Any]] = None
+        self._counter = PromptCounter(self._hf_tokenizer)
+        # Prompts whose upper bound is within this are not tokenized here: with the reply's room (at most
+        # half the session for the chat tabs) they fit either way, and only a reply asked to be longer than
+        # the rest of the session would be cut a little earlier than the exact count would cut it.
+        self.quick_limit = self.session_len // 8
         self._watch = CancelWatch()
 
     def label(self) -> str:
@@ -101,48 +104,21 @@ class LmdeployEngine(EngineBase):
             tok = getattr(tok, "model", None)
         return None
 
-    def _counter(self) -> Any:
-        """(HF tokenizer, a private copy of its Rust tokenizer or None), built once.
-
-        The copy counts prompts from any number of threads without a lock: the shared one is lmdeploy's
-        too, and transformers' encode reconfigures it per call ("Already borrowed" under concurrent use)."""
-        with self._tok_lock:
-            if self._count_with is None:
-                tok = self._hf_tokenizer()
-                backend = getattr(tok, "backend_tokenizer", None)
-                copy = None
-                if backend is not None:
-                    try:
-                        from tokenizers import Tokenizer
-
-                        copy = Tokenizer.from_str(backend.to_str())
-                        copy.no_truncation()
-                        copy.no_padding()
-                    except Exception:  # an unusual tokenizer: count through transformers under the lock
-                        copy = None
-                self._count_with = (tok, copy)
-            return self._count_with
-
     def _count(self, messages: list[Message], max_tiles: Optional[int]) -> int:
-        """Prompt tokens through the tokenizer's chat template, plus each image's cost; an estimate without one."""
+        """Prompt tokens plus each image's cost: the upper bound while that is within `quick_limit` of the
+        session (where it decides the same as the exact count), else exact through the chat template;
+        an estimate without a tokenizer. lmdeploy reports its own exact count when the reply ends."""
         from studio.engines.openai_wire import estimate_tokens
 
         images = [img for m in messages for img in m.images]
-        tok, copy = self._counter()
-        if tok is None or (images and not hasattr(self.family, "image_cost")):
+        if not self._counter.available() or (images and not hasattr(self.family, "image_cost")):
             return estimate_tokens(messages)
-        chat = [{"role": m.role, "content": m.text} for m in messages]
         try:
-            if copy is not None:
-                text = tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=False)
-                n = len(copy.encode(text, add_special_tokens=False).ids)
-            else:
-                with self._tok_lock:
-                    ids = tok.apply_chat_template(chat, add_generation_prompt=True, tokenize=True)
-                if isinstance(ids, Mapping):  # transformers 5 returns a BatchEncoding (a dict), not a list
-                    ids = ids["input_ids"]
-                n = len(ids)
-            return n + sum(self.family.image_cost(img, max_tiles).tokens for img in images)
+            extra = sum(self.family.image_cost(img, max_tiles).tokens for img in images)
+            bound = self._counter.bound(messages) + extra
+            if bound <= self.quick_limit:
+                return bound
+            return self._counter.exact([{"role": m.role, "content": m.text} for m in messages]) + extra
         except Exception:  # no chat template: the estimate still guards the session length
             return estimate_tokens(messages)
 

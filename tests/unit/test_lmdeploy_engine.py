@@ -317,6 +317,9 @@ def test_requests_it_cannot_serve_are_refused_up_front(fake_lmdeploy):
         generate(engine, GenerationRequest([image]))
     with pytest.raises(InputError, match="session length is 256"):
         generate(engine, GenerationRequest([Message.of("user", "x")] * 60))
+    # far inside the session: the bound (the template's 5 tokens for one user turn + 2 bytes + 2 slack)
+    assert prompt_tokens(engine, [Message.of("user", "hi")]) == 9
+    engine.quick_limit = 0  # always exact
     assert prompt_tokens(engine, [Message.of("user", "hi")]) == 5  # the tokenizer's chat template
     # transformers 5 returns a BatchEncoding (a dict) from apply_chat_template(tokenize=True)
     engine.pipe.tokenizer.model.model.apply_chat_template = lambda msgs, add_generation_prompt, tokenize: {
@@ -331,6 +334,7 @@ def test_vision_prompts_count_image_tokens(fake_lmdeploy):
     from studio.families import FAMILIES
 
     engine = _engine(_Pipe(), max_tiles=1)
+    engine.quick_limit = 0  # the exact count
     engine.family, engine.accepts_images = FAMILIES.get("internvl2")(), True
     image = Image.new("RGB", (448, 448))
     cost = engine.image_cost(image)
@@ -357,6 +361,7 @@ def test_prompts_are_counted_from_many_threads_as_the_template_tokenizes_them(fa
     pipe = _Pipe()
     pipe.tokenizer = SimpleNamespace(model=SimpleNamespace(model=tok))
     engine = _engine(pipe)
+    engine.quick_limit = 0  # the exact count every time
     chats = [[Message.of("system", "Be brief."), Message.of("user", f"Tell me about the river, part {i}. " * (i + 1)),
               Message.of("assistant", "The river runs east."), Message.of("user", "浦语 and more " * i)]
              for i in range(24)]
@@ -371,7 +376,18 @@ def test_prompts_are_counted_from_many_threads_as_the_template_tokenizes_them(fa
     with ThreadPoolExecutor(16) as pool:
         got = list(pool.map(lambda c: engine._count(c, None), chats * 8))
     assert got == want * 8
-    assert engine._counter()[1] is not tok.backend_tokenizer  # lmdeploy's own tokenizer is left alone
+    assert engine._counter._tokenizers()[1] is not tok.backend_tokenizer  # lmdeploy's own is left alone
+
+    # The bound, used far inside the session, is never below the exact count, and not far above it
+    engine.quick_limit = engine.session_len // 8
+    for chat, exact in zip(chats, want):
+        bound = engine._count(chat, None)
+        assert exact <= bound <= 4 * exact + 16, (exact, bound)
+    long = [Message.of("user", "a long message about the river " * 400)]  # past the quick limit: exact
+    assert engine._count(long, None) == expected(long)
+    # the bound decides as the exact count would: a prompt it cannot fit is counted exactly, then refused
+    with pytest.raises(InputError, match=r"The prompt is \d+ tokens"):
+        generate(engine, GenerationRequest([Message.of("user", "river " * 20000)], GenParams(max_new_tokens=8)))
 
 
 def test_one_watch_thread_serves_every_request_and_a_cancel_before_the_first_token_aborts(fake_lmdeploy):
