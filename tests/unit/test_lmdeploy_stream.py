@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 from types import SimpleNamespace
 
 import pytest
@@ -72,13 +71,27 @@ def test_a_reader_that_keeps_pace_gets_every_response(loop):
 
 def test_a_reader_that_falls_behind_catches_up_in_one_step(loop):
     engine = _AsyncEngine(tokens=40)
+    gate, produced = threading.Event(), threading.Event()
+    inner = engine.generate
+
+    async def gated(request, stream_response=True):
+        i = 0
+        async for out in inner(request, stream_response):
+            yield out
+            i += 1
+            while i == 1 and not gate.is_set():  # the first response alone, until the reader has it
+                await asyncio.sleep(0.001)
+        produced.set()
+
+    engine.generate = gated
     stream = read(_pipe(loop, engine), [], "sess", "gen")
     first = next(stream)
-    time.sleep(0.3)  # busy elsewhere while the engine produces the rest
+    assert first.text == "t0 "
+    gate.set()
+    assert produced.wait(5)  # the other 39 wait in the queue while the reader is busy elsewhere
     rest = list(stream)
-    assert first.text + "".join(p.text for p in rest) == "".join(f"t{i} " for i in range(40))
-    assert len(rest) < 5  # the waiting responses came joined
-    assert rest[-1].finish_reason == "length" and rest[-1].generate_token_len == 40
+    assert len(rest) == 1 and rest[0].text == "".join(f"t{i} " for i in range(1, 40))
+    assert rest[0].finish_reason == "length" and rest[0].generate_token_len == 40
 
 
 def test_a_refused_request_is_one_error_piece_with_lmdeploys_message(loop):
