@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any, Iterator, Optional
 
 from studio.core.types import GenParams, TextDelta
+from studio.engines.deltas import take_waiting
 from studio.families.base import PromptInputs
 
 log = logging.getLogger("studio.engines.hf")
@@ -110,10 +111,10 @@ class Batcher:
                 return
         try:
             while True:
-                delta = req.out.get()
-                yield delta
-                if delta.finish_reason:
-                    return
+                for delta in take_waiting(req.out.get(), req.out):  # a reader behind catches up at once
+                    yield delta
+                    if delta.finish_reason:
+                        return
         finally:
             req.closed = True  # the scheduler frees the slot before its next step
 

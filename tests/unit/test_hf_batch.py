@@ -8,6 +8,7 @@ import dataclasses
 import importlib.util
 import os
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -387,3 +388,16 @@ def test_requests_joining_together_share_a_prefill_pass_and_keep_their_replies(e
     assert [summary(d) for d in out] == solo
     assert max(passes) >= 3 and sum(passes) <= len(prompts)  # the three short prompts in one pass
     wait_until(lambda: idle(engine_fp32), "the scheduler to give the engine back")
+
+
+def test_a_reader_that_falls_behind_gets_the_waiting_text_in_one_delta(engine_fp32, monkeypatch):
+    solo = summary(alone(engine_fp32, request(PROMPTS[1], max_new_tokens=16, **GREEDY), monkeypatch))
+    stream = generate(engine_fp32, request(PROMPTS[1], max_new_tokens=16, **GREEDY))
+    first = next(stream)
+    for _ in range(6000):  # the reader is busy while the batcher decodes the rest of the reply
+        if idle(engine_fp32):
+            break
+        time.sleep(0.01)
+    rest = list(stream)
+    assert len(rest) == 1 and rest[0].finish_reason  # everything that waited, joined into the final delta
+    assert summary([first, *rest]) == solo
