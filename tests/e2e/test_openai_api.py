@@ -235,10 +235,15 @@ def test_real_model_greedy_matches_the_engine_stream_and_stop(real):
     messages = [{"role": "user", "content": text}]
     params = real.services.config.engines["chat"].defaults.model_copy(
         update={"max_new_tokens": 24, "temperature": 0.0, "do_sample": False})
-    direct = "".join(d.text for d in generate(engine, GenerationRequest([Message.of("user", text)], params)))
+    deltas = list(generate(engine, GenerationRequest([Message.of("user", text)], params)))
+    direct, end = "".join(d.text for d in deltas), deltas[-1]
+    assert end.finish_reason in ("stop", "length") and end.completion_tokens > 8
     reply = c.chat.completions.create(model="chat", messages=messages, max_tokens=24, temperature=0)
-    assert reply.choices[0].message.content == direct and reply.choices[0].finish_reason == "length"
-    assert reply.usage.completion_tokens == 24
+    assert reply.choices[0].message.content == direct and reply.choices[0].finish_reason == end.finish_reason
+    assert reply.usage.completion_tokens == end.completion_tokens
+    cut = c.chat.completions.create(model="chat", messages=messages, max_tokens=8, temperature=0)
+    assert cut.choices[0].finish_reason == "length" and cut.usage.completion_tokens == 8
+    assert direct.startswith(cut.choices[0].message.content) and len(cut.choices[0].message.content) < len(direct)
     pieces = [ch.choices[0].delta.content or "" for ch in
               c.chat.completions.create(model="chat", messages=messages, max_tokens=24, temperature=0, stream=True)
               if ch.choices]
